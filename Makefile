@@ -1,0 +1,53 @@
+# Laoke — the two commands a new machine needs are `make run` and `make test`.
+# Everything installs itself on first use; nothing here needs Docker or a download at run time.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-unit test-integration test-e2e stop status bench lint format install clean
+
+# The virtualenv is (re)built whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)                ## start the whole stack (embedded PostgreSQL + broker unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS)
+	@$(PY) -m laoke.cli run
+
+stop: $(STAMP)               ## stop a stack started by `make run` in another terminal
+	@$(PY) -m laoke.cli stop
+
+status: $(STAMP)             ## readiness of every process of a running stack
+	@$(PY) -m laoke.cli status
+
+test: $(STAMP)               ## the whole suite against real PostgreSQL and a real Kafka-protocol broker
+	@$(PY) -m pytest -q
+
+test-unit: $(STAMP)
+	@$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP)
+	@$(PY) -m pytest -q tests/integration
+
+test-e2e: $(STAMP)
+	@$(PY) -m pytest -q tests/e2e
+
+bench: $(STAMP)              ## run every benchmark in bench/ against a stack it starts; results in bench/results/
+	@$(PY) -m bench.run_all
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .laoke .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""The gateway: the single public entry — shops, API keys, authentication, rate limits, routing."""

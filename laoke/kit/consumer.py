@@ -1,0 +1,195 @@
+"""Idempotent event consumer: a consumer group per service, at-least-once delivery, exactly-once effect.
+
+For each record: the handler's writes and the insert into `processed_events(consumer, event_id)`
+share one transaction, and the offset is committed only after that transaction commits. A redelivered
+event finds its `processed_events` row and changes nothing, whether it comes from a crash between DB
+commit and offset commit, a rebalance, a relay re-publish or an outbox replay.
+
+Failures are split in two. Infrastructure failures (database unreachable) are retried indefinitely
+without moving the offset: the event is fine, the world is not. Anything else is the event's (or the
+handler's) fault: retried a bounded number of times with backoff, then sent with its error to
+`<topic>.dlq` so the partition keeps moving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.contracts.envelope import EventEnvelope
+from laoke.contracts.topics import dlq_topic
+from laoke.kit import failpoints
+from laoke.kit.context import correlation_id_var
+from laoke.kit.db import Database
+from laoke.kit.kafka import make_producer
+from laoke.kit.logging import mask_text
+from laoke.kit.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+
+EVENTS_HANDLED = Counter("laoke_events_handled_total", "Consumed events by outcome", ["consumer", "outcome"])
+
+
+def _is_infrastructure_error(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        db: Database,
+        settings: ServiceSettings,
+        processed_table: Table,
+        topics: tuple[str, ...],
+        handlers: Mapping[str, EventHandler],
+        retry_base_seconds: float = 0.1,
+    ) -> None:
+        self.name = name
+        self.group_id = f"laoke.{name}"
+        self.db = db
+        self.settings = settings
+        self.processed = processed_table
+        self.topics = topics
+        self.handlers = dict(handlers)
+        self.max_attempts = settings.consumer_max_attempts
+        self.retry_base_seconds = retry_base_seconds
+        self._dlq_producer: Any = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            consumer = AIOKafkaConsumer(
+                *self.topics,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                group_id=self.group_id,
+                client_id=f"laoke-{self.name}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=500,
+            )
+            try:
+                await consumer.start()
+                backoff = 0.2
+                await self._consume(consumer, stop)
+            except (failpoints.FailpointCrash, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                log.warning("consumer_error", consumer=self.name, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await _stop_quietly(consumer)
+        if self._dlq_producer is not None:
+            await _stop_quietly(self._dlq_producer)
+
+    async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for record in records:
+                    await self.process(record, stop)
+                await consumer.commit({tp: records[-1].offset + 1})
+
+    async def process(self, record: ConsumerRecord, stop: asyncio.Event | None = None) -> str:
+        """Handle one record; returns the outcome (`handled`, `duplicate`, `ignored`, `dead_lettered`)."""
+        try:
+            envelope = EventEnvelope.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(record, f"invalid envelope: {exc.errors()[:3]}")
+            return self._count("dead_lettered")
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            return self._count("ignored")  # unknown types are expected: producers evolve first
+        structlog.contextvars.bind_contextvars(event_id=str(envelope.event_id), event_type=envelope.type)
+        token = correlation_id_var.set(envelope.correlation_id)
+        try:
+            return self._count(await self._handle_with_retries(record, envelope, handler, stop))
+        finally:
+            correlation_id_var.reset(token)
+            structlog.contextvars.unbind_contextvars("event_id", "event_type")
+
+    async def _handle_with_retries(
+        self,
+        record: ConsumerRecord,
+        envelope: EventEnvelope,
+        handler: EventHandler,
+        stop: asyncio.Event | None,
+    ) -> str:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcome = await self._handle_once(envelope, handler)
+                failpoints.hit("consumer.after_db_commit")
+                return outcome
+            except (failpoints.FailpointCrash, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if _is_infrastructure_error(exc):
+                    # Not the event's fault: wait for the database without giving up on the event.
+                    log.warning("consumer_infrastructure_error", consumer=self.name, error=error)
+                    if stop is not None and stop.is_set():
+                        raise
+                    await asyncio.sleep(min(self.retry_base_seconds * 2 ** min(attempt, 6), 5.0))
+                    continue
+                if attempt >= self.max_attempts:
+                    log.error("event_dead_lettered", consumer=self.name, error=error, attempts=attempt)
+                    await self._dead_letter(record, error)
+                    return "dead_lettered"
+                log.warning("event_retry", consumer=self.name, error=error, attempt=attempt)
+                await asyncio.sleep(self.retry_base_seconds * 2 ** (attempt - 1))
+
+    async def _handle_once(self, envelope: EventEnvelope, handler: EventHandler) -> str:
+        async with self.db.transaction() as session:
+            claimed = await session.execute(
+                insert(self.processed)
+                .values(consumer=self.name, event_id=envelope.event_id)
+                .on_conflict_do_nothing()
+                .returning(self.processed.c.event_id)
+            )
+            if claimed.first() is None:
+                return "duplicate"
+            await handler(session, envelope)
+        return "handled"
+
+    async def _dead_letter(self, record: ConsumerRecord, error: str) -> None:
+        if self._dlq_producer is None:
+            self._dlq_producer = make_producer(self.settings)
+            await self._dlq_producer.start()
+        headers = [
+            *(record.headers or ()),
+            ("laoke-error", mask_text(error)[:2000].encode()),
+            ("laoke-consumer", self.name.encode()),
+            ("laoke-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        await self._dlq_producer.send_and_wait(
+            dlq_topic(record.topic), record.value, key=record.key, headers=list(headers)
+        )
+
+    def _count(self, outcome: str) -> str:
+        EVENTS_HANDLED.labels(self.name, outcome).inc()
+        return outcome
+
+
+async def _stop_quietly(client: Any) -> None:
+    try:
+        await client.stop()
+    except Exception as exc:
+        log.debug("kafka_client_stop_failed", error=str(exc))

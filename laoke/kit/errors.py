@@ -1,0 +1,128 @@
+"""Errors that carry their HTTP status, rendered everywhere as `{"error": code, "detail": text}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from laoke.kit.jsonutil import JSONBody
+
+log = structlog.get_logger(__name__)
+
+
+class LaokeError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code.replace("_", " ")
+        self.headers = headers
+
+
+class BadRequest(LaokeError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(LaokeError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(LaokeError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(LaokeError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(LaokeError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(LaokeError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unprocessable(LaokeError):
+    status_code = 422
+    code = "validation_error"
+
+
+class TooManyRequests(LaokeError):
+    status_code = 429
+    code = "rate_limited"
+
+
+class ServiceUnavailable(LaokeError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": code.replace("_", " "),
+        "content": {"application/json": {"example": {"error": code, "detail": "..."}}},
+    }
+    for status, code in _STATUS_CODES.items()
+    if status in (400, 401, 403, 404, 409, 422, 429)
+}
+
+
+def error_body(code: str, detail: str) -> dict[str, str]:
+    return {"error": code, "detail": detail}
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LaokeError)
+    async def _laoke_error(_: Request, exc: LaokeError) -> JSONBody:
+        return JSONBody(error_body(exc.code, exc.detail), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONBody:
+        # Malformed JSON is a client error too, reported with the same shape.
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return JSONBody(error_body("malformed_json", _describe_validation(exc)), 400)
+        return JSONBody(error_body("validation_error", _describe_validation(exc)), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONBody:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else code
+        return JSONBody(error_body(code, detail), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONBody:
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return JSONBody(error_body("internal_error", "an unexpected error occurred"), 500)

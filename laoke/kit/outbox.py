@@ -1,0 +1,276 @@
+"""Transactional outbox: events are rows written in the same transaction as the change they announce,
+and a relay publishes them afterwards. Nothing is ever published straight from a request handler, so
+an event exists if and only if its change was committed.
+
+The relay wakes on a PostgreSQL NOTIFY fired by an insert trigger (low latency without busy polling)
+and polls once a second as a safety net. Batches are claimed with `FOR UPDATE SKIP LOCKED` under a
+transaction-level advisory lock: any number of replicas may run the relay, but one batch is in
+flight at a time per service, so the events of one buyer reach the broker in the order they were
+written. A crash after publishing but before marking re-publishes the batch; consumers dedupe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.contracts.envelope import EventEnvelope
+from laoke.kit import failpoints
+from laoke.kit.context import current_correlation_id
+from laoke.kit.db import Database
+from laoke.kit.jsonutil import dumps
+from laoke.kit.kafka import ensure_topics, make_producer
+from laoke.kit.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_PUBLISHED = Counter("laoke_outbox_published_total", "Events published by the relay", ["topic"])
+OUTBOX_FAILURES = Counter("laoke_outbox_publish_failures_total", "Relay batches that failed to publish")
+OUTBOX_BACKLOG = Gauge("laoke_outbox_backlog", "Unpublished outbox rows seen by the last relay pass")
+
+
+@dataclass(frozen=True)
+class PlumbingTables:
+    outbox: Table
+    processed_events: Table
+
+
+def plumbing_tables(metadata: MetaData) -> PlumbingTables:
+    """The outbox and the consumer dedupe table, created in the service's own schema."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", String(300), nullable=False),
+        Column("event_type", String(100), nullable=False),
+        Column("shop_id", String(64), nullable=False),
+        Column("envelope", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_created_at", "created_at"),
+    )
+    processed = Table(
+        "processed_events",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", Uuid, primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    return PlumbingTables(outbox=outbox, processed_events=processed)
+
+
+def notify_channel(schema: str) -> str:
+    return f"laoke_outbox_{schema}"
+
+
+def outbox_trigger_ddl(schema: str) -> list[str]:
+    """DDL for the insert trigger that wakes relays; used by each service's first migration."""
+    channel = notify_channel(schema)
+    return [
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$;
+        """,
+        f"""
+        CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_outbox();
+        """,
+    ]
+
+
+class Outbox:
+    """Writes events into the service's outbox inside the caller's transaction."""
+
+    def __init__(self, table: Table, producer: str) -> None:
+        self.table = table
+        self.producer = producer
+
+    async def add(
+        self,
+        session: AsyncSession,
+        *,
+        topic: str,
+        event_type: str,
+        shop_id: str,
+        key: str,
+        payload: BaseModel | dict[str, Any],
+        occurred_at: datetime | None = None,
+    ) -> EventEnvelope:
+        body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+        fields: dict[str, Any] = {
+            "type": event_type,
+            "shop_id": shop_id,
+            "producer": self.producer,
+            "payload": body,
+            "correlation_id": current_correlation_id(),
+        }
+        if occurred_at is not None:
+            fields["occurred_at"] = occurred_at
+        envelope = EventEnvelope(**fields)
+        await session.execute(
+            self.table.insert().values(
+                event_id=envelope.event_id,
+                topic=topic,
+                key=key,
+                event_type=event_type,
+                shop_id=shop_id,
+                envelope=envelope.model_dump(mode="json"),
+            )
+        )
+        return envelope
+
+
+def _advisory_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to Kafka, in order, at least once."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: Table,
+        settings: ServiceSettings,
+        topics: tuple[str, ...],
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.table = table
+        self.settings = settings
+        self.topics = topics
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.lock_key = _advisory_key(f"outbox-relay:{table.schema}")
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener: asyncpg.Connection | None = None
+        producer = None
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                if listener is None or listener.is_closed():
+                    listener = await self._listen()
+                if producer is None:
+                    await ensure_topics(
+                        self.settings.kafka_bootstrap_servers,
+                        self.topics,
+                        self.settings.topic_partitions,
+                        self.settings.topic_replication_factor,
+                    )
+                    producer = make_producer(self.settings)
+                    await producer.start()
+                self._wake.clear()
+                published = await self.publish_batch(producer)
+                backoff = 0.2
+                if published < self.batch_size:
+                    await self._sleep(stop)
+            except (failpoints.FailpointCrash, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                OUTBOX_FAILURES.inc()
+                log.warning("outbox_relay_error", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
+                if producer is not None:
+                    await _quietly(producer.stop())
+                    producer = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        if producer is not None:
+            await _quietly(producer.stop())
+        if listener is not None:
+            await _quietly(listener.close())
+
+    async def _listen(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(_asyncpg_dsn(self.db.engine.url.render_as_string(hide_password=False)))
+        await conn.add_listener(notify_channel(self.table.schema or ""), lambda *_: self._wake.set())
+        return conn
+
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+        _, pending = await asyncio.wait(
+            waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+
+    async def publish_batch(self, producer: Any) -> int:
+        t = self.table
+        async with self.db.transaction() as session:
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+                return 0  # another replica is publishing; its batch keeps per-buyer order
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.topic, t.c.key, t.c.envelope)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            OUTBOX_BACKLOG.set(len(rows))
+            if not rows:
+                return 0
+            futures = [
+                await producer.send(row.topic, dumps(row.envelope), key=row.key.encode()) for row in rows
+            ]
+            await asyncio.gather(*futures)
+            failpoints.hit("relay.after_publish")
+            await session.execute(
+                update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=func.now())
+            )
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(row.topic).inc()
+        return len(rows)
+
+
+async def replay(db: Database, table: Table, since: datetime, until: datetime | None = None) -> int:
+    """Mark a time range of the outbox unpublished so the relay sends it again (consumers dedupe)."""
+    stmt = update(table).where(table.c.created_at >= since, table.c.published_at.is_not(None))
+    if until is not None:
+        stmt = stmt.where(table.c.created_at < until)
+    async with db.transaction() as session:
+        result = await session.execute(stmt.values(published_at=None))
+        await session.execute(select(func.pg_notify(notify_channel(table.schema or ""), "")))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:  # shutting a broken client down must not mask the original error
+        log.debug("close_failed", error=str(exc))

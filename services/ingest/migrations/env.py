@@ -1,0 +1,6 @@
+"""Alembic environment of this component: its own schema and version table (laoke.kit.migrations)."""
+
+from laoke.kit.migrations import run_env
+from services.ingest.models import SCHEMA, Base
+
+run_env(Base.metadata, SCHEMA)

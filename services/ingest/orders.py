@@ -1,0 +1,132 @@
+"""Order lifecycle rules: upsert by source id, never let a stale update win, announce real changes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.contracts.envelope import event_key
+from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload, OrderStatus
+from laoke.contracts.topics import Topic
+from laoke.kit.ids import new_id
+from laoke.kit.money import from_fen, to_fen
+from laoke.kit.outbox import Outbox
+from services.ingest.models import Order
+from services.ingest.repository import CustomerRepository, OrderRepository
+from services.ingest.schemas import OrderIn, OrderOut
+
+Outcome = Literal["created", "updated", "unchanged", "stale"]
+
+_TRACKED = (
+    "status",
+    "currency",
+    "total_fen",
+    "paid_fen",
+    "item_count",
+    "items",
+    "placed_at",
+    "paid_at",
+    "completed_at",
+)
+
+
+def _order_values(data: OrderIn) -> dict[str, object]:
+    return {
+        "status": data.status.value,
+        "currency": data.currency,
+        "total_fen": to_fen(data.total_amount),
+        "paid_fen": to_fen(data.resolved_paid_amount),
+        "item_count": sum(item.quantity for item in data.items),
+        "items": [item.model_dump(mode="json") for item in data.items],
+        "placed_at": data.placed_at,
+        "paid_at": data.paid_at,
+        "completed_at": data.completed_at,
+        "source_modified_at": data.resolved_modified_at,
+    }
+
+
+async def upsert_order(
+    session: AsyncSession, outbox: Outbox, shop_id: str, data: OrderIn
+) -> tuple[Outcome, Order]:
+    orders = OrderRepository(session)
+    customer_id, _ = await CustomerRepository(session).resolve(shop_id, data.channel, data.buyer.external_id)
+    values = _order_values(data)
+    inserted = await orders.insert_if_absent(
+        {
+            "id": new_id("ord"),
+            "shop_id": shop_id,
+            "channel": data.channel,
+            "external_order_id": data.order_id,
+            "customer_id": customer_id,
+            "refunded_fen": 0,
+            **values,
+        }
+    )
+    order = await orders.lock_by_source(shop_id, data.channel, data.order_id)
+    assert order is not None
+    if inserted:
+        await _announce(session, outbox, order, previous=None)
+        return "created", order
+
+    if data.resolved_modified_at < order.source_modified_at:
+        return "stale", order
+    if all(getattr(order, name) == values[name] for name in _TRACKED):
+        return "unchanged", order
+    previous = OrderStatus(order.status)
+    for name, value in values.items():
+        setattr(order, name, value)
+    await session.flush()
+    if previous != OrderStatus(order.status):
+        await _announce(session, outbox, order, previous=previous)
+    return "updated", order
+
+
+async def _announce(
+    session: AsyncSession, outbox: Outbox, order: Order, previous: OrderStatus | None
+) -> None:
+    status = OrderStatus(order.status)
+    await outbox.add(
+        session,
+        topic=Topic.ORDERS,
+        event_type=ORDER_EVENT_TYPES[status],
+        shop_id=order.shop_id,
+        key=event_key(order.shop_id, order.customer_id),
+        occurred_at=order.source_modified_at,
+        payload=OrderEventPayload(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            channel=order.channel,
+            external_order_id=order.external_order_id,
+            status=status,
+            previous_status=previous,
+            currency=order.currency,
+            total_fen=order.total_fen,
+            paid_fen=order.paid_fen,
+            refunded_fen=order.refunded_fen,
+            item_count=order.item_count,
+            placed_at=order.placed_at,
+            paid_at=order.paid_at,
+            completed_at=order.completed_at,
+            source_modified_at=order.source_modified_at,
+        ),
+    )
+
+
+def order_out(order: Order) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        channel=order.channel,
+        order_id=order.external_order_id,
+        customer_id=order.customer_id,
+        status=OrderStatus(order.status),
+        currency=order.currency,
+        total_amount=from_fen(order.total_fen),
+        paid_amount=from_fen(order.paid_fen),
+        refunded_amount=from_fen(order.refunded_fen),
+        item_count=order.item_count,
+        placed_at=order.placed_at,
+        paid_at=order.paid_at,
+        completed_at=order.completed_at,
+        modified_at=order.source_modified_at,
+    )

@@ -1,0 +1,119 @@
+"""Request and response models of the ingest API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from laoke.contracts.orders import PAID_STATUSES, OrderStatus
+from laoke.kit.money import Yuan
+
+Channel = Literal["taobao", "tmall", "jd", "pinduoduo", "douyin", "shopify", "woocommerce", "api"]
+
+
+class BuyerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The channel's id of the buyer (open uid, nick, customer id)",
+    )
+    nick: str | None = Field(default=None, max_length=128)
+
+
+class OrderItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=128)
+    title: str = Field(default="", max_length=500)
+    quantity: int = Field(ge=1, le=1_000_000)
+    price: Yuan
+
+
+class OrderIn(BaseModel):
+    """An order as a shop's system knows it. Posting the same `(channel, order_id)` again updates it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "channel": "api",
+                    "order_id": "T20261122-0001",
+                    "status": "completed",
+                    "buyer": {"external_id": "buyer-42", "nick": "小李"},
+                    "currency": "CNY",
+                    "total_amount": "128.50",
+                    "items": [{"sku": "TEA-01", "title": "明前龙井 250g", "quantity": 1, "price": "128.50"}],
+                    "placed_at": "2026-11-20T09:30:00+08:00",
+                    "paid_at": "2026-11-20T09:31:00+08:00",
+                    "completed_at": "2026-11-22T10:00:00+08:00",
+                }
+            ]
+        },
+    )
+
+    channel: Channel = "api"
+    order_id: str = Field(min_length=1, max_length=128, description="The order id in the source system")
+    status: OrderStatus
+    buyer: BuyerIn
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    total_amount: Yuan
+    paid_amount: Yuan | None = Field(
+        default=None, description="Defaults to total_amount once the order is paid, 0 before"
+    )
+    items: list[OrderItemIn] = Field(default_factory=list, max_length=500)
+    placed_at: AwareDatetime
+    paid_at: AwareDatetime | None = None
+    completed_at: AwareDatetime | None = None
+    modified_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the source last changed the order; an older update never overwrites a newer one. "
+        "Defaults to the latest timestamp given.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OrderIn:
+        paid = self.resolved_paid_amount
+        if paid > self.total_amount:
+            raise ValueError("paid_amount cannot exceed total_amount")
+        return self
+
+    @property
+    def resolved_paid_amount(self) -> Decimal:
+        if self.paid_amount is not None:
+            return self.paid_amount
+        return self.total_amount if self.status in PAID_STATUSES else Decimal(0)
+
+    @property
+    def resolved_modified_at(self) -> datetime:
+        stamps = [t for t in (self.modified_at, self.completed_at, self.paid_at, self.placed_at) if t]
+        return self.modified_at or max(stamps)
+
+
+class OrderOut(BaseModel):
+    id: str = Field(examples=["ord_5d1f0c2b9a7e4c31"])
+    channel: str
+    order_id: str
+    customer_id: str = Field(examples=["cus_3f9a0c1e5b7d2a48"])
+    status: OrderStatus
+    currency: str
+    total_amount: Yuan
+    paid_amount: Yuan
+    refunded_amount: Yuan
+    item_count: int
+    placed_at: datetime
+    paid_at: datetime | None
+    completed_at: datetime | None
+    modified_at: datetime
+
+
+class OrderUpsertOut(BaseModel):
+    outcome: Literal["created", "updated", "unchanged", "stale"] = Field(
+        description="`stale`: the stored order is newer than this update, which was ignored"
+    )
+    order: OrderOut

@@ -1,0 +1,24 @@
+"""Process entry of the loyalty service."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from laoke.contracts.topics import Topic
+from laoke.kit.service import create_service_app
+from services.loyalty import api, handlers
+from services.loyalty.models import plumbing
+from services.loyalty.settings import LoyaltySettings
+
+
+def create_app(settings: LoyaltySettings | None = None) -> FastAPI:
+    settings = settings or LoyaltySettings()
+    return create_service_app(
+        settings,
+        title="Laoke loyalty",
+        description="VIP tiers, the points ledger, sign-in, rewards, coupons and lotteries.",
+        routers=[api.router],
+        plumbing=plumbing,
+        produces=(Topic.LOYALTY,),
+        consumers=handlers.consumers(settings),
+    )

@@ -1,0 +1,65 @@
+"""Event handlers of the loyalty service: consumed event -> ledger change -> event out via outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.contracts.envelope import EventEnvelope, event_key
+from laoke.contracts.orders import OrderEventPayload
+from laoke.contracts.topics import Topic
+from laoke.kit.consumer import EventConsumer, EventHandler
+from laoke.kit.db import Database
+from laoke.kit.outbox import Outbox
+from laoke.kit.service import ConsumerFactory
+from services.loyalty.ledger import points_for_order
+from services.loyalty.models import plumbing
+from services.loyalty.repository import MemberRepository
+from services.loyalty.settings import LoyaltySettings
+
+
+def order_handlers(outbox: Outbox) -> dict[str, EventHandler]:
+    async def on_order_completed(session: AsyncSession, event: EventEnvelope) -> None:
+        order = OrderEventPayload.model_validate(event.payload)
+        points = points_for_order(order)
+        if points <= 0:
+            return
+        members = MemberRepository(session)
+        if await members.append_entry(
+            event.shop_id, order.customer_id, "earn", points, f"order:{order.order_id}"
+        ):
+            member = await members.get(event.shop_id, order.customer_id)
+            assert member is not None
+            await outbox.add(
+                session,
+                topic=Topic.LOYALTY,
+                event_type="points.changed",
+                shop_id=event.shop_id,
+                key=event_key(event.shop_id, order.customer_id),
+                payload={
+                    "customer_id": order.customer_id,
+                    "delta": points,
+                    "kind": "earn",
+                    "reference": f"order:{order.order_id}",
+                    "balance": member.points_balance,
+                },
+            )
+
+    return {"order.completed": on_order_completed}
+
+
+def consumers(settings: LoyaltySettings) -> ConsumerFactory:
+    def build(db: Database, outbox: Outbox) -> Sequence[EventConsumer]:
+        return [
+            EventConsumer(
+                name="loyalty",
+                db=db,
+                settings=settings,
+                processed_table=plumbing.processed_events,
+                topics=(Topic.ORDERS,),
+                handlers=order_handlers(outbox),
+            )
+        ]
+
+    return build

@@ -1,0 +1,13 @@
+"""Settings of the loyalty service: env prefix `LOYALTY_`, plus the stack-wide variables."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from laoke.kit.settings import ServiceSettings
+
+
+class LoyaltySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore", frozen=True)
+
+    service_name: str = "loyalty"

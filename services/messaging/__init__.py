@@ -1,0 +1,1 @@
+"""Messaging: channels, templates, consent, frequency caps, campaigns and automations."""

@@ -1,0 +1,1 @@
+"""Segmentation: customer profiles, RFM, lifecycle labels, tags, groups and segments."""

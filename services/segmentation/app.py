@@ -1,0 +1,24 @@
+"""Process entry of the segmentation service."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from laoke.contracts.topics import Topic
+from laoke.kit.service import create_service_app
+from services.segmentation import api, handlers
+from services.segmentation.models import plumbing
+from services.segmentation.settings import SegmentationSettings
+
+
+def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
+    settings = settings or SegmentationSettings()
+    return create_service_app(
+        settings,
+        title="Laoke segmentation",
+        description="Customer profiles, RFM scores, lifecycle labels, tags, groups and segments.",
+        routers=[api.router],
+        plumbing=plumbing,
+        produces=(Topic.SEGMENTATION,),
+        consumers=handlers.consumers(settings),
+    )

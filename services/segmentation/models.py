@@ -1,0 +1,48 @@
+"""Tables of the segmentation schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from laoke.kit.db import declarative_base_for
+from laoke.kit.outbox import plumbing_tables
+
+SCHEMA = "segmentation"
+Base = declarative_base_for(SCHEMA)
+plumbing = plumbing_tables(Base.metadata)
+
+
+class ProfileOrder(Base):
+    """This service's projection of each order (from order events): the facts profiles are computed from."""
+
+    __tablename__ = "profile_orders"
+    __table_args__ = (Index("ix_profile_orders_customer", "shop_id", "customer_id"),)
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    paid_fen: Mapped[int] = mapped_column(BigInteger)
+    refunded_fen: Mapped[int] = mapped_column(BigInteger)
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source_modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Profile(Base):
+    """One buyer of one shop, with purchase aggregates recomputed from `profile_orders`."""
+
+    __tablename__ = "profiles"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    orders_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_spent_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
