@@ -7,7 +7,6 @@ first produce with its own partition count, which would break the per-buyer orde
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Iterable
 
 import structlog

@@ -1,0 +1,122 @@
+"""Every component as a real uvicorn server on a loopback port, inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from laoke.stack import GATEWAY, SERVICES, Component
+from laoke.testing.infra import free_port
+
+TEST_INTERNAL_SECRET = "test-internal-secret"
+TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
+
+
+def _settings_class(component: Component) -> type[Any]:
+    module = importlib.import_module(f"{component.package}.settings")
+    return next(getattr(module, n) for n in dir(module) if n.endswith("Settings") and n != "ServiceSettings")
+
+
+def build_app(component: Component, **overrides: Any) -> tuple[FastAPI, Any]:
+    settings = _settings_class(component)(**overrides)
+    factory = importlib.import_module(f"{component.package}.app").create_app
+    return factory(settings), settings
+
+
+@dataclass
+class RunningServer:
+    name: str
+    url: str
+    app: FastAPI
+    settings: Any
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def serve(app: FastAPI, name: str, settings: Any, port: int | None = None) -> RunningServer:
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # pytest owns signals
+    task = asyncio.create_task(server.serve(), name=f"server-{name}")
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"{name} did not start")
+        await asyncio.sleep(0.01)
+    return RunningServer(name, f"http://127.0.0.1:{port}", app, settings, server, task)
+
+
+@dataclass
+class ServerSet:
+    servers: dict[str, RunningServer] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> RunningServer:
+        return self.servers[name]
+
+    @property
+    def gateway_url(self) -> str:
+        return self.servers[GATEWAY.name].url
+
+    async def stop(self) -> None:
+        for server in reversed(list(self.servers.values())):
+            await server.stop()
+
+
+def common_settings(database_url: str, bootstrap_servers: str) -> dict[str, Any]:
+    return {
+        "database_url": database_url,
+        "kafka_bootstrap_servers": bootstrap_servers,
+        "internal_secret": TEST_INTERNAL_SECRET,
+        "environment": "test",
+        "db_pool_size": 5,
+    }
+
+
+async def start_servers(
+    database_url: str, bootstrap_servers: str, gateway_overrides: dict[str, Any] | None = None
+) -> ServerSet:
+    common = common_settings(database_url, bootstrap_servers)
+    servers = ServerSet()
+    try:
+        for component in SERVICES:
+            app, settings = build_app(component, **common)
+            servers.servers[component.name] = await serve(app, component.name, settings)
+        gateway_settings = {
+            **common,
+            "admin_token": TEST_ADMIN_TOKEN,
+            **{f"{s.name}_url": servers[s.name].url for s in SERVICES},
+            **(gateway_overrides or {}),
+        }
+        app, settings = build_app(GATEWAY, **gateway_settings)
+        servers.servers[GATEWAY.name] = await serve(app, GATEWAY.name, settings)
+    except BaseException:
+        await servers.stop()
+        raise
+    return servers
+
+
+@contextlib.asynccontextmanager
+async def extra_gateway(base: ServerSet, **overrides: Any) -> AsyncIterator[RunningServer]:
+    """A second gateway over the same services, with different settings (rate limit, a dead upstream)."""
+    gateway = base[GATEWAY.name]
+    settings = gateway.settings.model_copy(update=overrides)
+    app, _ = build_app(GATEWAY, **settings.model_dump())
+    server = await serve(app, "gateway-extra", settings)
+    try:
+        yield server
+    finally:
+        await server.stop()

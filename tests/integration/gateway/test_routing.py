@@ -1,0 +1,135 @@
+"""Routing, limits and failure mapping at the gateway."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from laoke.kit.internal_auth import sign
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet, extra_gateway
+from tests.integration.gateway.test_auth import assert_error
+
+ORDER = {
+    "order_id": "R-1",
+    "status": "paid",
+    "buyer": {"external_id": "b-1"},
+    "total_amount": "10.00",
+    "placed_at": "2026-11-20T09:30:00+08:00",
+}
+
+
+async def test_unknown_route_is_404_json(shop: ShopClient) -> None:
+    assert_error(await shop.client.get("/api/v1/nothing-here", headers=shop.headers()), 404, "not_found")
+    assert_error(await shop.client.get("/not-api", headers=shop.headers()), 404, "not_found")
+
+
+async def test_oversized_body_is_413(shop: ShopClient) -> None:
+    big = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+    response = await shop.client.post(
+        "/api/v1/orders", content=big, headers={**shop.headers(), "Content-Type": "application/json"}
+    )
+    assert_error(response, 413, "payload_too_large")
+
+
+async def test_malformed_json_is_400_and_wrong_types_are_422(shop: ShopClient) -> None:
+    malformed = await shop.client.post(
+        "/api/v1/orders",
+        content=b'{"order_id": ',
+        headers={**shop.headers(), "Content-Type": "application/json"},
+    )
+    assert_error(malformed, 400, "malformed_json")
+    wrong = await shop.client.post(
+        "/api/v1/orders",
+        json={**ORDER, "total_amount": "a lot", "status": "teleported"},
+        headers=shop.headers(),
+    )
+    assert_error(wrong, 422, "validation_error")
+    assert "total_amount" in wrong.json()["detail"] and "status" in wrong.json()["detail"]
+
+
+async def test_request_id_is_returned_and_carried_into_events(shop: ShopClient, stack: ServerSet) -> None:
+    response = await shop.client.post(
+        "/api/v1/orders",
+        json={**ORDER, "order_id": "RID-1"},
+        headers={**shop.headers(), "X-Request-Id": "req-abc-123"},
+    )
+    assert response.status_code == 201
+    assert response.headers["x-request-id"] == "req-abc-123"
+    generated = await shop.client.get("/api/v1/me", headers=shop.headers())
+    assert len(generated.headers["x-request-id"]) == 32
+
+    engine = create_async_engine(stack["ingest"].settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            correlation = await conn.scalar(
+                text("SELECT envelope->>'correlation_id' FROM ingest.outbox WHERE shop_id = :shop"),
+                {"shop": shop.shop_id},
+            )
+    finally:
+        await engine.dispose()
+    assert correlation == "req-abc-123"
+
+
+async def test_rate_limit_answers_429_with_retry_after(stack: ServerSet, shop: ShopClient) -> None:
+    async with extra_gateway(stack, rate_limit_per_second=0.5, rate_limit_burst=2) as limited:
+        async with httpx.AsyncClient(base_url=limited.url) as client:
+            statuses = [
+                (await client.get("/api/v1/orders/ord_missing", headers=shop.headers())).status_code
+                for _ in range(3)
+            ]
+            assert statuses == [404, 404, 429]
+            limited_response = await client.get("/api/v1/orders/ord_missing", headers=shop.headers())
+            assert_error(limited_response, 429, "rate_limited")
+            assert int(limited_response.headers["retry-after"]) >= 1
+
+
+async def test_service_down_is_503_for_its_routes_only(stack: ServerSet, shop: ShopClient) -> None:
+    async with extra_gateway(stack, loyalty_url="http://127.0.0.1:9") as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            down = await client.get("/api/v1/loyalty/members/cus_x", headers=shop.headers())
+            assert_error(down, 503, "service_unavailable")
+            assert "loyalty" in down.json()["detail"]
+            up = await client.get("/api/v1/orders/ord_missing", headers=shop.headers())
+            assert_error(up, 404, "not_found")
+
+
+async def test_services_refuse_calls_that_bypass_the_gateway(stack: ServerSet) -> None:
+    ingest = stack["ingest"].url
+    async with httpx.AsyncClient(base_url=ingest) as client:
+        unsigned = await client.get("/api/v1/orders/ord_x", headers={"x-laoke-shop-id": "shp_any"})
+        assert_error(unsigned, 401, "internal_auth_required")
+        forged = sign("not-the-secret", method="GET", path="/api/v1/orders/ord_x", shop_id="shp_any")
+        assert_error(await client.get("/api/v1/orders/ord_x", headers=forged), 401, "internal_auth_required")
+        good = sign(
+            stack["ingest"].settings.internal_secret, method="GET", path="/api/v1/orders/ord_x", shop_id="s"
+        )
+        # A valid signature for one shop cannot be replayed for another.
+        tampered = {**good, "x-laoke-shop-id": "shp_victim"}
+        assert_error(
+            await client.get("/api/v1/orders/ord_x", headers=tampered), 401, "internal_auth_required"
+        )
+        assert (await client.get("/api/v1/orders/ord_x", headers=good)).status_code == 404
+        # Probes stay open for the orchestrator.
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).json()["checks"] == {"database": "ok", "broker": "ok"}
+        assert "laoke_http_requests_total" in (await client.get("/metrics")).text
+
+
+async def test_merged_openapi_lists_every_service(gateway: httpx.AsyncClient) -> None:
+    doc = (await gateway.get("/openapi.json")).json()
+    for path in (
+        "/api/v1/orders",
+        "/api/v1/orders/{order_id}",
+        "/api/v1/loyalty/members/{customer_id}",
+        "/api/v1/customers/{customer_id}",
+        "/api/v1/keys",
+        "/api/v1/me",
+        "/api/v1/admin/shops",
+    ):
+        assert path in doc["paths"], path
+    assert "x-laoke-unavailable" not in doc
+    assert doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert "OrderIn" in doc["components"]["schemas"]
+    assert (await gateway.get("/docs")).status_code == 200
