@@ -104,9 +104,9 @@ async def start_broker(folder: Path) -> EmbeddedBroker:
     return broker
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0, interval: float = 0.05) -> T:
+async def eventually(check: Callable[[], Awaitable[T]], within: float = 15.0, interval: float = 0.05) -> T:
     """Retry an async check until it stops raising AssertionError (or time runs out)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         try:
             return await check()

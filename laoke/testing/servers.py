@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from laoke.stack import GATEWAY, SERVICES, Component
 from laoke.testing.infra import free_port
 
-TEST_INTERNAL_SECRET = "test-internal-secret"
-TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
+TEST_INTERNAL_SECRET = "test-internal-secret"  # noqa: S105 - test-only credentials
+TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"  # noqa: S105
 
 
 def _settings_class(component: Component) -> type[Any]:

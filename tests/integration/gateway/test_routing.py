@@ -73,26 +73,30 @@ async def test_request_id_is_returned_and_carried_into_events(shop: ShopClient, 
 
 
 async def test_rate_limit_answers_429_with_retry_after(stack: ServerSet, shop: ShopClient) -> None:
-    async with extra_gateway(stack, rate_limit_per_second=0.5, rate_limit_burst=2) as limited:
-        async with httpx.AsyncClient(base_url=limited.url) as client:
-            statuses = [
-                (await client.get("/api/v1/orders/ord_missing", headers=shop.headers())).status_code
-                for _ in range(3)
-            ]
-            assert statuses == [404, 404, 429]
-            limited_response = await client.get("/api/v1/orders/ord_missing", headers=shop.headers())
-            assert_error(limited_response, 429, "rate_limited")
-            assert int(limited_response.headers["retry-after"]) >= 1
+    async with (
+        extra_gateway(stack, rate_limit_per_second=0.5, rate_limit_burst=2) as limited,
+        httpx.AsyncClient(base_url=limited.url) as client,
+    ):
+        statuses = [
+            (await client.get("/api/v1/orders/ord_missing", headers=shop.headers())).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [404, 404, 429]
+        limited_response = await client.get("/api/v1/orders/ord_missing", headers=shop.headers())
+        assert_error(limited_response, 429, "rate_limited")
+        assert int(limited_response.headers["retry-after"]) >= 1
 
 
 async def test_service_down_is_503_for_its_routes_only(stack: ServerSet, shop: ShopClient) -> None:
-    async with extra_gateway(stack, loyalty_url="http://127.0.0.1:9") as gateway:
-        async with httpx.AsyncClient(base_url=gateway.url) as client:
-            down = await client.get("/api/v1/loyalty/members/cus_x", headers=shop.headers())
-            assert_error(down, 503, "service_unavailable")
-            assert "loyalty" in down.json()["detail"]
-            up = await client.get("/api/v1/orders/ord_missing", headers=shop.headers())
-            assert_error(up, 404, "not_found")
+    async with (
+        extra_gateway(stack, loyalty_url="http://127.0.0.1:9") as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        down = await client.get("/api/v1/loyalty/members/cus_x", headers=shop.headers())
+        assert_error(down, 503, "service_unavailable")
+        assert "loyalty" in down.json()["detail"]
+        up = await client.get("/api/v1/orders/ord_missing", headers=shop.headers())
+        assert_error(up, 404, "not_found")
 
 
 async def test_services_refuse_calls_that_bypass_the_gateway(stack: ServerSet) -> None:

@@ -81,7 +81,7 @@ async def test_crash_between_db_commit_and_offset_commit_credits_once(isolated: 
             except httpx.HTTPError as exc:
                 raise AssertionError("loyalty not up yet") from exc
 
-        await eventually(redelivered_and_skipped, timeout=60, interval=0.25)
+        await eventually(redelivered_and_skipped, within=60, interval=0.25)
         assert await ledger(isolated.database_url) == (1, 199, 1)
     finally:
         for process in (crashing, restarted):

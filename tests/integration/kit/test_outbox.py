@@ -58,7 +58,7 @@ async def test_order_written_while_broker_is_down_is_delivered_after_it_returns(
         async def published() -> None:
             assert await outbox_state(isolated.database_url) == [("order.completed", True)]
 
-        await eventually(published, timeout=45)
+        await eventually(published, within=45)
         consumer = AIOKafkaConsumer(
             Topic.ORDERS, bootstrap_servers=isolated.broker.bootstrap_servers, auto_offset_reset="earliest"
         )

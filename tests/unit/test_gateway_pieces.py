@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from gateway.auth import issue_key, parse_key
+from gateway.openapi import merge
+from gateway.proxy import match_route
+
+
+def test_issued_keys_parse_back_and_hash_is_not_the_secret() -> None:
+    key_id, full_key, secret_hash = issue_key()
+    parsed = parse_key(full_key)
+    assert parsed is not None and parsed[0] == key_id
+    assert parsed[1] not in secret_hash and len(secret_hash) == 64
+    assert parse_key("lk__x") is None and parse_key("sk_a_b") is None and parse_key("lk_a") is None
+
+
+def test_routes_go_to_the_owning_service() -> None:
+    expected = {
+        "/api/v1/orders": "ingest",
+        "/api/v1/orders/ord_1": "ingest",
+        "/api/v1/customers/lookup": "ingest",
+        "/api/v1/customers/cus_1": "segmentation",
+        "/api/v1/customers/cus_1/consent": "messaging",
+        "/api/v1/loyalty/members/cus_1": "loyalty",
+        "/api/v1/templates": "messaging",
+    }
+    for path, service in expected.items():
+        route = match_route(path)
+        assert route is not None and route.service == service, path
+    assert match_route("/api/v1/ordersx") is None
+    webhook = match_route("/api/v1/webhooks/shopify/shp_1")
+    assert webhook is not None and webhook.public
+
+
+def test_merge_keeps_every_path_and_names_missing_services() -> None:
+    own = {"openapi": "3.1.0", "paths": {"/api/v1/me": {"get": {}}}, "components": {"schemas": {"Me": {}}}}
+    ingest = {
+        "paths": {"/api/v1/orders": {"post": {}}},
+        "components": {"schemas": {"OrderIn": {"type": "object"}}},
+    }
+    doc = merge(own, {"ingest": ingest, "loyalty": None})
+    assert list(doc["paths"]) == ["/api/v1/me", "/api/v1/orders"]
+    assert set(doc["components"]["schemas"]) == {"Me", "OrderIn"}
+    assert doc["x-laoke-unavailable"] == ["loyalty"]
+    assert own["paths"] == {"/api/v1/me": {"get": {}}}  # the gateway's own document is not mutated
