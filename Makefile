@@ -11,8 +11,10 @@ STAMP  := $(VENV)/.installed
 # The virtualenv is (re)built whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "Installing Laoke and its pinned dependencies into $(VENV) …"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip > $(VENV)/pip.log 2>&1 \
+	  && $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' >> $(VENV)/pip.log 2>&1 \
+	  || (cat $(VENV)/pip.log; exit 1)
 	@touch $(STAMP)
 
 install: $(STAMP)

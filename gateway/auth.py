@@ -135,7 +135,7 @@ async def _principal(request: Request) -> Principal:
     return await request.app.state.keys.authenticate(request.headers.get("authorization"))
 
 
-def _admin(request: Request) -> None:
+async def _admin(request: Request) -> None:
     expected = request.app.state.settings.admin_token
     if not expected:
         raise ServiceUnavailable("the admin API is disabled: LAOKE_ADMIN_TOKEN is not set")

@@ -8,7 +8,7 @@ import copy
 import time
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import structlog
 
 from laoke.kit.internal_auth import sign
@@ -19,16 +19,15 @@ CACHE_SECONDS = 30.0
 
 
 class OpenAPIMerger:
-    def __init__(self, client: httpx.AsyncClient, service_urls: dict[str, str], internal_secret: str) -> None:
-        self.client = client
-        self.service_urls = service_urls
+    def __init__(self, clients: dict[str, httpx.AsyncClient], internal_secret: str) -> None:
+        self.clients = clients
         self.internal_secret = internal_secret
         self._cached: tuple[float, dict[str, Any]] | None = None
 
-    async def _fetch(self, service: str, base_url: str) -> dict[str, Any] | None:
+    async def _fetch(self, service: str) -> dict[str, Any] | None:
         headers = sign(self.internal_secret, method="GET", path="/openapi.json")
         try:
-            response = await self.client.get(f"{base_url}/openapi.json", headers=headers, timeout=5)
+            response = await self.clients[service].get("/openapi.json", headers=headers, timeout=5)
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -39,8 +38,8 @@ class OpenAPIMerger:
         now = time.monotonic()
         if self._cached is not None and self._cached[0] > now:
             return self._cached[1]
-        names = list(self.service_urls)
-        fetched = await asyncio.gather(*(self._fetch(n, self.service_urls[n]) for n in names))
+        names = list(self.clients)
+        fetched = await asyncio.gather(*(self._fetch(n) for n in names))
         merged = merge(own, dict(zip(names, fetched, strict=True)))
         # Only cache a complete document, so a service coming back shows up at once.
         if not merged.get("x-laoke-unavailable"):

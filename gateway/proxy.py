@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import httpx
+import httpx2 as httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from laoke.kit.errors import LaokeError, PayloadTooLarge, ServiceUnavailable
+from gateway.ratelimit import TokenBuckets
+from laoke.kit.errors import LaokeError, PayloadTooLarge, ServiceUnavailable, TooManyRequests, error_response
 from laoke.kit.internal_auth import sign
 
 
@@ -34,6 +36,11 @@ class Route:
     pattern: re.Pattern[str]
     service: str
     public: bool = False  # authenticated by the service itself (marketplace webhook signatures)
+
+    @property
+    def path(self) -> str:
+        """The label request metrics use for proxied calls."""
+        return f"proxy:{self.service}"
 
 
 def _route(pattern: str, service: str, public: bool = False) -> Route:
@@ -71,6 +78,9 @@ _DROP_RESPONSE = frozenset(
 )
 
 
+BUFFER_LIMIT = 256 * 1024  # responses up to this size are read whole; larger ones are streamed
+
+
 def match_route(path: str) -> Route | None:
     for route in ROUTES:
         if route.pattern.search(path):
@@ -93,9 +103,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class Proxy:
-    def __init__(self, client: httpx.AsyncClient, service_urls: dict[str, str], internal_secret: str) -> None:
-        self.client = client
-        self.service_urls = service_urls
+    def __init__(self, clients: dict[str, httpx.AsyncClient], internal_secret: str) -> None:
+        self.clients = clients
         self.internal_secret = internal_secret
 
     async def forward(
@@ -108,7 +117,7 @@ class Proxy:
         scopes: str = "",
         key_id: str = "",
         request_id: str = "",
-    ) -> StreamingResponse:
+    ) -> Response:
         path = request.url.path
         headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}
         headers.update(
@@ -122,15 +131,11 @@ class Proxy:
                 request_id=request_id,
             )
         )
-        upstream_request = self.client.build_request(
-            request.method,
-            self.service_urls[service] + path,
-            params=request.url.query,
-            headers=headers,
-            content=body,
-        )
+        client = self.clients[service]
+        target = f"{path}?{request.url.query}" if request.url.query else path
+        upstream_request = client.build_request(request.method, target, headers=headers, content=body)
         try:
-            upstream = await self.client.send(upstream_request, stream=True)
+            upstream = await client.send(upstream_request, stream=True)
         except httpx.ConnectError as exc:
             raise ServiceUnavailable(f"the {service} service is unavailable") from exc
         except httpx.TimeoutException as exc:
@@ -138,9 +143,72 @@ class Proxy:
         except httpx.HTTPError as exc:
             raise BadGateway(f"the {service} service failed: {type(exc).__name__}") from exc
         response_headers = {k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE}
+        length = upstream.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT:
+            # Most API answers are small JSON: one read and one send beat a chunked stream.
+            try:
+                content = await upstream.aread()
+            except httpx.HTTPError as exc:
+                raise BadGateway(f"the {service} service failed mid-response") from exc
+            finally:
+                await upstream.aclose()
+            return Response(content, status_code=upstream.status_code, headers=response_headers)
         return StreamingResponse(
             upstream.aiter_raw(),
             status_code=upstream.status_code,
             headers=response_headers,
             background=BackgroundTask(upstream.aclose),
+        )
+
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PROXY_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+
+
+class ProxyMiddleware:
+    """Plain ASGI in front of the gateway's FastAPI routes: a path owned by a service is authenticated,
+    authorised, rate-limited and forwarded here, without FastAPI's routing and dependency machinery,
+    which a pass-through does not need and which cost more CPU than the forwarding itself. Anything
+    else (the gateway's own API, docs, unknown paths) goes on to FastAPI."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = match_route(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] not in PROXY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = route
+        request = Request(scope, receive)
+        try:
+            response = await self._forward(request, route)
+        except LaokeError as exc:
+            response = error_response(exc)
+        await response(scope, receive, send)
+
+    async def _forward(self, request: Request, route: Route) -> Response:
+        state = request.app.state
+        settings = state.settings
+        request_id = request.scope["state"]["request_id"]
+        if route.public:
+            body = await read_body(request, settings.max_body_bytes)
+            return await state.proxy.forward(request, route.service, body, request_id=request_id)
+        principal = await state.keys.authenticate(request.headers.get("authorization"))
+        principal.require("read" if request.method in READ_METHODS else "write")
+        wait = state.buckets.take(principal.key_id)
+        if wait:
+            raise TooManyRequests(
+                "rate limit exceeded for this API key",
+                headers={"Retry-After": TokenBuckets.retry_after_header(wait)},
+            )
+        body = await read_body(request, settings.max_body_bytes)
+        return await state.proxy.forward(
+            request,
+            route.service,
+            body,
+            shop_id=principal.shop_id,
+            scopes=",".join(sorted(principal.scopes)),
+            key_id=principal.key_id,
+            request_id=request_id,
         )

@@ -25,6 +25,7 @@ class GatewaySettings(ServiceSettings):
     rate_limit_burst: int = Field(default=200, ge=1)
     upstream_connect_timeout: float = 2.0
     upstream_read_timeout: float = 30.0
+    upstream_pool_size: int = Field(default=10, ge=1, description="Keep-alive connections per service")
     key_cache_seconds: float = Field(default=5.0, ge=0, description="How long a replica trusts a cached key")
 
     @model_validator(mode="before")

@@ -70,6 +70,7 @@ class EventConsumer:
         self.max_attempts = settings.consumer_max_attempts
         self.retry_base_seconds = retry_base_seconds
         self._dlq_producer: Any = None
+        self._claim = insert(processed_table).on_conflict_do_nothing().returning(processed_table.c.event_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
@@ -159,10 +160,7 @@ class EventConsumer:
     async def _handle_once(self, envelope: EventEnvelope, handler: EventHandler) -> str:
         async with self.db.transaction() as session:
             claimed = await session.execute(
-                insert(self.processed)
-                .values(consumer=self.name, event_id=envelope.event_id)
-                .on_conflict_do_nothing()
-                .returning(self.processed.c.event_id)
+                self._claim, {"consumer": self.name, "event_id": envelope.event_id}
             )
             if claimed.first() is None:
                 return "duplicate"

@@ -43,9 +43,13 @@ class Database:
     def __init__(self, settings: ServiceSettings) -> None:
         self.engine: AsyncEngine = create_async_engine(
             settings.database_url,
+            # A steady pool sized for the process's concurrency: overflow connections are opened and
+            # closed per burst, which costs far more than the requests they serve.
             pool_size=settings.db_pool_size,
-            max_overflow=settings.db_pool_size,
-            pool_pre_ping=True,
+            max_overflow=5,
+            pool_recycle=1800,
+            # No pre-ping round trip per checkout: a connection lost to a database restart fails its
+            # request with 503 (see errors.py) and is discarded by the pool.
             connect_args={"server_settings": {"application_name": f"laoke-{settings.service_name}"}},
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)

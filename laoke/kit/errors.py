@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from laoke.kit.jsonutil import JSONBody
@@ -104,10 +105,14 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def error_response(exc: LaokeError) -> JSONBody:
+    return JSONBody(error_body(exc.code, exc.detail), exc.status_code, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LaokeError)
     async def _laoke_error(_: Request, exc: LaokeError) -> JSONBody:
-        return JSONBody(error_body(exc.code, exc.detail), exc.status_code, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONBody:
@@ -121,6 +126,18 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else code
         return JSONBody(error_body(code, detail), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(OSError)
+    async def _database_unavailable(_: Request, exc: Exception) -> JSONBody:
+        # The database (or a connection to it) is gone: the request did nothing and may be retried.
+        log.warning("database_unavailable", error=type(exc).__name__)
+        return JSONBody(
+            error_body("service_unavailable", "the database is unavailable; retry shortly"),
+            503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONBody:

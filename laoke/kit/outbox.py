@@ -31,12 +31,14 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    any_,
+    bindparam,
     func,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.envelope import EventEnvelope
@@ -112,6 +114,8 @@ class Outbox:
     def __init__(self, table: Table, producer: str) -> None:
         self.table = table
         self.producer = producer
+        # Built once: values are bound at execute time, so each event costs no statement building.
+        self._insert = table.insert()
 
     async def add(
         self,
@@ -136,14 +140,15 @@ class Outbox:
             fields["occurred_at"] = occurred_at
         envelope = EventEnvelope(**fields)
         await session.execute(
-            self.table.insert().values(
-                event_id=envelope.event_id,
-                topic=topic,
-                key=key,
-                event_type=event_type,
-                shop_id=shop_id,
-                envelope=envelope.model_dump(mode="json"),
-            )
+            self._insert,
+            {
+                "event_id": envelope.event_id,
+                "topic": topic,
+                "key": key,
+                "event_type": event_type,
+                "shop_id": shop_id,
+                "envelope": envelope.model_dump(mode="json"),
+            },
         )
         return envelope
 
@@ -177,6 +182,12 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.lock_key = _advisory_key(f"outbox-relay:{table.schema}")
         self._wake = asyncio.Event()
+        # `= ANY(:ids)` keeps one SQL text (one prepared statement) whatever the batch size.
+        self._mark_published = (
+            update(table)
+            .where(table.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+            .values(published_at=func.now())
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         listener: asyncpg.Connection | None = None
@@ -250,9 +261,7 @@ class OutboxRelay:
             ]
             await asyncio.gather(*futures)
             failpoints.hit("relay.after_publish")
-            await session.execute(
-                update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=func.now())
-            )
+            await session.execute(self._mark_published, {"ids": [row.id for row in rows]})
         for row in rows:
             OUTBOX_PUBLISHED.labels(row.topic).inc()
         return len(rows)

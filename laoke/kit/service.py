@@ -20,7 +20,6 @@ from laoke.kit.consumer import EventConsumer
 from laoke.kit.context import KEY_HEADER, SCOPES_HEADER, SHOP_HEADER, Caller
 from laoke.kit.db import Database
 from laoke.kit.errors import ServiceUnavailable, Unauthorized, install_error_handlers
-from laoke.kit.jsonutil import JSONBody
 from laoke.kit.logging import configure_logging
 from laoke.kit.observability import RequestContextMiddleware, metrics_endpoint
 from laoke.kit.outbox import Outbox, OutboxRelay, PlumbingTables
@@ -61,6 +60,7 @@ def create_service_app(
     require_internal_credential: bool = True,
     openapi_url: str | None = "/openapi.json",
     docs_url: str | None = "/docs",
+    inner_middleware: Sequence[type[Any]] = (),
 ) -> FastAPI:
     configure_logging(settings.service_name, settings.log_level)
 
@@ -103,7 +103,8 @@ def create_service_app(
         description=description,
         version="1.0.0",
         lifespan=lifespan,
-        default_response_class=JSONBody,
+        # No default_response_class: FastAPI's own default lets it serialise response models straight
+        # to JSON bytes in pydantic-core; any custom class drops it onto the slow jsonable_encoder path.
         openapi_url=openapi_url,
         docs_url=docs_url,
         redoc_url=None,
@@ -112,6 +113,8 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     _add_probes(app, settings)
+    for middleware in inner_middleware:  # inside the request context: ids, logs and metrics apply
+        app.add_middleware(middleware)
     app.add_middleware(
         RequestContextMiddleware,
         internal_secret=settings.internal_secret if require_internal_credential else None,
@@ -140,7 +143,7 @@ def _add_probes(app: FastAPI, settings: ServiceSettings) -> None:
     app.router.routes.append(Route("/metrics", metrics_endpoint, include_in_schema=False))
 
 
-def _caller(request: Request) -> Caller:
+async def _caller(request: Request) -> Caller:
     shop_id = request.headers.get(SHOP_HEADER)
     if not shop_id:
         raise Unauthorized("this endpoint needs an authenticated shop")
@@ -153,7 +156,7 @@ def _caller(request: Request) -> Caller:
     )
 
 
-def _outbox(request: Request) -> Outbox:
+async def _outbox(request: Request) -> Outbox:
     return request.app.state.outbox
 
 

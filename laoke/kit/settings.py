@@ -46,7 +46,7 @@ class ServiceSettings(BaseSettings):
     service_name: str = "laoke"
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = DEFAULT_DATABASE_URL
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
     kafka_bootstrap_servers: str = DEFAULT_KAFKA_BOOTSTRAP
     # Tansu (the embedded broker) has no InitProducerId; real Kafka should run with this on.
     kafka_idempotence: bool = False

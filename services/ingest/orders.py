@@ -52,23 +52,23 @@ async def upsert_order(
     orders = OrderRepository(session)
     customer_id, _ = await CustomerRepository(session).resolve(shop_id, data.channel, data.buyer.external_id)
     values = _order_values(data)
-    inserted = await orders.insert_if_absent(
-        {
-            "id": new_id("ord"),
-            "shop_id": shop_id,
-            "channel": data.channel,
-            "external_order_id": data.order_id,
-            "customer_id": customer_id,
-            "refunded_fen": 0,
-            **values,
-        }
-    )
-    order = await orders.lock_by_source(shop_id, data.channel, data.order_id)
-    assert order is not None
-    if inserted:
+    row = {
+        "id": new_id("ord"),
+        "shop_id": shop_id,
+        "channel": data.channel,
+        "external_order_id": data.order_id,
+        "customer_id": customer_id,
+        "refunded_fen": 0,
+        **values,
+    }
+    if await orders.insert_if_absent(row):
+        # The inserted values are the whole order; no need to read it back.
+        order = Order(**row)
         await _announce(session, outbox, order, previous=None)
         return "created", order
 
+    order = await orders.lock_by_source(shop_id, data.channel, data.order_id)
+    assert order is not None
     if data.resolved_modified_at < order.source_modified_at:
         return "stale", order
     if all(getattr(order, name) == values[name] for name in _TRACKED):

@@ -25,26 +25,26 @@ def order_handlers(outbox: Outbox) -> dict[str, EventHandler]:
         points = points_for_order(order)
         if points <= 0:
             return
-        members = MemberRepository(session)
-        if await members.append_entry(
-            event.shop_id, order.customer_id, "earn", points, f"order:{order.order_id}"
-        ):
-            member = await members.get(event.shop_id, order.customer_id)
-            assert member is not None
-            await outbox.add(
-                session,
-                topic=Topic.LOYALTY,
-                event_type="points.changed",
-                shop_id=event.shop_id,
-                key=event_key(event.shop_id, order.customer_id),
-                payload={
-                    "customer_id": order.customer_id,
-                    "delta": points,
-                    "kind": "earn",
-                    "reference": f"order:{order.order_id}",
-                    "balance": member.points_balance,
-                },
-            )
+        reference = f"order:{order.order_id}"
+        balance = await MemberRepository(session).append_entry(
+            event.shop_id, order.customer_id, "earn", points, reference
+        )
+        if balance is None:
+            return  # this order was already credited
+        await outbox.add(
+            session,
+            topic=Topic.LOYALTY,
+            event_type="points.changed",
+            shop_id=event.shop_id,
+            key=event_key(event.shop_id, order.customer_id),
+            payload={
+                "customer_id": order.customer_id,
+                "delta": points,
+                "kind": "earn",
+                "reference": reference,
+                "balance": balance,
+            },
+        )
 
     return {"order.completed": on_order_completed}
 

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.loyalty.models import Member, PointsEntry
+
+_ledger = PointsEntry.__table__
+_members = Member.__table__
+
+# Built once; values are bound per call (see services/ingest/repository.py for why).
+_BOOK_ENTRY = insert(_ledger).on_conflict_do_nothing().returning(_ledger.c.id)
+_member_insert = insert(_members)
+_MOVE_BALANCE = _member_insert.on_conflict_do_update(
+    index_elements=[_members.c.shop_id, _members.c.customer_id],
+    set_={
+        "points_balance": _members.c.points_balance + _member_insert.excluded.points_balance,
+        "lifetime_earned": _members.c.lifetime_earned + _member_insert.excluded.lifetime_earned,
+        "updated_at": _member_insert.excluded.updated_at,
+    },
+).returning(_members.c.points_balance)
+_GET_MEMBER = select(Member).where(
+    Member.shop_id == bindparam("shop_id"), Member.customer_id == bindparam("customer_id")
+)
 
 
 class MemberRepository:
@@ -14,34 +32,22 @@ class MemberRepository:
         self.session = session
 
     async def get(self, shop_id: str, customer_id: str) -> Member | None:
-        return await self.session.scalar(
-            select(Member).where(Member.shop_id == shop_id, Member.customer_id == customer_id)
-        )
+        return await self.session.scalar(_GET_MEMBER, {"shop_id": shop_id, "customer_id": customer_id})
 
     async def append_entry(
         self, shop_id: str, customer_id: str, kind: str, points: int, reference: str
-    ) -> bool:
-        """Append a ledger entry and move the balance with it; False if this reference was already booked."""
-        booked = await self.session.scalar(
-            insert(PointsEntry)
-            .values(shop_id=shop_id, customer_id=customer_id, kind=kind, points=points, reference=reference)
-            .on_conflict_do_nothing()
-            .returning(PointsEntry.id)
+    ) -> int | None:
+        """Append a ledger entry and move the balance with it; returns the new balance, or None when
+        this reference was already booked (nothing changed)."""
+        entry = {"shop_id": shop_id, "customer_id": customer_id, "kind": kind, "points": points}
+        if await self.session.scalar(_BOOK_ENTRY, {**entry, "reference": reference}) is None:
+            return None
+        return await self.session.scalar(
+            _MOVE_BALANCE,
+            {
+                "shop_id": shop_id,
+                "customer_id": customer_id,
+                "points_balance": points,
+                "lifetime_earned": max(points, 0),
+            },
         )
-        if booked is None:
-            return False
-        earned = max(points, 0)
-        stmt = insert(Member).values(
-            shop_id=shop_id, customer_id=customer_id, points_balance=points, lifetime_earned=earned
-        )
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Member.shop_id, Member.customer_id],
-                set_={
-                    "points_balance": Member.points_balance + points,
-                    "lifetime_earned": Member.lifetime_earned + earned,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
-        )
-        return True

@@ -1,0 +1,119 @@
+"""What every benchmark shares: a running stack, a shop, an open-loop load driver, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from laoke.devstack.supervisor import Stack
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class BenchContext:
+    stack: Stack
+    gateway_url: str
+    admin_token: str
+    internal_secret: str
+    database_url: str
+
+    def service_url(self, name: str) -> str:
+        from laoke.stack import component
+
+        return self.stack.config.url(component(name))
+
+    async def new_shop(self, client: httpx.AsyncClient, name: str) -> dict[str, Any]:
+        response = await client.post(
+            f"{self.gateway_url}/api/v1/admin/shops",
+            json={"name": name},
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
+        response.raise_for_status()
+        return response.json()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summarize_ms(values: list[float]) -> dict[str, float]:
+    return {
+        "count": len(values),
+        "p50_ms": round(percentile(values, 50), 3),
+        "p90_ms": round(percentile(values, 90), 3),
+        "p99_ms": round(percentile(values, 99), 3),
+        "max_ms": round(max(values), 3) if values else float("nan"),
+    }
+
+
+async def open_loop(
+    rate_per_second: float, seconds: float, request: Callable[[int], Awaitable[bool]]
+) -> tuple[list[float], int, float]:
+    """Fire `request(i)` on a fixed schedule regardless of how fast answers come back (no coordinated
+    omission): latency counts from when the request was due, not from when it was sent."""
+    interval = 1.0 / rate_per_second
+    total = int(rate_per_second * seconds)
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+
+    async def one(i: int, due: float) -> None:
+        nonlocal errors
+        try:
+            ok = await request(i)
+        except httpx.HTTPError:
+            ok = False
+        if ok:
+            latencies.append((time.perf_counter() - due) * 1000)
+        else:
+            errors += 1
+
+    tasks = []
+    for i in range(total):
+        due = start + i * interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    return latencies, errors, elapsed
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": name, "measured_at": datetime.now(UTC).isoformat(), "machine": machine(), **result}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,113 @@
+"""`make bench`: start a stack of its own (embedded servers, its own data folder and ports), run every
+benchmark module in bench/, write bench/results/<name>.json and bench/results/SUMMARY.md."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import uvloop
+
+from bench.common import RESULTS, BenchContext, machine
+from laoke.devstack.supervisor import Stack, StackConfig
+from laoke.stack import GATEWAY
+from laoke.testing.infra import FAST_PG, free_port
+
+BENCHMARKS = ("gateway_overhead", "order_to_points")
+
+
+def summary(results: dict[str, dict[str, object]]) -> str:
+    m = machine()
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {m['cpus']} CPUs, {m['memory_gib']} GiB, Python {m['python']}, {m['platform']}.",
+        "Load generator, gateway, services, PostgreSQL and the broker all share this machine.",
+        "",
+    ]
+    gw = results.get("gateway_overhead")
+    if gw:
+        lines += [
+            f"## Gateway overhead ({gw['request']}, open-loop, alternating rounds)",
+            "",
+            "| rate req/s | path | p50 ms | p90 ms | p99 ms | achieved req/s | errors |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        verdicts = []
+        for rate, r in gw["rates"].items():  # type: ignore[attr-defined]
+            for label, key in (("direct to ingest", "direct"), ("through gateway", "gateway")):
+                x = r[key]
+                lines.append(
+                    f"| {rate} | {label} | {x['p50_ms']} | {x['p90_ms']} | {x['p99_ms']} "
+                    f"| {x['throughput_rps']} | {x['errors']} |"
+                )
+            o = r["overhead"]
+            verdicts.append(
+                f"- at {rate} req/s: overhead p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms "
+                f"(target ≤ 1 / ≤ 5): {'met' if r['met'] else 'NOT met'}"
+            )
+        lines += ["", *verdicts, ""]
+    op = results.get("order_to_points")
+    if op:
+        a, h = op["accepted_to_credited"], op["post_order_http"]  # type: ignore[index]
+        lines += [
+            f"## Order accepted → points credited "
+            f"({op['rate_per_second']:.0f} orders/s for {op['seconds']:.0f} s, through the gateway)",
+            "",
+            f"Accepted {op['orders_accepted']}, failed {op['orders_failed']}, "
+            f"credited {op['orders_credited']}, achieved {op['achieved_rate_per_second']} orders/s.",
+            "",
+            "| measure | p50 ms | p90 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|",
+            f"| accepted → credited | {a['p50_ms']} | {a['p90_ms']} | {a['p99_ms']} | {a['max_ms']} |",
+            f"| POST /api/v1/orders (client) | {h['p50_ms']} | {h['p90_ms']} "
+            f"| {h['p99_ms']} | {h['max_ms']} |",
+            "",
+            f"Target p50 ≤ 15 ms, p99 ≤ 100 ms: {'met' if op['met'] else 'NOT met'}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    folder = Path(os.environ.get("LAOKE_BENCH_DIR", ".laoke/bench")).resolve()
+    config = StackConfig(
+        folder=folder,
+        port_base=int(os.environ.get("LAOKE_BENCH_PORT_BASE", "18000")),
+        pg_port=free_port(),
+        broker_port=free_port(),
+        database="laoke_bench",
+        pg_settings=FAST_PG,
+        extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000"},
+    )
+    stack = Stack(config)
+    results: dict[str, dict[str, object]] = {}
+    try:
+        print("Starting a stack for benchmarks …", flush=True)
+        stack.start()
+        ctx = BenchContext(
+            stack=stack,
+            gateway_url=config.url(GATEWAY),
+            admin_token=stack.env["LAOKE_ADMIN_TOKEN"],
+            internal_secret=stack.env["LAOKE_INTERNAL_SECRET"],
+            database_url=stack.env["DATABASE_URL"],
+        )
+        selected = sys.argv[1:] or list(BENCHMARKS)
+        for name in selected:
+            print(f"Running {name} …", flush=True)
+            module = importlib.import_module(f"bench.{name}")
+            results[name] = uvloop.run(module.run(ctx))
+            print(json.dumps(results[name], indent=2, ensure_ascii=False), flush=True)
+    finally:
+        stack.stop()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "SUMMARY.md").write_text(summary(results))
+    print(f"\nResults in {RESULTS}/", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
