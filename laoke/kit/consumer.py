@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import Table
@@ -40,6 +40,21 @@ log = structlog.get_logger(__name__)
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
 
 EVENTS_HANDLED = Counter("laoke_events_handled_total", "Consumed events by outcome", ["consumer", "outcome"])
+
+
+class _JoinTracker(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Marks the consumer joined once the group has given it an assignment (possibly empty: a replica
+    beyond the partition count is still a healthy member)."""
+
+    def __init__(self, consumer: EventConsumer) -> None:
+        self.owner = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.owner.joined = False
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.owner.joined = True
+        log.info("consumer_assigned", consumer=self.owner.name, partitions=len(assigned))
 
 
 def _is_infrastructure_error(exc: BaseException) -> bool:
@@ -70,21 +85,24 @@ class EventConsumer:
         self.max_attempts = settings.consumer_max_attempts
         self.retry_base_seconds = retry_base_seconds
         self._dlq_producer: Any = None
+        # Readiness: until the group has assigned partitions, events would wait for the first rebalance.
+        self.joined = False
         self._claim = insert(processed_table).on_conflict_do_nothing().returning(processed_table.c.event_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
         while not stop.is_set():
             consumer = AIOKafkaConsumer(
-                *self.topics,
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 group_id=self.group_id,
                 client_id=f"laoke-{self.name}",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=500,
+                fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
             )
             try:
+                consumer.subscribe(self.topics, listener=_JoinTracker(self))
                 await consumer.start()
                 backoff = 0.2
                 await self._consume(consumer, stop)
@@ -95,6 +113,7 @@ class EventConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
+                self.joined = False
                 await _stop_quietly(consumer)
         if self._dlq_producer is not None:
             await _stop_quietly(self._dlq_producer)

@@ -173,6 +173,7 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_seconds: float = 1.0,
+        linger_seconds: float = 0.003,
     ) -> None:
         self.db = db
         self.table = table
@@ -180,6 +181,7 @@ class OutboxRelay:
         self.topics = topics
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.linger_seconds = linger_seconds
         self.lock_key = _advisory_key(f"outbox-relay:{table.schema}")
         self._wake = asyncio.Event()
         # `= ANY(:ids)` keeps one SQL text (one prepared statement) whatever the batch size.
@@ -207,6 +209,9 @@ class OutboxRelay:
                     producer = make_producer(self.settings)
                     await producer.start()
                 self._wake.clear()
+                # A short linger lets one relay transaction carry the events of several commits; without
+                # it, every order costs a whole claim/publish/mark transaction of its own.
+                await asyncio.sleep(self.linger_seconds)
                 published = await self.publish_batch(producer)
                 backoff = 0.2
                 if published < self.batch_size:

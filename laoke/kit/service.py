@@ -72,7 +72,9 @@ def create_service_app(
         app.state.db, app.state.outbox, app.state.settings = db, outbox, settings
         tasks: list[asyncio.Task[None]] = []
         if settings.run_relay and produces:
-            relay = OutboxRelay(db, plumbing.outbox, settings, produces)
+            relay = OutboxRelay(
+                db, plumbing.outbox, settings, produces, linger_seconds=settings.relay_linger_ms / 1000
+            )
             tasks.append(asyncio.create_task(relay.run(stop), name="outbox-relay"))
         if settings.run_consumers and consumers is not None:
             app.state.consumers = list(consumers(db, outbox))
@@ -136,6 +138,8 @@ def _add_probes(app: FastAPI, settings: ServiceSettings) -> None:
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["broker"] = "ok" if await broker_reachable(settings.kafka_bootstrap_servers) else "unreachable"
+        for consumer in getattr(request.app.state, "consumers", ()):
+            checks[f"consumer:{consumer.name}"] = "ok" if consumer.joined else "joining group"
         if any(v != "ok" for v in checks.values()):
             raise ServiceUnavailable(f"not ready: {checks}")
         return {"status": "ready", "service": settings.service_name, "checks": checks}

@@ -29,6 +29,7 @@ _SHARED_ENV = {
     "log_level": "LAOKE_LOG_LEVEL",
     "topic_partitions": "LAOKE_TOPIC_PARTITIONS",
     "topic_replication_factor": "LAOKE_TOPIC_REPLICATION_FACTOR",
+    "consumer_fetch_max_wait_ms": "LAOKE_CONSUMER_FETCH_MAX_WAIT_MS",
 }
 
 
@@ -58,6 +59,11 @@ class ServiceSettings(BaseSettings):
     run_consumers: bool = True
     run_relay: bool = True
     consumer_max_attempts: int = Field(default=5, ge=1)
+    # How long a fetch may wait on the broker for new records. Kafka answers as soon as data arrives,
+    # so this mostly bounds idle polling; the embedded broker holds the fetch for the full wait, so a
+    # long wait there is added straight onto event latency.
+    consumer_fetch_max_wait_ms: int = Field(default=500, ge=1)
+    relay_linger_ms: float = Field(default=3.0, ge=0, description="Wait after a wake-up to batch events")
 
     @model_validator(mode="before")
     @classmethod

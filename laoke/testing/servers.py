@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from laoke.devstack.supervisor import EMBEDDED_FETCH_MAX_WAIT_MS
 from laoke.stack import GATEWAY, SERVICES, Component
 from laoke.testing.infra import free_port
 
@@ -76,6 +78,19 @@ class ServerSet:
             await server.stop()
 
 
+async def wait_ready(servers: ServerSet, within: float = 60) -> None:
+    """Until every component answers /readyz (database, broker, consumers joined their groups)."""
+    deadline = asyncio.get_running_loop().time() + within
+    async with httpx.AsyncClient(timeout=5) as client:
+        for server in servers.servers.values():
+            while (await client.get(f"{server.url}/readyz")).status_code != 200:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(
+                        f"{server.name} not ready: {(await client.get(server.url + '/readyz')).text}"
+                    )
+                await asyncio.sleep(0.05)
+
+
 def common_settings(database_url: str, bootstrap_servers: str) -> dict[str, Any]:
     return {
         "database_url": database_url,
@@ -83,6 +98,7 @@ def common_settings(database_url: str, bootstrap_servers: str) -> dict[str, Any]
         "internal_secret": TEST_INTERNAL_SECRET,
         "environment": "test",
         "db_pool_size": 5,
+        "consumer_fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS,
     }
 
 
@@ -103,6 +119,7 @@ async def start_servers(
         }
         app, settings = build_app(GATEWAY, **gateway_settings)
         servers.servers[GATEWAY.name] = await serve(app, GATEWAY.name, settings)
+        await wait_ready(servers)
     except BaseException:
         await servers.stop()
         raise

@@ -118,6 +118,8 @@ async def test_services_refuse_calls_that_bypass_the_gateway(stack: ServerSet) -
         # Probes stay open for the orchestrator.
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).json()["checks"] == {"database": "ok", "broker": "ok"}
+        loyalty_ready = (await httpx.AsyncClient().get(f"{stack['loyalty'].url}/readyz")).json()
+        assert loyalty_ready["checks"]["consumer:loyalty"] == "ok"
         assert "laoke_http_requests_total" in (await client.get("/metrics")).text
 
 
