@@ -121,10 +121,16 @@ class EventConsumer:
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200)
-            for tp, records in batches.items():
-                for record in records:
-                    await self.process(record, stop)
-                await consumer.commit({tp: records[-1].offset + 1})
+            if not batches:
+                continue
+            # Partitions are independent (a buyer's events share one), so they are handled
+            # concurrently, each strictly in order; offsets are committed once all are done.
+            await asyncio.gather(*(self._process_partition(records, stop) for records in batches.values()))
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+    async def _process_partition(self, records: list[ConsumerRecord], stop: asyncio.Event) -> None:
+        for record in records:
+            await self.process(record, stop)
 
     async def process(self, record: ConsumerRecord, stop: asyncio.Event | None = None) -> str:
         """Handle one record; returns the outcome (`handled`, `duplicate`, `ignored`, `dead_lettered`)."""
