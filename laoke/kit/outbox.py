@@ -261,6 +261,7 @@ class OutboxRelay:
             OUTBOX_BACKLOG.set(len(rows))
             if not rows:
                 return 0
+            await self._check_topics(producer, {row.topic for row in rows})
             futures = [
                 await producer.send(row.topic, dumps(row.envelope), key=row.key.encode()) for row in rows
             ]
@@ -270,6 +271,29 @@ class OutboxRelay:
         for row in rows:
             OUTBOX_PUBLISHED.labels(row.topic).inc()
         return len(rows)
+
+    async def _check_topics(self, producer: Any, topics: set[str]) -> None:
+        """Make sure the broker has these topics and the producer sees them as they are.
+
+        A broker that lost its state (the embedded one keeps topics in memory) auto-creates a topic on
+        the first produce with its own partition count and acks the record, even one addressed to a
+        partition beyond that count, which no consumer will ever read. The producer's cached metadata
+        would address exactly such partitions, so before each batch: recreate missing topics with our
+        partition count, and refresh the producer's view when it differs from the broker's.
+        """
+        fresh = await producer.client.fetch_all_metadata()
+        missing = [t for t in topics if fresh.partitions_for_topic(t) is None]
+        if missing:
+            log.warning("outbox_topics_missing", topics=missing)
+            await ensure_topics(
+                self.settings.kafka_bootstrap_servers,
+                self.topics,
+                self.settings.topic_partitions,
+                self.settings.topic_replication_factor,
+            )
+        cached = producer.client.cluster
+        if missing or any(fresh.partitions_for_topic(t) != cached.partitions_for_topic(t) for t in topics):
+            await producer.client.force_metadata_update()
 
 
 async def replay(db: Database, table: Table, since: datetime, until: datetime | None = None) -> int:

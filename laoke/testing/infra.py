@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -28,10 +29,31 @@ T = TypeVar("T")
 FAST_PG = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
-def free_port() -> int:
+# Below Linux's ephemeral range (32768-60999 by default): a port the kernel hands out for outgoing
+# connections (to PostgreSQL, to the broker) can otherwise be taken between choosing it and binding it.
+_TEST_PORTS = (20000, 32000)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_block(size: int = 1) -> int:
+    """The first of `size` consecutive free loopback ports outside the ephemeral range."""
+    for _ in range(200):
+        base = random.randrange(_TEST_PORTS[0], _TEST_PORTS[1] - size)
+        if all(_bindable(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def free_port() -> int:
+    return free_port_block(1)
 
 
 def with_database(url: str, name: str) -> str:

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from laoke.devstack.broker import port_open
-from laoke.testing.infra import free_port
+from laoke.testing.infra import free_port, free_port_block
+from laoke.testing.plugin import Isolated
 
 ORDER = {
     "order_id": "E2E-1",
@@ -29,20 +30,12 @@ ORDER = {
 }
 
 
-def free_port_block(size: int = 5) -> int:
-    for _ in range(50):
-        base = free_port()
-        if base + size < 65000 and not any(port_open("127.0.0.1", base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")}
     env.update(
         LAOKE_DATA_DIR=str(tmp_path / "data"),
-        LAOKE_PORT_BASE=str(free_port_block()),
+        LAOKE_PORT_BASE=str(free_port_block(5)),
         LAOKE_PG_PORT=str(free_port()),
         LAOKE_BROKER_PORT=str(free_port()),
     )
@@ -134,3 +127,34 @@ def test_readme_flow_ctrl_c_and_restart_keep_data(stack_env: dict[str, str]) -> 
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_configured_servers_are_used_and_nothing_embedded_starts(
+    stack_env: dict[str, str], isolated: Isolated
+) -> None:
+    env = {
+        **stack_env,
+        "DATABASE_URL": isolated.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": isolated.broker.bootstrap_servers,
+    }
+    data_dir = Path(env["LAOKE_DATA_DIR"])
+    gateway = f"http://127.0.0.1:{env['LAOKE_PORT_BASE']}"
+    process, banner = start_stack(env)
+    try:
+        assert "(DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS)" in banner
+        assert not (data_dir / "pgdata").exists()
+        assert not port_open("127.0.0.1", int(env["LAOKE_PG_PORT"]))
+        assert not port_open("127.0.0.1", int(env["LAOKE_BROKER_PORT"]))
+        created = cli(env, "shop", "create", "--name", "外部服务器店")
+        assert created.returncode == 0, created.stdout + created.stderr
+        api_key = json.loads(created.stdout)["api_key"]
+        order = httpx.post(
+            f"{gateway}/api/v1/orders",
+            json={**ORDER, "order_id": "EXT-1"},
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+        assert order.status_code == 201, order.text
+        wait_for_points(gateway, api_key, order.json()["order"]["customer_id"], 256)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0

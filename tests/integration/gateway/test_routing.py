@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.kit.internal_auth import sign
+from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet, extra_gateway
 from tests.integration.gateway.test_auth import assert_error
@@ -70,6 +71,31 @@ async def test_request_id_is_returned_and_carried_into_events(shop: ShopClient, 
     finally:
         await engine.dispose()
     assert correlation == "req-abc-123"
+
+
+async def test_correlation_id_flows_from_request_through_consumers(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    completed = {**ORDER, "order_id": "RID-2", "status": "completed"}
+    headers = {**shop.headers(), "X-Request-Id": "req-chain-42"}
+    assert (await shop.client.post("/api/v1/orders", json=completed, headers=headers)).status_code == 201
+    engine = create_async_engine(stack["loyalty"].settings.database_url)
+
+    async def loyalty_event_carries_it() -> None:
+        async with engine.connect() as conn:
+            correlation = await conn.scalar(
+                text(
+                    "SELECT envelope->>'correlation_id' FROM loyalty.outbox "
+                    "WHERE shop_id = :shop AND event_type = 'points.changed'"
+                ),
+                {"shop": shop.shop_id},
+            )
+        assert correlation == "req-chain-42"
+
+    try:
+        await eventually(loyalty_event_carries_it)
+    finally:
+        await engine.dispose()
 
 
 async def test_rate_limit_answers_429_with_retry_after(stack: ServerSet, shop: ShopClient) -> None:

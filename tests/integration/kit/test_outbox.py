@@ -63,9 +63,13 @@ async def test_order_written_while_broker_is_down_is_delivered_after_it_returns(
             Topic.ORDERS, bootstrap_servers=isolated.broker.bootstrap_servers, auto_offset_reset="earliest"
         )
         await consumer.start()
+        events: list[EventEnvelope] = []
         try:
-            batch = await consumer.getmany(timeout_ms=10_000)
-            events = [EventEnvelope.model_validate_json(r.value) for rs in batch.values() for r in rs]
+            # A fresh consumer on a just-restarted broker may need a few fetches before it is assigned.
+            deadline = asyncio.get_running_loop().time() + 30
+            while not events and asyncio.get_running_loop().time() < deadline:
+                batch = await consumer.getmany(timeout_ms=1000)
+                events += [EventEnvelope.model_validate_json(r.value) for rs in batch.values() for r in rs]
         finally:
             await consumer.stop()
         assert [(e.type, e.payload["order_id"], e.shop_id) for e in events] == [
