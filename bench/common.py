@@ -1,13 +1,10 @@
-"""What every benchmark shares: a running stack, a shop, an open-loop load driver, percentiles."""
+"""What every benchmark shares: a running stack, a shop, percentiles, result files."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,40 +56,6 @@ def summarize_ms(values: list[float]) -> dict[str, float]:
         "p99_ms": round(percentile(values, 99), 3),
         "max_ms": round(max(values), 3) if values else float("nan"),
     }
-
-
-async def open_loop(
-    rate_per_second: float, seconds: float, request: Callable[[int], Awaitable[bool]]
-) -> tuple[list[float], int, float]:
-    """Fire `request(i)` on a fixed schedule regardless of how fast answers come back (no coordinated
-    omission): latency counts from when the request was due, not from when it was sent."""
-    interval = 1.0 / rate_per_second
-    total = int(rate_per_second * seconds)
-    latencies: list[float] = []
-    errors = 0
-    start = time.perf_counter()
-
-    async def one(i: int, due: float) -> None:
-        nonlocal errors
-        try:
-            ok = await request(i)
-        except httpx.HTTPError:
-            ok = False
-        if ok:
-            latencies.append((time.perf_counter() - due) * 1000)
-        else:
-            errors += 1
-
-    tasks = []
-    for i in range(total):
-        due = start + i * interval
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, due)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    return latencies, errors, elapsed
 
 
 def machine() -> dict[str, Any]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy import Table
 from starlette.routing import Route
 
-from laoke.kit.consumer import EventConsumer
+from laoke.kit.consumer import EventConsumer, EventHandler
 from laoke.kit.context import KEY_HEADER, SCOPES_HEADER, SHOP_HEADER, Caller
 from laoke.kit.db import Database
 from laoke.kit.errors import ServiceUnavailable, Unauthorized, install_error_handlers
@@ -28,6 +29,29 @@ from laoke.kit.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 ConsumerFactory = Callable[[Database, Outbox], Sequence[EventConsumer]]
+
+
+def consumer_group(
+    settings: ServiceSettings,
+    processed_table: Table,
+    topics: tuple[str, ...],
+    handlers: Callable[[Outbox], Mapping[str, EventHandler]],
+) -> ConsumerFactory:
+    """The usual shape: one consumer group, named after the service, over `topics`."""
+
+    def build(db: Database, outbox: Outbox) -> Sequence[EventConsumer]:
+        return [
+            EventConsumer(
+                name=settings.service_name,
+                db=db,
+                settings=settings,
+                processed_table=processed_table,
+                topics=topics,
+                handlers=handlers(outbox),
+            )
+        ]
+
+    return build
 
 
 async def broker_reachable(bootstrap_servers: str, wait_seconds: float = 1.0) -> bool:

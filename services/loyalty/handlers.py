@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.envelope import EventEnvelope, event_key
 from laoke.contracts.orders import OrderEventPayload
 from laoke.contracts.topics import Topic
-from laoke.kit.consumer import EventConsumer, EventHandler
-from laoke.kit.db import Database
+from laoke.kit.consumer import EventHandler
 from laoke.kit.outbox import Outbox
-from laoke.kit.service import ConsumerFactory
+from laoke.kit.service import ConsumerFactory, consumer_group
 from services.loyalty.ledger import points_for_order
 from services.loyalty.models import plumbing
 from services.loyalty.repository import MemberRepository
@@ -50,16 +47,4 @@ def order_handlers(outbox: Outbox) -> dict[str, EventHandler]:
 
 
 def consumers(settings: LoyaltySettings) -> ConsumerFactory:
-    def build(db: Database, outbox: Outbox) -> Sequence[EventConsumer]:
-        return [
-            EventConsumer(
-                name="loyalty",
-                db=db,
-                settings=settings,
-                processed_table=plumbing.processed_events,
-                topics=(Topic.ORDERS,),
-                handlers=order_handlers(outbox),
-            )
-        ]
-
-    return build
+    return consumer_group(settings, plumbing.processed_events, (Topic.ORDERS,), order_handlers)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
 from laoke.contracts.topics import Topic
-from laoke.kit.consumer import EventConsumer, EventHandler
-from laoke.kit.db import Database
+from laoke.kit.consumer import EventHandler
 from laoke.kit.outbox import Outbox
-from laoke.kit.service import ConsumerFactory
+from laoke.kit.service import ConsumerFactory, consumer_group
 from services.segmentation.models import plumbing
 from services.segmentation.repository import ProfileRepository
 from services.segmentation.settings import SegmentationSettings
@@ -25,21 +22,9 @@ async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
     await profiles.recompute(event.shop_id, order.customer_id)
 
 
-def handlers() -> dict[str, EventHandler]:
+def handlers(_outbox: Outbox) -> dict[str, EventHandler]:
     return dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed)
 
 
 def consumers(settings: SegmentationSettings) -> ConsumerFactory:
-    def build(db: Database, _outbox: Outbox) -> Sequence[EventConsumer]:
-        return [
-            EventConsumer(
-                name="segmentation",
-                db=db,
-                settings=settings,
-                processed_table=plumbing.processed_events,
-                topics=(Topic.ORDERS,),
-                handlers=handlers(),
-            )
-        ]
-
-    return build
+    return consumer_group(settings, plumbing.processed_events, (Topic.ORDERS,), handlers)
