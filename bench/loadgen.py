@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+KEEPALIVE_SECONDS = 3.0
+
 
 @dataclass
 class LoadResult:
@@ -62,7 +64,7 @@ async def open_loop(
     max_connections: int = 256,
 ) -> LoadResult:
     result = LoadResult()
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
     open_count = 0
     interval = 1.0 / rate_per_second
     total = int(rate_per_second * seconds)
@@ -71,12 +73,17 @@ async def open_loop(
     async def one(i: int, due: float) -> None:
         nonlocal open_count
         async with gate:
-            if idle:
-                conn = idle.pop()
-            else:
-                conn = await asyncio.open_connection(host, port)
+            reader = writer = None
+            while idle and reader is None:
+                reader, writer, last_used = idle.pop()
+                # Servers close keep-alive connections idle for a while (uvicorn: 5 s); a request written
+                # to one is lost in flight, so such connections are dropped, as HTTP clients do.
+                if time.perf_counter() - last_used > KEEPALIVE_SECONDS:
+                    writer.close()
+                    reader = writer = None
+            if reader is None or writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
                 open_count += 1
-            reader, writer = conn
             try:
                 writer.write(request_for(i))
                 status = await _read_response(reader)
@@ -86,7 +93,7 @@ async def open_loop(
                 return
             result.latencies_ms.append((time.perf_counter() - due) * 1000)
             result.statuses[status] += 1
-            idle.append(conn)
+            idle.append((reader, writer, time.perf_counter()))
 
     start = time.perf_counter()
     tasks = []
@@ -98,6 +105,6 @@ async def open_loop(
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     result.elapsed_s = time.perf_counter() - start
-    for _, writer in idle:
+    for _, writer, _ in idle:
         writer.close()
     return result
