@@ -132,7 +132,9 @@ async def load_shop(session: AsyncSession, shop_id: str) -> Shop:
 
 
 async def _principal(request: Request) -> Principal:
-    return await request.app.state.keys.authenticate(request.headers.get("authorization"))
+    principal: Principal = await request.app.state.keys.authenticate(request.headers.get("authorization"))
+    request.app.state.buckets.enforce(principal.key_id)
+    return principal
 
 
 async def _admin(request: Request) -> None:

@@ -16,8 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.ratelimit import TokenBuckets
-from laoke.kit.errors import LaokeError, PayloadTooLarge, ServiceUnavailable, TooManyRequests, error_response
+from laoke.kit.errors import LaokeError, PayloadTooLarge, ServiceUnavailable, error_response
 from laoke.kit.internal_auth import sign
 
 
@@ -196,12 +195,7 @@ class ProxyMiddleware:
             return await state.proxy.forward(request, route.service, body, request_id=request_id)
         principal = await state.keys.authenticate(request.headers.get("authorization"))
         principal.require("read" if request.method in READ_METHODS else "write")
-        wait = state.buckets.take(principal.key_id)
-        if wait:
-            raise TooManyRequests(
-                "rate limit exceeded for this API key",
-                headers={"Retry-After": TokenBuckets.retry_after_header(wait)},
-            )
+        state.buckets.enforce(principal.key_id)
         body = await read_body(request, settings.max_body_bytes)
         return await state.proxy.forward(
             request,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import time
 
+from laoke.kit.errors import TooManyRequests
+
 
 class TokenBuckets:
     def __init__(self, rate_per_second: float, burst: int) -> None:
@@ -30,3 +32,11 @@ class TokenBuckets:
     @staticmethod
     def retry_after_header(wait_seconds: float) -> str:
         return str(max(1, math.ceil(wait_seconds)))
+
+    def enforce(self, key: str) -> None:
+        """Take a token for `key` or refuse with 429 and when to retry."""
+        wait = self.take(key)
+        if wait:
+            raise TooManyRequests(
+                "rate limit exceeded for this API key", headers={"Retry-After": self.retry_after_header(wait)}
+            )

@@ -111,6 +111,8 @@ async def test_rate_limit_answers_429_with_retry_after(stack: ServerSet, shop: S
         limited_response = await client.get("/api/v1/orders/ord_missing", headers=shop.headers())
         assert_error(limited_response, 429, "rate_limited")
         assert int(limited_response.headers["retry-after"]) >= 1
+        # The gateway's own keyed endpoints share the key's bucket.
+        assert_error(await client.get("/api/v1/me", headers=shop.headers()), 429, "rate_limited")
 
 
 async def test_service_down_is_503_for_its_routes_only(stack: ServerSet, shop: ShopClient) -> None:
