@@ -99,4 +99,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # Access lines come from our own middleware (with ids); aiokafka is chatty at INFO.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for chatty in ("httpx", "httpx2", "httpcore", "httpcore2"):  # one line per upstream call
+        logging.getLogger(chatty).setLevel(logging.WARNING)
