@@ -20,7 +20,7 @@ from laoke.kit.jsonutil import dumps
 _PII_KEYS = frozenset(
     {"phone", "mobile", "receiver_phone", "email", "address", "receiver_address", "birthday", "id_card"}
 )
-_MOBILE = re.compile(r"(?<!\d)(\+?86)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+_MOBILE = re.compile(r"(?<!\d)(\+?86[ -]?)?(1[3-9]\d)[ -]?(\d{4})[ -]?(\d{4})(?!\d)")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 
@@ -36,8 +36,16 @@ def mask_email(value: str) -> str:
     return f"{local[:1]}***@{domain}" if domain else "***"
 
 
+# Every string of every log line passes through here; most hold neither a phone-like run of digits nor
+# an "@", and one
+# search finds that out far more cheaply than two substitutions.
+_SUSPECT = re.compile(r"\d{3}[ -]?\d{4}[ -]?\d{4}|@")
+
+
 def mask_text(text: str) -> str:
     """Mask phone numbers and e-mail addresses wherever they appear in free text."""
+    if _SUSPECT.search(text) is None:
+        return text
     text = _MOBILE.sub(lambda m: f"{m.group(2)}****{m.group(4)}", text)
     return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
 

@@ -15,6 +15,9 @@ def test_phone_and_email_in_free_text_are_masked() -> None:
     assert "13812345678" not in masked and "13912345678" not in masked
     assert "138****5678" in masked
     assert "li.lei@" not in masked and "l***@example.com" in masked
+    for written in ("138 1234 5678", "138-1234-5678", "+86 138 1234 5678", "收件人电话13812345678"):
+        assert "1234" not in mask_text(written).replace("138****5678", ""), written
+    assert mask_text("ord_5d1f0c2b9a7e4c31 shipped") == "ord_5d1f0c2b9a7e4c31 shipped"
 
 
 def test_personal_fields_are_masked_whatever_they_hold() -> None:
