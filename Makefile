@@ -1,7 +1,8 @@
 # Laoke — the two commands a new machine needs are `make run` and `make test`.
 # Everything installs itself on first use; nothing here needs Docker or a download at run time.
 
-PYTHON ?= python3
+# The package requires Python 3.11; prefer an explicit python3.11 where a machine has several.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
