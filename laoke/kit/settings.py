@@ -30,6 +30,7 @@ _SHARED_ENV = {
     "topic_partitions": "LAOKE_TOPIC_PARTITIONS",
     "topic_replication_factor": "LAOKE_TOPIC_REPLICATION_FACTOR",
     "consumer_fetch_max_wait_ms": "LAOKE_CONSUMER_FETCH_MAX_WAIT_MS",
+    "relay_verify_topics": "LAOKE_RELAY_VERIFY_TOPICS",
 }
 
 
@@ -63,6 +64,10 @@ class ServiceSettings(BaseSettings):
     # so this mostly bounds idle polling; the embedded broker holds the fetch for the full wait, so a
     # long wait there is added straight onto event latency.
     consumer_fetch_max_wait_ms: int = Field(default=500, ge=1)
+    # Before each relay batch, check the broker still has our topics (see OutboxRelay._check_topics).
+    # Essential on a broker that can forget topics; on a Kafka cluster with auto-creation off it only
+    # adds a metadata request per batch, and ops may turn it off.
+    relay_verify_topics: bool = True
     relay_linger_ms: float = Field(default=3.0, ge=0, description="Wait after a wake-up to batch events")
 
     @model_validator(mode="before")
