@@ -43,6 +43,11 @@ class CustomerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def find(self, shop_id: str, channel: str, external_id: str) -> str | None:
+        return await self.session.scalar(
+            _FIND_IDENTITY, {"shop_id": shop_id, "channel": channel, "external_id": external_id}
+        )
+
     async def resolve(self, shop_id: str, channel: str, external_id: str) -> tuple[str, bool]:
         """The customer id for a channel identity, creating the customer on first sight.
 

@@ -117,3 +117,9 @@ class OrderUpsertOut(BaseModel):
         description="`stale`: the stored order is newer than this update, which was ignored"
     )
     order: OrderOut
+
+
+class CustomerLookupOut(BaseModel):
+    customer_id: str = Field(examples=["cus_3f9a0c1e5b7d2a48"])
+    channel: Channel
+    external_id: str = Field(examples=["buyer-42"])

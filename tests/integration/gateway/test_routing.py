@@ -159,6 +159,7 @@ async def test_merged_openapi_lists_every_service(gateway: httpx.AsyncClient) ->
         "/api/v1/loyalty/members/{customer_id}",
         "/api/v1/customers/{customer_id}",
         "/api/v1/keys",
+        "/api/v1/customers/lookup",
         "/api/v1/me",
         "/api/v1/admin/shops",
     ):
