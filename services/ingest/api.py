@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import AwareDatetime
 
+from laoke.contracts.orders import OrderStatus
 from laoke.kit.db import SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, NotFound
+from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
+from laoke.kit.ids import decode_cursor, encode_cursor
 from laoke.kit.service import CallerDep, OutboxDep
 from services.ingest.orders import order_out, upsert_order
 from services.ingest.repository import CustomerRepository, OrderRepository
-from services.ingest.schemas import Channel, CustomerLookupOut, OrderIn, OrderOut, OrderUpsertOut
+from services.ingest.schemas import Channel, CustomerLookupOut, OrderIn, OrderOut, OrderPage, OrderUpsertOut
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"], responses=ERROR_RESPONSES)
 customers = APIRouter(prefix="/api/v1/customers", tags=["customers"], responses=ERROR_RESPONSES)
@@ -33,6 +37,49 @@ async def post_order(
     if outcome != "created":
         response.status_code = status.HTTP_200_OK
     return OrderUpsertOut(outcome=outcome, order=order_out(order))
+
+
+@router.get(
+    "",
+    response_model=OrderPage,
+    summary="List orders",
+    description="Newest first (by `placed_at`), filtered by customer, status and placement time.",
+)
+async def list_orders(
+    caller: CallerDep,
+    session: SessionDep,
+    customer_id: Annotated[str | None, Query(max_length=32, examples=["cus_3f9a0c1e5b7d2a48"])] = None,
+    order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Placed at or after", examples=["2026-11-01T00:00:00+08:00"])
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    after = None
+    if cursor is not None:
+        parts = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(parts[0]), parts[1]) if parts else None
+        except ValueError:
+            after = None
+        if after is None:
+            raise BadRequest("invalid cursor; pass next_cursor from the previous page unchanged")
+    orders = await OrderRepository(session).page(
+        caller.shop_id,
+        limit=limit + 1,
+        customer_id=customer_id,
+        status=order_status.value if order_status else None,
+        since=since,
+        after=after,
+    )
+    more = len(orders) > limit
+    orders = orders[:limit]
+    last = orders[-1] if more and orders else None
+    return OrderPage(
+        items=[order_out(o) for o in orders],
+        next_cursor=encode_cursor(last.placed_at.isoformat(), last.id) if last else None,
+    )
 
 
 @router.get("/{order_id}", response_model=OrderOut, summary="Get an order by its Laoke id")

@@ -45,6 +45,7 @@ class Order(Base):
     __table_args__ = (
         UniqueConstraint("shop_id", "channel", "external_order_id"),
         Index("ix_orders_shop_customer", "shop_id", "customer_id"),
+        Index("ix_orders_shop_placed", "shop_id", "placed_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -6,9 +6,10 @@ coercing a statement per order cost more CPU than executing it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,6 +72,29 @@ class OrderRepository:
 
     async def get(self, shop_id: str, order_id: str) -> Order | None:
         return await self.session.scalar(_GET_ORDER, {"shop_id": shop_id, "order_id": order_id})
+
+    async def page(
+        self,
+        shop_id: str,
+        *,
+        limit: int,
+        customer_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Order]:
+        """Newest first by placement time; keyset pagination so deep pages cost what the first does."""
+        query = select(Order).where(Order.shop_id == shop_id)
+        if customer_id is not None:
+            query = query.where(Order.customer_id == customer_id)
+        if status is not None:
+            query = query.where(Order.status == status)
+        if since is not None:
+            query = query.where(Order.placed_at >= since)
+        if after is not None:
+            query = query.where(tuple_(Order.placed_at, Order.id) < tuple_(*after))
+        query = query.order_by(Order.placed_at.desc(), Order.id.desc()).limit(limit)
+        return list((await self.session.scalars(query)).all())
 
     async def lock_by_source(self, shop_id: str, channel: str, external_order_id: str) -> Order | None:
         return await self.session.scalar(

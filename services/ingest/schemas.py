@@ -123,3 +123,8 @@ class CustomerLookupOut(BaseModel):
     customer_id: str = Field(examples=["cus_3f9a0c1e5b7d2a48"])
     channel: Channel
     external_id: str = Field(examples=["buyer-42"])
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
