@@ -15,6 +15,7 @@ import httpx
 from bench.common import BenchContext, summarize_ms, write_result
 from bench.loadgen import LoadResult, build_request, open_loop
 from laoke.kit.internal_auth import sign
+from laoke.testing.factories import order_json
 
 # The rate, and lower ones this 2-core machine sustains (at 1,000 req/s the ingest process
 # alone is CPU-bound, so the difference there measures queueing, not the gateway).
@@ -43,13 +44,7 @@ async def run_at(ctx: BenchContext, rate: float) -> dict[str, object]:
         auth = {"Authorization": f"Bearer {shop['api_key']}"}
         order = await client.post(
             f"{ctx.gateway_url}/api/v1/orders",
-            json={
-                "order_id": "BENCH-GW-1",
-                "status": "paid",
-                "buyer": {"external_id": "bench"},
-                "total_amount": "10.00",
-                "placed_at": "2026-11-20T09:30:00+08:00",
-            },
+            json=order_json("BENCH-GW-1", buyer="bench", status="paid", total="10.00"),
             headers=auth,
         )
         order.raise_for_status()

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.common import BenchContext, summarize_ms, write_result
 from bench.loadgen import build_request, open_loop
+from laoke.testing.factories import order_json
 
 # The rate, and one this 2-core machine sustains end to end (see bench/results/SUMMARY.md).
 RATES = tuple(float(r) for r in os.environ.get("LAOKE_BENCH_ORDER_RATES", "150,500").split(","))
@@ -39,15 +40,7 @@ async def run_at(ctx: BenchContext, rate: float) -> dict[str, object]:
     headers = {"Authorization": f"Bearer {shop['api_key']}", "Content-Type": "application/json"}
 
     def order_request(i: int) -> bytes:
-        body = orjson.dumps(
-            {
-                "order_id": f"BENCH-P-{rate:.0f}-{i}",
-                "status": "completed",
-                "buyer": {"external_id": f"bench-buyer-{i}"},
-                "total_amount": "88.00",
-                "placed_at": "2026-11-20T09:30:00+08:00",
-            }
-        )
+        body = orjson.dumps(order_json(f"BENCH-P-{rate:.0f}-{i}", buyer=f"bench-buyer-{i}"))
         return build_request("POST", "/api/v1/orders", headers, body)
 
     gateway = urlsplit(ctx.gateway_url)

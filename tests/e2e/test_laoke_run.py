@@ -18,16 +18,11 @@ import httpx
 import pytest
 
 from laoke.devstack.broker import port_open
+from laoke.testing.factories import order_json
 from laoke.testing.infra import free_port, free_port_block
 from laoke.testing.plugin import Isolated
 
-ORDER = {
-    "order_id": "E2E-1",
-    "status": "completed",
-    "buyer": {"external_id": "e2e-buyer", "nick": "老王"},
-    "total_amount": "256.80",
-    "placed_at": "2026-11-20T09:30:00+08:00",
-}
+ORDER = order_json("E2E-1", buyer="e2e-buyer", nick="老王", total="256.80")
 
 
 @pytest.fixture

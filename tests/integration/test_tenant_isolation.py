@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 
-ORDER = {
-    "order_id": "ISO-1",
-    "status": "completed",
-    "buyer": {"external_id": "shared-buyer-id"},
-    "total_amount": "50.00",
-    "placed_at": "2026-11-20T09:30:00+08:00",
-}
+ORDER = order_json("ISO-1", buyer="shared-buyer-id", total="50.00")
 
 
 async def test_other_shop_gets_404_for_order_customer_and_member(

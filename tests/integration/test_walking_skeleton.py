@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 
-ORDER = {
-    "order_id": "T-1001",
-    "status": "completed",
-    "buyer": {"external_id": "buyer-42", "nick": "小李"},
-    "total_amount": "128.50",
-    "placed_at": "2026-11-20T09:30:00+08:00",
-    "completed_at": "2026-11-22T10:00:00+08:00",
-}
+ORDER = order_json(
+    "T-1001", buyer="buyer-42", nick="小李", total="128.50", completed_at="2026-11-22T10:00:00+08:00"
+)
 
 
 async def test_completed_order_credits_points_and_updates_profile(shop: ShopClient) -> None:

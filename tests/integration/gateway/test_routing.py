@@ -7,18 +7,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.kit.internal_auth import sign
+from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet, extra_gateway
 from tests.integration.gateway.test_auth import assert_error
 
-ORDER = {
-    "order_id": "R-1",
-    "status": "paid",
-    "buyer": {"external_id": "b-1"},
-    "total_amount": "10.00",
-    "placed_at": "2026-11-20T09:30:00+08:00",
-}
+ORDER = order_json("R-1", buyer="b-1", status="paid", total="10.00")
 
 
 async def test_unknown_route_is_404_json(shop: ShopClient) -> None:

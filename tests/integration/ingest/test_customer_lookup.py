@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
+from laoke.testing.factories import order_json
 from laoke.testing.plugin import ShopClient
 
-ORDER = {
-    "channel": "taobao",
-    "order_id": "LK-1",
-    "status": "paid",
-    "buyer": {"external_id": "tb_open_uid_42", "nick": "小李"},
-    "total_amount": "19.90",
-    "placed_at": "2026-11-20T09:30:00+08:00",
-}
+ORDER = order_json(
+    "LK-1", buyer="tb_open_uid_42", nick="小李", status="paid", total="19.90", channel="taobao"
+)
 
 
 async def test_lookup_finds_the_buyer_of_an_order(shop: ShopClient) -> None:

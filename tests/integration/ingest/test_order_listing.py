@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from laoke.testing.factories import order_json
 from laoke.testing.plugin import ShopClient
 
 
 def order(n: int, buyer: str, status: str = "paid", day: int = 1) -> dict[str, object]:
-    return {
-        "order_id": f"LIST-{n}",
-        "status": status,
-        "buyer": {"external_id": buyer},
-        "total_amount": f"{n}.00",
-        "placed_at": f"2026-11-{day:02d}T10:00:00+08:00",
-    }
+    return order_json(
+        f"LIST-{n}",
+        buyer=buyer,
+        status=status,
+        total=f"{n}.00",
+        placed_at=f"2026-11-{day:02d}T10:00:00+08:00",
+    )
 
 
 async def seed(shop: ShopClient) -> dict[str, str]:

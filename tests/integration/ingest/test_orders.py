@@ -5,17 +5,18 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from laoke.testing.factories import order_json
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 
-BASE = {
-    "order_id": "LC-1",
-    "status": "created",
-    "buyer": {"external_id": "buyer-7"},
-    "total_amount": "99.90",
-    "placed_at": "2026-11-20T09:00:00+08:00",
-    "modified_at": "2026-11-20T09:00:00+08:00",
-}
+BASE = order_json(
+    "LC-1",
+    buyer="buyer-7",
+    status="created",
+    total="99.90",
+    placed_at="2026-11-20T09:00:00+08:00",
+    modified_at="2026-11-20T09:00:00+08:00",
+)
 
 
 async def event_types(stack: ServerSet, shop_id: str) -> list[str]:

@@ -13,17 +13,12 @@ from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.topics import Topic
 from laoke.kit.internal_auth import sign
 from laoke.stack import component
+from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import Isolated
 from laoke.testing.servers import TEST_INTERNAL_SECRET, build_app, common_settings, serve
 
-ORDER = {
-    "order_id": "OUT-1",
-    "status": "completed",
-    "buyer": {"external_id": "outage-buyer"},
-    "total_amount": "42.00",
-    "placed_at": "2026-11-20T09:30:00+08:00",
-}
+ORDER = order_json("OUT-1", buyer="outage-buyer", total="42.00")
 
 
 async def outbox_state(database_url: str) -> list[tuple[str, bool]]:

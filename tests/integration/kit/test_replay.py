@@ -8,18 +8,13 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from tests.integration.loyalty.test_earning import handled_count
 
-ORDER = {
-    "order_id": "REPLAY-1",
-    "status": "completed",
-    "buyer": {"external_id": "replay-buyer"},
-    "total_amount": "77.70",
-    "placed_at": "2026-11-20T09:30:00+08:00",
-}
+ORDER = order_json("REPLAY-1", buyer="replay-buyer", total="77.70")
 
 
 async def test_replay_republishes_and_consumers_ignore_duplicates(shop: ShopClient, stack: ServerSet) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.contracts.envelope import EventEnvelope, event_key
 from laoke.contracts.topics import Topic
+from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
@@ -76,13 +77,7 @@ async def test_same_event_delivered_twice_credits_once(shop: ShopClient, stack: 
 
 
 async def test_paid_but_not_completed_order_earns_nothing_yet(shop: ShopClient) -> None:
-    order = {
-        "order_id": "NP-1",
-        "status": "paid",
-        "buyer": {"external_id": "np"},
-        "total_amount": "300.00",
-        "placed_at": "2026-11-20T09:30:00+08:00",
-    }
+    order = order_json("NP-1", buyer="np", status="paid", total="300.00")
     created = (await shop.client.post("/api/v1/orders", json=order, headers=shop.headers())).json()["order"]
 
     async def profile_counted() -> None:
