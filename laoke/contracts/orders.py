@@ -52,5 +52,7 @@ class OrderEventPayload(BaseModel):
     item_count: int = 0
     placed_at: datetime
     paid_at: datetime | None = None
+    shipped_at: datetime | None = None
     completed_at: datetime | None = None
     source_modified_at: datetime
+    coupon_codes: list[str] = []

@@ -16,24 +16,13 @@ from typing import Any
 import structlog
 
 from laoke.kit.jsonutil import dumps
+from laoke.kit.pii import mask_email, mask_phone
 
 _PII_KEYS = frozenset(
     {"phone", "mobile", "receiver_phone", "email", "address", "receiver_address", "birthday", "id_card"}
 )
 _MOBILE = re.compile(r"(?<!\d)(\+?86[ -]?)?(1[3-9]\d)[ -]?(\d{4})[ -]?(\d{4})(?!\d)")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-
-
-def mask_phone(value: str) -> str:
-    digits = re.sub(r"\D", "", value)
-    if len(digits) < 7:
-        return "***"
-    return f"{digits[:3]}****{digits[-4:]}"
-
-
-def mask_email(value: str) -> str:
-    local, _, domain = value.partition("@")
-    return f"{local[:1]}***@{domain}" if domain else "***"
 
 
 # Every string of every log line passes through here; most hold neither a phone-like run of digits nor

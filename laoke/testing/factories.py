@@ -15,12 +15,15 @@ def order_json(
     total: str = "88.00",
     placed_at: str = PLACED_AT,
     nick: str | None = None,
+    mobile: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """A `POST /api/v1/orders` body; `extra` adds or overrides fields (channel, modified_at, ...)."""
     buyer_json: dict[str, str] = {"external_id": buyer}
     if nick is not None:
         buyer_json["nick"] = nick
+    if mobile is not None:
+        buyer_json["mobile"] = mobile
     return {
         "order_id": order_id,
         "status": status,

@@ -7,18 +7,32 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
 
 from laoke.contracts.orders import OrderStatus
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
 from laoke.kit.ids import decode_cursor, encode_cursor
 from laoke.kit.service import CallerDep, OutboxDep
+from services.ingest.identity import shop_settings
+from services.ingest.models import ShopSettings
 from services.ingest.orders import order_out, upsert_order
 from services.ingest.repository import CustomerRepository, OrderRepository
-from services.ingest.schemas import Channel, CustomerLookupOut, OrderIn, OrderOut, OrderPage, OrderUpsertOut
+from services.ingest.schemas import (
+    Channel,
+    CustomerLookupOut,
+    IngestSettingsIn,
+    IngestSettingsOut,
+    OrderIn,
+    OrderOut,
+    OrderPage,
+    OrderUpsertOut,
+)
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"], responses=ERROR_RESPONSES)
 customers = APIRouter(prefix="/api/v1/customers", tags=["customers"], responses=ERROR_RESPONSES)
+settings_router = APIRouter(prefix="/api/v1/ingest", tags=["ingest settings"], responses=ERROR_RESPONSES)
 
 
 @router.post(
@@ -36,7 +50,7 @@ async def post_order(
     outcome, order = await upsert_order(session, outbox, caller.shop_id, body)
     if outcome != "created":
         response.status_code = status.HTTP_200_OK
-    return OrderUpsertOut(outcome=outcome, order=order_out(order))
+    return OrderUpsertOut(outcome=outcome, order=order_out(order, pii=caller.can("pii")))
 
 
 @router.get(
@@ -77,7 +91,7 @@ async def list_orders(
     orders = orders[:limit]
     last = orders[-1] if more and orders else None
     return OrderPage(
-        items=[order_out(o) for o in orders],
+        items=[order_out(o, pii=caller.can("pii")) for o in orders],
         next_cursor=encode_cursor(last.placed_at.isoformat(), last.id) if last else None,
     )
 
@@ -87,7 +101,7 @@ async def get_order(order_id: str, caller: CallerDep, session: SessionDep) -> Or
     order = await OrderRepository(session).get(caller.shop_id, order_id)
     if order is None:
         raise NotFound(f"order {order_id} not found")
-    return order_out(order)
+    return order_out(order, pii=caller.can("pii"))
 
 
 @customers.get(
@@ -107,3 +121,33 @@ async def lookup_customer(
     if customer_id is None:
         raise NotFound(f"no customer known as {external_id!r} on {channel}")
     return CustomerLookupOut(customer_id=customer_id, channel=channel, external_id=external_id)
+
+
+@settings_router.get(
+    "/settings", response_model=IngestSettingsOut, summary="How orders of this shop are ingested"
+)
+async def get_settings(caller: CallerDep, session: SessionDep) -> IngestSettingsOut:
+    current = await shop_settings(session, caller.shop_id)
+    return IngestSettingsOut(merge_by_mobile=current.merge_by_mobile, timezone=current.timezone)
+
+
+@settings_router.patch(
+    "/settings",
+    response_model=IngestSettingsOut,
+    summary="Change how orders of this shop are ingested",
+    description="`merge_by_mobile` applies to orders from now on; customers merged before stay merged.",
+)
+async def patch_settings(body: IngestSettingsIn, caller: CallerDep, session: SessionDep) -> IngestSettingsOut:
+    current = await shop_settings(session, caller.shop_id)
+    merged = IngestSettingsOut(
+        merge_by_mobile=current.merge_by_mobile if body.merge_by_mobile is None else body.merge_by_mobile,
+        timezone=body.timezone or current.timezone,
+    )
+    await session.execute(
+        insert(ShopSettings)
+        .values(shop_id=caller.shop_id, **merged.model_dump())
+        .on_conflict_do_update(
+            index_elements=["shop_id"], set_={**merged.model_dump(), "updated_at": func.now()}
+        )
+    )
+    return merged

@@ -16,7 +16,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         settings or IngestSettings(),
         title="Laoke ingest",
         description="Orders from marketplaces, the API and imports; buyer identity; order lifecycle events.",
-        routers=[api.router, api.customers],
+        routers=[api.router, api.customers, api.settings_router],
         plumbing=plumbing,
         produces=(Topic.ORDERS, Topic.CUSTOMERS),
     )

@@ -12,9 +12,11 @@ from laoke.contracts.topics import Topic
 from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen, to_fen
 from laoke.kit.outbox import Outbox
+from laoke.kit.pii import mask_name, mask_phone
+from services.ingest.identity import IdentityResolver, buyer_keys, shop_settings
 from services.ingest.models import Order
-from services.ingest.repository import CustomerRepository, OrderRepository
-from services.ingest.schemas import OrderIn, OrderOut
+from services.ingest.repository import OrderRepository
+from services.ingest.schemas import OrderIn, OrderItemIn, OrderOut, ReceiverIn
 
 Outcome = Literal["created", "updated", "unchanged", "stale"]
 
@@ -23,10 +25,15 @@ _TRACKED = (
     "currency",
     "total_fen",
     "paid_fen",
+    "refunded_fen",
     "item_count",
     "items",
+    "coupon_codes",
+    "buyer_nick",
+    "receiver",
     "placed_at",
     "paid_at",
+    "shipped_at",
     "completed_at",
 )
 
@@ -37,10 +44,15 @@ def _order_values(data: OrderIn) -> dict[str, object]:
         "currency": data.currency,
         "total_fen": to_fen(data.total_amount),
         "paid_fen": to_fen(data.resolved_paid_amount),
+        "refunded_fen": to_fen(data.refunded_amount),
         "item_count": sum(item.quantity for item in data.items),
         "items": [item.model_dump(mode="json") for item in data.items],
+        "coupon_codes": data.coupon_codes,
+        "buyer_nick": data.buyer.nick,
+        "receiver": data.receiver.model_dump(mode="json", exclude_none=True) if data.receiver else None,
         "placed_at": data.placed_at,
         "paid_at": data.paid_at,
+        "shipped_at": data.shipped_at,
         "completed_at": data.completed_at,
         "source_modified_at": data.resolved_modified_at,
     }
@@ -50,7 +62,12 @@ async def upsert_order(
     session: AsyncSession, outbox: Outbox, shop_id: str, data: OrderIn
 ) -> tuple[Outcome, Order]:
     orders = OrderRepository(session)
-    customer_id, _ = await CustomerRepository(session).resolve(shop_id, data.channel, data.buyer.external_id)
+    settings = await shop_settings(session, shop_id)
+    buyer = data.buyer
+    customer_id = await IdentityResolver(session, outbox, shop_id).resolve(
+        buyer_keys(data.channel, buyer.external_id, buyer.email, buyer.mobile),
+        merge_by_mobile=settings.merge_by_mobile,
+    )
     values = _order_values(data)
     row = {
         "id": new_id("ord"),
@@ -58,7 +75,7 @@ async def upsert_order(
         "channel": data.channel,
         "external_order_id": data.order_id,
         "customer_id": customer_id,
-        "refunded_fen": 0,
+        "import_id": None,
         **values,
     }
     if await orders.insert_if_absent(row):
@@ -107,13 +124,30 @@ async def _announce(
             item_count=order.item_count,
             placed_at=order.placed_at,
             paid_at=order.paid_at,
+            shipped_at=order.shipped_at,
             completed_at=order.completed_at,
             source_modified_at=order.source_modified_at,
+            coupon_codes=order.coupon_codes,
         ),
     )
 
 
-def order_out(order: Order) -> OrderOut:
+def _masked_receiver(receiver: dict[str, str] | None, pii: bool) -> ReceiverIn | None:
+    if receiver is None:
+        return None
+    if pii:
+        return ReceiverIn(**receiver)
+    return ReceiverIn(
+        name=mask_name(receiver.get("name")),
+        phone=mask_phone(receiver.get("phone")),
+        province=receiver.get("province"),
+        city=receiver.get("city"),
+        district=receiver.get("district"),
+        address="***" if receiver.get("address") else None,
+    )
+
+
+def order_out(order: Order, *, pii: bool = False) -> OrderOut:
     return OrderOut(
         id=order.id,
         channel=order.channel,
@@ -125,8 +159,14 @@ def order_out(order: Order) -> OrderOut:
         paid_amount=from_fen(order.paid_fen),
         refunded_amount=from_fen(order.refunded_fen),
         item_count=order.item_count,
+        items=[OrderItemIn(**item) for item in order.items],
+        coupon_codes=order.coupon_codes,
+        buyer_nick=order.buyer_nick,
+        receiver=_masked_receiver(order.receiver, pii),
         placed_at=order.placed_at,
         paid_at=order.paid_at,
+        shipped_at=order.shipped_at,
         completed_at=order.completed_at,
         modified_at=order.source_modified_at,
+        import_id=order.import_id,
     )

@@ -13,15 +13,11 @@ from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from laoke.kit.ids import new_id
-from services.ingest.models import Customer, CustomerIdentity, Order
+from services.ingest.models import CustomerIdentity, Order
 
 _identities = CustomerIdentity.__table__
-_customers = Customer.__table__
 _orders = Order.__table__
 
-_CLAIM_IDENTITY = insert(_identities).on_conflict_do_nothing().returning(_identities.c.customer_id)
-_INSERT_CUSTOMER = insert(_customers)
 _FIND_IDENTITY = select(_identities.c.customer_id).where(
     _identities.c.shop_id == bindparam("shop_id"),
     _identities.c.channel == bindparam("channel"),
@@ -48,22 +44,6 @@ class CustomerRepository:
         return await self.session.scalar(
             _FIND_IDENTITY, {"shop_id": shop_id, "channel": channel, "external_id": external_id}
         )
-
-    async def resolve(self, shop_id: str, channel: str, external_id: str) -> tuple[str, bool]:
-        """The customer id for a channel identity, creating the customer on first sight.
-
-        Concurrent first orders of one buyer race on the identity's primary key; the loser reads the
-        winner's row, so a buyer never gets two ids.
-        """
-        identity = {"shop_id": shop_id, "channel": channel, "external_id": external_id}
-        candidate = new_id("cus")
-        claimed = await self.session.scalar(_CLAIM_IDENTITY, {**identity, "customer_id": candidate})
-        if claimed is not None:
-            await self.session.execute(_INSERT_CUSTOMER, {"shop_id": shop_id, "id": candidate})
-            return candidate, True
-        existing = await self.session.scalar(_FIND_IDENTITY, identity)
-        assert existing is not None
-        return existing, False
 
 
 class OrderRepository:

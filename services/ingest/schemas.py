@@ -4,25 +4,54 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from laoke.contracts.orders import PAID_STATUSES, OrderStatus
 from laoke.kit.money import Yuan
+from services.ingest.identity import normalise_mobile
 
 Channel = Literal["taobao", "tmall", "jd", "pinduoduo", "douyin", "shopify", "woocommerce", "api"]
 
 
 class BuyerIn(BaseModel):
+    """Who bought. At least one of `external_id`, `email` or `mobile` identifies the buyer."""
+
     model_config = ConfigDict(extra="forbid")
 
-    external_id: str = Field(
+    external_id: str | None = Field(
+        default=None,
         min_length=1,
         max_length=128,
-        description="The channel's id of the buyer (open uid, nick, customer id)",
+        description="The channel's id of the buyer (Taobao open uid or nick, Shopify customer id)",
     )
     nick: str | None = Field(default=None, max_length=128)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    mobile: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Buyer's mobile; the same normalised mobile on two channels is one customer",
+    )
+
+    @model_validator(mode="after")
+    def _identified(self) -> BuyerIn:
+        if not (self.external_id or self.email or normalise_mobile(self.mobile)):
+            raise ValueError("buyer needs external_id, email or a valid mobile number")
+        return self
+
+
+class ReceiverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, max_length=32)
+    province: str | None = Field(default=None, max_length=50)
+    city: str | None = Field(default=None, max_length=50)
+    district: str | None = Field(default=None, max_length=50)
+    address: str | None = Field(default=None, max_length=500)
+    zip: str | None = Field(default=None, max_length=16)
 
 
 class OrderItemIn(BaseModel):
@@ -45,13 +74,23 @@ class OrderIn(BaseModel):
                     "channel": "api",
                     "order_id": "T20261122-0001",
                     "status": "completed",
-                    "buyer": {"external_id": "buyer-42", "nick": "小李"},
+                    "buyer": {"external_id": "buyer-42", "nick": "小李", "mobile": "13800138000"},
                     "currency": "CNY",
                     "total_amount": "128.50",
                     "items": [{"sku": "TEA-01", "title": "明前龙井 250g", "quantity": 1, "price": "128.50"}],
                     "placed_at": "2026-11-20T09:30:00+08:00",
                     "paid_at": "2026-11-20T09:31:00+08:00",
+                    "shipped_at": "2026-11-20T16:00:00+08:00",
                     "completed_at": "2026-11-22T10:00:00+08:00",
+                    "coupon_codes": ["NEW10"],
+                    "receiver": {
+                        "name": "李雷",
+                        "phone": "13800138000",
+                        "province": "浙江省",
+                        "city": "杭州市",
+                        "district": "西湖区",
+                        "address": "文三路 100 号",
+                    },
                 }
             ]
         },
@@ -66,9 +105,15 @@ class OrderIn(BaseModel):
     paid_amount: Yuan | None = Field(
         default=None, description="Defaults to total_amount once the order is paid, 0 before"
     )
+    refunded_amount: Yuan = Decimal(0)
     items: list[OrderItemIn] = Field(default_factory=list, max_length=500)
+    coupon_codes: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
+    receiver: ReceiverIn | None = None
     placed_at: AwareDatetime
     paid_at: AwareDatetime | None = None
+    shipped_at: AwareDatetime | None = None
     completed_at: AwareDatetime | None = None
     modified_at: AwareDatetime | None = Field(
         default=None,
@@ -81,6 +126,8 @@ class OrderIn(BaseModel):
         paid = self.resolved_paid_amount
         if paid > self.total_amount:
             raise ValueError("paid_amount cannot exceed total_amount")
+        if self.refunded_amount > paid:
+            raise ValueError("refunded_amount cannot exceed the amount paid")
         return self
 
     @property
@@ -91,7 +138,9 @@ class OrderIn(BaseModel):
 
     @property
     def resolved_modified_at(self) -> datetime:
-        stamps = [t for t in (self.modified_at, self.completed_at, self.paid_at, self.placed_at) if t]
+        stamps = [
+            t for t in (self.completed_at, self.shipped_at, self.paid_at, self.placed_at) if t is not None
+        ]
         return self.modified_at or max(stamps)
 
 
@@ -106,10 +155,18 @@ class OrderOut(BaseModel):
     paid_amount: Yuan
     refunded_amount: Yuan
     item_count: int
+    items: list[OrderItemIn]
+    coupon_codes: list[str]
+    buyer_nick: str | None
+    receiver: ReceiverIn | None = Field(
+        description="Phone and address are masked unless the API key has the `pii` scope"
+    )
     placed_at: datetime
     paid_at: datetime | None
+    shipped_at: datetime | None
     completed_at: datetime | None
     modified_at: datetime
+    import_id: str | None = Field(description="The history import that last wrote this order")
 
 
 class OrderUpsertOut(BaseModel):
@@ -128,3 +185,33 @@ class CustomerLookupOut(BaseModel):
 class OrderPage(BaseModel):
     items: list[OrderOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class IngestSettingsIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"merge_by_mobile": True, "timezone": "Asia/Shanghai"}]},
+    )
+
+    merge_by_mobile: bool | None = Field(
+        default=None, description="The same mobile number on two channels is one customer"
+    )
+    timezone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA zone of times sent without an offset (Taobao webhooks and exports)",
+    )
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> IngestSettingsIn:
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {self.timezone!r}") from exc
+        return self
+
+
+class IngestSettingsOut(BaseModel):
+    merge_by_mobile: bool
+    timezone: str = Field(examples=["Asia/Shanghai"])

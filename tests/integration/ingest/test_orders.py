@@ -87,3 +87,65 @@ async def test_invalid_orders_are_rejected_and_nothing_is_written(shop: ShopClie
         assert response.status_code == 422, body
         assert response.json()["error"] == "validation_error"
     assert await event_types(stack, shop.shop_id) == []
+
+
+FULL = order_json(
+    "LC-FULL",
+    buyer="buyer-9",
+    status="partially_refunded",
+    total="300.00",
+    refunded_amount="100.00",
+    coupon_codes=["NEW10", "VIP5"],
+    items=[{"sku": "TEA-01", "title": "明前龙井 250g", "quantity": 2, "price": "150.00"}],
+    receiver={
+        "name": "李雷",
+        "phone": "13800138000",
+        "province": "浙江省",
+        "city": "杭州市",
+        "district": "西湖区",
+        "address": "文三路 100 号",
+    },
+    paid_at="2026-11-20T09:31:00+08:00",
+    shipped_at="2026-11-20T16:00:00+08:00",
+)
+
+
+async def test_receiver_is_masked_without_the_pii_scope(shop: ShopClient) -> None:
+    created = await shop.client.post("/api/v1/orders", json=FULL, headers=shop.headers())
+    assert created.status_code == 201, created.text
+    order = created.json()["order"]
+    # The shop's first key has every scope, pii included.
+    assert order["receiver"]["phone"] == "13800138000"
+    assert order["refunded_amount"] == "100.00" and order["paid_amount"] == "300.00"
+    assert order["coupon_codes"] == ["NEW10", "VIP5"] and order["item_count"] == 2
+    assert order["shipped_at"] is not None
+
+    key = await shop.client.post(
+        "/api/v1/keys", json={"name": "ERP", "scopes": ["read", "write"]}, headers=shop.headers()
+    )
+    plain = key.json()["api_key"]
+    seen = await shop.client.get(f"/api/v1/orders/{order['id']}", headers=shop.headers(plain))
+    receiver = seen.json()["receiver"]
+    assert receiver == {
+        "name": "李*",
+        "phone": "138****8000",
+        "province": "浙江省",
+        "city": "杭州市",
+        "district": "西湖区",
+        "address": "***",
+        "zip": None,
+    }
+
+
+async def test_bad_amounts_and_statuses_are_refused_with_the_field_named(shop: ShopClient) -> None:
+    cases = [
+        ("total_amount: Input should be greater than or equal to 0", {**BASE, "total_amount": "-5.00"}),
+        ("total_amount: Input should be a valid decimal", {**BASE, "total_amount": "abc"}),
+        ("status: Input should be 'created'", {**BASE, "status": "lost_in_mail"}),
+        ("refunded_amount cannot exceed", {**FULL, "refunded_amount": "400.00"}),
+    ]
+    for expected, body in cases:
+        response = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
+        assert response.status_code == 422, (expected, response.text)
+        assert response.json()["error"] == "validation_error"
+        assert expected in response.json()["detail"], response.json()

@@ -1,0 +1,169 @@
+"""Buyer identity: which Laoke customer an order's buyer is.
+
+Within a channel a buyer is known by the channel's id (Taobao open uid or nick, Shopify customer id)
+or e-mail. Across channels only a normalised mobile number links two identities (the shop's
+`merge_by_mobile` setting, on by default); it is stored as an identity of the pseudo-channel `mobile`.
+
+When an order proves two existing customers are one buyer (a Taobao buyer and a Shopify buyer with the
+same mobile), the younger id folds into the one that already owned the mobile: identities and orders
+move, the old id records where it went, and `customer.merged {from, into}` tells other services.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
+from laoke.contracts.envelope import event_key
+from laoke.contracts.topics import Topic
+from laoke.kit.ids import new_id
+from laoke.kit.outbox import Outbox
+from services.ingest.models import Customer, CustomerIdentity, Order, ShopSettings
+
+MOBILE_CHANNEL = "mobile"
+# Mainland China mobile numbers: 11 digits starting 13-19. Masked numbers (138****1234) never match.
+MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+_NOT_DIGITS = re.compile(r"[\s\-()'+.]")
+
+_identities = CustomerIdentity.__table__
+_customers = Customer.__table__
+
+_CLAIM = insert(_identities).on_conflict_do_nothing().returning(_identities.c.customer_id)
+_INSERT_CUSTOMER = insert(_customers).on_conflict_do_nothing()
+_SETTINGS = select(ShopSettings.merge_by_mobile, ShopSettings.timezone).where(
+    ShopSettings.shop_id == bindparam("shop_id")
+)
+
+
+def normalise_mobile(raw: str | None) -> str | None:
+    """`+86 138-0013-8000`, `'13800138000`, `008613800138000` → `13800138000`; anything else → None."""
+    if not raw:
+        return None
+    digits = _NOT_DIGITS.sub("", raw)
+    for prefix in ("0086", "86"):
+        if digits.startswith(prefix) and len(digits) == 11 + len(prefix):
+            digits = digits[len(prefix) :]
+    return digits if MOBILE_RE.match(digits) else None
+
+
+@dataclass(frozen=True, slots=True)
+class BuyerKeys:
+    """The identities an order carries, most specific first."""
+
+    channel: str
+    external_id: str | None
+    email: str | None
+    mobile: str | None
+
+    def channel_keys(self) -> list[tuple[str, str]]:
+        keys = [(self.channel, v) for v in (self.external_id, self.email) if v]
+        return keys
+
+
+@dataclass(frozen=True, slots=True)
+class ShopIngestSettings:
+    merge_by_mobile: bool = True
+    timezone: str = "Asia/Shanghai"
+
+
+async def shop_settings(session: AsyncSession, shop_id: str) -> ShopIngestSettings:
+    row = (await session.execute(_SETTINGS, {"shop_id": shop_id})).first()
+    return ShopIngestSettings(row.merge_by_mobile, row.timezone) if row else ShopIngestSettings()
+
+
+def buyer_keys(channel: str, external_id: str | None, email: str | None, mobile: str | None) -> BuyerKeys:
+    return BuyerKeys(
+        channel=channel,
+        external_id=external_id,
+        email=email.strip().lower() if email else None,
+        mobile=normalise_mobile(mobile),
+    )
+
+
+class IdentityResolver:
+    def __init__(self, session: AsyncSession, outbox: Outbox, shop_id: str) -> None:
+        self.session = session
+        self.outbox = outbox
+        self.shop_id = shop_id
+
+    async def resolve(self, keys: BuyerKeys, *, merge_by_mobile: bool) -> str:
+        """The customer id of the buyer, creating or merging customers as the keys require."""
+        mobile = keys.mobile if merge_by_mobile else None
+        wanted = keys.channel_keys() + ([(MOBILE_CHANNEL, mobile)] if mobile else [])
+        if not wanted:
+            raise ValueError("buyer has no identity")
+        known = await self._known(wanted)
+        by_channel = next((known[k] for k in keys.channel_keys() if k in known), None)
+        by_mobile = known.get((MOBILE_CHANNEL, mobile)) if mobile else None
+
+        if by_channel is None and by_mobile is None:
+            customer_id = await self._create(wanted[0])
+        elif by_channel is None:
+            customer_id = by_mobile  # first order on this channel of a buyer known elsewhere
+        elif by_mobile is not None and by_mobile != by_channel:
+            await self._merge(source=by_channel, target=by_mobile)
+            customer_id = by_mobile
+        else:
+            customer_id = by_channel
+        assert customer_id is not None
+        for key in wanted:
+            if key not in known:
+                await self._claim(key, customer_id)
+        return customer_id
+
+    async def _known(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        rows = await self.session.execute(
+            select(_identities.c.channel, _identities.c.external_id, _identities.c.customer_id).where(
+                _identities.c.shop_id == self.shop_id,
+                tuple_(_identities.c.channel, _identities.c.external_id).in_(keys),
+            )
+        )
+        return {(r.channel, r.external_id): r.customer_id for r in rows}
+
+    async def _create(self, primary: tuple[str, str]) -> str:
+        """A new customer owning `primary`. Concurrent first orders of one buyer race on the identity's
+        primary key; the loser takes the winner's id, so a buyer never gets two ids."""
+        candidate = new_id("cus")
+        claimed = await self._claim(primary, candidate)
+        if claimed == candidate:
+            await self.session.execute(_INSERT_CUSTOMER, {"shop_id": self.shop_id, "id": candidate})
+        return claimed
+
+    async def _claim(self, key: tuple[str, str], customer_id: str) -> str:
+        identity = {"shop_id": self.shop_id, "channel": key[0], "external_id": key[1]}
+        claimed = await self.session.scalar(_CLAIM, {**identity, "customer_id": customer_id})
+        if claimed is not None:
+            return claimed
+        existing = await self._known([key])
+        return existing[key]
+
+    async def _merge(self, *, source: str, target: str) -> None:
+        shop = _identities.c.shop_id == self.shop_id
+        await self.session.execute(
+            update(_identities).where(shop, _identities.c.customer_id == source).values(customer_id=target)
+        )
+        await self.session.execute(
+            update(Order.__table__)
+            .where(Order.__table__.c.shop_id == self.shop_id, Order.__table__.c.customer_id == source)
+            .values(customer_id=target)
+        )
+        await self.session.execute(
+            update(_customers)
+            .where(_customers.c.shop_id == self.shop_id, _customers.c.id == source)
+            .values(merged_into=target)
+        )
+        await self.outbox.add(
+            self.session,
+            topic=Topic.CUSTOMERS,
+            event_type=CUSTOMER_MERGED,
+            shop_id=self.shop_id,
+            key=event_key(self.shop_id, source),
+            payload=CustomerMergedPayload(from_customer_id=source, into_customer_id=target).model_dump(
+                mode="json", by_alias=True
+            ),
+        )

@@ -1,0 +1,112 @@
+"""Buyer identity: one customer per buyer within a channel, merged across channels by mobile."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from laoke.testing.factories import order_json
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
+
+
+async def post(shop: ShopClient, body: dict[str, object]) -> dict[str, object]:
+    response = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
+    assert response.status_code in (200, 201), response.text
+    return response.json()["order"]
+
+
+async def lookup(shop: ShopClient, channel: str, external_id: str) -> str:
+    response = await shop.client.get(
+        "/api/v1/customers/lookup",
+        params={"channel": channel, "external_id": external_id},
+        headers=shop.headers(),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["customer_id"]
+
+
+async def merged_events(stack: ServerSet, shop_id: str) -> list[dict[str, object]]:
+    engine = create_async_engine(stack["ingest"].settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT envelope FROM ingest.outbox WHERE shop_id = :s AND event_type = 'customer.merged'"
+                ),
+                {"s": shop_id},
+            )
+            return [json.loads(r[0])["payload"] if isinstance(r[0], str) else r[0]["payload"] for r in rows]
+    finally:
+        await engine.dispose()
+
+
+async def test_same_mobile_on_another_channel_is_the_same_customer(shop: ShopClient) -> None:
+    taobao = await post(shop, order_json("TB-1", buyer="tb_xiaoli", channel="taobao", mobile="13800138000"))
+    shopify = await post(
+        shop, order_json("SH-1", buyer="7001", channel="shopify", mobile="+86 138-0013-8000")
+    )
+    assert shopify["customer_id"] == taobao["customer_id"]
+    assert await lookup(shop, "shopify", "7001") == taobao["customer_id"]
+
+
+async def test_email_identifies_a_buyer_within_a_channel(shop: ShopClient) -> None:
+    first = await post(
+        shop,
+        {**order_json("WC-1", buyer="x", channel="woocommerce"), "buyer": {"email": "Anna@Example.com"}},
+    )
+    second = await post(
+        shop,
+        {**order_json("WC-2", buyer="x", channel="woocommerce"), "buyer": {"email": "anna@example.com"}},
+    )
+    assert first["customer_id"] == second["customer_id"]
+
+
+async def test_a_later_mobile_merges_two_customers_and_announces_it(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    known = await post(shop, order_json("TB-1", buyer="tb_wang", channel="taobao", mobile="13900139000"))
+    stranger = await post(shop, order_json("SH-1", buyer="8001", channel="shopify"))
+    assert stranger["customer_id"] != known["customer_id"]
+
+    # The Shopify buyer now gives the mobile the Taobao buyer used: they are one person.
+    again = await post(shop, order_json("SH-2", buyer="8001", channel="shopify", mobile="13900139000"))
+    assert again["customer_id"] == known["customer_id"]
+    assert await lookup(shop, "shopify", "8001") == known["customer_id"]
+    moved = await shop.client.get(
+        "/api/v1/orders", params={"customer_id": known["customer_id"]}, headers=shop.headers()
+    )
+    assert {o["order_id"] for o in moved.json()["items"]} == {"TB-1", "SH-1", "SH-2"}
+    assert await merged_events(stack, shop.shop_id) == [
+        {"from": stranger["customer_id"], "into": known["customer_id"], "reason": "mobile"}
+    ]
+
+
+async def test_merging_by_mobile_can_be_turned_off(shop: ShopClient) -> None:
+    changed = await shop.client.patch(
+        "/api/v1/ingest/settings", json={"merge_by_mobile": False}, headers=shop.headers()
+    )
+    assert changed.status_code == 200 and changed.json() == {
+        "merge_by_mobile": False,
+        "timezone": "Asia/Shanghai",
+    }
+    taobao = await post(shop, order_json("TB-1", buyer="tb_zhao", channel="taobao", mobile="13700137000"))
+    shopify = await post(shop, order_json("SH-1", buyer="9001", channel="shopify", mobile="13700137000"))
+    assert shopify["customer_id"] != taobao["customer_id"]
+
+
+async def test_settings_reject_an_unknown_time_zone(shop: ShopClient) -> None:
+    response = await shop.client.patch(
+        "/api/v1/ingest/settings", json={"timezone": "Mars/Olympus"}, headers=shop.headers()
+    )
+    assert response.status_code == 422
+    assert "Mars/Olympus" in response.json()["detail"]
+
+
+async def test_an_order_without_any_buyer_identity_is_refused(shop: ShopClient) -> None:
+    body = {**order_json("X-1", buyer="x"), "buyer": {"nick": "只有昵称", "mobile": "138****8000"}}
+    response = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
+    assert response.status_code == 422
+    assert "buyer needs external_id, email or a valid mobile number" in response.json()["detail"]
