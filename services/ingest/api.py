@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import AwareDatetime
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
@@ -15,6 +15,7 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
 from laoke.kit.ids import decode_cursor, encode_cursor
 from laoke.kit.service import CallerDep, OutboxDep
+from services.ingest.idempotency import KEY_HEADER, IdempotentRequest
 from services.ingest.identity import shop_settings
 from services.ingest.models import ShopSettings
 from services.ingest.orders import order_out, upsert_order
@@ -41,16 +42,42 @@ settings_router = APIRouter(prefix="/api/v1/ingest", tags=["ingest settings"], r
     status_code=status.HTTP_201_CREATED,
     summary="Create or update an order",
     description="Upserts by `(channel, order_id)`. 201 when the order is new, 200 otherwise; an update "
-    "older than the stored order (by `modified_at`) is ignored and reported as `stale`.",
+    "older than the stored order (by `modified_at`) is ignored and reported as `stale`. With an "
+    "`Idempotency-Key` header a retry returns the first answer (header `Idempotent-Replayed: true`); the "
+    "same key with another body is 422, and a retry while the first is still running is 409.",
     responses={200: {"description": "Existing order updated, unchanged or stale", "model": OrderUpsertOut}},
 )
 async def post_order(
-    body: OrderIn, caller: CallerDep, session: SessionDep, outbox: OutboxDep, response: Response
-) -> OrderUpsertOut:
+    body: OrderIn,
+    caller: CallerDep,
+    session: SessionDep,
+    outbox: OutboxDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=KEY_HEADER,
+            description="Makes retries safe: the same key and body return the first answer (24 hours)",
+            examples=["9f1c2e7a-order-T20261122-0001"],
+        ),
+    ] = None,
+) -> Response:
+    idempotent = (
+        IdempotentRequest(session, caller.shop_id, idempotency_key, body) if idempotency_key else None
+    )
+    if idempotent is not None and (stored := await idempotent.begin()) is not None:
+        return Response(
+            stored.body,
+            status_code=stored.status_code,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
     outcome, order = await upsert_order(session, outbox, caller.shop_id, body)
-    if outcome != "created":
-        response.status_code = status.HTTP_200_OK
-    return OrderUpsertOut(outcome=outcome, order=order_out(order, pii=caller.can("pii")))
+    answer = OrderUpsertOut(outcome=outcome, order=order_out(order, pii=caller.can("pii")))
+    code = status.HTTP_201_CREATED if outcome == "created" else status.HTTP_200_OK
+    content = answer.model_dump_json().encode()
+    if idempotent is not None:
+        await idempotent.finish(code, content)
+    return Response(content, status_code=code, media_type="application/json")
 
 
 @router.get(
