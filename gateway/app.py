@@ -12,7 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
 
 from gateway import routes
-from gateway.auth import KeyStore
+from gateway.auth import KeyStore, WebhookSecrets
 from gateway.models import plumbing
 from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy, ProxyMiddleware
@@ -44,6 +44,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             app.state.proxy = Proxy(clients, settings.internal_secret)
             app.state.openapi = OpenAPIMerger(clients, settings.internal_secret)
             app.state.keys = KeyStore(app.state.db, settings.key_cache_seconds)
+            app.state.webhook_secrets = WebhookSecrets(app.state.db, settings.key_cache_seconds)
             app.state.buckets = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
             yield
 

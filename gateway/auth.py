@@ -105,6 +105,45 @@ class KeyStore:
         self._cache.pop(key_id, None)
 
 
+class WebhookSecrets:
+    """Each shop's valid webhook secrets, for the gateway to hand to ingest with a webhook it forwards.
+
+    Ingest verifies marketplace signatures itself (each marketplace has its own scheme) but secrets live
+    with the shop, here; they travel inside the signed internal credential, never through Kafka.
+    """
+
+    def __init__(self, db: Database, cache_seconds: float) -> None:
+        self.db = db
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    async def for_shop(self, shop_id: str) -> str | None:
+        """Comma-separated current (and unexpired previous) secret; None for an unknown shop."""
+        now = time.monotonic()
+        cached = self._cache.get(shop_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            async with self.db.transaction() as session:
+                shop = await session.get(Shop, shop_id)
+        except (OSError, SQLAlchemyError) as exc:
+            raise ServiceUnavailable("webhook verification is temporarily unavailable") from exc
+        secrets_ = None
+        if shop is not None:
+            valid = [shop.webhook_secret]
+            until = shop.previous_webhook_secret_until
+            if shop.previous_webhook_secret and until is not None and until > datetime.now(UTC):
+                valid.append(shop.previous_webhook_secret)
+            secrets_ = ",".join(valid)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[shop_id] = (now + self.cache_seconds, secrets_)
+        return secrets_
+
+    def forget(self, shop_id: str) -> None:
+        self._cache.pop(shop_id, None)
+
+
 async def create_key(session: AsyncSession, shop_id: str, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
     key_id, full_key, secret_hash = issue_key()
     key = ApiKey(id=key_id, shop_id=shop_id, name=name, secret_hash=secret_hash, scopes=sorted(set(scopes)))

@@ -23,6 +23,9 @@ class Shop(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     webhook_secret: Mapped[str] = mapped_column(String(128))
+    # After a rotation the old secret keeps verifying until this time, so senders can switch over.
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_webhook_secret_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -16,7 +16,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from laoke.kit.errors import LaokeError, PayloadTooLarge, ServiceUnavailable, error_response
+from laoke.kit.context import (
+    KEY_HEADER,
+    SCOPES_HEADER,
+    SHOP_HEADER,
+    SIGNATURE_HEADER,
+    WEBHOOK_SECRETS_HEADER,
+)
+from laoke.kit.errors import LaokeError, PayloadTooLarge, ServiceUnavailable, Unauthorized, error_response
 from laoke.kit.internal_auth import sign
 
 
@@ -48,7 +55,7 @@ def _route(pattern: str, service: str, public: bool = False) -> Route:
 
 # First match wins, so specific paths come before the prefixes they sit under.
 ROUTES: tuple[Route, ...] = (
-    _route(r"^/api/v1/webhooks(/|$)", "ingest", public=True),
+    _route(r"^/api/v1/webhooks/[a-z]+/[^/]+/?$", "ingest", public=True),
     _route(r"^/api/v1/customers/lookup$", "ingest"),
     _route(r"^/api/v1/customers/[^/]+/consent$", "messaging"),
     _route(r"^/api/v1/(orders|imports|events|ingest)(/|$)", "ingest"),
@@ -70,6 +77,12 @@ _DROP_REQUEST = frozenset(
         "upgrade",
         "authorization",
         "content-length",
+        # Only the gateway may say who is calling; a client sending these is ignored.
+        SHOP_HEADER,
+        SCOPES_HEADER,
+        KEY_HEADER,
+        SIGNATURE_HEADER,
+        WEBHOOK_SECRETS_HEADER,
     }
 )
 _DROP_RESPONSE = frozenset(
@@ -116,6 +129,7 @@ class Proxy:
         scopes: str = "",
         key_id: str = "",
         request_id: str = "",
+        webhook_secrets: str = "",
     ) -> Response:
         path = request.url.path
         headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}
@@ -128,6 +142,7 @@ class Proxy:
                 scopes=scopes,
                 key_id=key_id,
                 request_id=request_id,
+                webhook_secrets=webhook_secrets,
             )
         )
         client = self.clients[service]
@@ -191,8 +206,21 @@ class ProxyMiddleware:
         settings = state.settings
         request_id = request.scope["state"]["request_id"]
         if route.public:
+            # /api/v1/webhooks/<source>/<shop_id>: the shop's secrets go along, the signature is the
+            # marketplace's and ingest checks it. An unknown shop gets the same 401 as a bad signature.
+            shop_id = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+            webhook_secrets = await state.webhook_secrets.for_shop(shop_id)
+            if webhook_secrets is None:
+                raise Unauthorized("webhook signature cannot be verified")
             body = await read_body(request, settings.max_body_bytes)
-            return await state.proxy.forward(request, route.service, body, request_id=request_id)
+            return await state.proxy.forward(
+                request,
+                route.service,
+                body,
+                shop_id=shop_id,
+                request_id=request_id,
+                webhook_secrets=webhook_secrets,
+            )
         principal = await state.keys.authenticate(request.headers.get("authorization"))
         principal.require("read" if request.method in READ_METHODS else "write")
         state.buckets.enforce(principal.key_id)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import select
 
 from gateway.auth import AdminDep, PrincipalDep, create_key, load_shop, revoke_key
@@ -19,6 +21,7 @@ from gateway.schemas import (
     ShopCreate,
     ShopCreated,
     ShopOut,
+    WebhookSecretRotated,
 )
 from laoke.contracts.topics import Topic
 from laoke.kit.db import SessionDep
@@ -139,3 +142,28 @@ async def delete_api_key(
     await revoke_key(session, principal.shop_id, key_id)
     request.app.state.keys.forget(key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@keys.post(
+    "/webhook-secret/rotate",
+    response_model=WebhookSecretRotated,
+    summary="Rotate the shop's webhook secret (scope: keys)",
+    description="Returns the new secret, shown once. The previous secret keeps verifying webhooks for "
+    "`grace_hours` (default 24) so marketplaces and integrations can switch over; during that time a "
+    "sender may sign with both (`X-Laoke-Signature: t=...,v1=<new>,v1=<old>`).",
+)
+async def rotate_webhook_secret(
+    principal: PrincipalDep,
+    session: SessionDep,
+    request: Request,
+    grace_hours: Annotated[int, Query(ge=0, le=168)] = 24,
+) -> WebhookSecretRotated:
+    principal.require("keys")
+    shop = await load_shop(session, principal.shop_id)
+    until = datetime.now(UTC) + timedelta(hours=grace_hours)
+    shop.previous_webhook_secret = shop.webhook_secret
+    shop.previous_webhook_secret_until = until
+    shop.webhook_secret = secrets.token_urlsafe(32)
+    await session.flush()
+    request.app.state.webhook_secrets.forget(shop.id)
+    return WebhookSecretRotated(webhook_secret=shop.webhook_secret, previous_valid_until=until)

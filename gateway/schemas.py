@@ -91,3 +91,8 @@ class Me(BaseModel):
     timezone: str
     currency: str
     key: KeyOut
+
+
+class WebhookSecretRotated(BaseModel):
+    webhook_secret: str = Field(description="The new secret. Shown once: configure your senders now.")
+    previous_valid_until: datetime = Field(description="The old secret verifies webhooks until then")

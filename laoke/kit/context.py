@@ -16,6 +16,8 @@ SHOP_HEADER = "x-laoke-shop-id"
 SCOPES_HEADER = "x-laoke-scopes"
 KEY_HEADER = "x-laoke-key-id"
 SIGNATURE_HEADER = "x-laoke-internal-signature"
+# Set by the gateway on marketplace webhooks only: the shop's current and still-valid previous secrets.
+WEBHOOK_SECRETS_HEADER = "x-laoke-webhook-secrets"
 
 correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None

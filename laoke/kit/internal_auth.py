@@ -13,15 +13,30 @@ import hmac
 import time
 from collections.abc import Mapping
 
-from laoke.kit.context import KEY_HEADER, REQUEST_ID_HEADER, SCOPES_HEADER, SHOP_HEADER, SIGNATURE_HEADER
+from laoke.kit.context import (
+    KEY_HEADER,
+    REQUEST_ID_HEADER,
+    SCOPES_HEADER,
+    SHOP_HEADER,
+    SIGNATURE_HEADER,
+    WEBHOOK_SECRETS_HEADER,
+)
 
 FRESHNESS_SECONDS = 300
 
 
 def _message(
-    ts: int, method: str, path: str, shop_id: str, scopes: str, key_id: str, request_id: str
+    ts: int,
+    method: str,
+    path: str,
+    shop_id: str,
+    scopes: str,
+    key_id: str,
+    request_id: str,
+    webhook_secrets: str,
 ) -> bytes:
-    return "\n".join((str(ts), method.upper(), path, shop_id, scopes, key_id, request_id)).encode()
+    fields = (str(ts), method.upper(), path, shop_id, scopes, key_id, request_id, webhook_secrets)
+    return "\n".join(fields).encode()
 
 
 def sign(
@@ -33,20 +48,22 @@ def sign(
     scopes: str = "",
     key_id: str = "",
     request_id: str = "",
+    webhook_secrets: str = "",
     now: float | None = None,
 ) -> dict[str, str]:
     """Headers that carry the caller's identity and their signature."""
     ts = int(now if now is not None else time.time())
-    digest = hmac.new(
-        secret.encode(), _message(ts, method, path, shop_id, scopes, key_id, request_id), hashlib.sha256
-    ).hexdigest()
-    return {
+    message = _message(ts, method, path, shop_id, scopes, key_id, request_id, webhook_secrets)
+    headers = {
         SHOP_HEADER: shop_id,
         SCOPES_HEADER: scopes,
         KEY_HEADER: key_id,
         REQUEST_ID_HEADER: request_id,
-        SIGNATURE_HEADER: f"t={ts},v1={digest}",
+        SIGNATURE_HEADER: f"t={ts},v1={hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()}",
     }
+    if webhook_secrets:
+        headers[WEBHOOK_SECRETS_HEADER] = webhook_secrets
+    return headers
 
 
 def verify(secret: str, method: str, path: str, headers: Mapping[str, str], now: float | None = None) -> bool:
@@ -69,6 +86,7 @@ def verify(secret: str, method: str, path: str, headers: Mapping[str, str], now:
             headers.get(SCOPES_HEADER, ""),
             headers.get(KEY_HEADER, ""),
             headers.get(REQUEST_ID_HEADER, ""),
+            headers.get(WEBHOOK_SECRETS_HEADER, ""),
         ),
         hashlib.sha256,
     ).hexdigest()

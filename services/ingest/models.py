@@ -77,6 +77,9 @@ class Order(Base):
     total_fen: Mapped[int] = mapped_column(BigInteger)
     paid_fen: Mapped[int] = mapped_column(BigInteger)
     refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Refunds by the source's refund id (fen), so a refund notification and an order snapshot that both
+    # carry the same refund count it once.
+    refunds: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     item_count: Mapped[int] = mapped_column(Integer, default=0)
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     coupon_codes: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.contracts.envelope import event_key
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload, OrderStatus
 from laoke.contracts.topics import Topic
+from laoke.kit.errors import Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen, to_fen
 from laoke.kit.outbox import Outbox
@@ -26,6 +28,7 @@ _TRACKED = (
     "total_fen",
     "paid_fen",
     "refunded_fen",
+    "refunds",
     "item_count",
     "items",
     "coupon_codes",
@@ -45,6 +48,7 @@ def _order_values(data: OrderIn) -> dict[str, object]:
         "total_fen": to_fen(data.total_amount),
         "paid_fen": to_fen(data.resolved_paid_amount),
         "refunded_fen": to_fen(data.refunded_amount),
+        "refunds": {r.refund_id: to_fen(r.amount) for r in data.refunds},
         "item_count": sum(item.quantity for item in data.items),
         "items": [item.model_dump(mode="json") for item in data.items],
         "coupon_codes": data.coupon_codes,
@@ -170,3 +174,37 @@ def order_out(order: Order, *, pii: bool = False) -> OrderOut:
         modified_at=order.source_modified_at,
         import_id=order.import_id,
     )
+
+
+async def apply_refund(
+    session: AsyncSession,
+    outbox: Outbox,
+    shop_id: str,
+    *,
+    channel: str,
+    external_order_id: str,
+    refund_id: str,
+    amount_fen: int,
+    refunded_at: datetime,
+) -> tuple[Outcome, Order]:
+    """A refund notification (Shopify refunds/create, Taobao RefundSuccess) for a known order."""
+    order = await OrderRepository(session).lock_by_source(shop_id, channel, external_order_id)
+    if order is None:
+        raise Unprocessable(
+            f"refund {refund_id} is for order {external_order_id}, which Laoke has not received yet"
+        )
+    if refund_id in order.refunds:
+        return "unchanged", order
+    refunds = {**order.refunds, refund_id: amount_fen}
+    previous = OrderStatus(order.status)
+    order.refunds = refunds
+    order.refunded_fen = min(max(order.refunded_fen, sum(refunds.values())), order.paid_fen)
+    if order.paid_fen and order.refunded_fen >= order.paid_fen:
+        order.status = OrderStatus.REFUNDED.value
+    elif order.refunded_fen:
+        order.status = OrderStatus.PARTIALLY_REFUNDED.value
+    order.source_modified_at = max(order.source_modified_at, refunded_at)
+    await session.flush()
+    if previous != OrderStatus(order.status):
+        await _announce(session, outbox, order, previous=previous)
+    return "updated", order

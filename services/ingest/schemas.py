@@ -63,6 +63,13 @@ class OrderItemIn(BaseModel):
     price: Yuan
 
 
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refund_id: str = Field(min_length=1, max_length=128)
+    amount: Yuan
+
+
 class OrderIn(BaseModel):
     """An order as a shop's system knows it. Posting the same `(channel, order_id)` again updates it."""
 
@@ -105,7 +112,10 @@ class OrderIn(BaseModel):
     paid_amount: Yuan | None = Field(
         default=None, description="Defaults to total_amount once the order is paid, 0 before"
     )
-    refunded_amount: Yuan = Decimal(0)
+    refunded_amount: Yuan = Field(
+        default=Decimal(0), description="Total refunded; the sum of `refunds` when those are given"
+    )
+    refunds: list[RefundIn] = Field(default_factory=list, max_length=200)
     items: list[OrderItemIn] = Field(default_factory=list, max_length=500)
     coupon_codes: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=20
@@ -126,6 +136,8 @@ class OrderIn(BaseModel):
         paid = self.resolved_paid_amount
         if paid > self.total_amount:
             raise ValueError("paid_amount cannot exceed total_amount")
+        if self.refunds:
+            self.refunded_amount = sum((r.amount for r in self.refunds), Decimal(0))
         if self.refunded_amount > paid:
             raise ValueError("refunded_amount cannot exceed the amount paid")
         return self
