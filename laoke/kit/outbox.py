@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -137,7 +137,7 @@ class Outbox:
             "correlation_id": current_correlation_id(),
         }
         if occurred_at is not None:
-            fields["occurred_at"] = occurred_at
+            fields["occurred_at"] = occurred_at.astimezone(UTC)  # the contract says UTC
         envelope = EventEnvelope(**fields)
         await session.execute(
             self._insert,

@@ -14,7 +14,9 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 
+from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.topics import ALL_TOPICS
 from laoke.devstack.broker import EmbeddedBroker
 from laoke.devstack.postgres import EmbeddedPostgres
@@ -136,3 +138,30 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 15.0, in
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(interval)
+
+
+async def events_on(
+    bootstrap_servers: str,
+    topic: str,
+    shop_id: str,
+    count: int,
+    within: float = 30.0,
+) -> list[EventEnvelope]:
+    """The first `count` events of one shop on a topic, read from the broker from the beginning."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    found: list[EventEnvelope] = []
+    try:
+        deadline = time.monotonic() + within
+        while len(found) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    event = EventEnvelope.model_validate_json(record.value)
+                    if event.shop_id == shop_id:
+                        found.append(event)
+    finally:
+        await consumer.stop()
+    return found

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
-from services.ingest import api, webhooks
+from services.ingest import api, behaviour, webhooks
 from services.ingest.models import plumbing
 from services.ingest.settings import IngestSettings
 
@@ -16,7 +16,14 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         settings or IngestSettings(),
         title="Laoke ingest",
         description="Orders from marketplaces, the API and imports; buyer identity; order lifecycle events.",
-        routers=[api.router, api.customers, api.settings_router, webhooks.router, webhooks.failures],
+        routers=[
+            api.router,
+            api.customers,
+            api.settings_router,
+            webhooks.router,
+            webhooks.failures,
+            behaviour.router,
+        ],
         plumbing=plumbing,
-        produces=(Topic.ORDERS, Topic.CUSTOMERS),
+        produces=(Topic.ORDERS, Topic.CUSTOMERS, Topic.BEHAVIOUR),
     )
