@@ -8,6 +8,7 @@ breaks the connection mid-way is 502.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx2 as httpx
@@ -42,6 +43,7 @@ class Route:
     pattern: re.Pattern[str]
     service: str
     public: bool = False  # authenticated by the service itself (marketplace webhook signatures)
+    streamed: bool = False  # large uploads: forwarded as they arrive, under their own size limit
 
     @property
     def path(self) -> str:
@@ -49,13 +51,14 @@ class Route:
         return f"proxy:{self.service}"
 
 
-def _route(pattern: str, service: str, public: bool = False) -> Route:
-    return Route(re.compile(pattern), service, public)
+def _route(pattern: str, service: str, public: bool = False, streamed: bool = False) -> Route:
+    return Route(re.compile(pattern), service, public, streamed)
 
 
 # First match wins, so specific paths come before the prefixes they sit under.
 ROUTES: tuple[Route, ...] = (
     _route(r"^/api/v1/webhooks/[a-z]+/[^/]+/?$", "ingest", public=True),
+    _route(r"^/api/v1/imports/?$", "ingest", streamed=True),
     _route(r"^/api/v1/customers/lookup$", "ingest"),
     _route(r"^/api/v1/customers/[^/]+/consent$", "messaging"),
     _route(r"^/api/v1/(orders|imports|events|ingest)(/|$)", "ingest"),
@@ -100,6 +103,22 @@ def match_route(path: str) -> Route | None:
     return None
 
 
+def check_declared_length(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+
+
+async def stream_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives; past the limit the upload is cut off (the service sees a broken body)."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        yield chunk
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -123,7 +142,7 @@ class Proxy:
         self,
         request: Request,
         service: str,
-        body: bytes,
+        body: bytes | AsyncIterator[bytes],
         *,
         shop_id: str = "",
         scopes: str = "",
@@ -224,7 +243,12 @@ class ProxyMiddleware:
         principal = await state.keys.authenticate(request.headers.get("authorization"))
         principal.require("read" if request.method in READ_METHODS else "write")
         state.buckets.enforce(principal.key_id)
-        body = await read_body(request, settings.max_body_bytes)
+        body: bytes | AsyncIterator[bytes]
+        if route.streamed and request.method == "POST":
+            check_declared_length(request, settings.import_max_body_bytes)
+            body = stream_body(request, settings.import_max_body_bytes)
+        else:
+            body = await read_body(request, settings.max_body_bytes)
         return await state.proxy.forward(
             request,
             route.service,

@@ -21,6 +21,8 @@ class GatewaySettings(ServiceSettings):
     loyalty_url: str = "http://127.0.0.1:8003"
     messaging_url: str = "http://127.0.0.1:8004"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # History files (POST /api/v1/imports) are streamed through, never buffered, up to this size.
+    import_max_body_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
     upstream_connect_timeout: float = 2.0

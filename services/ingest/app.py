@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
 from services.ingest import api, behaviour, webhooks
+from services.ingest.imports import api as imports
 from services.ingest.models import plumbing
 from services.ingest.settings import IngestSettings
 
@@ -23,7 +24,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             webhooks.router,
             webhooks.failures,
             behaviour.router,
+            imports.router,
+            imports.internal,
         ],
         plumbing=plumbing,
         produces=(Topic.ORDERS, Topic.CUSTOMERS, Topic.BEHAVIOUR),
+        extra_lifespan=imports.imports_lifespan,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from laoke.kit.settings import ServiceSettings
@@ -11,3 +14,8 @@ class IngestSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", frozen=True)
 
     service_name: str = "ingest"
+    # Uploaded history files wait here while they are imported, then are deleted. Every ingest API
+    # replica needs its own writable folder; nothing is shared between replicas.
+    import_dir: Path = Path(".laoke/imports")
+    import_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    imports_at_once: int = Field(default=1, ge=1, description="Concurrent imports per replica")

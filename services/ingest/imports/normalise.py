@@ -1,0 +1,358 @@
+"""One batch of raw text rows → clean staging rows plus the rows that are wrong and why.
+
+Everything is vectorised with Arrow compute (no Python loop per row): a million-row export is cleaned
+in a couple of seconds. Each check contributes an error message per row; a row with any error is
+reported with its line number and left out, the others go on to the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from laoke.contracts.orders import OrderStatus
+from services.ingest.imports.formats import (
+    GENERIC_STATUS_TEXT,
+    TAOBAO_STATUS_TEXT,
+    FileFormat,
+    squash_status,
+)
+
+STAGING_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("line", pa.int64()),
+    ("order_id", pa.string()),
+    ("channel", pa.string()),
+    ("buyer_key", pa.string()),
+    ("buyer_nick", pa.string()),
+    ("email", pa.string()),
+    ("mobile", pa.string()),
+    ("status", pa.string()),
+    ("currency", pa.string()),
+    ("total_fen", pa.int64()),
+    ("paid_fen", pa.int64()),
+    ("refunded_fen", pa.int64()),
+    ("quantity", pa.int64()),
+    ("title", pa.string()),
+    ("coupon", pa.string()),
+    ("placed_at", pa.int64()),
+    ("paid_at", pa.int64()),
+    ("shipped_at", pa.int64()),
+    ("completed_at", pa.int64()),
+    ("receiver_name", pa.string()),
+    ("receiver_phone", pa.string()),
+    ("province", pa.string()),
+    ("city", pa.string()),
+    ("district", pa.string()),
+    ("address", pa.string()),
+    ("zip", pa.string()),
+    ("continuation", pa.bool_()),
+)
+
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d")
+_OFFSET_FORMATS = ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S.%f%z")
+_AMOUNT = r"^\d{1,12}(\.\d{1,2})?$"
+_FEN = pa.scalar(100, pa.decimal128(3, 0))
+
+
+@dataclass
+class Cleaned:
+    rows: pa.Table
+    error_lines: list[int]
+    error_messages: list[str]
+    error_raw: list[str]
+
+
+def _null_column(n: int, kind: pa.DataType = pa.string()) -> pa.Array:
+    return pa.nulls(n, kind)
+
+
+# Columns where exports wrap values so Excel keeps digits: `="3412..."` ids, `'138...` phones.
+_QUIRKY = frozenset({"order_id", "mobile", "phone", "buyer_id", "quantity"})
+
+
+def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """Trimmed text with the export's quirks removed; empty → null."""
+    if name not in batch.schema.names:
+        return _null_column(batch.num_rows)
+    values = batch.column(name)
+    if name in _QUIRKY:
+        values = pc.utf8_trim(values, characters=" \t\r\n'\"=")
+    else:
+        values = pc.utf8_trim_whitespace(values)
+    return pc.if_else(pc.equal(values, ""), None, values)
+
+
+class _Errors:
+    """The first error of each row, in check order."""
+
+    def __init__(self, n: int) -> None:
+        self.message = pa.nulls(n, pa.string())
+
+    def add(self, failed: pa.Array, message: pa.Array | str) -> None:
+        failed = pc.fill_null(failed, False)
+        self.message = pc.if_else(pc.and_(failed, pc.is_null(self.message)), message, self.message)
+
+    @property
+    def ok(self) -> pa.Array:
+        return pc.is_null(self.message)
+
+
+def _amount(values: pa.Array, label: str, errors: _Errors, *, required: bool) -> pa.Array:
+    """Yuan text (`1,256.00元`, `¥12.5`) → integer fen. Negative or non-numeric → a row error."""
+    cleaned = values
+    for junk in ("元", ",", "¥", "￥", " "):
+        cleaned = pc.replace_substring(cleaned, junk, "")
+    valid = pc.match_substring_regex(cleaned, _AMOUNT)
+    present = pc.is_valid(cleaned)
+    negative = pc.starts_with(cleaned, "-")
+    errors.add(pc.and_(present, negative), f"{label}: negative amount")
+    errors.add(
+        pc.and_(present, pc.invert(pc.fill_null(valid, False))),
+        pc.binary_join_element_wise(f"{label}: not an amount: ", cleaned, ""),
+    )
+    if required:
+        errors.add(pc.invert(present), f"{label}: missing")
+    usable = pc.if_else(pc.fill_null(valid, False), cleaned, None)
+    as_decimal = pc.cast(pc.cast(usable, pa.decimal128(16, 2)), pa.decimal128(18, 2))
+    return pc.cast(pc.multiply(as_decimal, _FEN), pa.int64())
+
+
+def _time(values: pa.Array, label: str, errors: _Errors, zone: str, *, required: bool) -> pa.Array:
+    """Wall-clock text in the shop's zone, or ISO-8601 with an offset → epoch seconds (UTC)."""
+    present = pc.is_valid(values)
+    wanted = pc.sum(present).as_py() or 0
+    result = pa.nulls(len(values), pa.int64())
+    # Try formats until every present value parsed; an export uses one format, so usually one pass.
+    for fmt in _TIME_FORMATS + _OFFSET_FORMATS:
+        if fmt in _OFFSET_FORMATS:
+            parsed = pc.strptime(
+                pc.replace_substring_regex(values, r"Z$", "+0000"), format=fmt, unit="s", error_is_null=True
+            )
+            seconds = pc.cast(parsed, pa.int64())
+        else:
+            parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
+            seconds = pc.cast(
+                pc.assume_timezone(parsed, zone, ambiguous="earliest", nonexistent="earliest"), pa.int64()
+            )
+        result = pc.coalesce(result, seconds)
+        if result.null_count == len(values) - wanted:
+            break
+    errors.add(
+        pc.and_(present, pc.is_null(result)),
+        pc.binary_join_element_wise(f"{label}: not a date and time: ", values, ""),
+    )
+    if required:
+        errors.add(pc.invert(present), f"{label}: missing")
+    return result
+
+
+def _mobile(values: pa.Array) -> pa.Array:
+    """Normalised mainland mobile or null (masked and landline numbers are simply not usable)."""
+    digits = pc.replace_substring_regex(values, r"\D", "")
+    digits = pc.replace_substring_regex(digits, r"^(0086|86)(1\d{10})$", r"\2")
+    return pc.if_else(pc.fill_null(pc.match_substring_regex(digits, r"^1[3-9]\d{9}$"), False), digits, None)
+
+
+def _lookup(values: pa.Array, table: dict[str, str]) -> pa.Array:
+    keys = pa.array(list(table))
+    index = pc.index_in(values, value_set=keys)
+    return pc.take(pa.array(list(table.values())), index)
+
+
+def clean(batch: pa.RecordBatch, lines: pa.Array, fmt: FileFormat, zone: str, channel: str) -> Cleaned:
+    n = batch.num_rows
+    errors = _Errors(n)
+    col = {name: _text(batch, name) for name in fmt.columns}
+    label = fmt.label
+    continuation = pa.array([False] * n)
+
+    if fmt.name == "shopify":
+        # Rows after an order's first one carry only another line item: no totals, no status.
+        continuation = pc.is_null(col["financial_status"])
+
+    errors.add(pc.and_(pc.is_null(col["order_id"]), pc.invert(continuation)), f"{label('order_id')}: missing")
+    total = _amount(col["total"], label("total"), errors, required=fmt.name != "taobao")
+    paid = (
+        _amount(col["paid"], label("paid"), errors, required=fmt.name == "taobao") if "paid" in col else None
+    )
+    refund = _amount(col["refund"], label("refund"), errors, required=False) if "refund" in col else None
+    placed_at = _time(col["placed_at"], label("placed_at"), errors, zone, required=True)
+    paid_at = _time(col["paid_at"], label("paid_at"), errors, zone, required=False)
+    shipped_at = _time(col["shipped_at"], label("shipped_at"), errors, zone, required=False)
+    completed_at = (
+        _time(col["completed_at"], label("completed_at"), errors, zone, required=False)
+        if "completed_at" in col
+        else _null_column(n, pa.int64())
+    )
+    refund_fen = pc.fill_null(refund, 0) if refund is not None else pa.array([0] * n, pa.int64())
+
+    if fmt.name == "taobao":
+        squashed = pc.replace_substring_regex(
+            pc.replace_substring(pc.replace_substring(col["status"], " ", ""), "，", ","), "：", ":"
+        )
+        status = _lookup(squashed, {squash_status(k): v.value for k, v in TAOBAO_STATUS_TEXT.items()})
+        assert paid is not None
+        paid_fen = pc.fill_null(paid, 0)
+        total_fen = pc.max_element_wise(pc.fill_null(total, 0), paid_fen)
+        money_paid = pc.or_(pc.greater(paid_fen, 0), pc.is_valid(paid_at))
+        closed = pc.equal(status, OrderStatus.CLOSED.value)
+        # 交易关闭 after payment means the buyer got the money back.
+        status = pc.if_else(pc.and_(closed, money_paid), OrderStatus.REFUNDED.value, status)
+        refund_fen = pc.if_else(
+            pc.and_(pc.equal(status, OrderStatus.REFUNDED.value), pc.equal(refund_fen, 0)),
+            paid_fen,
+            refund_fen,
+        )
+        buyer_key = pc.coalesce(col["buyer_open_uid"], col["buyer_nick"])
+        errors.add(pc.is_null(buyer_key), f"{label('buyer_nick')}: missing buyer")
+        channel_col = pa.array([channel] * n)
+        currency = pa.array(["CNY"] * n)
+    elif fmt.name == "shopify":
+        financial = pc.utf8_lower(col["financial_status"])
+        fulfilled = pc.equal(pc.utf8_lower(pc.fill_null(col["fulfillment_status"], "")), "fulfilled")
+        cancelled = pc.is_valid(_time(col["cancelled_at"], "Cancelled at", errors, zone, required=False))
+        status = _lookup(
+            financial,
+            {
+                "pending": "created",
+                "authorized": "created",
+                "partially_paid": "paid",
+                "paid": "paid",
+                "partially_refunded": "partially_refunded",
+                "refunded": "refunded",
+                "voided": "closed",
+            },
+        )
+        status = pc.if_else(pc.and_(pc.equal(status, "created"), cancelled), "closed", status)
+        status = pc.if_else(pc.and_(pc.equal(status, "paid"), fulfilled), "completed", status)
+        total_fen = pc.fill_null(total, 0)
+        unpaid = pc.is_in(status, value_set=pa.array(["created", "closed"]))
+        paid_fen = pc.if_else(unpaid, 0, total_fen)
+        buyer_key = pc.utf8_lower(col["email"])
+        errors.add(pc.and_(pc.is_null(buyer_key), pc.invert(continuation)), "Email: missing buyer")
+        channel_col = pa.array([channel] * n)
+        currency = pc.fill_null(col["currency"], "CNY")
+        errors.add(
+            pc.and_(pc.is_null(status), pc.invert(continuation)),
+            pc.binary_join_element_wise("Financial Status: unknown value: ", pc.fill_null(financial, ""), ""),
+        )
+    else:
+        status = _lookup(pc.utf8_lower(col["status"]), {k: k for k in GENERIC_STATUS_TEXT})
+        total_fen = pc.fill_null(total, 0)
+        unpaid = pc.is_in(status, value_set=pa.array(["created", "closed"]))
+        paid_fen = pc.if_else(unpaid, 0, pc.coalesce(paid, total_fen) if paid is not None else total_fen)
+        buyer_key = pc.coalesce(col["buyer_id"], pc.utf8_lower(col["email"]))
+        errors.add(
+            pc.and_(pc.is_null(buyer_key), pc.is_null(_mobile(col["mobile"]))),
+            "buyer_id: missing buyer (give buyer_id, email or mobile)",
+        )
+        buyer_key = pc.coalesce(buyer_key, _mobile(col["mobile"]))
+        channel_col = pc.fill_null(col["channel"], channel)
+        currency = pc.fill_null(col["currency"], "CNY")
+
+    if fmt.name != "shopify":
+        errors.add(
+            pc.and_(pc.is_valid(col["status"]), pc.is_null(status)),
+            pc.binary_join_element_wise(
+                f"{label('status')}: unknown status: ", pc.fill_null(col["status"], ""), ""
+            ),
+        )
+        errors.add(pc.is_null(col["status"]), f"{label('status')}: missing")
+    errors.add(
+        pc.greater(refund_fen, paid_fen),
+        f"{label('refund') if 'refund' in col else 'refund'}: more than was paid",
+    )
+    refund_fen = pc.min_element_wise(refund_fen, paid_fen)
+    # A part refund of a finished order.
+    status = pc.if_else(
+        pc.and_(
+            pc.greater(refund_fen, 0),
+            pc.and_(
+                pc.less(refund_fen, paid_fen),
+                pc.is_in(status, value_set=pa.array(["completed", "shipped", "paid"])),
+            ),
+        ),
+        "partially_refunded",
+        status,
+    )
+
+    quantity = col.get("quantity")
+    quantity_int = (
+        pc.cast(
+            pc.if_else(pc.fill_null(pc.match_substring_regex(quantity, r"^\d{1,6}$"), False), quantity, "0"),
+            pa.int64(),
+        )
+        if quantity is not None
+        else pa.array([0] * n, pa.int64())
+    )
+
+    province, city, district, address, zip_code = (
+        col.get("province", _null_column(n)),
+        col.get("city", _null_column(n)),
+        col.get("district", _null_column(n)),
+        col.get("address", _null_column(n)),
+        col.get("zip", _null_column(n)),
+    )
+    if fmt.name == "taobao":
+        # "浙江省 杭州市 西湖区 文三路100号(310012)": split on the first three spaces, zip at the end.
+        whole = pc.fill_null(pc.greater_equal(pc.count_substring(address, " "), 3), False)
+        # list_element is evaluated for every row, so short addresses are split as a dummy.
+        parts = pc.split_pattern(pc.if_else(whole, address, "- - - -"), " ", max_splits=3)
+        province = pc.if_else(whole, pc.list_element(parts, 0), None)
+        city = pc.if_else(whole, pc.list_element(parts, 1), None)
+        district = pc.if_else(whole, pc.list_element(parts, 2), None)
+        detail = pc.if_else(whole, pc.list_element(parts, 3), address)
+        tail = pc.utf8_slice_codeunits(detail, -8)
+        has_zip = pc.fill_null(pc.match_substring_regex(tail, r"^[(（]\d{6}[)）]$"), False)
+        zip_code = pc.if_else(has_zip, pc.utf8_slice_codeunits(tail, 1, 7), None)
+        address = pc.if_else(has_zip, pc.utf8_slice_codeunits(detail, 0, -8), detail)
+
+    mobile = _mobile(col["mobile"]) if "mobile" in col else _null_column(n)
+    receiver_phone = pc.coalesce(col.get("mobile", _null_column(n)), col.get("phone", _null_column(n)))
+    ok = pc.or_(errors.ok, continuation)
+    table = pa.table(
+        {
+            "line": lines,
+            "order_id": col["order_id"],
+            "channel": channel_col,
+            "buyer_key": buyer_key,
+            "buyer_nick": col.get("buyer_nick", _null_column(n)),
+            "email": pc.utf8_lower(col["email"]) if "email" in col else _null_column(n),
+            "mobile": mobile,
+            "status": status,
+            "currency": currency,
+            "total_fen": total_fen,
+            "paid_fen": paid_fen,
+            "refunded_fen": refund_fen,
+            "quantity": quantity_int,
+            "title": col.get("title", _null_column(n)),
+            "coupon": col.get("coupon", _null_column(n)),
+            "placed_at": placed_at,
+            "paid_at": paid_at,
+            "shipped_at": shipped_at,
+            "completed_at": completed_at,
+            "receiver_name": col.get("receiver_name", _null_column(n)),
+            "receiver_phone": receiver_phone,
+            "province": province,
+            "city": city,
+            "district": district,
+            "address": address,
+            "zip": zip_code,
+            "continuation": continuation,
+        },
+        schema=pa.schema(STAGING_COLUMNS),
+    )
+    good = table.filter(ok)
+    bad_mask = pc.invert(ok)
+    bad_lines = pc.filter(lines, bad_mask).to_pylist()
+    bad_messages = pc.filter(errors.message, bad_mask).to_pylist()
+    bad_raw: list[str] = []
+    if bad_lines:
+        # What the owner needs to find the row in their spreadsheet: its id and amount as written.
+        raw_parts = [
+            pc.fill_null(pc.filter(col[c], bad_mask), "") for c in ("order_id", "paid", "total", "status")
+        ]
+        bad_raw = pc.binary_join_element_wise(*raw_parts, " | ").to_pylist()
+    return Cleaned(good, bad_lines, bad_messages, bad_raw)

@@ -1,0 +1,262 @@
+"""History imports through the gateway: real-shaped Taobao exports, both encodings, CSV and XLSX."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import xlsxwriter
+
+from laoke.testing.infra import eventually
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet, extra_gateway
+from laoke.testing.taobao_export import HEADER_CLASSIC, RENAMED_IN_NEW, write
+
+
+def taobao_row(**fields: str) -> str:
+    base = {
+        "订单编号": '="3400000000000000001"',
+        "买家会员名": "tb_xiaoli",
+        "总金额": "256.00",
+        "买家实际支付金额": "256.00",
+        "订单状态": "交易成功",
+        "收货人姓名": "李雷",
+        "收货地址 ": "浙江省 杭州市 西湖区 文三路100号(310012)",
+        "联系手机": "'13800138000",
+        "订单创建时间": "2025-03-01 09:30:00",
+        "订单付款时间 ": "2025-03-01 09:31:00",
+        "宝贝标题 ": "明前龙井 250g",
+        "宝贝总数量": "2",
+        "退款金额": "0.00",
+        "确认收货时间": "2025-03-06 10:00:00",
+    }
+    base.update(fields)
+    return ",".join(base.get(h, "") for h in HEADER_CLASSIC)
+
+
+QUIRKY_ROWS = [
+    taobao_row(),  # line 2
+    taobao_row(
+        **{
+            "订单编号": '="3400000000000000002"',
+            "买家实际支付金额": '"1,299.50元"',
+            "总金额": "1299.50",
+            "订单状态": "卖家已发货，等待买家确认",
+            "确认收货时间": "",
+        }
+    ),
+    "this line is garbage, not an order",  # line 4: wrong number of columns
+    taobao_row(**{"订单编号": '="3400000000000000003"', "买家实际支付金额": "abc"}),  # line 5
+    taobao_row(**{"订单编号": '="3400000000000000004"', "订单状态": "去火星了"}),  # line 6
+    taobao_row(**{"订单编号": '="3400000000000000005"', "买家会员名": ""}),  # line 7
+    taobao_row(**{"订单编号": '="3400000000000000006"', "买家实际支付金额": "-5.00"}),  # line 8
+    taobao_row(
+        **{
+            "订单编号": '="3400000000000000007"',
+            "买家会员名": "tb_wang",
+            "订单状态": "交易关闭",
+            "退款金额": "88.00",
+            "买家实际支付金额": "88.00",
+            "总金额": "88.00",
+            "联系手机": "'13900139000",
+        }
+    ),
+    taobao_row(
+        **{
+            "订单编号": '="3400000000000000008"',
+            "买家会员名": "tb_zhang",
+            "订单状态": "等待买家付款",
+            "买家实际支付金额": "0.00",
+            "订单付款时间 ": "",
+            "确认收货时间": "",
+            "联系手机": "138****0000",
+        }
+    ),
+]
+
+
+def quirky_file(encoding: str) -> bytes:
+    text = "\r\n".join([",".join(HEADER_CLASSIC), *QUIRKY_ROWS]) + "\r\n"
+    return text.encode(encoding)
+
+
+async def upload(shop: ShopClient, name: str, content: bytes, **form: str) -> Any:
+    return await shop.client.post(
+        "/api/v1/imports", files={"file": (name, content)}, data=form, headers=shop.headers(), timeout=60
+    )
+
+
+async def finished(shop: ShopClient, import_id: str) -> dict[str, Any]:
+    async def done() -> dict[str, Any]:
+        response = await shop.client.get(f"/api/v1/imports/{import_id}", headers=shop.headers())
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] in ("completed", "failed"), body["status"]
+        return body
+
+    return await eventually(done, within=60, interval=0.2)
+
+
+async def orders(shop: ShopClient, **params: str) -> list[dict[str, Any]]:
+    response = await shop.client.get(
+        "/api/v1/orders", params={"limit": "200", **params}, headers=shop.headers()
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+async def test_a_quirky_gbk_taobao_export_lands_its_good_rows_and_reports_the_bad(shop: ShopClient) -> None:
+    accepted = await upload(shop, "ExportOrderList202503.csv", quirky_file("gbk"))
+    assert accepted.status_code == 202, accepted.text
+    report = await finished(shop, accepted.json()["import_id"])
+    assert report["status"] == "completed" and report["format"] == "taobao" and report["encoding"] == "gbk"
+    assert (report["rows_total"], report["rows_imported"], report["rows_failed"]) == (9, 4, 5)
+    errors = {e["line"]: e["error"] for e in report["first_errors"]}
+    assert errors == {
+        4: errors[4],
+        5: "买家实际支付金额: not an amount: abc",
+        6: "订单状态: unknown status: 去火星了",
+        7: "买家会员名: missing buyer",
+        8: "买家实际支付金额: negative amount",
+    }
+    assert "number of columns" in errors[4]
+
+    landed = {o["order_id"]: o for o in await orders(shop)}
+    assert set(landed) == {
+        "3400000000000000001",
+        "3400000000000000002",
+        "3400000000000000007",
+        "3400000000000000008",
+    }
+    first = landed["3400000000000000001"]
+    assert first["status"] == "completed" and first["paid_amount"] == "256.00" and first["item_count"] == 2
+    # Shop-local time of the export, kept as the order's own time (not the import's).
+    assert first["placed_at"].startswith("2025-03-01T01:30:00")
+    assert first["completed_at"].startswith("2025-03-06T02:00:00")
+    assert first["receiver"] == {
+        "name": "李雷",
+        "phone": "13800138000",
+        "province": "浙江省",
+        "city": "杭州市",
+        "district": "西湖区",
+        "address": "文三路100号",
+        "zip": "310012",
+    }
+    assert landed["3400000000000000002"]["paid_amount"] == "1299.50"
+    assert landed["3400000000000000002"]["status"] == "shipped"
+    assert landed["3400000000000000007"]["status"] == "refunded"
+    assert landed["3400000000000000007"]["refunded_amount"] == "88.00"
+    assert landed["3400000000000000008"]["status"] == "created"
+
+    csv_errors = await shop.client.get(f"/api/v1/imports/{report['id']}/errors.csv", headers=shop.headers())
+    assert csv_errors.status_code == 200 and csv_errors.headers["content-type"].startswith("text/csv")
+    text = csv_errors.content.decode("utf-8-sig")
+    assert text.splitlines()[0] == "line,error,raw" and "去火星了" in text and len(text.splitlines()) == 6
+
+
+async def test_buyers_resolve_like_live_orders(shop: ShopClient) -> None:
+    live = await shop.client.post(
+        "/api/v1/orders",
+        json={
+            "channel": "shopify",
+            "order_id": "SH-1",
+            "status": "paid",
+            "buyer": {"external_id": "7001", "mobile": "13800138000"},
+            "total_amount": "10.00",
+            "placed_at": "2026-01-01T10:00:00+08:00",
+        },
+        headers=shop.headers(),
+    )
+    known = live.json()["order"]["customer_id"]
+    report = await finished(shop, (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"])
+    assert report["customers_created"] == 2  # tb_wang and tb_zhang; tb_xiaoli is the Shopify buyer's mobile
+    lookup = await shop.client.get(
+        "/api/v1/customers/lookup",
+        params={"channel": "taobao", "external_id": "tb_xiaoli"},
+        headers=shop.headers(),
+    )
+    assert lookup.json()["customer_id"] == known
+
+
+async def test_reimporting_the_same_file_changes_nothing(shop: ShopClient) -> None:
+    content = quirky_file("gb18030")
+    first = await finished(shop, (await upload(shop, "a.csv", content)).json()["import_id"])
+    before = await orders(shop)
+    second = await finished(shop, (await upload(shop, "a.csv", content)).json()["import_id"])
+    assert first["rows_imported"] == 4
+    assert (second["rows_imported"], second["rows_skipped"], second["rows_failed"]) == (0, 4, 5)
+    assert await orders(shop) == before
+
+
+async def test_utf8_with_bom_and_the_newer_headers(shop: ShopClient, tmp_path: Path) -> None:
+    path = write(tmp_path / "new.csv", 50, encoding="utf-8-sig", new_headers=True)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert "主订单编号" in path.read_text(encoding="utf-8-sig").splitlines()[0]
+    report = await finished(shop, (await upload(shop, "new.csv", path.read_bytes())).json()["import_id"])
+    assert report["status"] == "completed" and report["encoding"] == "utf-8-sig"
+    assert (report["rows_total"], report["rows_imported"], report["rows_failed"]) == (50, 50, 0)
+
+
+async def test_an_xlsx_export(shop: ShopClient) -> None:
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    sheet = book.add_worksheet("订单报表")
+    date_format = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    header = [RENAMED_IN_NEW.get(h, h) for h in HEADER_CLASSIC]
+    placed_column = header.index("订单创建时间")
+    sheet.write_row(0, 0, header)
+    for line, row in enumerate(csv.reader(QUIRKY_ROWS[:2]), start=1):
+        # Spreadsheets hold order ids as text and times as real date cells.
+        sheet.write_row(line, 0, [c.strip('="') if c.startswith('="') else c for c in row])
+        sheet.write_datetime(line, placed_column, datetime(2025, 3, 1, 9, 30), date_format)
+    book.close()
+    report = await finished(shop, (await upload(shop, "orders.xlsx", buffer.getvalue())).json()["import_id"])
+    assert report["status"] == "completed" and report["encoding"] == "xlsx", report
+    assert report["rows_imported"] == 2
+    assert {o["placed_at"] for o in await orders(shop)} == {"2025-03-01T01:30:00Z"}
+
+
+async def test_dry_run_counts_exactly_and_stores_nothing(shop: ShopClient) -> None:
+    report = await finished(
+        shop, (await upload(shop, "a.csv", quirky_file("gbk"), dry_run="true")).json()["import_id"]
+    )
+    assert report["status"] == "completed" and report["dry_run"] is True
+    assert (report["rows_imported"], report["rows_failed"]) == (4, 5)
+    assert len(report["first_errors"]) == 5
+    assert await orders(shop) == []
+
+
+async def test_files_that_cannot_be_imported_are_refused_with_the_reason(shop: ShopClient) -> None:
+    cases = [
+        (b"", "the file is empty"),
+        (b"PK\x03\x04 this is not really a zip", "not a readable .xlsx spreadsheet"),
+        ("订单编号,订单状态\n1,交易成功\n".encode("gbk"), "missing required column: 买家会员名"),
+        ("名字,年龄\n小李,3\n".encode(), "cannot tell the file's format"),
+        (b"\xff\xfe" + "订单编号".encode("utf-16-le"), "UTF-16"),
+        (b"\x81\x30\xff\xff\xfe\xfe" * 100, "neither UTF-8 nor GBK"),
+    ]
+    for content, expected in cases:
+        response = await upload(shop, "f.csv", content)
+        assert response.status_code == 422, (expected, response.text)
+        assert expected in response.json()["detail"], response.json()
+    assert (await shop.client.get("/api/v1/imports", headers=shop.headers())).json()["items"] == []
+
+
+async def test_a_file_over_the_limit_is_413(shop: ShopClient, stack: ServerSet) -> None:
+    async with extra_gateway(stack, import_max_body_bytes=10_000) as small:
+        response = await shop.client.post(
+            f"{small.url}/api/v1/imports",
+            files={"file": ("big.csv", quirky_file("gbk") * 20)},
+            headers=shop.headers(),
+        )
+    assert response.status_code == 413
+
+
+async def test_imports_belong_to_their_shop(shop: ShopClient, other_shop: ShopClient) -> None:
+    import_id = (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"]
+    await finished(shop, import_id)
+    for path in (f"/api/v1/imports/{import_id}", f"/api/v1/imports/{import_id}/errors.csv"):
+        assert (await other_shop.client.get(path, headers=other_shop.headers())).status_code == 404
