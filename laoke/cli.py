@@ -161,6 +161,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from laoke.import_cli import run_import
+
+    state = _state() or {}
+    gateway = args.gateway or os.environ.get("LAOKE_GATEWAY_URL") or state.get("gateway_url")
+    api_key = args.api_key or os.environ.get("LAOKE_API_KEY")
+    if not gateway:
+        raise SystemExit("no gateway: start the stack (`make run`) or pass --gateway URL")
+    if not api_key:
+        raise SystemExit("pass --api-key or set LAOKE_API_KEY (a key with the write scope)")
+    return run_import(args, str(gateway), api_key)
+
+
 def _aware(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -195,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--gateway")
     create.add_argument("--admin-token")
     create.set_defaults(func=cmd_shop_create)
+
+    imp = sub.add_parser("import", help="import order history from a CSV/XLSX file, with progress")
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=["taobao", "shopify", "generic"], help="default: detected")
+    imp.add_argument("--channel", help="channel the orders came from (e.g. tmall); default: the format's")
+    imp.add_argument("--award-points", action="store_true", help="let loyalty award points for them")
+    imp.add_argument("--dry-run", action="store_true", help="check and count, store nothing")
+    imp.add_argument("--api-key", help="default: $LAOKE_API_KEY")
+    imp.add_argument("--gateway", help="default: the running stack's gateway")
+    imp.set_defaults(func=cmd_import)
 
     rp = sub.add_parser("replay", help="re-publish outbox events of a time range")
     rp.add_argument("--since", type=_aware, required=True)

@@ -25,3 +25,22 @@ class ImportCompletedPayload(BaseModel):
     award_points: bool = False
     # Path on ingest that streams the import's orders (relative; the consumer knows ingest's URL).
     orders_path: str
+
+
+# The columns of the CSV at `orders_path` (with a header row), as PostgreSQL types for a temp table.
+IMPORT_FEED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "text"),
+    ("customer_id", "text"),
+    ("channel", "text"),
+    ("external_order_id", "text"),
+    ("status", "text"),
+    ("currency", "text"),
+    ("total_fen", "bigint"),
+    ("paid_fen", "bigint"),
+    ("refunded_fen", "bigint"),
+    ("item_count", "integer"),
+    ("placed_at", "timestamptz"),
+    ("paid_at", "timestamptz"),
+    ("completed_at", "timestamptz"),
+    ("source_modified_at", "timestamptz"),
+)

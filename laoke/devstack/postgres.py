@@ -34,7 +34,14 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.host = host
-        self.settings = {"max_connections": "400", **(settings or {})}
+        # PostgreSQL's defaults (128 MB buffers, 1 GB WAL between checkpoints) are sized for a tiny
+        # machine; a history import writes over a GB of orders and its indexes in one transaction.
+        self.settings = {
+            "max_connections": "400",
+            "shared_buffers": "512MB",
+            "max_wal_size": "4GB",
+            **(settings or {}),
+        }
         self.run_as = SYSTEM_USER if os.geteuid() == 0 else None
         self.log_file = self.data_dir / "server.log"
 

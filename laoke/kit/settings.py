@@ -31,6 +31,7 @@ _SHARED_ENV = {
     "topic_replication_factor": "LAOKE_TOPIC_REPLICATION_FACTOR",
     "consumer_fetch_max_wait_ms": "LAOKE_CONSUMER_FETCH_MAX_WAIT_MS",
     "relay_verify_topics": "LAOKE_RELAY_VERIFY_TOPICS",
+    "ingest_url": "LAOKE_INGEST_URL",
 }
 
 
@@ -69,6 +70,8 @@ class ServiceSettings(BaseSettings):
     # adds a metadata request per batch, and ops may turn it off.
     relay_verify_topics: bool = True
     relay_linger_ms: float = Field(default=3.0, ge=0, description="Wait after a wake-up to batch events")
+    # Where other services fetch bulk feeds from ingest (history imports); LAOKE_INGEST_URL.
+    ingest_url: str = "http://127.0.0.1:8001"
 
     @model_validator(mode="before")
     @classmethod

@@ -108,8 +108,9 @@ async def start_servers(
     common = common_settings(database_url, bootstrap_servers)
     servers = ServerSet()
     try:
-        for component in SERVICES:
-            app, settings = build_app(component, **common)
+        for component in SERVICES:  # ingest first: the others read its bulk feeds
+            extra = {"ingest_url": servers["ingest"].url} if "ingest" in servers.servers else {}
+            app, settings = build_app(component, **common, **extra)
             servers.servers[component.name] = await serve(app, component.name, settings)
         gateway_settings = {
             **common,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.envelope import EventEnvelope, event_key
+from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
 from laoke.contracts.orders import OrderEventPayload
 from laoke.contracts.topics import Topic
+from laoke.kit.bulk import copy_feed_into
 from laoke.kit.consumer import EventHandler
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
@@ -46,5 +48,30 @@ def order_handlers(outbox: Outbox) -> dict[str, EventHandler]:
     return {"order.completed": on_order_completed}
 
 
+def import_handler(settings: LoyaltySettings) -> EventHandler:
+    async def on_import_completed(session: AsyncSession, event: EventEnvelope) -> None:
+        """Points for a history import's completed orders, only when the owner asked for them
+        (`award_points`): pulled in one stream from ingest and booked set-based, idempotent per order
+        through the ledger's unique reference, exactly like live earning."""
+        done = ImportCompletedPayload.model_validate(event.payload)
+        if not done.award_points:
+            return
+        await copy_feed_into(
+            session,
+            settings,
+            base_url=settings.ingest_url,
+            path=done.orders_path,
+            shop_id=event.shop_id,
+            table="imported_orders",
+            columns=IMPORT_FEED_COLUMNS,
+        )
+        await MemberRepository(session).award_imported(event.shop_id, "imported_orders")
+
+    return on_import_completed
+
+
 def consumers(settings: LoyaltySettings) -> ConsumerFactory:
-    return consumer_group(settings, plumbing.processed_events, (Topic.ORDERS,), order_handlers)
+    def handlers(outbox: Outbox) -> dict[str, EventHandler]:
+        return {**order_handlers(outbox), IMPORT_COMPLETED: import_handler(settings)}
+
+    return consumer_group(settings, plumbing.processed_events, (Topic.ORDERS,), handlers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,4 +50,31 @@ class MemberRepository:
                 "points_balance": points,
                 "lifetime_earned": max(points, 0),
             },
+        )
+
+    async def award_imported(self, shop_id: str, table: str) -> None:
+        """1 point per whole yuan kept on each imported completed order (the live rule,
+        `ledger.points_for_order`), booked once per order, balances moved in the same statement."""
+        await self.session.execute(
+            text(
+                f"""
+                WITH booked AS (
+                    INSERT INTO loyalty.points_ledger (shop_id, customer_id, kind, points, reference)
+                    SELECT :shop, customer_id, 'earn', (paid_fen - refunded_fen) / 100, 'order:' || id
+                    FROM {table}
+                    WHERE status = 'completed' AND (paid_fen - refunded_fen) >= 100
+                    ON CONFLICT (shop_id, kind, reference) DO NOTHING
+                    RETURNING customer_id, points
+                ), per_member AS (
+                    SELECT customer_id, sum(points) AS points FROM booked GROUP BY customer_id
+                )
+                INSERT INTO loyalty.members AS m (shop_id, customer_id, points_balance, lifetime_earned)
+                SELECT :shop, customer_id, points, points FROM per_member
+                ON CONFLICT (shop_id, customer_id) DO UPDATE SET
+                    points_balance = m.points_balance + excluded.points_balance,
+                    lifetime_earned = m.lifetime_earned + excluded.lifetime_earned,
+                    updated_at = now()
+                """  # noqa: S608 - the table name is ours, values are bound
+            ),
+            {"shop": shop_id},
         )

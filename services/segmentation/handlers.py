@@ -1,12 +1,14 @@
-"""Event handlers of the segmentation service: order events keep profiles current."""
+"""Event handlers of the segmentation service: order events and history imports keep profiles current."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.envelope import EventEnvelope
+from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
 from laoke.contracts.topics import Topic
+from laoke.kit.bulk import copy_feed_into
 from laoke.kit.consumer import EventHandler
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
@@ -22,9 +24,30 @@ async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
     await profiles.recompute(event.shop_id, order.customer_id)
 
 
-def handlers(_outbox: Outbox) -> dict[str, EventHandler]:
-    return dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed)
+def import_handler(settings: SegmentationSettings) -> EventHandler:
+    async def on_import_completed(session: AsyncSession, event: EventEnvelope) -> None:
+        """A history import landed: pull its orders from ingest in one stream and recompute the
+        profiles of every buyer in it, set-based (no per-order events were sent)."""
+        done = ImportCompletedPayload.model_validate(event.payload)
+        await copy_feed_into(
+            session,
+            settings,
+            base_url=settings.ingest_url,
+            path=done.orders_path,
+            shop_id=event.shop_id,
+            table="imported_orders",
+            columns=IMPORT_FEED_COLUMNS,
+        )
+        await ProfileRepository(session).absorb_import(event.shop_id, "imported_orders")
+
+    return on_import_completed
 
 
 def consumers(settings: SegmentationSettings) -> ConsumerFactory:
+    def handlers(_outbox: Outbox) -> dict[str, EventHandler]:
+        return {
+            **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed),
+            IMPORT_COMPLETED: import_handler(settings),
+        }
+
     return consumer_group(settings, plumbing.processed_events, (Topic.ORDERS,), handlers)

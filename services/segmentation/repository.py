@@ -5,7 +5,7 @@ Hot statements are built once and take bound parameters (see services/ingest/rep
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,3 +76,45 @@ class ProfileRepository:
         """Set-based recomputation of one profile's aggregates from its orders: always exact, whatever
         order the events arrived in."""
         await self.session.execute(_RECOMPUTE, {"shop_id": shop_id, "customer_id": customer_id})
+
+    async def absorb_import(self, shop_id: str, table: str) -> None:
+        """Fold a history import's orders (in temp table `table`) into the projection, then recompute
+        every affected profile in one statement. Newer stored states win, as with events."""
+        paid = ", ".join(f"'{s.value}'" for s in PAID_STATUSES)
+        await self.session.execute(
+            text(
+                f"""
+                INSERT INTO segmentation.profile_orders AS p
+                    (shop_id, order_id, customer_id, status, paid_fen, refunded_fen, placed_at,
+                     source_modified_at)
+                SELECT :shop, id, customer_id, status, paid_fen, refunded_fen, placed_at, source_modified_at
+                FROM {table}
+                ON CONFLICT (shop_id, order_id) DO UPDATE SET
+                    customer_id = excluded.customer_id, status = excluded.status,
+                    paid_fen = excluded.paid_fen,
+                    refunded_fen = excluded.refunded_fen, placed_at = excluded.placed_at,
+                    source_modified_at = excluded.source_modified_at
+                WHERE p.source_modified_at <= excluded.source_modified_at
+                """  # noqa: S608 - the table name is ours, values are bound
+            ),
+            {"shop": shop_id},
+        )
+        await self.session.execute(
+            text(
+                f"""
+                INSERT INTO segmentation.profiles AS p
+                    (shop_id, customer_id, orders_count, total_spent_fen, first_order_at, last_order_at)
+                SELECT :shop, c.customer_id, count(o.order_id),
+                       coalesce(sum(o.paid_fen - o.refunded_fen), 0), min(o.placed_at), max(o.placed_at)
+                FROM (SELECT DISTINCT customer_id FROM {table}) c
+                LEFT JOIN segmentation.profile_orders o
+                  ON o.shop_id = :shop AND o.customer_id = c.customer_id AND o.status IN ({paid})
+                GROUP BY c.customer_id
+                ON CONFLICT (shop_id, customer_id) DO UPDATE SET
+                    orders_count = excluded.orders_count, total_spent_fen = excluded.total_spent_fen,
+                    first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at,
+                    updated_at = now()
+                """  # noqa: S608 - the table name and statuses are ours, values are bound
+            ),
+            {"shop": shop_id},
+        )

@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select, update
 
+from laoke.contracts.imports import IMPORT_FEED_COLUMNS
 from laoke.kit.db import Database, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, PayloadTooLarge, Unprocessable
 from laoke.kit.ids import new_id
@@ -304,22 +305,7 @@ async def import_errors_csv(import_id: str, caller: CallerDep, session: SessionD
     )
 
 
-ORDER_FEED_COLUMNS = (
-    "id",
-    "customer_id",
-    "channel",
-    "external_order_id",
-    "status",
-    "currency",
-    "total_fen",
-    "paid_fen",
-    "refunded_fen",
-    "item_count",
-    "placed_at",
-    "paid_at",
-    "completed_at",
-    "source_modified_at",
-)
+ORDER_FEED_COLUMNS = tuple(name for name, _ in IMPORT_FEED_COLUMNS)
 
 
 @internal.get("/{import_id}/orders.csv")
@@ -330,8 +316,8 @@ async def import_orders_feed(import_id: str, caller: CallerDep, request: Request
     db: Database = request.app.state.db
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
     query = (
-        f"COPY (SELECT {', '.join(ORDER_FEED_COLUMNS)} FROM ingest.orders "  # noqa: S608 - fixed column list
-        "WHERE shop_id = $1 AND import_id = $2 ORDER BY placed_at) TO STDOUT WITH (FORMAT csv, HEADER)"
+        f"SELECT {', '.join(ORDER_FEED_COLUMNS)} FROM ingest.orders "  # noqa: S608 - fixed column list
+        "WHERE shop_id = $1 AND import_id = $2 ORDER BY placed_at"
     )
 
     async def produce() -> None:
@@ -344,7 +330,9 @@ async def import_orders_feed(import_id: str, caller: CallerDep, request: Request
                 async def sink(chunk: bytes) -> None:
                     await queue.put(bytes(chunk))
 
-                await driver.copy_from_query(query, caller.shop_id, import_id, output=sink)
+                await driver.copy_from_query(
+                    query, caller.shop_id, import_id, output=sink, format="csv", header=True
+                )
         finally:
             await queue.put(None)
 

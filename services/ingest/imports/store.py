@@ -8,14 +8,18 @@ other way in follows too).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.identity import MOBILE_CHANNEL
 from services.ingest.imports.normalise import STAGING_COLUMNS
+
+log = structlog.get_logger(__name__)
 
 _PG_TYPES = {"int64": "bigint", "string": "text", "bool": "boolean"}
 
@@ -154,6 +158,8 @@ class Landed:
 
 
 async def create_stage(session: AsyncSession) -> None:
+    # The set-based steps sort and hash a million rows; PostgreSQL's default 4 MB would spill to disk.
+    await session.execute(text("SET LOCAL work_mem = '256MB'"))
     await session.execute(text(CREATE_STAGE))
 
 
@@ -181,15 +187,28 @@ async def land(
         items_join=_SUMMED_ITEMS if sum_items else "",
     )
     params = {"shop": shop_id, "merge": merge, "import_id": import_id, "mobile_channel": MOBILE_CHANNEL}
-    for statement in (dedupe, "ANALYZE import_orders", _BUYERS, "ANALYZE import_buyers"):
-        await session.execute(text(statement))
-    for statement in (_KNOWN_BY_CHANNEL, _KNOWN_BY_MOBILE if merge else None, _NEW_CUSTOMERS):
-        if statement is not None:
-            await session.execute(text(statement), params)
-    for statement in (_INSERT_CUSTOMERS, _INSERT_IDENTITIES, _INSERT_MOBILES):
+    steps: list[tuple[str, str]] = [
+        ("dedupe", dedupe),
+        ("analyze_orders", "ANALYZE import_orders"),
+        ("buyers", _BUYERS),
+        ("analyze_buyers", "ANALYZE import_buyers"),
+        ("known_by_channel", _KNOWN_BY_CHANNEL),
+        *([("known_by_mobile", _KNOWN_BY_MOBILE)] if merge else []),
+        ("new_customers", _NEW_CUSTOMERS),
+        ("insert_customers", _INSERT_CUSTOMERS),
+        ("insert_identities", _INSERT_IDENTITIES),
+        ("insert_mobiles", _INSERT_MOBILES),
+    ]
+    timings: dict[str, float] = {}
+    for name, statement in steps:
+        started = time.perf_counter()
         await session.execute(text(statement), params)
+        timings[name] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
     counts = (await session.execute(text(_UPSERT_ORDERS), params)).one()
+    timings["upsert_orders"] = round(time.perf_counter() - started, 3)
     summary = (await session.execute(text(_SUMMARY))).one()
+    log.info("import_landed", import_id=import_id, seconds=timings)
     return Landed(
         rows=summary.rows,
         inserted=counts.inserted,

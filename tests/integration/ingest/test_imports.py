@@ -260,3 +260,49 @@ async def test_imports_belong_to_their_shop(shop: ShopClient, other_shop: ShopCl
     await finished(shop, import_id)
     for path in (f"/api/v1/imports/{import_id}", f"/api/v1/imports/{import_id}/errors.csv"):
         assert (await other_shop.client.get(path, headers=other_shop.headers())).status_code == 404
+
+
+async def test_downstream_services_answer_import_completed_set_based(shop: ShopClient) -> None:
+    """One import.completed event; loyalty and segmentation pull the import's orders from ingest."""
+    report = await finished(
+        shop, (await upload(shop, "a.csv", quirky_file("gbk"), award_points="true")).json()["import_id"]
+    )
+    assert report["rows_imported"] == 4
+    lookup = await shop.client.get(
+        "/api/v1/customers/lookup",
+        params={"channel": "taobao", "external_id": "tb_xiaoli"},
+        headers=shop.headers(),
+    )
+    xiaoli = lookup.json()["customer_id"]
+
+    async def profile_and_points() -> None:
+        profile = await shop.client.get(f"/api/v1/customers/{xiaoli}", headers=shop.headers())
+        assert profile.status_code == 200, profile.text
+        body = profile.json()
+        # 256.00 completed + 1299.50 shipped (tb_xiaoli's two paid orders), placed in March 2025.
+        assert body["orders_count"] == 2 and body["total_spent"] == "1555.50", body
+        assert body["first_order_at"].startswith("2025-03-01")
+        member = await shop.client.get(f"/api/v1/loyalty/members/{xiaoli}", headers=shop.headers())
+        assert member.status_code == 200, member.text
+        assert member.json()["points_available"] == 256  # only the completed order earns
+
+    await eventually(profile_and_points, within=30, interval=0.2)
+
+
+async def test_points_are_not_awarded_for_history_unless_asked(shop: ShopClient, stack: ServerSet) -> None:
+    report = await finished(shop, (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"])
+    lookup = await shop.client.get(
+        "/api/v1/customers/lookup",
+        params={"channel": "taobao", "external_id": "tb_xiaoli"},
+        headers=shop.headers(),
+    )
+    xiaoli = lookup.json()["customer_id"]
+
+    async def profiled() -> None:
+        profile = await shop.client.get(f"/api/v1/customers/{xiaoli}", headers=shop.headers())
+        assert profile.status_code == 200 and profile.json()["orders_count"] == 2
+
+    await eventually(profiled, within=30, interval=0.2)
+    member = await shop.client.get(f"/api/v1/loyalty/members/{xiaoli}", headers=shop.headers())
+    assert member.status_code == 404 or member.json()["points_available"] == 0, member.text
+    assert report["rows_imported"] == 4

@@ -1,0 +1,53 @@
+"""Service-to-service bulk reads: stream another service's CSV feed straight into a temp table.
+
+Used to answer `import.completed`: instead of a million events, a consumer pulls the import's orders
+from ingest once (signed with the internal credential, so it needs no API key and the gateway never
+routes it) and COPYs them into a temp table, from which it recomputes set-based.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.kit.internal_auth import sign
+from laoke.kit.settings import ServiceSettings
+
+
+async def copy_feed_into(
+    session: AsyncSession,
+    settings: ServiceSettings,
+    *,
+    base_url: str,
+    path: str,
+    shop_id: str,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+) -> int:
+    """Create temp table `table` (dropped at commit) with `columns` and fill it from the CSV at `path`.
+
+    Returns the number of rows copied. An HTTP failure raises, so the consumer retries the event."""
+    definition = ", ".join(f"{name} {kind}" for name, kind in columns)
+    await session.execute(text(f"CREATE TEMP TABLE {table} ({definition}) ON COMMIT DROP"))
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    headers = sign(settings.internal_secret, method="GET", path=path, shop_id=shop_id)
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(10, read=300)) as client,
+        client.stream("GET", path, headers=headers) as response,
+    ):
+        response.raise_for_status()
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in response.aiter_raw():
+                yield chunk
+
+        result = await driver.copy_to_table(
+            table, source=body(), columns=[c for c, _ in columns], format="csv", header=True
+        )
+    return int(result.split()[-1]) if result else 0
