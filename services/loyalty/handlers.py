@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope, event_key
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
 from laoke.contracts.orders import OrderEventPayload
@@ -70,8 +71,18 @@ def import_handler(settings: LoyaltySettings) -> EventHandler:
     return on_import_completed
 
 
+async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
+    merged = CustomerMergedPayload.model_validate(event.payload)
+    await MemberRepository(session).fold(event.shop_id, merged.from_customer_id, merged.into_customer_id)
+
+
 def consumers(settings: LoyaltySettings) -> ConsumerFactory:
     def handlers(outbox: Outbox) -> dict[str, EventHandler]:
-        return {**order_handlers(outbox), IMPORT_COMPLETED: import_handler(settings)}
+        return {
+            **order_handlers(outbox),
+            IMPORT_COMPLETED: import_handler(settings),
+            CUSTOMER_MERGED: on_customer_merged,
+        }
 
-    return consumer_group(settings, plumbing.processed_events, (Topic.ORDERS,), handlers)
+    topics = (Topic.ORDERS, Topic.CUSTOMERS)
+    return consumer_group(settings, plumbing.processed_events, topics, handlers)

@@ -78,3 +78,31 @@ class MemberRepository:
             ),
             {"shop": shop_id},
         )
+
+    async def fold(self, shop_id: str, source: str, target: str) -> None:
+        """`customer.merged`: the source member's ledger and balance move to the target member."""
+        params = {"shop": shop_id, "source": source, "target": target}
+        await self.session.execute(
+            text(
+                "UPDATE loyalty.points_ledger SET customer_id = :target "
+                "WHERE shop_id = :shop AND customer_id = :source"
+            ),
+            params,
+        )
+        await self.session.execute(
+            text(
+                """
+                WITH gone AS (
+                    DELETE FROM loyalty.members WHERE shop_id = :shop AND customer_id = :source
+                    RETURNING points_balance, lifetime_earned
+                )
+                INSERT INTO loyalty.members AS m (shop_id, customer_id, points_balance, lifetime_earned)
+                SELECT :shop, :target, points_balance, lifetime_earned FROM gone
+                ON CONFLICT (shop_id, customer_id) DO UPDATE SET
+                    points_balance = m.points_balance + excluded.points_balance,
+                    lifetime_earned = m.lifetime_earned + excluded.lifetime_earned,
+                    updated_at = now()
+                """
+            ),
+            params,
+        )

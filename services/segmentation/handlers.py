@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
@@ -43,11 +44,18 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
     return on_import_completed
 
 
+async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
+    merged = CustomerMergedPayload.model_validate(event.payload)
+    await ProfileRepository(session).fold(event.shop_id, merged.from_customer_id, merged.into_customer_id)
+
+
 def consumers(settings: SegmentationSettings) -> ConsumerFactory:
     def handlers(_outbox: Outbox) -> dict[str, EventHandler]:
         return {
             **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed),
             IMPORT_COMPLETED: import_handler(settings),
+            CUSTOMER_MERGED: on_customer_merged,
         }
 
-    return consumer_group(settings, plumbing.processed_events, (Topic.ORDERS,), handlers)
+    topics = (Topic.ORDERS, Topic.CUSTOMERS)
+    return consumer_group(settings, plumbing.processed_events, topics, handlers)

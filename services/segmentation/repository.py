@@ -5,7 +5,7 @@ Hot statements are built once and take bound parameters (see services/ingest/rep
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -118,3 +118,15 @@ class ProfileRepository:
             ),
             {"shop": shop_id},
         )
+
+    async def fold(self, shop_id: str, source: str, target: str) -> None:
+        """`customer.merged`: the source customer's orders become the target's; one profile remains."""
+        await self.session.execute(
+            update(_orders)
+            .where(_orders.c.shop_id == shop_id, _orders.c.customer_id == source)
+            .values(customer_id=target)
+        )
+        await self.session.execute(
+            delete(_profiles).where(_profiles.c.shop_id == shop_id, _profiles.c.customer_id == source)
+        )
+        await self.recompute(shop_id, target)

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.testing.factories import order_json
+from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 
@@ -110,3 +111,30 @@ async def test_an_order_without_any_buyer_identity_is_refused(shop: ShopClient) 
     response = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
     assert response.status_code == 422
     assert "buyer needs external_id, email or a valid mobile number" in response.json()["detail"]
+
+
+async def test_loyalty_and_segmentation_fold_a_merged_customer(shop: ShopClient) -> None:
+    known = await post(
+        shop, order_json("TB-9", buyer="tb_li", channel="taobao", mobile="13600136000", total="88.00")
+    )
+    stranger = await post(shop, order_json("SH-9", buyer="9901", channel="shopify", total="10.00"))
+
+    async def credited(customer_id: str, points: int) -> None:
+        member = await shop.client.get(f"/api/v1/loyalty/members/{customer_id}", headers=shop.headers())
+        assert member.status_code == 200 and member.json()["points_available"] == points, member.text
+
+    await eventually(lambda: credited(stranger["customer_id"], 10), within=20)
+    await post(shop, order_json("SH-10", buyer="9901", channel="shopify", mobile="13600136000", total="2.00"))
+
+    async def folded() -> None:
+        await credited(known["customer_id"], 100)
+        gone = await shop.client.get(
+            f"/api/v1/loyalty/members/{stranger['customer_id']}", headers=shop.headers()
+        )
+        assert gone.status_code == 404
+        profile = await shop.client.get(f"/api/v1/customers/{known['customer_id']}", headers=shop.headers())
+        assert profile.json()["orders_count"] == 3 and profile.json()["total_spent"] == "100.00", profile.text
+        old = await shop.client.get(f"/api/v1/customers/{stranger['customer_id']}", headers=shop.headers())
+        assert old.status_code == 404
+
+    await eventually(folded, within=20)
