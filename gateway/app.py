@@ -46,6 +46,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             app.state.keys = KeyStore(app.state.db, settings.key_cache_seconds)
             app.state.webhook_secrets = WebhookSecrets(app.state.db, settings.key_cache_seconds)
             app.state.buckets = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+            app.state.webhook_buckets = TokenBuckets(
+                settings.webhook_rate_limit_per_second, settings.webhook_rate_limit_burst
+            )
             yield
 
     app = create_service_app(

@@ -228,6 +228,7 @@ class ProxyMiddleware:
             # /api/v1/webhooks/<source>/<shop_id>: the shop's secrets go along, the signature is the
             # marketplace's and ingest checks it. An unknown shop gets the same 401 as a bad signature.
             shop_id = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+            state.webhook_buckets.enforce(shop_id, "this shop's webhooks")
             webhook_secrets = await state.webhook_secrets.for_shop(shop_id)
             if webhook_secrets is None:
                 raise Unauthorized("webhook signature cannot be verified")

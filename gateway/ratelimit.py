@@ -33,10 +33,10 @@ class TokenBuckets:
     def retry_after_header(wait_seconds: float) -> str:
         return str(max(1, math.ceil(wait_seconds)))
 
-    def enforce(self, key: str) -> None:
+    def enforce(self, key: str, what: str = "this API key") -> None:
         """Take a token for `key` or refuse with 429 and when to retry."""
         wait = self.take(key)
         if wait:
             raise TooManyRequests(
-                "rate limit exceeded for this API key", headers={"Retry-After": self.retry_after_header(wait)}
+                f"rate limit exceeded for {what}", headers={"Retry-After": self.retry_after_header(wait)}
             )

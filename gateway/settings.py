@@ -25,6 +25,10 @@ class GatewaySettings(ServiceSettings):
     import_max_body_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
+    # Webhooks carry no API key: they are limited per shop, so a flood of forged calls cannot make
+    # ingest verify (and keep) unbounded failures. Marketplaces retry a 429.
+    webhook_rate_limit_per_second: float = Field(default=2000.0, gt=0)
+    webhook_rate_limit_burst: int = Field(default=4000, ge=1)
     upstream_connect_timeout: float = 2.0
     upstream_read_timeout: float = 30.0
     upstream_pool_size: int = Field(default=10, ge=1, description="Keep-alive connections per service")

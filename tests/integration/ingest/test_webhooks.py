@@ -14,6 +14,7 @@ import httpx
 
 from laoke.testing.factories import order_json
 from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet, extra_gateway
 from services.ingest.signatures import sign_laoke
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "webhooks"
@@ -320,3 +321,18 @@ async def test_a_webhook_for_another_shop_is_refused(shop: ShopClient, other_sho
         headers={"X-Laoke-Signature": sign_laoke(body, shop.webhook_secret)},
     )
     assert response.status_code == 401
+
+
+async def test_webhooks_are_rate_limited_per_shop(shop: ShopClient, stack: ServerSet) -> None:
+    async with extra_gateway(stack, webhook_rate_limit_per_second=0.5, webhook_rate_limit_burst=2) as limited:
+        codes = []
+        for i in range(3):
+            body = raw(order_json(f"RL-{i}", buyer="rl"))
+            response = await shop.client.post(
+                f"{limited.url}/api/v1/webhooks/generic/{shop.shop_id}",
+                content=body,
+                headers={"X-Laoke-Signature": sign_laoke(body, shop.webhook_secret)},
+            )
+            codes.append(response.status_code)
+    assert codes == [200, 200, 429]
+    assert response.headers["retry-after"] == "2"
