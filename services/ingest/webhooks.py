@@ -29,6 +29,7 @@ from laoke.kit.money import to_fen
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import CallerDep
 from services.ingest import marketplaces
+from services.ingest import webhook_examples as examples
 from services.ingest.identity import shop_settings
 from services.ingest.models import WebhookDelivery, WebhookFailure
 from services.ingest.orders import apply_refund, upsert_order
@@ -207,6 +208,25 @@ async def _ignored(_: AsyncSession, __: Outbox) -> tuple[str, str | None]:
     return "ignored", None
 
 
+def _documented(example: dict[str, Any], *headers: tuple[str, str, str]) -> dict[str, Any]:
+    """OpenAPI for an endpoint that reads its raw body: the body's shape by example, and its headers."""
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"example": example}}},
+        "parameters": [
+            {"name": name, "in": "header", "required": False, "description": text, "example": value}
+            for name, text, value in headers
+        ],
+    }
+
+
+_LAOKE_SIGNATURE = (
+    LAOKE_SIGNATURE_HEADER,
+    'HMAC-SHA256 of "<t>.<raw body>" with the shop\'s webhook secret',
+    "t=1795138200,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd",
+)
+_DELIVERY = (DELIVERY_HEADER, "Your id for this notification; a redelivery with it is ignored", "push-0001")
+
+
 SHOPIFY_ORDER_TOPICS = frozenset(
     {
         "orders/create",
@@ -228,6 +248,16 @@ SHOPIFY_ORDER_TOPICS = frozenset(
     "shop's webhook secret. Topics (`X-Shopify-Topic`) orders/create, orders/updated, orders/paid, "
     "orders/cancelled, orders/fulfilled and refunds/create; others are acknowledged and ignored. "
     "Redeliveries are recognised by `X-Shopify-Event-Id` (or `X-Shopify-Webhook-Id`).",
+    openapi_extra=_documented(
+        examples.SHOPIFY_EXAMPLE,
+        (
+            "X-Shopify-Hmac-Sha256",
+            "base64 HMAC-SHA256 of the raw body",
+            "XWmrwMey6OsLMeiZKwP4FppHH3cmAiiJJAweH5Jo4bM=",
+        ),
+        ("X-Shopify-Topic", "orders/create, orders/updated, ..., refunds/create", "orders/paid"),
+        ("X-Shopify-Event-Id", "Shopify's id of this event", "98880550-7158-44d4-b7cd-2c97c8a091b5"),
+    ),
 )
 async def shopify_webhook(shop_id: ShopId, request: Request, caller: CallerDep) -> WebhookOut:
     delivery = Delivery(request, shop_id, "shopify", await request.body())
@@ -267,6 +297,12 @@ async def shopify_webhook(shop_id: ShopId, request: Request, caller: CallerDep) 
     "the webhook's secret (set it to the shop's webhook secret). Topics order.created and order.updated; "
     "redeliveries are recognised by `X-WC-Webhook-Delivery-ID`. WooCommerce's ping on webhook creation "
     "(`webhook_id=<n>`) is acknowledged.",
+    openapi_extra=_documented(
+        examples.WOO_EXAMPLE,
+        ("X-WC-Webhook-Signature", "base64 HMAC-SHA256 of the raw body", "8Jk1...="),
+        ("X-WC-Webhook-Topic", "order.created or order.updated", "order.created"),
+        ("X-WC-Webhook-Delivery-ID", "WooCommerce's id of this delivery", "d5f8c8a0e2"),
+    ),
 )
 async def woocommerce_webhook(shop_id: ShopId, request: Request, caller: CallerDep) -> WebhookOut:
     delivery = Delivery(request, shop_id, "woocommerce", await request.body())
@@ -301,6 +337,7 @@ async def woocommerce_webhook(shop_id: ShopId, request: Request, caller: CallerD
     '`X-Laoke-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, refused when older '
     "than 300 s. Redeliveries are recognised by the TMC message id, `X-Laoke-Delivery-Id`, or the trade's "
     "`tid` and `modified` time. `?channel=tmall` files the orders under Tmall.",
+    openapi_extra=_documented(examples.TAOBAO_EXAMPLE, _LAOKE_SIGNATURE, _DELIVERY),
 )
 async def taobao_webhook(
     shop_id: ShopId,
@@ -347,6 +384,7 @@ async def taobao_webhook(
     description="The body is the same order JSON as `POST /api/v1/orders`, signed with the Laoke scheme "
     "(`X-Laoke-Signature`, see the Taobao webhook). Redeliveries are recognised by `X-Laoke-Delivery-Id`, "
     "or else by the body itself.",
+    openapi_extra=_documented(examples.GENERIC_EXAMPLE, _LAOKE_SIGNATURE, _DELIVERY),
 )
 async def generic_webhook(shop_id: ShopId, request: Request, caller: CallerDep) -> WebhookOut:
     delivery = Delivery(request, shop_id, "generic", await request.body())
