@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -113,6 +114,8 @@ def summary(results: dict[str, dict[str, object]]) -> str:
 
 def main() -> int:
     folder = Path(os.environ.get("LAOKE_BENCH_DIR", ".laoke/bench")).resolve()
+    # Every run starts from an empty database: tables grown by earlier runs would skew the figures.
+    shutil.rmtree(folder / "pgdata", ignore_errors=True)
     config = StackConfig(
         folder=folder,
         port_base=int(os.environ.get("LAOKE_BENCH_PORT_BASE", "18000")),
