@@ -21,7 +21,7 @@ from bench.loadgen import build_request, open_loop
 from services.ingest.signatures import sign_laoke
 
 RATES = tuple(float(r) for r in os.environ.get("LAOKE_BENCH_WEBHOOK_RATES", "1000,1500").split(","))
-SECONDS = 10.0
+SECONDS = float(os.environ.get("LAOKE_BENCH_SECONDS", "10"))
 TRADE = json.loads((Path(__file__).parents[1] / "tests/fixtures/webhooks/taobao_trade.json").read_text())
 
 

@@ -16,7 +16,7 @@ from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
 from laoke.kit.ids import decode_cursor, encode_cursor
 from laoke.kit.service import CallerDep, OutboxDep
 from services.ingest.idempotency import KEY_HEADER, IdempotentRequest
-from services.ingest.identity import shop_settings
+from services.ingest.identity import forget_shop_settings, shop_settings
 from services.ingest.models import ShopSettings
 from services.ingest.orders import order_out, upsert_order
 from services.ingest.repository import CustomerRepository, OrderRepository
@@ -177,4 +177,5 @@ async def patch_settings(body: IngestSettingsIn, caller: CallerDep, session: Ses
             index_elements=["shop_id"], set_={**merged.model_dump(), "updated_at": func.now()}
         )
     )
+    forget_shop_settings(caller.shop_id)
     return merged

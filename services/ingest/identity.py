@@ -12,6 +12,7 @@ move, the old id records where it went, and `customer.merged {from, into}` tells
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, tuple_, update
@@ -71,9 +72,27 @@ class ShopIngestSettings:
     timezone: str = "Asia/Shanghai"
 
 
+# Read on every order and webhook, changed rarely: each process keeps them for a few seconds. A change
+# applies at once on the replica that took it and within SETTINGS_CACHE_SECONDS on the others.
+SETTINGS_CACHE_SECONDS = 5.0
+_settings_cache: dict[str, tuple[float, ShopIngestSettings]] = {}
+
+
 async def shop_settings(session: AsyncSession, shop_id: str) -> ShopIngestSettings:
+    now = time.monotonic()
+    cached = _settings_cache.get(shop_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     row = (await session.execute(_SETTINGS, {"shop_id": shop_id})).first()
-    return ShopIngestSettings(row.merge_by_mobile, row.timezone) if row else ShopIngestSettings()
+    settings = ShopIngestSettings(row.merge_by_mobile, row.timezone) if row else ShopIngestSettings()
+    if len(_settings_cache) > 100_000:
+        _settings_cache.clear()
+    _settings_cache[shop_id] = (now + SETTINGS_CACHE_SECONDS, settings)
+    return settings
+
+
+def forget_shop_settings(shop_id: str) -> None:
+    _settings_cache.pop(shop_id, None)
 
 
 def buyer_keys(channel: str, external_id: str | None, email: str | None, mobile: str | None) -> BuyerKeys:

@@ -346,7 +346,7 @@ async def taobao_webhook(
     channel: Annotated[Literal["taobao", "tmall"], Query()] = "taobao",
 ) -> WebhookOut:
     delivery = Delivery(request, shop_id, "taobao", await request.body())
-    async with request.app.state.db.transaction() as session:
+    async with request.app.state.db.sessionmaker() as session:  # no query at all when cached
         zone = ZoneInfo((await shop_settings(session, shop_id)).timezone)
 
     async def work() -> WebhookOut:
