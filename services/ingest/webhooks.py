@@ -70,6 +70,12 @@ class WebhookFailureList(BaseModel):
     items: list[WebhookFailureOut]
 
 
+_RECORD_DELIVERY = (
+    insert(WebhookDelivery.__table__)
+    .on_conflict_do_nothing()
+    .returning(WebhookDelivery.__table__.c.delivery_id)
+)
+
 Apply = Callable[[AsyncSession, Outbox], Awaitable[tuple[str, str | None]]]
 
 
@@ -101,34 +107,33 @@ class Delivery:
         return payload
 
     async def process(self, apply: Apply) -> WebhookOut:
+        """Apply the notification and record its delivery id in one transaction. The id is recorded
+        after the work, in one statement: a redelivery (rare) finds it taken and rolls its own work
+        back; a concurrent twin waits on the first's locks and ends the same way."""
         state = self.request.app.state
         db: Database = state.db
-        async with db.transaction() as session:
-            if self.delivery_id is not None:
-                fresh = await session.scalar(
-                    insert(WebhookDelivery)
-                    .values(
-                        shop_id=self.shop_id,
-                        source=self.source,
-                        delivery_id=self.delivery_id,
-                        topic=self.topic or "",
+        async with db.sessionmaker() as session:
+            transaction = await session.begin()
+            try:
+                outcome, order_id = await apply(session, state.outbox)
+                if self.delivery_id is not None:
+                    recorded = await session.scalar(
+                        _RECORD_DELIVERY,
+                        {
+                            "shop_id": self.shop_id,
+                            "source": self.source,
+                            "delivery_id": self.delivery_id,
+                            "topic": self.topic or "",
+                            "order_id": order_id,
+                        },
                     )
-                    .on_conflict_do_nothing()
-                    .returning(WebhookDelivery.delivery_id)
-                )
-                if fresh is None:
-                    return WebhookOut(outcome="duplicate", delivery_id=self.delivery_id)
-            outcome, order_id = await apply(session, state.outbox)
-            if self.delivery_id is not None and order_id is not None:
-                await session.execute(
-                    WebhookDelivery.__table__.update()
-                    .where(
-                        WebhookDelivery.shop_id == self.shop_id,
-                        WebhookDelivery.source == self.source,
-                        WebhookDelivery.delivery_id == self.delivery_id,
-                    )
-                    .values(order_id=order_id)
-                )
+                    if recorded is None:
+                        await transaction.rollback()
+                        return WebhookOut(outcome="duplicate", delivery_id=self.delivery_id)
+                await transaction.commit()
+            except BaseException:
+                await transaction.rollback()
+                raise
         return WebhookOut(outcome=outcome, order_id=order_id, delivery_id=self.delivery_id)  # type: ignore[arg-type]
 
     async def keep_failure(self, exc: LaokeError) -> None:
