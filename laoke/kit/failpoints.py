@@ -2,7 +2,8 @@
 
 `LAOKE_FAILPOINTS="consumer.after_db_commit=exit"` makes the process exit at that point as if
 SIGKILLed; `=raise` raises `FailpointCrash` instead (for in-process tests: a BaseException, so no
-`except Exception` on the way up can swallow it). Unset, `hit()` is a dictionary lookup.
+`except Exception` on the way up can swallow it); `=error` raises an ordinary `FailpointError`, a
+failure the code is expected to handle. Unset, `hit()` is a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ _ACTIVE: dict[str, str] = {}
 
 class FailpointCrash(BaseException):
     """A simulated crash: nothing after the failpoint runs, nothing is cleaned up."""
+
+
+class FailpointError(RuntimeError):
+    """A simulated failure (a lost connection, a full disk) that the code must handle."""
 
 
 def load_from_env() -> None:
@@ -38,6 +43,9 @@ def hit(name: str) -> None:
     if action == "raise":
         _ACTIVE.pop(name)  # one crash per arming, as a real crash would be followed by a restart
         raise FailpointCrash(name)
+    if action == "error":
+        _ACTIVE.pop(name)
+        raise FailpointError(name)
 
 
 load_from_env()

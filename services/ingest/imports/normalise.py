@@ -190,6 +190,8 @@ def clean(batch: pa.RecordBatch, lines: pa.Array, fmt: FileFormat, zone: str, ch
     if fmt.name == "shopify":
         # Rows after an order's first one carry only another line item: no totals, no status.
         continuation = pc.is_null(col["financial_status"])
+        # Only an order's first row may carry its Id; its line items follow directly below.
+        col["order_id"] = pc.fill_null_forward(col["order_id"])
 
     errors.add(pc.and_(pc.is_null(col["order_id"]), pc.invert(continuation)), f"{label('order_id')}: missing")
     total = _amount(col["total"], label("total"), errors, required=fmt.name != "taobao")

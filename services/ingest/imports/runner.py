@@ -25,6 +25,7 @@ from sqlalchemy import insert, update
 from laoke.contracts.envelope import event_key
 from laoke.contracts.imports import IMPORT_COMPLETED, ImportCompletedPayload
 from laoke.contracts.topics import Topic
+from laoke.kit import failpoints
 from laoke.kit.db import Database
 from laoke.kit.outbox import Outbox
 from services.ingest.identity import shop_settings
@@ -177,6 +178,7 @@ class ImportJob:
                             orders_path=f"/internal/v1/imports/{self.import_id}/orders.csv",
                         ),
                     )
+                failpoints.hit("import.before_commit")
                 # The final state commits with the data: a completed import is never missing its orders.
                 await session.execute(update(Import).where(Import.id == self.import_id).values(**final))
                 if self.dry_run:

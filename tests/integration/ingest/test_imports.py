@@ -10,6 +10,7 @@ from typing import Any
 
 import xlsxwriter
 
+from laoke.kit import failpoints
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet, extra_gateway
@@ -306,3 +307,54 @@ async def test_points_are_not_awarded_for_history_unless_asked(shop: ShopClient,
     member = await shop.client.get(f"/api/v1/loyalty/members/{xiaoli}", headers=shop.headers())
     assert member.status_code == 404 or member.json()["points_available"] == 0, member.text
     assert report["rows_imported"] == 4
+
+
+async def test_an_import_that_fails_says_so_and_nothing_of_it_lands(shop: ShopClient) -> None:
+    failpoints.arm("import.before_commit", "error")  # e.g. the database connection drops at the end
+    try:
+        report = await finished(shop, (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"])
+    finally:
+        failpoints.disarm("import.before_commit")
+    assert report["status"] == "failed" and report["rows_imported"] == 0
+    assert "nothing was imported" in report["error"]
+    assert await orders(shop) == []
+    # The same file imports fine afterwards.
+    again = await finished(shop, (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"])
+    assert again["status"] == "completed" and again["rows_imported"] == 4
+
+
+SHOPIFY_HEADER = (
+    "Name,Email,Financial Status,Paid at,Fulfillment Status,Fulfilled at,Accepts Marketing,Currency,Subtotal,"
+    "Shipping,Taxes,Total,Discount Code,Discount Amount,Shipping Method,Created at,Lineitem quantity,"
+    "Lineitem name,Lineitem price,Lineitem sku,Billing Name,Shipping Name,Shipping Address1,Shipping City,"
+    "Shipping Zip,Shipping Province,Shipping Country,Shipping Phone,Cancelled at,Refunded Amount,Id,Phone"
+)
+SHOPIFY_ROWS = [
+    "#1001,anna@example.com,paid,2026-01-15 10:25:00 +0800,fulfilled,2026-01-16 09:00:00 +0800,no,CNY,"
+    "300.00,0.00,0.00,300.00,NEW10,10.00,顺丰,2026-01-15 10:23:45 +0800,2,龙井 100g,100.00,LJ-100,Anna,Anna,"
+    "文三路 1 号,杭州,310000,ZJ,CN,+86 138 0013 8000,,0.00,5001001,+8613800138000",
+    "#1001,anna@example.com,,,,,,,,,,,,,,2026-01-15 10:23:45 +0800,1,茶杯,100.00,CUP-1,,,,,,,,,,,,",
+    "#1002,bob@example.com,refunded,2026-02-01 12:00:00 +0800,unfulfilled,,no,CNY,50.00,0.00,0.00,50.00,,,,"
+    "2026-02-01 11:59:00 +0800,1,白茶,50.00,BC-1,Bob,Bob,某路 2 号,上海,200000,SH,CN,,,50.00,5001002,",
+    "#1003,carl@example.com,pending,,unfulfilled,,no,CNY,20.00,0.00,0.00,20.00,,,,2026-03-01 08:00:00 +0800,"
+    "1,红茶,20.00,HC-1,Carl,Carl,,,,,,,2026-03-02 08:00:00 +0800,0.00,5001003,",
+]
+
+
+async def test_a_shopify_orders_export(shop: ShopClient) -> None:
+    content = ("\n".join([SHOPIFY_HEADER, *SHOPIFY_ROWS]) + "\n").encode()
+    report = await finished(shop, (await upload(shop, "orders_export.csv", content)).json()["import_id"])
+    assert report["status"] == "completed" and report["format"] == "shopify", report
+    assert (report["rows_imported"], report["rows_failed"]) == (3, 0), report
+    landed = {o["order_id"]: o for o in await orders(shop)}
+    assert landed["5001001"]["status"] == "completed" and landed["5001001"]["item_count"] == 3
+    assert landed["5001001"]["placed_at"].startswith("2026-01-15T02:23:45")
+    assert landed["5001001"]["coupon_codes"] == ["NEW10"]
+    assert landed["5001002"]["status"] == "refunded" and landed["5001002"]["refunded_amount"] == "50.00"
+    assert landed["5001003"]["status"] == "closed" and landed["5001003"]["paid_amount"] == "0.00"
+    # The buyer of a Shopify row is known by e-mail; the phone links other channels.
+    lookup = await shop.client.get(
+        "/api/v1/customers/lookup", params={"channel": "shopify", "external_id": "anna@example.com"},
+        headers=shop.headers(),
+    )  # fmt: skip
+    assert lookup.json()["customer_id"] == landed["5001001"]["customer_id"]
