@@ -11,6 +11,7 @@ from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.money import from_fen
 from laoke.kit.service import CallerDep
 from services.segmentation.repository import ProfileRepository
+from services.segmentation.rfm import CHINESE, RfmClass
 from services.segmentation.schemas import CustomerOut
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"], responses=ERROR_RESPONSES)
@@ -30,4 +31,11 @@ async def get_customer(customer_id: str, caller: CallerDep, session: SessionDep)
         average_order_value=average,
         first_order_at=profile.first_order_at,
         last_order_at=profile.last_order_at,
+        lifecycle=profile.lifecycle,
+        r_score=profile.r_score,
+        f_score=profile.f_score,
+        m_score=profile.m_score,
+        rfm_segment=profile.rfm_segment,
+        rfm_segment_name=CHINESE.get(RfmClass(profile.rfm_segment)) if profile.rfm_segment else None,
+        scored_at=profile.scored_at,
     )

@@ -6,8 +6,9 @@ from fastapi import FastAPI
 
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
-from services.segmentation import api, handlers
+from services.segmentation import api, handlers, rfm_api
 from services.segmentation.models import plumbing
+from services.segmentation.schedule import refresh_lifespan
 from services.segmentation.settings import SegmentationSettings
 
 
@@ -17,8 +18,9 @@ def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
         settings,
         title="Laoke segmentation",
         description="Customer profiles, RFM scores, lifecycle labels, tags, groups and segments.",
-        routers=[api.router],
+        routers=[api.router, rfm_api.router],
         plumbing=plumbing,
         produces=(Topic.SEGMENTATION,),
         consumers=handlers.consumers(settings),
+        extra_lifespan=refresh_lifespan(settings.rfm_refresh_seconds, enabled=settings.run_consumers),
     )

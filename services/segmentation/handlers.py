@@ -9,10 +9,12 @@ from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
 from laoke.contracts.topics import Topic
+from laoke.kit import clock
 from laoke.kit.bulk import copy_feed_into
 from laoke.kit.consumer import EventHandler
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
+from services.segmentation import rfm
 from services.segmentation.models import plumbing
 from services.segmentation.repository import ProfileRepository
 from services.segmentation.settings import SegmentationSettings
@@ -23,6 +25,8 @@ async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
     profiles = ProfileRepository(session)
     await profiles.record_order(event.shop_id, order)
     await profiles.recompute(event.shop_id, order.customer_id)
+    settings = await rfm.load(session, event.shop_id)
+    await rfm.rescore(session, event.shop_id, settings, clock.now(), [order.customer_id])
 
 
 def import_handler(settings: SegmentationSettings) -> EventHandler:
@@ -40,6 +44,7 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
             columns=IMPORT_FEED_COLUMNS,
         )
         await ProfileRepository(session).absorb_import(event.shop_id, "imported_orders")
+        await rfm.rescore(session, event.shop_id, await rfm.load(session, event.shop_id), clock.now())
 
     return on_import_completed
 
@@ -47,6 +52,8 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
 async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
     merged = CustomerMergedPayload.model_validate(event.payload)
     await ProfileRepository(session).fold(event.shop_id, merged.from_customer_id, merged.into_customer_id)
+    settings = await rfm.load(session, event.shop_id)
+    await rfm.rescore(session, event.shop_id, settings, clock.now(), [merged.into_customer_id])
 
 
 def consumers(settings: SegmentationSettings) -> ConsumerFactory:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func
+from sqlalchemy import ARRAY, BigInteger, DateTime, Index, Integer, SmallInteger, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from laoke.kit.db import declarative_base_for
@@ -35,6 +35,7 @@ class Profile(Base):
     """One buyer of one shop, with purchase aggregates recomputed from `profile_orders`."""
 
     __tablename__ = "profiles"
+    __table_args__ = (Index("ix_profiles_shop_lifecycle", "shop_id", "lifecycle"),)
 
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -42,7 +43,30 @@ class Profile(Base):
     total_spent_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # RFM and lifecycle, as of `scored_at` (kept current on every order and by the scheduled refresh).
+    r_score: Mapped[int | None] = mapped_column(SmallInteger)
+    f_score: Mapped[int | None] = mapped_column(SmallInteger)
+    m_score: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_segment: Mapped[str | None] = mapped_column(String(32))
+    lifecycle: Mapped[str | None] = mapped_column(String(16))
+    scored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class RfmConfig(Base):
+    """A shop's RFM thresholds and lifecycle boundaries. A shop without a row uses the default preset."""
+
+    __tablename__ = "rfm_configs"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    preset: Mapped[str] = mapped_column(String(32))
+    window_days: Mapped[int] = mapped_column(Integer)
+    recency_days: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    frequency: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    monetary_fen: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    active_days: Mapped[int] = mapped_column(Integer)
+    sleeping_days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -16,3 +16,12 @@ class CustomerOut(BaseModel):
     average_order_value: Yuan
     first_order_at: datetime | None
     last_order_at: datetime | None
+    lifecycle: str | None = Field(
+        description="new, active, sleeping (沉睡), churned (流失) or prospect", examples=["active"]
+    )
+    r_score: int | None = Field(description="Recency 1-5", examples=[5])
+    f_score: int | None = Field(description="Frequency 1-5", examples=[3])
+    m_score: int | None = Field(description="Monetary 1-5", examples=[4])
+    rfm_segment: str | None = Field(description="One of the eight RFM classes", examples=["important_value"])
+    rfm_segment_name: str | None = Field(examples=["重要价值"])
+    scored_at: datetime | None

@@ -1,0 +1,132 @@
+"""HTTP API of RFM: the shop's configuration, a recompute on demand, and the summary."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from laoke.kit import clock
+from laoke.kit.db import SessionDep
+from laoke.kit.errors import ERROR_RESPONSES, Unprocessable
+from laoke.kit.money import Yuan, from_fen
+from laoke.kit.service import CallerDep
+from services.segmentation import rfm
+from services.segmentation.models import Profile, RfmConfig
+
+router = APIRouter(prefix="/api/v1/rfm", tags=["rfm"], responses=ERROR_RESPONSES)
+
+
+class RfmConfigOut(BaseModel):
+    preset: rfm.Preset
+    window_days: int = Field(examples=[365])
+    recency_days: list[int] = Field(examples=[[30, 60, 90, 180]])
+    frequency: list[int] = Field(examples=[[2, 3, 5, 8]])
+    monetary: list[Yuan]
+    active_days: int = Field(examples=[90])
+    sleeping_days: int = Field(examples=[180])
+
+
+class RescoreOut(BaseModel):
+    customers_changed: int
+    lifecycle_changes: int
+    rfm_class_changes: int
+
+
+class RfmSummary(BaseModel):
+    customers: int
+    by_lifecycle: dict[str, int] = Field(examples=[{"active": 120, "sleeping": 40, "churned": 300}])
+    by_class: dict[str, int] = Field(examples=[{"important_value": 12, "general_retain": 200}])
+    class_names: dict[str, str] = Field(description="Chinese name of each class")
+    grid: list[list[int]] = Field(description="Customers per R (rows, 5 → 1) × F (columns, 1 → 5)")
+
+
+def _out(settings: rfm.RfmSettings) -> RfmConfigOut:
+    return RfmConfigOut(
+        preset=settings.preset,
+        window_days=settings.window_days,
+        recency_days=settings.recency_days,
+        frequency=settings.frequency,
+        monetary=[from_fen(v) for v in settings.monetary_fen],
+        active_days=settings.active_days,
+        sleeping_days=settings.sleeping_days,
+    )
+
+
+@router.get("/config", response_model=RfmConfigOut, summary="The shop's RFM thresholds and lifecycle days")
+async def get_config(caller: CallerDep, session: SessionDep) -> RfmConfigOut:
+    return _out(await rfm.load(session, caller.shop_id))
+
+
+@router.put(
+    "/config",
+    response_model=RfmConfigOut,
+    summary="Set RFM thresholds (a preset or custom) and recompute the shop",
+    description="Presets: `default`; `high_ticket` (appliances: one purchase a year is loyal); `fast_moving` "
+    "(food and daily goods). Custom lists hold four strictly increasing boundaries: recency days for "
+    "R = 5, 4, 3, 2; orders for F = 2, 3, 4, 5; spend for M = 2, 3, 4, 5. Every customer is rescored at "
+    "once and label changes are announced.",
+)
+async def put_config(
+    body: Annotated[rfm.RfmConfigIn, Body()], caller: CallerDep, session: SessionDep
+) -> RfmConfigOut:
+    try:
+        settings = rfm.settings_from(body)
+    except ValueError as exc:
+        raise Unprocessable(str(exc).removeprefix("1 validation error for RfmSettings\n")) from exc
+    values = settings.model_dump()
+    await session.execute(
+        insert(RfmConfig)
+        .values(shop_id=caller.shop_id, **values)
+        .on_conflict_do_update(index_elements=["shop_id"], set_={**values, "updated_at": func.now()})
+    )
+    await rfm.rescore(session, caller.shop_id, settings, clock.now())
+    return _out(settings)
+
+
+@router.post("/refresh", response_model=RescoreOut, summary="Rescore every customer of the shop now")
+async def refresh(caller: CallerDep, session: SessionDep) -> RescoreOut:
+    settings = await rfm.load(session, caller.shop_id)
+    changed, lifecycle, classes = await rfm.rescore(session, caller.shop_id, settings, clock.now())
+    return RescoreOut(customers_changed=changed, lifecycle_changes=lifecycle, rfm_class_changes=classes)
+
+
+@router.get(
+    "/summary", response_model=RfmSummary, summary="Customers per lifecycle label, RFM class and R×F cell"
+)
+async def summary(caller: CallerDep, session: SessionDep) -> RfmSummary:
+    shop = Profile.shop_id == caller.shop_id
+    by_lifecycle = dict(
+        (
+            await session.execute(
+                select(Profile.lifecycle, func.count()).where(shop).group_by(Profile.lifecycle)
+            )
+        ).all()
+    )
+    by_class = dict(
+        (
+            await session.execute(
+                select(Profile.rfm_segment, func.count())
+                .where(shop, Profile.rfm_segment.is_not(None))
+                .group_by(Profile.rfm_segment)
+            )
+        ).all()
+    )
+    grid = [[0] * 5 for _ in range(5)]
+    cells = await session.execute(
+        select(Profile.r_score, Profile.f_score, func.count())
+        .where(shop, Profile.r_score.is_not(None))
+        .group_by(Profile.r_score, Profile.f_score)
+    )
+    for r, f, n in cells:
+        grid[5 - r][f - 1] = n
+    return RfmSummary(
+        customers=sum(by_lifecycle.values()),
+        by_lifecycle={str(k): v for k, v in by_lifecycle.items() if k is not None},
+        by_class=by_class,
+        class_names={c.value: name for c, name in rfm.CHINESE.items()},
+        grid=grid,
+    )

@@ -1,0 +1,66 @@
+"""The scheduled RFM refresh: labels move with time (沉睡 on day 91) even when no event arrives.
+
+Any number of replicas may run the loop; a PostgreSQL advisory lock lets one of them work per round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy import select, text
+
+from laoke.kit import clock
+from laoke.kit.db import Database
+from services.segmentation import rfm
+from services.segmentation.models import Profile
+
+log = structlog.get_logger(__name__)
+
+_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended('segmentation.rfm_refresh', 0))")
+
+
+async def refresh_all(db: Database) -> int:
+    """Rescore every shop once (one transaction per shop); 0 when another replica holds the round."""
+    async with db.transaction() as session:
+        if not await session.scalar(_LOCK):
+            return 0
+        shops = list(await session.scalars(select(Profile.shop_id).distinct()))
+        changed = 0
+        for shop_id in shops:
+            settings = await rfm.load(session, shop_id)
+            count, lifecycle, classes = await rfm.rescore(session, shop_id, settings, clock.now())
+            changed += count
+            if count:
+                log.info(
+                    "rfm_refreshed", shop_id=shop_id, changed=count, lifecycle=lifecycle, classes=classes
+                )
+    return changed
+
+
+async def _loop(db: Database, every: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await refresh_all(db)
+        except Exception:  # a failed round is retried on the next one
+            log.exception("rfm_refresh_failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
+def refresh_lifespan(every: float, enabled: bool):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(_loop(app.state.db, every, stop)) if enabled else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    return lifespan

@@ -1,0 +1,191 @@
+"""RFM scores, classes and lifecycle labels against hand-computed expectations, with a moved clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from laoke.kit import clock
+from laoke.kit.db import Database
+from laoke.testing.factories import order_json
+from laoke.testing.infra import eventually
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
+from services.segmentation.schedule import refresh_all
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen() -> Iterator[None]:
+    clock.travel(NOW)
+    try:
+        yield
+    finally:
+        clock.reset()
+
+
+def at(days_ago: float) -> str:
+    return (NOW - timedelta(days=days_ago)).isoformat()
+
+
+async def buy(shop: ShopClient, order_id: str, buyer: str, days_ago: float, total: str) -> str:
+    body = order_json(order_id, buyer=buyer, total=total, placed_at=at(days_ago), completed_at=at(days_ago))
+    response = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
+    assert response.status_code == 201, response.text
+    return response.json()["order"]["customer_id"]
+
+
+async def profile(shop: ShopClient, customer_id: str, orders: int) -> dict[str, Any]:
+    async def ready() -> dict[str, Any]:
+        response = await shop.client.get(f"/api/v1/customers/{customer_id}", headers=shop.headers())
+        assert response.status_code == 200, response.text
+        assert response.json()["orders_count"] == orders
+        return response.json()
+
+    return await eventually(ready, within=20)
+
+
+def scores(p: dict[str, Any]) -> tuple[Any, ...]:
+    return (p["r_score"], p["f_score"], p["m_score"], p["rfm_segment"], p["lifecycle"])
+
+
+async def test_scores_classes_and_labels_match_hand_computation(shop: ShopClient, frozen: None) -> None:
+    # Default preset: R by days [30, 60, 90, 180], F by orders [2, 3, 5, 8], M by yuan [100, 300, 1000, 3000].
+    a = await buy(shop, "A-1", "buyer-a", 10, "500.00")  # R5 F1 M3: recent big spender, one order
+    b = ""
+    for i in range(8):
+        b = await buy(shop, f"B-{i}", "buyer-b", 100 + i, "500.00")  # R2 F5 M5, last bought 100 days ago
+    c = await buy(shop, "C-1", "buyer-c", 200, "50.00")  # R1 F1 M1, 200 days ago
+
+    assert scores(await profile(shop, a, 1)) == (5, 1, 3, "important_develop", "new")
+    assert scores(await profile(shop, b, 8)) == (2, 5, 5, "important_keep", "sleeping")
+    churned = await profile(shop, c, 1)
+    assert scores(churned) == (1, 1, 1, "general_retain", "churned")
+    assert churned["rfm_segment_name"] == "一般挽留"
+
+    summary = (await shop.client.get("/api/v1/rfm/summary", headers=shop.headers())).json()
+    assert summary["customers"] == 3
+    assert summary["by_lifecycle"] == {"new": 1, "sleeping": 1, "churned": 1}
+    assert summary["by_class"] == {"important_develop": 1, "important_keep": 1, "general_retain": 1}
+    assert summary["grid"][0][0] == 1  # R5, F1
+    assert summary["grid"][3][4] == 1  # R2, F5
+    assert summary["grid"][4][0] == 1  # R1, F1
+
+
+async def test_a_buyer_turns_sleeping_on_day_91_without_any_event(
+    shop: ShopClient, stack: ServerSet, frozen: None
+) -> None:
+    await buy(shop, "D-1", "buyer-d", 300, "120.00")
+    d = await buy(shop, "D-2", "buyer-d", 90, "120.00")  # last purchase exactly 90 days ago
+    assert (await profile(shop, d, 2))["lifecycle"] == "active"
+
+    clock.travel(NOW + timedelta(days=1))  # day 91
+    refreshed = await shop.client.post("/api/v1/rfm/refresh", headers=shop.headers())
+    assert refreshed.status_code == 200 and refreshed.json()["lifecycle_changes"] == 1
+    after = await shop.client.get(f"/api/v1/customers/{d}", headers=shop.headers())
+    assert after.json()["lifecycle"] == "sleeping" and after.json()["r_score"] == 2
+
+    engine = create_async_engine(stack["segmentation"].settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT envelope FROM segmentation.outbox "
+                    "WHERE shop_id = :s AND event_type = 'customer.lifecycle_changed' ORDER BY id"
+                ),
+                {"s": shop.shop_id},
+            )
+            payloads = [r[0]["payload"] for r in rows]
+    finally:
+        await engine.dispose()
+    assert payloads[-1] == {"customer_id": d, "from": "active", "to": "sleeping"}
+
+
+async def test_presets_and_custom_thresholds_rescore_the_shop(shop: ShopClient, frozen: None) -> None:
+    c = await buy(shop, "E-1", "buyer-e", 200, "2500.00")
+    assert scores(await profile(shop, c, 1))[4] == "churned"
+
+    changed = await shop.client.put(
+        "/api/v1/rfm/config", json={"preset": "high_ticket"}, headers=shop.headers()
+    )
+    assert changed.status_code == 200 and changed.json()["active_days"] == 365
+    # High-ticket: R by days [180, 365, 540, 730] → 4; M by yuan [2000, 5000, …] → 2. Its only purchase
+    # lies inside the 365-day active window, so the buyer is `new` again rather than churned.
+    after = (await shop.client.get(f"/api/v1/customers/{c}", headers=shop.headers())).json()
+    assert scores(after) == (4, 1, 2, "general_develop", "new")
+
+    custom = {
+        "preset": "custom",
+        "window_days": 365,
+        "recency_days": [100, 200, 300, 400],
+        "frequency": [2, 3, 4, 5],
+        "monetary": ["500", "1000", "2000", "2400"],
+        "active_days": 250,
+        "sleeping_days": 300,
+    }
+    assert (
+        await shop.client.put("/api/v1/rfm/config", json=custom, headers=shop.headers())
+    ).status_code == 200
+    after = (await shop.client.get(f"/api/v1/customers/{c}", headers=shop.headers())).json()
+    assert scores(after) == (4, 1, 5, "important_develop", "new")
+    assert (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()["monetary"] == [
+        "500.00",
+        "1000.00",
+        "2000.00",
+        "2400.00",
+    ]
+
+
+async def test_bad_configs_are_refused_and_change_nothing(shop: ShopClient) -> None:
+    base = {
+        "preset": "custom",
+        "window_days": 365,
+        "recency_days": [30, 60, 90, 180],
+        "frequency": [2, 3, 5, 8],
+        "monetary": ["100", "300", "1000", "3000"],
+        "active_days": 90,
+        "sleeping_days": 180,
+    }
+    cases = [
+        ({**base, "recency_days": [30, 90, 60, 180]}, "recency_days boundaries must strictly increase"),
+        ({**base, "frequency": [2, 3]}, "frequency needs four"),
+        ({**base, "sleeping_days": 60}, "lifecycle boundaries overlap"),
+        ({**base, "monetary": ["a", "b", "c", "d"]}, "monetary boundaries must be amounts"),
+        ({"preset": "custom", "window_days": 30}, "a custom config needs"),
+        ({"preset": "luxury"}, "preset"),
+        ({**base, "colour": "red"}, "colour"),
+    ]
+    for body, expected in cases:
+        response = await shop.client.put("/api/v1/rfm/config", json=body, headers=shop.headers())
+        assert response.status_code == 422, (expected, response.text)
+        assert expected in response.json()["detail"], response.json()
+    assert (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()["preset"] == "default"
+
+
+async def test_the_scheduled_refresh_moves_labels_and_runs_on_one_replica_at_a_time(
+    shop: ShopClient, stack: ServerSet, frozen: None
+) -> None:
+    f = await buy(shop, "F-1", "buyer-f", 170, "80.00")
+    await buy(shop, "F-0", "buyer-f", 400, "80.00")
+    assert (await profile(shop, f, 2))["lifecycle"] == "sleeping"
+    clock.travel(NOW + timedelta(days=20))  # 190 days since the last purchase
+    db = Database(stack["segmentation"].settings)
+    engine = create_async_engine(stack["segmentation"].settings.database_url)
+    try:
+        async with engine.begin() as other_replica:
+            await other_replica.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended('segmentation.rfm_refresh', 0))")
+            )
+            assert await refresh_all(db) == 0  # another replica holds this round
+        assert await refresh_all(db) >= 1
+    finally:
+        await db.dispose()
+        await engine.dispose()
+    after = (await shop.client.get(f"/api/v1/customers/{f}", headers=shop.headers())).json()
+    assert after["lifecycle"] == "churned"
