@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, DateTime, Index, Integer, SmallInteger, String, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from laoke.kit.db import declarative_base_for
@@ -69,4 +71,30 @@ class RfmConfig(Base):
     monetary_fen: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
     active_days: Mapped[int] = mapped_column(Integer)
     sleeping_days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CustomerTag(Base):
+    """A free tag (标签) on a customer."""
+
+    __tablename__ = "customer_tags"
+    __table_args__ = (Index("ix_customer_tags_tag", "shop_id", "tag"),)
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Segment(Base):
+    """A dynamic segment: a saved rule whose members are whoever matches it now."""
+
+    __tablename__ = "segments"
+    __table_args__ = (Index("ix_segments_shop", "shop_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -25,3 +25,4 @@ class CustomerOut(BaseModel):
     rfm_segment: str | None = Field(description="One of the eight RFM classes", examples=["important_value"])
     rfm_segment_name: str | None = Field(examples=["重要价值"])
     scored_at: datetime | None
+    tags: list[str] = Field(default_factory=list, examples=[["VIP", "爱喝绿茶"]])

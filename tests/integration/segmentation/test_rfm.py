@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,13 +12,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.kit import clock
 from laoke.kit.db import Database
-from laoke.testing.factories import order_json
-from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from services.segmentation.schedule import refresh_all
-
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+from tests.integration.segmentation.shopping import NOW, buy, profile
 
 
 @pytest.fixture
@@ -28,27 +25,6 @@ def frozen() -> Iterator[None]:
         yield
     finally:
         clock.reset()
-
-
-def at(days_ago: float) -> str:
-    return (NOW - timedelta(days=days_ago)).isoformat()
-
-
-async def buy(shop: ShopClient, order_id: str, buyer: str, days_ago: float, total: str) -> str:
-    body = order_json(order_id, buyer=buyer, total=total, placed_at=at(days_ago), completed_at=at(days_ago))
-    response = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
-    assert response.status_code == 201, response.text
-    return response.json()["order"]["customer_id"]
-
-
-async def profile(shop: ShopClient, customer_id: str, orders: int) -> dict[str, Any]:
-    async def ready() -> dict[str, Any]:
-        response = await shop.client.get(f"/api/v1/customers/{customer_id}", headers=shop.headers())
-        assert response.status_code == 200, response.text
-        assert response.json()["orders_count"] == orders
-        return response.json()
-
-    return await eventually(ready, within=20)
 
 
 def scores(p: dict[str, Any]) -> tuple[Any, ...]:

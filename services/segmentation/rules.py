@@ -1,0 +1,205 @@
+"""Segment rules: a JSON tree compiled to a parameterised SQL condition over profiles.
+
+    {"all": [rule, ...]} | {"any": [rule, ...]} | {"not": rule} | {"field": f, "op": o, "value": v}
+
+Fields and operators come from a whitelist; every value is type-checked and becomes a bound parameter,
+never SQL text. Any mistake is reported with where it is (`rule.all[1].value: ...`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, extract, false, func, not_, or_, select, true
+
+from laoke.kit.errors import Unprocessable
+from services.segmentation.models import CustomerTag, Profile
+from services.segmentation.rfm import Lifecycle, RfmClass
+
+MAX_DEPTH = 8
+MAX_CONDITIONS = 100
+
+
+class RuleError(Unprocessable):
+    pass
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # int, money, enum, time, tags
+    column: Callable[[datetime], ColumnElement[Any]]
+    choices: frozenset[str] = frozenset()
+
+
+def _recency(now: datetime) -> ColumnElement[Any]:
+    return func.floor(extract("epoch", now - Profile.last_order_at) / 86400)
+
+
+def _avg(_: datetime) -> ColumnElement[Any]:
+    return Profile.total_spent_fen / func.nullif(Profile.orders_count, 0)
+
+
+FIELDS: dict[str, Field] = {
+    "lifecycle": Field("enum", lambda _: Profile.lifecycle, frozenset(v.value for v in Lifecycle)),
+    "rfm_segment": Field("enum", lambda _: Profile.rfm_segment, frozenset(v.value for v in RfmClass)),
+    "r_score": Field("int", lambda _: Profile.r_score),
+    "f_score": Field("int", lambda _: Profile.f_score),
+    "m_score": Field("int", lambda _: Profile.m_score),
+    "recency_days": Field("int", _recency),
+    "orders_count": Field("int", lambda _: Profile.orders_count),
+    "total_spent": Field("money", lambda _: Profile.total_spent_fen),
+    "avg_order_value": Field("money", _avg),
+    "first_order_at": Field("time", lambda _: Profile.first_order_at),
+    "last_order_at": Field("time", lambda _: Profile.last_order_at),
+    "tags": Field("tags", lambda _: Profile.customer_id),
+}
+
+OPS = {
+    "int": {"eq", "ne", "gt", "gte", "lt", "lte", "between", "in", "not_in"},
+    "money": {"eq", "ne", "gt", "gte", "lt", "lte", "between"},
+    "enum": {"eq", "ne", "in", "not_in"},
+    "time": {"before", "after", "between", "within_days", "not_within_days"},
+    "tags": {"has", "has_any", "has_all", "has_none"},
+}
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RuleError(f"{where}: expected a whole number, got {value!r}")
+    return value
+
+
+def _money(value: Any, where: str) -> int:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise RuleError(f"{where}: expected an amount in yuan, got {value!r}") from exc
+    if isinstance(value, bool) or not amount.is_finite():
+        raise RuleError(f"{where}: expected an amount in yuan, got {value!r}")
+    return int(amount * 100)
+
+
+def _time(value: Any, where: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise RuleError(f"{where}: expected an ISO-8601 time with offset, got {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise RuleError(f"{where}: give a time zone, e.g. 2026-01-01T00:00:00+08:00")
+    return parsed
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list) or not value or len(value) > 100:
+        raise RuleError(f"{where}: expected a list of 1 to 100 values")
+    return value
+
+
+class Compiler:
+    def __init__(self, shop_id: str, now: datetime) -> None:
+        self.shop_id = shop_id
+        self.now = now
+        self.conditions = 0
+
+    def compile(self, rule: Any, where: str = "rule", depth: int = 0) -> ColumnElement[bool]:
+        if depth > MAX_DEPTH:
+            raise RuleError(f"{where}: rules may nest at most {MAX_DEPTH} levels")
+        if not isinstance(rule, dict):
+            raise RuleError(f"{where}: expected an object")
+        keys = set(rule)
+        if keys in ({"all"}, {"any"}):
+            (key,) = keys
+            parts = rule[key]
+            if not isinstance(parts, list) or not parts:
+                raise RuleError(f"{where}.{key}: expected a non-empty list of rules")
+            compiled = [self.compile(p, f"{where}.{key}[{i}]", depth + 1) for i, p in enumerate(parts)]
+            return and_(true(), *compiled) if key == "all" else or_(false(), *compiled)
+        if keys == {"not"}:
+            return not_(self.compile(rule["not"], f"{where}.not", depth + 1))
+        if keys == {"field", "op", "value"}:
+            self.conditions += 1
+            if self.conditions > MAX_CONDITIONS:
+                raise RuleError(f"{where}: a rule may hold at most {MAX_CONDITIONS} conditions")
+            return self._condition(rule["field"], rule["op"], rule["value"], where)
+        raise RuleError(f"{where}: expected all, any, not, or field/op/value; got keys {sorted(keys)}")
+
+    def _condition(self, name: Any, op: Any, value: Any, where: str) -> ColumnElement[bool]:
+        field = FIELDS.get(name) if isinstance(name, str) else None
+        if field is None:
+            raise RuleError(f"{where}.field: unknown field {name!r}; known: {', '.join(sorted(FIELDS))}")
+        if op not in OPS[field.kind]:
+            raise RuleError(
+                f"{where}.op: {op!r} does not apply to {name}; use one of {sorted(OPS[field.kind])}"
+            )
+        at = f"{where}.value"
+        column = field.column(self.now)
+        if field.kind == "tags":
+            return self._tags(op, [str(t) for t in _list(value, at)] if op != "has" else [str(value)])
+        if field.kind == "enum":
+            values = _list(value, at) if op in ("in", "not_in") else [value]
+            unknown = [v for v in values if v not in field.choices]
+            if unknown:
+                raise RuleError(
+                    f"{at}: unknown {name} {unknown[0]!r}; known: {', '.join(sorted(field.choices))}"
+                )
+            return self._compare(column, op, values if op in ("in", "not_in") else values[0])
+        if field.kind == "time":
+            if op in ("within_days", "not_within_days"):
+                since = self.now - timedelta(days=_int(value, at))
+                inside = column >= since
+                return inside if op == "within_days" else or_(column < since, column.is_(None))
+            if op == "between":
+                low, high = (_time(v, at) for v in self._pair(value, at))
+                return column.between(low, high)
+            moment = _time(value, at)
+            return column < moment if op == "before" else column > moment
+        convert = _int if field.kind == "int" else _money
+        if op == "between":
+            low, high = (convert(v, at) for v in self._pair(value, at))
+            return column.between(low, high)
+        if op in ("in", "not_in"):
+            return self._compare(column, op, [convert(v, at) for v in _list(value, at)])
+        return self._compare(column, op, convert(value, at))
+
+    @staticmethod
+    def _pair(value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list) or len(value) != 2:
+            raise RuleError(f"{where}: between takes [low, high]")
+        return value
+
+    @staticmethod
+    def _compare(column: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+        return {
+            "eq": lambda: column == value,
+            "ne": lambda: or_(column != value, column.is_(None)),
+            "gt": lambda: column > value,
+            "gte": lambda: column >= value,
+            "lt": lambda: column < value,
+            "lte": lambda: column <= value,
+            "in": lambda: column.in_(value),
+            "not_in": lambda: or_(column.not_in(value), column.is_(None)),
+        }[op]()
+
+    def _tags(self, op: str, tags: list[str]) -> ColumnElement[bool]:
+        def tagged(tag_filter: ColumnElement[bool]) -> ColumnElement[bool]:
+            return exists(
+                select(CustomerTag.tag).where(
+                    CustomerTag.shop_id == Profile.shop_id,
+                    CustomerTag.customer_id == Profile.customer_id,
+                    tag_filter,
+                )
+            )
+
+        if op in ("has", "has_any"):
+            return tagged(CustomerTag.tag.in_(tags))
+        if op == "has_none":
+            return not_(tagged(CustomerTag.tag.in_(tags)))
+        return and_(*(tagged(CustomerTag.tag == t) for t in tags))
+
+
+def compile_rule(rule: Any, shop_id: str, now: datetime) -> ColumnElement[bool]:
+    return and_(Profile.shop_id == shop_id, Compiler(shop_id, now).compile(rule))
