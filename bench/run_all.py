@@ -17,7 +17,7 @@ from laoke.devstack.supervisor import Stack, StackConfig
 from laoke.stack import GATEWAY
 from laoke.testing.infra import FAST_PG, free_port
 
-BENCHMARKS = ("gateway_overhead", "order_to_points", "import_history", "webhooks")
+BENCHMARKS = ("gateway_overhead", "order_to_points", "import_history", "webhooks", "rfm")
 
 
 def summary(results: dict[str, dict[str, object]]) -> str:
@@ -109,6 +109,19 @@ def summary(results: dict[str, dict[str, object]]) -> str:
                 f"| {x['p50_ms']} | {x['p90_ms']} | {x['p99_ms']} |"
             )
         lines += ["", "- targets: ≥ 1,500 orders/s sustained; p99 ≤ 30 ms at 1,000 orders/s", ""]
+    rf = results.get("rfm")
+    if rf:
+        first, again, preview = rf["first_rescore"], rf["unchanged_rescore"], rf["preview"]
+        lines += [
+            f"## RFM ({rf['customers']:,} customers, {rf['orders']:,} orders, one shop, generated in SQL)",
+            "",
+            f"- full rescore, every profile changing: {first['seconds']} s "
+            f"({first['changed']:,} changed, {first['lifecycle_events']:,} lifecycle events) — target ≤ 15 s",
+            f"- full rescore, nothing changing: {again['seconds']} s",
+            f"- segment preview (count + first page) for a three-condition rule: {preview['seconds']} s "
+            f"({preview['size']:,} members) — target ≤ 1 s",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -5,8 +5,9 @@ higher score), Frequency by paid orders and Monetary by spend (paid minus refund
 window. A score of 3 or more is "high"; the three highs pick one of eight classes. Lifecycle: `active`
 ≤ `active_days` since the last purchase (`new` if the first purchase is that recent too), `sleeping` ≤
 `sleeping_days`, `churned` beyond. Everything is computed set-based in one statement, for one customer
-on each order event or for a whole shop on the schedule and on a config change, and every label change
-is announced through the outbox in the same statement.
+on each order event or for a whole shop on the schedule and on a config change, and every change of an
+existing label is announced through the outbox in the same statement. A customer's first scoring is not
+an event (a history import would otherwise announce a million of them); it shows in the profile.
 """
 
 from __future__ import annotations
@@ -250,11 +251,19 @@ WITH facts AS (
 ), scored AS (
     SELECT *,
         CASE WHEN last_order_at IS NULL THEN NULL
-             ELSE 5 - (SELECT count(*) FROM unnest(CAST(:recency AS int[])) t WHERE days > t) END AS r,
+             WHEN days <= (CAST(:recency AS int[]))[1] THEN 5 WHEN days <= (CAST(:recency AS int[]))[2] THEN 4
+             WHEN days <= (CAST(:recency AS int[]))[3] THEN 3 WHEN days <= (CAST(:recency AS int[]))[4] THEN 2
+             ELSE 1 END AS r,
         CASE WHEN last_order_at IS NULL THEN NULL
-             ELSE 1 + (SELECT count(*) FROM unnest(CAST(:frequency AS int[])) t WHERE f >= t) END AS fs,
+             WHEN f >= (CAST(:frequency AS int[]))[4] THEN 5 WHEN f >= (CAST(:frequency AS int[]))[3] THEN 4
+             WHEN f >= (CAST(:frequency AS int[]))[2] THEN 3 WHEN f >= (CAST(:frequency AS int[]))[1] THEN 2
+             ELSE 1 END AS fs,
         CASE WHEN last_order_at IS NULL THEN NULL
-             ELSE 1 + (SELECT count(*) FROM unnest(CAST(:monetary AS bigint[])) t WHERE m >= t) END AS ms,
+             WHEN m >= (CAST(:monetary AS bigint[]))[4] THEN 5
+             WHEN m >= (CAST(:monetary AS bigint[]))[3] THEN 4
+             WHEN m >= (CAST(:monetary AS bigint[]))[2] THEN 3
+             WHEN m >= (CAST(:monetary AS bigint[]))[1] THEN 2
+             ELSE 1 END AS ms,
         CASE WHEN last_order_at IS NULL THEN 'prospect'
              WHEN days <= :active_days AND first_order_at >= :active_start THEN 'new'
              WHEN days <= :active_days THEN 'active'
@@ -283,7 +292,7 @@ WITH facts AS (
             "jsonb_build_object('customer_id', customer_id, 'from', old_lifecycle, 'to', lifecycle)",
         )
     } AS e
-          FROM updated WHERE old_lifecycle IS DISTINCT FROM lifecycle) l
+          FROM updated WHERE old_lifecycle IS NOT NULL AND old_lifecycle IS DISTINCT FROM lifecycle) l
     RETURNING 1
 ), rfm_events AS (
     INSERT INTO segmentation.outbox (event_id, topic, key, event_type, shop_id, envelope)
@@ -295,7 +304,7 @@ WITH facts AS (
             "'customer_id', customer_id, 'from', old_segment, 'to', segment, 'r', r, 'f', fs, 'm', ms)",
         )
     } AS e
-          FROM updated WHERE old_segment IS DISTINCT FROM segment) s
+          FROM updated WHERE old_segment IS NOT NULL AND old_segment IS DISTINCT FROM segment) s
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM updated) AS changed,
