@@ -1,0 +1,152 @@
+"""Customer analytics over time: new, active, returning and churned buyers, repeat rate, revenue split.
+
+Buckets are calendar days, weeks or months in the shop's time zone. Definitions:
+- active: bought (a paid order) in the bucket; new: active and the first purchase ever is in the bucket;
+  returning: active and not new; repeat rate: share of active buyers with two or more orders in it;
+- churned: the bucket in which a buyer crossed the shop's churn boundary (`sleeping_days` after their
+  last purchase) and has not bought since; churn rate: churned / buyers not yet churned at its start;
+- revenue: paid minus refunded, from new and from returning buyers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy import text
+
+from laoke.contracts.orders import PAID_STATUSES
+from laoke.kit.db import SessionDep
+from laoke.kit.errors import ERROR_RESPONSES, Unprocessable
+from laoke.kit.money import Yuan, from_fen
+from laoke.kit.service import CallerDep
+from services.segmentation import rfm
+
+router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"], responses=ERROR_RESPONSES)
+
+MAX_BUCKETS = 400
+_PAID = ", ".join(f"'{s.value}'" for s in PAID_STATUSES)
+
+_SERIES = text(
+    f"""
+WITH buckets AS (
+    SELECT generate_series(
+        date_trunc(:unit, CAST(:start AS timestamptz) AT TIME ZONE :tz),
+        date_trunc(:unit, (CAST(:finish AS timestamptz) - interval '1 microsecond') AT TIME ZONE :tz),
+        CAST('1 ' || :unit AS interval)
+    ) AS start
+), bought AS (
+    SELECT date_trunc(:unit, o.placed_at AT TIME ZONE :tz) AS bucket, o.customer_id,
+           count(*) AS orders, sum(o.paid_fen - o.refunded_fen) AS net,
+           bool_or(date_trunc(:unit, p.first_order_at AT TIME ZONE :tz)
+                   = date_trunc(:unit, o.placed_at AT TIME ZONE :tz)) AS is_new
+    FROM segmentation.profile_orders o
+    JOIN segmentation.profiles p ON p.shop_id = o.shop_id AND p.customer_id = o.customer_id
+    WHERE o.shop_id = :shop AND o.status IN ({_PAID})
+      AND o.placed_at >= :start AND o.placed_at < :finish
+    GROUP BY 1, 2
+), churned AS (
+    SELECT date_trunc(:unit, (last_order_at + make_interval(days => :churn_days)) AT TIME ZONE :tz) AS bucket,
+           count(*) AS n
+    FROM segmentation.profiles
+    WHERE shop_id = :shop AND last_order_at + make_interval(days => :churn_days) >= :start
+      AND last_order_at + make_interval(days => :churn_days) < :finish
+    GROUP BY 1
+)
+SELECT b.start,
+       count(x.customer_id) AS active,
+       count(x.customer_id) FILTER (WHERE x.is_new) AS new,
+       count(x.customer_id) FILTER (WHERE NOT x.is_new) AS returning,
+       count(x.customer_id) FILTER (WHERE x.orders >= 2) AS repeaters,
+       coalesce(sum(x.net) FILTER (WHERE x.is_new), 0) AS revenue_new,
+       coalesce(sum(x.net) FILTER (WHERE NOT x.is_new), 0) AS revenue_returning,
+       coalesce(max(c.n), 0) AS churned,
+       (SELECT count(*) FROM segmentation.profiles p
+        WHERE p.shop_id = :shop AND p.first_order_at < b.start AT TIME ZONE :tz
+          AND p.last_order_at + make_interval(days => :churn_days) >= b.start AT TIME ZONE :tz) AS base
+FROM buckets b
+LEFT JOIN bought x ON x.bucket = b.start
+LEFT JOIN churned c ON c.bucket = b.start
+GROUP BY b.start
+ORDER BY b.start
+"""  # noqa: S608 - the status list is a constant of this module; values are bound
+)
+
+
+class Bucket(BaseModel):
+    start: datetime = Field(description="Start of the bucket, in the shop's time zone")
+    new_customers: int
+    active_customers: int
+    returning_customers: int
+    churned_customers: int
+    churn_rate: float = Field(description="Churned / customers not yet churned at the bucket's start")
+    repeat_purchase_rate: float = Field(description="Active customers with 2+ orders / active customers")
+    revenue_new: Yuan
+    revenue_returning: Yuan
+
+
+class CustomerAnalytics(BaseModel):
+    interval: str
+    timezone: str
+    buckets: list[Bucket]
+
+
+@router.get(
+    "/customers",
+    response_model=CustomerAnalytics,
+    summary="New, active, returning and churned customers over time",
+    description="Per day, week or month between `from` and `to` (at most 400 buckets): new, active, "
+    "returning and churned customers, churn rate, repeat-purchase rate, and revenue from new versus "
+    "returning buyers. Churn uses the shop's RFM `sleeping_days`.",
+)
+async def customer_analytics(
+    caller: CallerDep,
+    session: SessionDep,
+    start: Annotated[AwareDatetime, Query(alias="from", examples=["2026-01-01T00:00:00+08:00"])],
+    finish: Annotated[AwareDatetime, Query(alias="to", examples=["2026-07-01T00:00:00+08:00"])],
+    interval: Literal["day", "week", "month"] = "month",
+    timezone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
+) -> CustomerAnalytics:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise Unprocessable(f"unknown time zone {timezone!r}") from exc
+    if finish <= start:
+        raise Unprocessable("`to` must be after `from`")
+    approx = {"day": 1, "week": 7, "month": 28}[interval]
+    if (finish - start) / timedelta(days=approx) > MAX_BUCKETS:
+        raise Unprocessable(f"at most {MAX_BUCKETS} buckets; use a longer interval or a shorter range")
+    settings = await rfm.load(session, caller.shop_id)
+    rows = await session.execute(
+        _SERIES,
+        {
+            "shop": caller.shop_id,
+            "unit": interval,
+            "start": start,
+            "finish": finish,
+            "tz": timezone,
+            "churn_days": settings.sleeping_days,
+        },
+    )
+    zone = ZoneInfo(timezone)
+    return CustomerAnalytics(
+        interval=interval,
+        timezone=timezone,
+        buckets=[
+            Bucket(
+                start=r.start.replace(tzinfo=zone),
+                new_customers=r.new,
+                active_customers=r.active,
+                returning_customers=r.returning,
+                churned_customers=r.churned,
+                churn_rate=round(r.churned / r.base, 4) if r.base else 0.0,
+                repeat_purchase_rate=round(r.repeaters / r.active, 4) if r.active else 0.0,
+                revenue_new=from_fen(int(r.revenue_new)),
+                revenue_returning=from_fen(int(r.revenue_returning)),
+            )
+            for r in rows
+        ],
+    )
