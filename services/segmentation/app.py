@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
-from services.segmentation import analytics_api, api, handlers, rfm_api, segments_api
+from services.segmentation import analytics_api, api, clv_api, handlers, rfm_api, segments_api
 from services.segmentation.models import plumbing
 from services.segmentation.schedule import refresh_lifespan
 from services.segmentation.settings import SegmentationSettings
@@ -24,6 +24,7 @@ def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
             rfm_api.router,
             segments_api.segments,
             analytics_api.router,
+            clv_api.router,
         ],
         plumbing=plumbing,
         produces=(Topic.SEGMENTATION,),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, DateTime, Index, Integer, SmallInteger, String, func
+from sqlalchemy import ARRAY, BigInteger, DateTime, Float, Index, Integer, SmallInteger, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -52,6 +52,10 @@ class Profile(Base):
     rfm_segment: Mapped[str | None] = mapped_column(String(32))
     lifecycle: Mapped[str | None] = mapped_column(String(16))
     scored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Predictions of the shop's last CLV fit (services/segmentation/clv.py).
+    p_alive: Mapped[float | None] = mapped_column(Float)
+    expected_purchases_90d: Mapped[float | None] = mapped_column(Float)
+    clv_365d_fen: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -98,3 +102,17 @@ class Segment(Base):
     rule: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ClvModel(Base):
+    """A shop's last fitted BG/NBD + Gamma-Gamma model (time unit: days)."""
+
+    __tablename__ = "clv_models"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    customers: Mapped[int] = mapped_column(Integer)
+    log_likelihood: Mapped[float] = mapped_column(Float)
+    fit_seconds: Mapped[float] = mapped_column(Float)
+    fitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -56,10 +56,14 @@ FIELDS: dict[str, Field] = {
     "first_order_at": Field("time", lambda _: Profile.first_order_at),
     "last_order_at": Field("time", lambda _: Profile.last_order_at),
     "tags": Field("tags", lambda _: Profile.customer_id),
+    "p_alive": Field("number", lambda _: Profile.p_alive),
+    "expected_purchases_90d": Field("number", lambda _: Profile.expected_purchases_90d),
+    "clv_365d": Field("money", lambda _: Profile.clv_365d_fen),
 }
 
 OPS = {
     "int": {"eq", "ne", "gt", "gte", "lt", "lte", "between", "in", "not_in"},
+    "number": {"gt", "gte", "lt", "lte", "between"},
     "money": {"eq", "ne", "gt", "gte", "lt", "lte", "between"},
     "enum": {"eq", "ne", "in", "not_in"},
     "time": {"before", "after", "between", "within_days", "not_within_days"},
@@ -81,6 +85,12 @@ def _money(value: Any, where: str) -> int:
     if isinstance(value, bool) or not amount.is_finite():
         raise RuleError(f"{where}: expected an amount in yuan, got {value!r}")
     return int(amount * 100)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RuleError(f"{where}: expected a number, got {value!r}")
+    return float(value)
 
 
 def _time(value: Any, where: str) -> datetime:
@@ -157,7 +167,7 @@ class Compiler:
                 return column.between(low, high)
             moment = _time(value, at)
             return column < moment if op == "before" else column > moment
-        convert = _int if field.kind == "int" else _money
+        convert = {"int": _int, "money": _money, "number": _number}[field.kind]
         if op == "between":
             low, high = (convert(v, at) for v in self._pair(value, at))
             return column.between(low, high)

@@ -26,3 +26,6 @@ class CustomerOut(BaseModel):
     rfm_segment_name: str | None = Field(examples=["重要价值"])
     scored_at: datetime | None
     tags: list[str] = Field(default_factory=list, examples=[["VIP", "爱喝绿茶"]])
+    p_alive: float | None = Field(default=None, description="Probability the buyer is still a customer")
+    expected_purchases_90d: float | None = None
+    clv_365d: Yuan | None = Field(default=None, description="Predicted spend over the next 365 days")

@@ -46,4 +46,9 @@ def customer_out(profile: Profile, tags: list[str]) -> CustomerOut:
         rfm_segment_name=CHINESE.get(RfmClass(profile.rfm_segment)) if profile.rfm_segment else None,
         scored_at=profile.scored_at,
         tags=tags,
+        p_alive=round(profile.p_alive, 4) if profile.p_alive is not None else None,
+        expected_purchases_90d=(
+            round(profile.expected_purchases_90d, 4) if profile.expected_purchases_90d is not None else None
+        ),
+        clv_365d=from_fen(profile.clv_365d_fen) if profile.clv_365d_fen is not None else None,
     )

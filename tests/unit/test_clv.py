@@ -1,0 +1,41 @@
+"""The CLV models reproduce the published CDNOW fits (Fader, Hardie & Lee 2005; Fader & Hardie 2013)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.segmentation.clv import fit_bgnbd, fit_gamma_gamma
+
+DATA = Path(__file__).parents[1] / "fixtures" / "cdnow" / "customers.csv"
+
+
+def cdnow() -> tuple[np.ndarray, ...]:
+    with DATA.open() as f:
+        rows = list(csv.DictReader(f))
+    return tuple(np.array([float(r[k]) for r in rows]) for k in ("x", "t_x", "T", "zbar"))
+
+
+def test_bgnbd_matches_the_paper() -> None:
+    x, t_x, T, _ = cdnow()
+    model = fit_bgnbd(x, t_x, T)
+    # Table/figures of Fader, Hardie & Lee (2005): r = 0.243, α = 4.414, a = 0.793, b = 2.426, LL = -9582.4
+    assert (model.r, model.alpha, model.a, model.b) == pytest.approx((0.243, 4.414, 0.793, 2.426), abs=0.005)
+    assert model.log_likelihood == pytest.approx(-9582.4, abs=0.1)
+    # The paper's worked example: a customer with x=2, t_x=30.43, T=38.86 weeks expects 1.226 purchases
+    # in the next 39 weeks.
+    expected = model.expected_purchases(39, np.array([2.0]), np.array([30.43]), np.array([38.86]))
+    assert float(expected[0]) == pytest.approx(1.226, abs=0.005)
+    alive = model.p_alive(np.array([0.0, 2.0]), np.array([0.0, 30.43]), np.array([38.86, 38.86]))
+    assert float(alive[0]) == 1.0 and 0 < float(alive[1]) < 1
+
+
+def test_gamma_gamma_matches_the_published_fit() -> None:
+    x, _, _, zbar = cdnow()
+    model = fit_gamma_gamma(x, zbar)
+    # Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value": p = 6.25, q = 3.74, γ = 15.44.
+    assert (model.p, model.q, model.gamma) == pytest.approx((6.25, 3.74, 15.44), abs=0.02)
+    assert model.customers == 946
