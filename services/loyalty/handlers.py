@@ -11,17 +11,23 @@ from laoke.contracts.orders import OrderEventPayload
 from laoke.contracts.topics import Topic
 from laoke.kit.bulk import copy_feed_into
 from laoke.kit.consumer import EventHandler
+from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
 from services.loyalty.ledger import points_for_order
-from services.loyalty.models import plumbing
+from services.loyalty.models import merged_customers, plumbing
 from services.loyalty.repository import MemberRepository
 from services.loyalty.settings import LoyaltySettings
+
+MERGES = Merges(merged_customers)
 
 
 def order_handlers(outbox: Outbox) -> dict[str, EventHandler]:
     async def on_order_completed(session: AsyncSession, event: EventEnvelope) -> None:
         order = OrderEventPayload.model_validate(event.payload)
+        customer_id = await MERGES.surviving(session, event.shop_id, order.customer_id)
+        if customer_id != order.customer_id:  # an event of a customer merged away meanwhile
+            order = order.model_copy(update={"customer_id": customer_id})
         points = points_for_order(order)
         if points <= 0:
             return
@@ -73,6 +79,7 @@ def import_handler(settings: LoyaltySettings) -> EventHandler:
 
 async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
     merged = CustomerMergedPayload.model_validate(event.payload)
+    await MERGES.record(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
     await MemberRepository(session).fold(event.shop_id, merged.from_customer_id, merged.into_customer_id)
 
 

@@ -8,11 +8,13 @@ from sqlalchemy import BigInteger, DateTime, Identity, Index, String, UniqueCons
 from sqlalchemy.orm import Mapped, mapped_column
 
 from laoke.kit.db import declarative_base_for
+from laoke.kit.merges import merged_customers_table
 from laoke.kit.outbox import plumbing_tables
 
 SCHEMA = "loyalty"
 Base = declarative_base_for(SCHEMA)
 plumbing = plumbing_tables(Base.metadata)
+merged_customers = merged_customers_table(Base.metadata)
 
 
 class Member(Base):

@@ -12,16 +12,22 @@ from laoke.contracts.topics import Topic
 from laoke.kit import clock
 from laoke.kit.bulk import copy_feed_into
 from laoke.kit.consumer import EventHandler
+from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
 from services.segmentation import rfm
-from services.segmentation.models import plumbing
+from services.segmentation.models import merged_customers, plumbing
 from services.segmentation.repository import ProfileRepository
 from services.segmentation.settings import SegmentationSettings
+
+MERGES = Merges(merged_customers)
 
 
 async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
     order = OrderEventPayload.model_validate(event.payload)
+    customer_id = await MERGES.surviving(session, event.shop_id, order.customer_id)
+    if customer_id != order.customer_id:  # an event of a customer merged away meanwhile
+        order = order.model_copy(update={"customer_id": customer_id})
     profiles = ProfileRepository(session)
     await profiles.record_order(event.shop_id, order)
     await profiles.recompute(event.shop_id, order.customer_id)
@@ -51,6 +57,7 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
 
 async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
     merged = CustomerMergedPayload.model_validate(event.payload)
+    await MERGES.record(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
     await ProfileRepository(session).fold(event.shop_id, merged.from_customer_id, merged.into_customer_id)
     settings = await rfm.load(session, event.shop_id)
     await rfm.rescore(session, event.shop_id, settings, clock.now(), [merged.into_customer_id])

@@ -45,6 +45,9 @@ _RECOMPUTE = _profile_insert.on_conflict_do_update(
     index_elements=[_profiles.c.shop_id, _profiles.c.customer_id],
     set_={c: _profile_insert.excluded[c] for c in _AGGREGATE_COLUMNS} | {"updated_at": func.now()},
 )
+_LOCK_SHOP_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:shop_id, 1))")
+_LOCK_SHOP = text("SELECT pg_advisory_xact_lock(hashtextextended(:shop_id, 1))")
+_LOCK_CUSTOMER = text("SELECT pg_advisory_xact_lock(hashtextextended(:shop_id || ':' || :customer_id, 2))")
 _GET_PROFILE = select(Profile).where(
     Profile.shop_id == bindparam("shop_id"), Profile.customer_id == bindparam("customer_id")
 )
@@ -74,12 +77,22 @@ class ProfileRepository:
 
     async def recompute(self, shop_id: str, customer_id: str) -> None:
         """Set-based recomputation of one profile's aggregates from its orders: always exact, whatever
-        order the events arrived in."""
-        await self.session.execute(_RECOMPUTE, {"shop_id": shop_id, "customer_id": customer_id})
+        order the events arrived in.
+
+        Two transactions recomputing one customer (an order event and a merge fold, say) would each
+        aggregate without the other's uncommitted order and the later commit would win with a stale
+        total; the lock makes the second wait and aggregate after the first commits (found by the merge
+        test). The shop lock is shared here and taken exclusively by a history import's bulk recompute.
+        """
+        params = {"shop_id": shop_id, "customer_id": customer_id}
+        await self.session.execute(_LOCK_SHOP_SHARED, params)
+        await self.session.execute(_LOCK_CUSTOMER, params)
+        await self.session.execute(_RECOMPUTE, params)
 
     async def absorb_import(self, shop_id: str, table: str) -> None:
         """Fold a history import's orders (in temp table `table`) into the projection, then recompute
         every affected profile in one statement. Newer stored states win, as with events."""
+        await self.session.execute(_LOCK_SHOP, {"shop_id": shop_id})
         paid = ", ".join(f"'{s.value}'" for s in PAID_STATUSES)
         await self.session.execute(
             text(
