@@ -88,6 +88,15 @@ async def import_once(ctx: BenchContext, client: httpx.AsyncClient, path: Path) 
         await asyncio.sleep(0.1)
     total = time.perf_counter() - started
     worked = total - uploaded
+    # Downstream: segmentation pulls the import's orders and scores every buyer (RFM + lifecycle).
+    scored_after = None
+    if status["status"] == "completed":
+        while time.perf_counter() - started < total + 600:
+            summary = (await client.get(f"{ctx.gateway_url}/api/v1/rfm/summary", headers=headers)).json()
+            if summary["customers"] >= status["customers_created"]:
+                scored_after = round(time.perf_counter() - started - total, 2)
+                break
+            await asyncio.sleep(0.5)
     return {
         "status": status["status"],
         "error": status["error"],
@@ -103,6 +112,7 @@ async def import_once(ctx: BenchContext, client: httpx.AsyncClient, path: Path) 
         "rows_per_second": round(status["rows_imported"] / worked) if worked else None,
         "ingest_rss_before_mib": round(rss_before / 1024, 1),
         "ingest_rss_peak_mib": round(peak / 1024, 1),
+        "profiles_scored_seconds_after_import": scored_after,
     }
 
 

@@ -92,6 +92,12 @@ def summary(results: dict[str, dict[str, object]]) -> str:
         lines += [
             "",
             f"- target ≥ 100,000 rows/s and ≤ 20 s for 1M rows: {'met' if ih['met'] else 'NOT met'}",
+            "- every imported buyer profiled and RFM-scored by segmentation after the import finished: "
+            + ", ".join(
+                f"{rows} rows {r['import'].get('profiles_scored_seconds_after_import')} s"
+                for rows, r in ih["sizes"].items()
+            )
+            + " (target ≤ 30 s)",
             "",
         ]
     wh = results.get("webhooks")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
@@ -20,6 +23,7 @@ from services.segmentation.models import merged_customers, plumbing
 from services.segmentation.repository import ProfileRepository
 from services.segmentation.settings import SegmentationSettings
 
+log = structlog.get_logger(__name__)
 MERGES = Merges(merged_customers)
 
 
@@ -40,7 +44,8 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
         """A history import landed: pull its orders from ingest in one stream and recompute the
         profiles of every buyer in it, set-based (no per-order events were sent)."""
         done = ImportCompletedPayload.model_validate(event.payload)
-        await copy_feed_into(
+        started = time.perf_counter()
+        rows = await copy_feed_into(
             session,
             settings,
             base_url=settings.ingest_url,
@@ -49,8 +54,18 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
             table="imported_orders",
             columns=IMPORT_FEED_COLUMNS,
         )
+        fetched = time.perf_counter()
         await ProfileRepository(session).absorb_import(event.shop_id, "imported_orders")
+        absorbed = time.perf_counter()
         await rfm.rescore(session, event.shop_id, await rfm.load(session, event.shop_id), clock.now())
+        log.info(
+            "import_absorbed",
+            import_id=done.import_id,
+            orders=rows,
+            fetch_seconds=round(fetched - started, 2),
+            profiles_seconds=round(absorbed - fetched, 2),
+            rescore_seconds=round(time.perf_counter() - absorbed, 2),
+        )
 
     return on_import_completed
 
