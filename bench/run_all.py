@@ -17,7 +17,14 @@ from laoke.devstack.supervisor import Stack, StackConfig
 from laoke.stack import GATEWAY
 from laoke.testing.infra import FAST_PG, free_port
 
-BENCHMARKS = ("gateway_overhead", "order_to_points", "import_history", "webhooks", "rfm")
+BENCHMARKS = (
+    "gateway_overhead",
+    "order_to_points",
+    "import_history",
+    "webhooks",
+    "rfm",
+    "segmentation_events",
+)
 
 
 def summary(results: dict[str, dict[str, object]]) -> str:
@@ -126,6 +133,15 @@ def summary(results: dict[str, dict[str, object]]) -> str:
             f"- full rescore, nothing changing: {again['seconds']} s",
             f"- segment preview (count + first page) for a three-condition rule: {preview['seconds']} s "
             f"({preview['size']:,} members) — target ≤ 1 s",
+            "",
+        ]
+    se = results.get("segmentation_events")
+    if se:
+        lines += [
+            "## Incremental segmentation (order events straight onto Kafka, profile + RFM per event)",
+            "",
+            f"- {se['events']:,} events for {se['buyers']:,} buyers absorbed in {se['seconds']} s: "
+            f"{se['events_per_second']} events/s (target ≥ 3,000)",
             "",
         ]
     return "\n".join(lines)
