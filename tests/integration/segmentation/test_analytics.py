@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from laoke.kit import clock
 from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
-from tests.integration.segmentation.shopping import NOW
-
-
-@pytest.fixture
-def frozen() -> Iterator[None]:
-    clock.travel(NOW)
-    try:
-        yield
-    finally:
-        clock.reset()
 
 
 async def order(shop: ShopClient, order_id: str, buyer: str, when: str, total: str) -> None:

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
-
-from laoke.kit import clock
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
-from tests.integration.segmentation.shopping import NOW, buy
-
-
-@pytest.fixture
-def frozen() -> Iterator[None]:
-    clock.travel(NOW)
-    try:
-        yield
-    finally:
-        clock.reset()
+from tests.integration.segmentation.shopping import buy
 
 
 async def test_fit_predict_and_segment_by_prediction(shop: ShopClient, frozen: None) -> None:

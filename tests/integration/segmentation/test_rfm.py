@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -16,15 +14,6 @@ from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from services.segmentation.schedule import refresh_all
 from tests.integration.segmentation.shopping import NOW, buy, profile
-
-
-@pytest.fixture
-def frozen() -> Iterator[None]:
-    clock.travel(NOW)
-    try:
-        yield
-    finally:
-        clock.reset()
 
 
 def scores(p: dict[str, Any]) -> tuple[Any, ...]:

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from laoke.kit import clock
 from laoke.testing.plugin import ShopClient
-from tests.integration.segmentation.shopping import NOW, buy, profile
-
-
-@pytest.fixture
-def frozen() -> Iterator[None]:
-    clock.travel(NOW)
-    try:
-        yield
-    finally:
-        clock.reset()
-
+from tests.integration.segmentation.shopping import buy, profile
 
 SLEEPING_BIG = {
     "all": [
