@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -23,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import ApiKey, Shop
+from laoke.kit.cache import TtlCache
 from laoke.kit.db import Database
 from laoke.kit.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 
@@ -65,8 +65,7 @@ def parse_key(raw: str) -> tuple[str, str] | None:
 class KeyStore:
     def __init__(self, db: Database, cache_seconds: float) -> None:
         self.db = db
-        self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: TtlCache[Principal | None] = TtlCache(cache_seconds)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -82,10 +81,9 @@ class KeyStore:
         return principal
 
     async def _load(self, key_id: str) -> Principal | None:
-        now = time.monotonic()
-        cached = self._cache.get(key_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        hit, cached = self._cache.get(key_id)
+        if hit:
+            return cached
         try:
             async with self.db.transaction() as session:
                 row = await session.scalar(select(ApiKey).where(ApiKey.id == key_id))
@@ -96,13 +94,10 @@ class KeyStore:
             if row is None or row.revoked_at is not None
             else Principal(row.id, row.name, row.shop_id, frozenset(row.scopes), row.secret_hash)
         )
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[key_id] = (now + self.cache_seconds, principal)
-        return principal
+        return self._cache.put(key_id, principal)
 
     def forget(self, key_id: str) -> None:
-        self._cache.pop(key_id, None)
+        self._cache.forget(key_id)
 
 
 class WebhookSecrets:
@@ -114,15 +109,13 @@ class WebhookSecrets:
 
     def __init__(self, db: Database, cache_seconds: float) -> None:
         self.db = db
-        self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._cache: TtlCache[str | None] = TtlCache(cache_seconds)
 
     async def for_shop(self, shop_id: str) -> str | None:
         """Comma-separated current (and unexpired previous) secret; None for an unknown shop."""
-        now = time.monotonic()
-        cached = self._cache.get(shop_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        hit, cached = self._cache.get(shop_id)
+        if hit:
+            return cached
         try:
             async with self.db.transaction() as session:
                 shop = await session.get(Shop, shop_id)
@@ -135,13 +128,10 @@ class WebhookSecrets:
             if shop.previous_webhook_secret and until is not None and until > datetime.now(UTC):
                 valid.append(shop.previous_webhook_secret)
             secrets_ = ",".join(valid)
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[shop_id] = (now + self.cache_seconds, secrets_)
-        return secrets_
+        return self._cache.put(shop_id, secrets_)
 
     def forget(self, shop_id: str) -> None:
-        self._cache.pop(shop_id, None)
+        self._cache.forget(shop_id)
 
 
 async def create_key(session: AsyncSession, shop_id: str, name: str, scopes: list[str]) -> tuple[ApiKey, str]:

@@ -12,7 +12,6 @@ move, the old id records where it went, and `customer.merged {from, into}` tells
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, tuple_, update
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import event_key
 from laoke.contracts.topics import Topic
+from laoke.kit.cache import TtlCache
 from laoke.kit.ids import new_id
 from laoke.kit.outbox import Outbox
 from services.ingest.models import Customer, CustomerIdentity, Order, ShopSettings
@@ -78,26 +78,21 @@ class ShopIngestSettings:
 
 
 # Read on every order and webhook, changed rarely: each process keeps them for a few seconds. A change
-# applies at once on the replica that took it and within SETTINGS_CACHE_SECONDS on the others.
-SETTINGS_CACHE_SECONDS = 5.0
-_settings_cache: dict[str, tuple[float, ShopIngestSettings]] = {}
+# applies at once on the replica that took it and within five seconds on the others.
+_settings_cache: TtlCache[ShopIngestSettings] = TtlCache(5.0)
 
 
 async def shop_settings(session: AsyncSession, shop_id: str) -> ShopIngestSettings:
-    now = time.monotonic()
-    cached = _settings_cache.get(shop_id)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    hit, cached = _settings_cache.get(shop_id)
+    if hit and cached is not None:
+        return cached
     row = (await session.execute(_SETTINGS, {"shop_id": shop_id})).first()
     settings = ShopIngestSettings(row.merge_by_mobile, row.timezone) if row else ShopIngestSettings()
-    if len(_settings_cache) > 100_000:
-        _settings_cache.clear()
-    _settings_cache[shop_id] = (now + SETTINGS_CACHE_SECONDS, settings)
-    return settings
+    return _settings_cache.put(shop_id, settings)
 
 
 def forget_shop_settings(shop_id: str) -> None:
-    _settings_cache.pop(shop_id, None)
+    _settings_cache.forget(shop_id)
 
 
 def buyer_keys(channel: str, external_id: str | None, email: str | None, mobile: str | None) -> BuyerKeys:
