@@ -45,9 +45,12 @@ _RECOMPUTE = _profile_insert.on_conflict_do_update(
     index_elements=[_profiles.c.shop_id, _profiles.c.customer_id],
     set_={c: _profile_insert.excluded[c] for c in _AGGREGATE_COLUMNS} | {"updated_at": func.now()},
 )
-_LOCK_SHOP_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:shop_id, 1))")
 _LOCK_SHOP = text("SELECT pg_advisory_xact_lock(hashtextextended(:shop_id, 1))")
-_LOCK_CUSTOMER = text("SELECT pg_advisory_xact_lock(hashtextextended(:shop_id || ':' || :customer_id, 2))")
+# Shared shop lock and exclusive customer lock in one round trip (this runs on every order event).
+_LOCK_CUSTOMER = text(
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended(:shop_id, 1)), "
+    "pg_advisory_xact_lock(hashtextextended(:shop_id || ':' || :customer_id, 2))"
+)
 _GET_PROFILE = select(Profile).where(
     Profile.shop_id == bindparam("shop_id"), Profile.customer_id == bindparam("customer_id")
 )
@@ -85,7 +88,6 @@ class ProfileRepository:
         test). The shop lock is shared here and taken exclusively by a history import's bulk recompute.
         """
         params = {"shop_id": shop_id, "customer_id": customer_id}
-        await self.session.execute(_LOCK_SHOP_SHARED, params)
         await self.session.execute(_LOCK_CUSTOMER, params)
         await self.session.execute(_RECOMPUTE, params)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -75,8 +75,10 @@ async def put_config(
 ) -> RfmConfigOut:
     try:
         settings = rfm.settings_from(body)
+    except ValidationError as exc:
+        raise Unprocessable("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from exc
     except ValueError as exc:
-        raise Unprocessable(str(exc).removeprefix("1 validation error for RfmSettings\n")) from exc
+        raise Unprocessable(str(exc)) from exc
     values = settings.model_dump()
     await session.execute(
         insert(RfmConfig)

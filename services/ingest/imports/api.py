@@ -25,7 +25,7 @@ from laoke.kit.ids import new_id
 from laoke.kit.service import CallerDep
 from services.ingest.imports import reader
 from services.ingest.imports.runner import STALE_AFTER, ImportJob
-from services.ingest.models import Import, ImportRowError, Order
+from services.ingest.models import Import, ImportRowError
 
 router = APIRouter(prefix="/api/v1/imports", tags=["imports"], responses=ERROR_RESPONSES)
 internal = APIRouter(prefix="/internal/v1/imports", tags=["internal"], include_in_schema=False)
@@ -344,6 +344,3 @@ async def import_orders_feed(import_id: str, caller: CallerDep, request: Request
         await task
 
     return StreamingResponse(body(), media_type="text/csv")
-
-
-__all__ = ["Order", "imports_lifespan", "internal", "router"]

@@ -148,7 +148,6 @@ class ImportJob:
                     sum_items=layout.fmt.name == "shopify",
                 )
                 imported = landed.inserted + landed.updated
-                await self._store_errors(session)
                 final = {
                     "status": "completed",
                     "rows_total": self.progress.rows_total,
@@ -179,15 +178,13 @@ class ImportJob:
                         ),
                     )
                 failpoints.hit("import.before_commit")
-                # The final state commits with the data: a completed import is never missing its orders.
-                await session.execute(update(Import).where(Import.id == self.import_id).values(**final))
                 if self.dry_run:
-                    await transaction.rollback()
-                    await self._update(**final)
-                    if self.progress.error_lines:
-                        async with self.db.transaction() as errors_session:
-                            await self._store_errors(errors_session)
+                    await transaction.rollback()  # the counts are exact; the data goes
+                    async with self.db.transaction() as report:
+                        await self._finish(report, final)
                 else:
+                    # The final state commits with the data: a completed import is never missing its orders.
+                    await self._finish(session, final)
                     await transaction.commit()
             except BaseException:
                 await transaction.rollback()
@@ -257,6 +254,10 @@ class ImportJob:
             rows_failed=self.progress.rows_failed,
             heartbeat_at=datetime.now(UTC),
         )
+
+    async def _finish(self, session: Any, final: dict[str, Any]) -> None:
+        await self._store_errors(session)
+        await session.execute(update(Import).where(Import.id == self.import_id).values(**final))
 
     async def _store_errors(self, session: Any) -> None:
         if not self.progress.error_lines:
