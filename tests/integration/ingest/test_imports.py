@@ -358,3 +358,11 @@ async def test_a_shopify_orders_export(shop: ShopClient) -> None:
         headers=shop.headers(),
     )  # fmt: skip
     assert lookup.json()["customer_id"] == landed["5001001"]["customer_id"]
+
+
+async def test_bad_import_form_fields_are_422(shop: ShopClient) -> None:
+    response = await upload(shop, "a.csv", quirky_file("gbk"), format="amazon")
+    assert response.status_code == 422 and response.json()["error"] == "validation_error"
+    assert "format" in response.json()["detail"]
+    missing = await shop.client.post("/api/v1/imports", data={"format": "taobao"}, headers=shop.headers())
+    assert missing.status_code == 422 and "file" in missing.json()["detail"]

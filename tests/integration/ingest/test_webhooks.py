@@ -336,3 +336,13 @@ async def test_webhooks_are_rate_limited_per_shop(shop: ShopClient, stack: Serve
             codes.append(response.status_code)
     assert codes == [200, 200, 429]
     assert response.headers["retry-after"] == "2"
+
+
+async def test_an_unknown_webhook_source_is_a_json_404(shop: ShopClient) -> None:
+    body = raw(order_json("U-1", buyer="u"))
+    response = await shop.client.post(
+        f"/api/v1/webhooks/ebay/{shop.shop_id}",
+        content=body,
+        headers={"X-Laoke-Signature": sign_laoke(body, shop.webhook_secret)},
+    )
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
