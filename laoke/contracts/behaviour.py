@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from laoke.contracts.customers import BuyerSnapshot
+
 
 class BehaviourKind(StrEnum):
     FAVORITE_ITEM = "favorite_item"
@@ -25,3 +27,5 @@ class BehaviourPayload(BaseModel):
     item_id: str | None = None
     item_title: str | None = None
     occurred_at: datetime
+    channel: str | None = None
+    buyer: BuyerSnapshot | None = None

@@ -43,4 +43,10 @@ IMPORT_FEED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("paid_at", "timestamptz"),
     ("completed_at", "timestamptz"),
     ("source_modified_at", "timestamptz"),
+    # The buyer as the order names them (for profiles); mobile is normalised or empty.
+    ("buyer_nick", "text"),
+    ("receiver_name", "text"),
+    ("mobile", "text"),
+    ("province", "text"),
+    ("city", "text"),
 )

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from laoke.contracts.customers import BuyerSnapshot
+
 
 class OrderStatus(StrEnum):
     CREATED = "created"  # placed, not paid
@@ -56,3 +58,4 @@ class OrderEventPayload(BaseModel):
     completed_at: datetime | None = None
     source_modified_at: datetime
     coupon_codes: list[str] = []
+    buyer: BuyerSnapshot | None = None

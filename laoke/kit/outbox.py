@@ -153,6 +153,17 @@ class Outbox:
         return envelope
 
 
+def envelope_sql(producer: str, event_type: str, payload_sql: str) -> str:
+    """The envelope of an event written by a set-based SQL statement (many events in one statement).
+
+    Binds `:shop` and `:as_of`; `producer`, `event_type` and `payload_sql` must be constants of the
+    calling module, never input."""
+    return f"""jsonb_build_object(
+        'event_id', gen_random_uuid(), 'type', '{event_type}', 'version', 1, 'shop_id', :shop,
+        'occurred_at', to_char(:as_of AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'correlation_id', NULL, 'producer', '{producer}', 'payload', {payload_sql})"""
+
+
 def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 

@@ -11,12 +11,13 @@ from fastapi import APIRouter, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from laoke.contracts.behaviour import BehaviourKind, BehaviourPayload
+from laoke.contracts.customers import BuyerSnapshot
 from laoke.contracts.envelope import event_key
 from laoke.contracts.topics import Topic
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES
 from laoke.kit.service import CallerDep, OutboxDep
-from services.ingest.identity import IdentityResolver, buyer_keys, shop_settings
+from services.ingest.identity import IdentityResolver, buyer_keys, normalise_mobile, shop_settings
 from services.ingest.schemas import BuyerIn, Channel
 
 router = APIRouter(prefix="/api/v1/events", tags=["behaviour"], responses=ERROR_RESPONSES)
@@ -103,6 +104,13 @@ async def record_behaviour(
                 item_id=event.item_id,
                 item_title=event.item_title,
                 occurred_at=event.occurred_at,
+                channel=event.channel,
+                buyer=BuyerSnapshot(
+                    external_id=buyer.external_id,
+                    nick=buyer.nick,
+                    email=buyer.email.strip().lower() if buyer.email else None,
+                    mobile=normalise_mobile(buyer.mobile),
+                ),
             ),
         )
     return BehaviourAccepted(accepted=len(body.events), customer_ids=customer_ids)

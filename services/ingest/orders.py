@@ -7,6 +7,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.contracts.customers import BuyerSnapshot
 from laoke.contracts.envelope import event_key
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload, OrderStatus
 from laoke.contracts.topics import Topic
@@ -15,10 +16,10 @@ from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen, to_fen
 from laoke.kit.outbox import Outbox
 from laoke.kit.pii import mask_name, mask_phone
-from services.ingest.identity import IdentityResolver, buyer_keys, shop_settings
+from services.ingest.identity import IdentityResolver, buyer_keys, normalise_mobile, shop_settings
 from services.ingest.models import Order
 from services.ingest.repository import OrderRepository
-from services.ingest.schemas import OrderIn, OrderItemIn, OrderOut, ReceiverIn
+from services.ingest.schemas import BuyerIn, OrderIn, OrderItemIn, OrderOut, ReceiverIn
 
 Outcome = Literal["created", "updated", "unchanged", "stale"]
 
@@ -85,7 +86,7 @@ async def upsert_order(
     if await orders.insert_if_absent(row):
         # The inserted values are the whole order; no need to read it back.
         order = Order(**row)
-        await _announce(session, outbox, order, previous=None)
+        await _announce(session, outbox, order, previous=None, buyer=buyer)
         return "created", order
 
     order = await orders.lock_by_source(shop_id, data.channel, data.order_id)
@@ -95,16 +96,34 @@ async def upsert_order(
     if all(getattr(order, name) == values[name] for name in _TRACKED):
         return "unchanged", order
     previous = OrderStatus(order.status)
+    refunded_before = order.refunded_fen
     for name, value in values.items():
         setattr(order, name, value)
     await session.flush()
-    if previous != OrderStatus(order.status):
-        await _announce(session, outbox, order, previous=previous)
+    if previous != OrderStatus(order.status) or order.refunded_fen != refunded_before:
+        await _announce(session, outbox, order, previous=previous, buyer=buyer)
     return "updated", order
 
 
+def _buyer_snapshot(order: Order, buyer: BuyerIn | None) -> BuyerSnapshot:
+    receiver = order.receiver or {}
+    return BuyerSnapshot(
+        external_id=buyer.external_id if buyer else None,
+        nick=order.buyer_nick,
+        email=buyer.email.strip().lower() if buyer and buyer.email else None,
+        mobile=normalise_mobile(buyer.mobile if buyer else None) or normalise_mobile(receiver.get("phone")),
+        receiver_name=receiver.get("name"),
+        province=receiver.get("province"),
+        city=receiver.get("city"),
+    )
+
+
 async def _announce(
-    session: AsyncSession, outbox: Outbox, order: Order, previous: OrderStatus | None
+    session: AsyncSession,
+    outbox: Outbox,
+    order: Order,
+    previous: OrderStatus | None,
+    buyer: BuyerIn | None = None,
 ) -> None:
     status = OrderStatus(order.status)
     await outbox.add(
@@ -132,6 +151,7 @@ async def _announce(
             completed_at=order.completed_at,
             source_modified_at=order.source_modified_at,
             coupon_codes=order.coupon_codes,
+            buyer=_buyer_snapshot(order, buyer),
         ),
     )
 
@@ -197,6 +217,7 @@ async def apply_refund(
         return "unchanged", order
     refunds = {**order.refunds, refund_id: amount_fen}
     previous = OrderStatus(order.status)
+    refunded_before = order.refunded_fen
     order.refunds = refunds
     order.refunded_fen = min(max(order.refunded_fen, sum(refunds.values())), order.paid_fen)
     if order.paid_fen and order.refunded_fen >= order.paid_fen:
@@ -205,6 +226,7 @@ async def apply_refund(
         order.status = OrderStatus.PARTIALLY_REFUNDED.value
     order.source_modified_at = max(order.source_modified_at, refunded_at)
     await session.flush()
-    if previous != OrderStatus(order.status):
+    # A second partial refund keeps the status but changes the money: announce it too.
+    if previous != OrderStatus(order.status) or order.refunded_fen != refunded_before:
         await _announce(session, outbox, order, previous=previous)
     return "updated", order

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from laoke.contracts.orders import PAID_STATUSES, OrderStatus
 from laoke.kit.money import Yuan
+from services.ingest.addresses import split_region
 from services.ingest.identity import normalise_mobile
 
 Channel = Literal["taobao", "tmall", "jd", "pinduoduo", "douyin", "shopify", "woocommerce", "api"]
@@ -52,6 +53,14 @@ class ReceiverIn(BaseModel):
     district: str | None = Field(default=None, max_length=50)
     address: str | None = Field(default=None, max_length=500)
     zip: str | None = Field(default=None, max_length=16)
+
+    @model_validator(mode="after")
+    def _region_from_address(self) -> ReceiverIn:
+        """A source that sends only the full address still gets its province and city parsed."""
+        if not self.province and self.address:
+            self.province, city = split_region(self.address)
+            self.city = self.city or city
+        return self
 
 
 class OrderItemIn(BaseModel):

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope, event_key
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
+from laoke.contracts.loyalty import POINTS_CHANGED, PointsChangedPayload
 from laoke.contracts.orders import OrderEventPayload
 from laoke.contracts.topics import Topic
 from laoke.kit.bulk import copy_feed_into
@@ -40,16 +41,16 @@ def order_handlers(outbox: Outbox) -> dict[str, EventHandler]:
         await outbox.add(
             session,
             topic=Topic.LOYALTY,
-            event_type="points.changed",
+            event_type=POINTS_CHANGED,
             shop_id=event.shop_id,
             key=event_key(event.shop_id, order.customer_id),
-            payload={
-                "customer_id": order.customer_id,
-                "delta": points,
-                "kind": "earn",
-                "reference": reference,
-                "balance": balance,
-            },
+            payload=PointsChangedPayload(
+                customer_id=order.customer_id,
+                delta=points,
+                kind="earn",
+                reference=reference,
+                balance=balance,
+            ),
         )
 
     return {"order.completed": on_order_completed}

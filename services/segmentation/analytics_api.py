@@ -16,14 +16,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from laoke.contracts.orders import PAID_STATUSES
+from laoke.kit import clock
 from laoke.kit.db import SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, Unprocessable
+from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.money import Yuan, from_fen
 from laoke.kit.service import CallerDep
 from services.segmentation import rfm
+from services.segmentation.models import Group, Segment
+from services.segmentation.rules import SHOP_TIME_ZONE
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"], responses=ERROR_RESPONSES)
 
@@ -149,4 +152,100 @@ async def customer_analytics(
             )
             for r in rows
         ],
+    )
+
+
+class Share(BaseModel):
+    value: str = Field(examples=["浙江省"])
+    customers: int
+
+
+class Portrait(BaseModel):
+    """客户画像: who the customers of a segment, a group or the whole shop are."""
+
+    customers: int
+    gender: list[Share] = Field(description="male, female, unknown")
+    age_bands: list[Share] = Field(description="<18, 18-24, 25-29, 30-34, 35-39, 40-49, 50+, unknown")
+    provinces: list[Share] = Field(description="Most common first, top 40, then `unknown`")
+    cities: list[Share] = Field(description="Most common first, top 20")
+    lifecycle: list[Share]
+    tiers: list[Share]
+
+
+AGE_BANDS = ((0, 17, "<18"), (18, 24, "18-24"), (25, 29, "25-29"), (30, 34, "30-34"), (35, 39, "35-39"))
+_AGE_SQL = (
+    "CASE WHEN birthday IS NULL THEN 'unknown' "
+    + " ".join(f"WHEN age < {high + 1} THEN '{label}'" for _, high, label in AGE_BANDS)
+    + " WHEN age < 50 THEN '40-49' ELSE '50+' END"
+)
+_PORTRAIT = f"""
+WITH who AS (
+    SELECT p.*, extract(year FROM age(CAST(:today AS date), p.birthday)) AS age
+    FROM segmentation.profiles p
+    WHERE p.shop_id = :shop {{scope}}
+)
+SELECT 'gender' AS dimension, coalesce(gender, 'unknown') AS value, count(*) AS n FROM who GROUP BY 2
+UNION ALL SELECT 'age', {_AGE_SQL}, count(*) FROM who GROUP BY 2
+UNION ALL SELECT 'province', coalesce(province, 'unknown'), count(*) FROM who GROUP BY 2
+UNION ALL SELECT 'city', city, count(*) FROM who WHERE city IS NOT NULL GROUP BY 2
+UNION ALL SELECT 'lifecycle', coalesce(lifecycle, 'unknown'), count(*) FROM who GROUP BY 2
+UNION ALL SELECT 'tier', coalesce(tier, 'none'), count(*) FROM who GROUP BY 2
+"""  # noqa: S608 - the age bands are constants of this module
+_SCOPES = {
+    "segment": "AND EXISTS (SELECT 1 FROM segmentation.segment_members m WHERE m.shop_id = p.shop_id "
+    "AND m.segment_id = :scope_id AND m.customer_id = p.customer_id)",
+    "group": "AND EXISTS (SELECT 1 FROM segmentation.group_members m WHERE m.shop_id = p.shop_id "
+    "AND m.group_id = :scope_id AND m.customer_id = p.customer_id)",
+}
+_AGE_ORDER = [label for _, _, label in AGE_BANDS] + ["40-49", "50+", "unknown"]
+
+
+@router.get(
+    "/portrait",
+    response_model=Portrait,
+    summary="Customer portrait (客户画像) of a segment, a group or the whole shop",
+    description="Gender, age bands (from birthdays, in the shop's time zone), provinces and cities (from "
+    "receiver addresses and profile edits), lifecycle and tier. "
+    "Give at most one of `segment_id`, `group_id`.",
+)
+async def portrait(
+    caller: CallerDep,
+    session: SessionDep,
+    segment_id: Annotated[str | None, Query(max_length=32)] = None,
+    group_id: Annotated[str | None, Query(max_length=32)] = None,
+) -> Portrait:
+    if segment_id and group_id:
+        raise Unprocessable("give segment_id or group_id, not both")
+    scope, scope_id = (
+        ("segment", segment_id) if segment_id else ("group", group_id) if group_id else ("", None)
+    )
+    if scope:
+        table = Segment if scope == "segment" else Group
+        found = await session.scalar(
+            select(table.id).where(table.shop_id == caller.shop_id, table.id == scope_id)
+        )
+        if found is None:
+            raise NotFound(f"{scope} {scope_id} not found")
+    rows = await session.execute(
+        text(_PORTRAIT.format(scope=_SCOPES.get(scope, ""))),  # scope SQL is a constant of this module
+        {
+            "shop": caller.shop_id,
+            "today": clock.now().astimezone(SHOP_TIME_ZONE).date(),
+            "scope_id": scope_id,
+        },
+    )
+    by: dict[str, list[Share]] = {}
+    for dimension, value, n in rows:
+        by.setdefault(dimension, []).append(Share(value=value, customers=n))
+    for shares in by.values():
+        shares.sort(key=lambda s: (s.value == "unknown", -s.customers, s.value))
+    by.setdefault("age", []).sort(key=lambda s: _AGE_ORDER.index(s.value))
+    return Portrait(
+        customers=sum(s.customers for s in by.get("gender", [])),
+        gender=by.get("gender", []),
+        age_bands=by["age"],
+        provinces=by.get("province", [])[:41],
+        cities=by.get("city", [])[:20],
+        lifecycle=by.get("lifecycle", []),
+        tiers=by.get("tier", []),
     )

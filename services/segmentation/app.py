@@ -6,7 +6,15 @@ from fastapi import FastAPI
 
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
-from services.segmentation import analytics_api, api, clv_api, handlers, rfm_api, segments_api
+from services.segmentation import (
+    analytics_api,
+    clv_api,
+    customers_api,
+    groups_api,
+    handlers,
+    rfm_api,
+    segments_api,
+)
 from services.segmentation.models import plumbing
 from services.segmentation.schedule import refresh_lifespan
 from services.segmentation.settings import SegmentationSettings
@@ -19,8 +27,8 @@ def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
         title="Laoke segmentation",
         description="Customer profiles, RFM scores, lifecycle labels, tags, groups and segments.",
         routers=[
-            segments_api.customers,
-            api.router,
+            customers_api.router,
+            groups_api.router,
             rfm_api.router,
             segments_api.segments,
             analytics_api.router,

@@ -1,4 +1,5 @@
-"""Event handlers of the segmentation service: order events and history imports keep profiles current."""
+"""Event handlers of the segmentation service: orders, behaviour, loyalty and consent events and history
+imports keep profiles, scores and segment memberships current."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import time
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.contracts.behaviour import BehaviourKind, BehaviourPayload
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
+from laoke.contracts.loyalty import POINTS_CHANGED, TIER_CHANGED, PointsChangedPayload, TierChangedPayload
+from laoke.contracts.messaging import CONSENT_CHANGED, ConsentChangedPayload
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
 from laoke.contracts.topics import Topic
 from laoke.kit import clock
@@ -18,7 +22,7 @@ from laoke.kit.consumer import EventHandler
 from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
-from services.segmentation import rfm
+from services.segmentation import rfm, segments
 from services.segmentation.models import merged_customers, plumbing
 from services.segmentation.repository import ProfileRepository
 from services.segmentation.settings import SegmentationSettings
@@ -27,22 +31,81 @@ log = structlog.get_logger(__name__)
 MERGES = Merges(merged_customers)
 
 
-async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
-    order = OrderEventPayload.model_validate(event.payload)
-    customer_id = await MERGES.surviving(session, event.shop_id, order.customer_id)
-    if customer_id != order.customer_id:  # an event of a customer merged away meanwhile
+async def _surviving(session: AsyncSession, shop_id: str, customer_id: str) -> str:
+    """Events of a customer merged away meanwhile belong to the surviving customer."""
+    return await MERGES.surviving(session, shop_id, customer_id)
+
+
+async def _rescore_customer(session: AsyncSession, outbox: Outbox, shop_id: str, customer_id: str) -> None:
+    """After anything changed one profile: its RFM and lifecycle, then its segment memberships."""
+    now = clock.now()
+    await rfm.rescore(session, shop_id, await rfm.load(session, shop_id), now, [customer_id])
+    await segments.refresh_customers(session, outbox, shop_id, [customer_id], now)
+
+
+def profile_handlers(outbox: Outbox) -> dict[str, EventHandler]:
+    async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
+        order = OrderEventPayload.model_validate(event.payload)
+        customer_id = await _surviving(session, event.shop_id, order.customer_id)
         order = order.model_copy(update={"customer_id": customer_id})
-    profiles = ProfileRepository(session)
-    await profiles.record_order(event.shop_id, order)
-    await profiles.recompute(event.shop_id, order.customer_id)
-    settings = await rfm.load(session, event.shop_id)
-    await rfm.rescore(session, event.shop_id, settings, clock.now(), [order.customer_id])
+        profiles = ProfileRepository(session)
+        await profiles.touch(event.shop_id, customer_id, order.channel, order.buyer)
+        await profiles.record_order(event.shop_id, order)
+        await profiles.recompute(event.shop_id, customer_id)
+        await _rescore_customer(session, outbox, event.shop_id, customer_id)
+
+    async def on_behaviour(session: AsyncSession, event: EventEnvelope) -> None:
+        """Favourites, carts and browsing; a buyer with behaviour but no order is a prospect."""
+        behaviour = BehaviourPayload.model_validate(event.payload)
+        customer_id = await _surviving(session, event.shop_id, behaviour.customer_id)
+        behaviour = behaviour.model_copy(update={"customer_id": customer_id})
+        profiles = ProfileRepository(session)
+        await profiles.touch(event.shop_id, customer_id, behaviour.channel, behaviour.buyer)
+        await profiles.record_behaviour(event.shop_id, behaviour)
+        await _rescore_customer(session, outbox, event.shop_id, customer_id)
+
+    async def on_points_changed(session: AsyncSession, event: EventEnvelope) -> None:
+        points = PointsChangedPayload.model_validate(event.payload)
+        customer_id = await _surviving(session, event.shop_id, points.customer_id)
+        profiles = ProfileRepository(session)
+        await profiles.set_loyalty(event.shop_id, customer_id, points_balance=points.balance)
+        await segments.refresh_customers(session, outbox, event.shop_id, [customer_id], clock.now())
+
+    async def on_tier_changed(session: AsyncSession, event: EventEnvelope) -> None:
+        tier = TierChangedPayload.model_validate(event.payload)
+        customer_id = await _surviving(session, event.shop_id, tier.customer_id)
+        await ProfileRepository(session).set_loyalty(
+            event.shop_id, customer_id, tier_level=tier.to_level, tier=tier.tier_name
+        )
+        await segments.refresh_customers(session, outbox, event.shop_id, [customer_id], clock.now())
+
+    async def on_consent_changed(session: AsyncSession, event: EventEnvelope) -> None:
+        consent = ConsentChangedPayload.model_validate(event.payload)
+        customer_id = await _surviving(session, event.shop_id, consent.customer_id)
+        await ProfileRepository(session).set_consent(
+            event.shop_id, customer_id, consent.channel, consent.subscribed
+        )
+
+    async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
+        merged = CustomerMergedPayload.model_validate(event.payload)
+        await MERGES.record(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
+        await ProfileRepository(session).fold(event.shop_id, merged.from_customer_id, merged.into_customer_id)
+        await _rescore_customer(session, outbox, event.shop_id, merged.into_customer_id)
+
+    return {
+        **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed),
+        **{f"behaviour.{kind.value}": on_behaviour for kind in BehaviourKind},
+        POINTS_CHANGED: on_points_changed,
+        TIER_CHANGED: on_tier_changed,
+        CONSENT_CHANGED: on_consent_changed,
+        CUSTOMER_MERGED: on_customer_merged,
+    }
 
 
 def import_handler(settings: SegmentationSettings) -> EventHandler:
     async def on_import_completed(session: AsyncSession, event: EventEnvelope) -> None:
         """A history import landed: pull its orders from ingest in one stream and recompute the
-        profiles of every buyer in it, set-based (no per-order events were sent)."""
+        profiles of every buyer in it, then scores and segments, set-based (no per-order events)."""
         done = ImportCompletedPayload.model_validate(event.payload)
         started = time.perf_counter()
         rows = await copy_feed_into(
@@ -57,34 +120,28 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
         fetched = time.perf_counter()
         await ProfileRepository(session).absorb_import(event.shop_id, "imported_orders")
         absorbed = time.perf_counter()
-        await rfm.rescore(session, event.shop_id, await rfm.load(session, event.shop_id), clock.now())
+        now = clock.now()
+        await rfm.rescore(session, event.shop_id, await rfm.load(session, event.shop_id), now)
+        rescored = time.perf_counter()
+        entered, exited = await segments.refresh_shop(session, event.shop_id, now)
         log.info(
             "import_absorbed",
             import_id=done.import_id,
             orders=rows,
             fetch_seconds=round(fetched - started, 2),
             profiles_seconds=round(absorbed - fetched, 2),
-            rescore_seconds=round(time.perf_counter() - absorbed, 2),
+            rescore_seconds=round(rescored - absorbed, 2),
+            segments_seconds=round(time.perf_counter() - rescored, 2),
+            segment_entered=entered,
+            segment_exited=exited,
         )
 
     return on_import_completed
 
 
-async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
-    merged = CustomerMergedPayload.model_validate(event.payload)
-    await MERGES.record(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
-    await ProfileRepository(session).fold(event.shop_id, merged.from_customer_id, merged.into_customer_id)
-    settings = await rfm.load(session, event.shop_id)
-    await rfm.rescore(session, event.shop_id, settings, clock.now(), [merged.into_customer_id])
-
-
 def consumers(settings: SegmentationSettings) -> ConsumerFactory:
-    def handlers(_outbox: Outbox) -> dict[str, EventHandler]:
-        return {
-            **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed),
-            IMPORT_COMPLETED: import_handler(settings),
-            CUSTOMER_MERGED: on_customer_merged,
-        }
+    def handlers(outbox: Outbox) -> dict[str, EventHandler]:
+        return {**profile_handlers(outbox), IMPORT_COMPLETED: import_handler(settings)}
 
-    topics = (Topic.ORDERS, Topic.CUSTOMERS)
+    topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.BEHAVIOUR, Topic.LOYALTY, Topic.MESSAGING)
     return consumer_group(settings, plumbing.processed_events, topics, handlers)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, DateTime, Float, Index, Integer, SmallInteger, String, func
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,14 +51,49 @@ class Profile(Base):
     """One buyer of one shop, with purchase aggregates recomputed from `profile_orders`."""
 
     __tablename__ = "profiles"
-    __table_args__ = (Index("ix_profiles_shop_lifecycle", "shop_id", "lifecycle"),)
+    __table_args__ = (
+        Index("ix_profiles_shop_lifecycle", "shop_id", "lifecycle"),
+        # `q` search: prefix of the mobile, substring of name and nick (trigram indexes).
+        Index("ix_profiles_shop_mobile", "shop_id", "mobile"),
+        Index(
+            "ix_profiles_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
+        ),
+        Index(
+            "ix_profiles_nick_trgm", "nick", postgresql_using="gin", postgresql_ops={"nick": "gin_trgm_ops"}
+        ),
+    )
 
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    orders_count: Mapped[int] = mapped_column(Integer, default=0)
-    total_spent_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Who the buyer is: from orders and behaviour (the latest wins) and from the shop's edits
+    # (会员信息登记). A field named in `edited_fields` was set by the shop; order data leaves it alone.
+    nick: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(100))
+    gender: Mapped[str | None] = mapped_column(String(8))  # male, female
+    birthday: Mapped[date | None] = mapped_column(Date)
+    mobile: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254))
+    province: Mapped[str | None] = mapped_column(String(50))
+    city: Mapped[str | None] = mapped_column(String(50))
+    channels: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default=text("'{}'"))
+    external_ids: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    edited_fields: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default=text("'{}'"))
+    # Purchases (recomputed from `profile_orders`).
+    orders_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    total_spent_fen: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refunded_fen: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refunds_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Behaviour (details in `profile_behaviour`).
+    favorites_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    carts_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # From loyalty and messaging events.
+    tier_level: Mapped[int | None] = mapped_column(SmallInteger)
+    tier: Mapped[str | None] = mapped_column(String(64))
+    points_balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    consent: Mapped[dict[str, bool]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     # RFM and lifecycle, as of `scored_at` (kept current on every order and by the scheduled refresh).
     r_score: Mapped[int | None] = mapped_column(SmallInteger)
     f_score: Mapped[int | None] = mapped_column(SmallInteger)
@@ -62,6 +109,19 @@ class Profile(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class ProfileBehaviour(Base):
+    """Favourites, add-to-cart and browsing of a buyer, for rules like "carted an item in the last 7 days"."""
+
+    __tablename__ = "profile_behaviour"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)  # "" for the shop itself
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    item_title: Mapped[str | None] = mapped_column(String(500))
 
 
 class RfmConfig(Base):
@@ -102,8 +162,46 @@ class Segment(Base):
     shop_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     rule: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    size: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SegmentMember(Base):
+    """Who is in a segment, kept current on events and on the schedule so that entering and leaving
+    can be announced (`segment.entered` / `segment.exited`)."""
+
+    __tablename__ = "segment_members"
+    __table_args__ = (Index("ix_segment_members_customer", "shop_id", "customer_id"),)
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    segment_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Group(Base):
+    """A static group (分组): members are added and removed by hand or copied from a segment."""
+
+    __tablename__ = "groups"
+    __table_args__ = (Index("ix_groups_shop", "shop_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    __table_args__ = (Index("ix_group_members_customer", "shop_id", "customer_id"),)
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ClvModel(Base):

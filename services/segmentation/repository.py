@@ -9,8 +9,17 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.contracts.behaviour import BehaviourPayload
+from laoke.contracts.customers import BuyerSnapshot
 from laoke.contracts.orders import PAID_STATUSES, OrderEventPayload
-from services.segmentation.models import Profile, ProfileOrder
+from services.segmentation.models import (
+    CustomerTag,
+    GroupMember,
+    Profile,
+    ProfileBehaviour,
+    ProfileOrder,
+    SegmentMember,
+)
 
 _orders = ProfileOrder.__table__
 _profiles = Profile.__table__
@@ -27,23 +36,94 @@ _RECORD_ORDER = _order_insert.on_conflict_do_update(
     where=_orders.c.source_modified_at <= _order_insert.excluded.source_modified_at,
 )
 
-_AGGREGATE_COLUMNS = ("orders_count", "total_spent_fen", "first_order_at", "last_order_at")
+_AGGREGATE_COLUMNS = (
+    "orders_count",
+    "total_spent_fen",
+    "first_order_at",
+    "last_order_at",
+    "refunded_fen",
+    "refunds_count",
+)
+_paid = _orders.c.status.in_([s.value for s in PAID_STATUSES])
 _aggregate = select(
     bindparam("shop_id", type_=_profiles.c.shop_id.type).label("shop_id"),
     bindparam("customer_id", type_=_profiles.c.customer_id.type).label("customer_id"),
-    func.count().label("orders_count"),
-    func.coalesce(func.sum(_orders.c.paid_fen - _orders.c.refunded_fen), 0).label("total_spent_fen"),
-    func.min(_orders.c.placed_at).label("first_order_at"),
-    func.max(_orders.c.placed_at).label("last_order_at"),
+    func.count().filter(_paid).label("orders_count"),
+    func.coalesce(func.sum(_orders.c.paid_fen - _orders.c.refunded_fen).filter(_paid), 0).label(
+        "total_spent_fen"
+    ),
+    func.min(_orders.c.placed_at).filter(_paid).label("first_order_at"),
+    func.max(_orders.c.placed_at).filter(_paid).label("last_order_at"),
+    func.coalesce(func.sum(_orders.c.refunded_fen), 0).label("refunded_fen"),
+    func.count().filter(_orders.c.refunded_fen > 0).label("refunds_count"),
 ).where(
     _orders.c.shop_id == bindparam("shop_id"),
     _orders.c.customer_id == bindparam("customer_id"),
-    _orders.c.status.in_([s.value for s in PAID_STATUSES]),
 )
 _profile_insert = insert(_profiles).from_select(["shop_id", "customer_id", *_AGGREGATE_COLUMNS], _aggregate)
 _RECOMPUTE = _profile_insert.on_conflict_do_update(
     index_elements=[_profiles.c.shop_id, _profiles.c.customer_id],
     set_={c: _profile_insert.excluded[c] for c in _AGGREGATE_COLUMNS} | {"updated_at": func.now()},
+)
+# Who the buyer is, from an order or behaviour event: fills what is known, never overwrites a field
+# the shop edited by hand (`edited_fields`), and remembers every channel the buyer came through.
+_KEEP_UNLESS_EDITED = ("nick", "name", "mobile", "email", "province", "city")
+_TOUCH = text(
+    f"""
+    INSERT INTO segmentation.profiles AS p
+        (shop_id, customer_id, nick, name, mobile, email, province, city, channels, external_ids)
+    VALUES (:shop_id, :customer_id, :nick, :name, :mobile, :email, :province, :city,
+            CASE WHEN CAST(:channel AS text) IS NULL THEN '{{}}'::varchar[] ELSE ARRAY[:channel] END,
+            CASE WHEN CAST(:external_id AS text) IS NULL THEN '{{}}'::jsonb
+                 ELSE jsonb_build_object(:channel, :external_id) END)
+    ON CONFLICT (shop_id, customer_id) DO UPDATE SET
+        {
+        ", ".join(
+            f"{c} = CASE WHEN '{c}' = ANY(p.edited_fields) THEN p.{c} ELSE coalesce(excluded.{c}, p.{c}) END"
+            for c in _KEEP_UNLESS_EDITED
+        )
+    },
+        channels = CASE WHEN excluded.channels <@ p.channels THEN p.channels
+                        ELSE p.channels || excluded.channels END,
+        external_ids = p.external_ids || excluded.external_ids
+    """  # noqa: S608 - column names are constants of this module; values are bound
+)
+# A merge: the surviving profile keeps its own facts and takes the other's where it has none.
+_FOLD_PROFILE = text(
+    f"""
+    UPDATE segmentation.profiles t SET
+        {", ".join(f"{c} = coalesce(t.{c}, s.{c})" for c in (*_KEEP_UNLESS_EDITED, "gender", "birthday"))},
+        channels = ARRAY(SELECT DISTINCT unnest(t.channels || s.channels)),
+        external_ids = s.external_ids || t.external_ids,
+        edited_fields = ARRAY(SELECT DISTINCT unnest(t.edited_fields || s.edited_fields)),
+        consent = s.consent || t.consent,
+        last_seen_at = greatest(t.last_seen_at, s.last_seen_at)
+    FROM segmentation.profiles s
+    WHERE t.shop_id = :shop_id AND t.customer_id = :target
+      AND s.shop_id = :shop_id AND s.customer_id = :source
+    """  # noqa: S608 - column names are constants of this module
+)
+_ENSURE = text(
+    "INSERT INTO segmentation.profiles (shop_id, customer_id) VALUES (:shop_id, :customer_id) "
+    "ON CONFLICT DO NOTHING"
+)
+_RECORD_BEHAVIOUR = text(
+    """
+    INSERT INTO segmentation.profile_behaviour (shop_id, customer_id, kind, item_id, occurred_at, item_title)
+    VALUES (:shop_id, :customer_id, :kind, :item_id, :occurred_at, :item_title)
+    ON CONFLICT DO NOTHING
+    """
+)
+_BEHAVIOUR_COUNTS = text(
+    """
+    UPDATE segmentation.profiles p SET
+        favorites_count = b.favorites, carts_count = b.carts,
+        last_seen_at = greatest(p.last_seen_at, b.last_seen)
+    FROM (SELECT count(*) FILTER (WHERE kind IN ('favorite_item', 'favorite_shop')) AS favorites,
+                 count(*) FILTER (WHERE kind = 'add_to_cart') AS carts, max(occurred_at) AS last_seen
+          FROM segmentation.profile_behaviour WHERE shop_id = :shop_id AND customer_id = :customer_id) b
+    WHERE p.shop_id = :shop_id AND p.customer_id = :customer_id
+    """
 )
 _LOCK_SHOP = text("SELECT pg_advisory_xact_lock(hashtextextended(:shop_id, 1))")
 # Shared shop lock and exclusive customer lock in one round trip (this runs on every order event).
@@ -62,6 +142,58 @@ class ProfileRepository:
 
     async def get(self, shop_id: str, customer_id: str) -> Profile | None:
         return await self.session.scalar(_GET_PROFILE, {"shop_id": shop_id, "customer_id": customer_id})
+
+    async def touch(
+        self, shop_id: str, customer_id: str, channel: str | None, buyer: BuyerSnapshot | None
+    ) -> None:
+        """Create the profile if new and take in what the event says about the buyer."""
+        buyer = buyer or BuyerSnapshot()
+        await self.session.execute(
+            _TOUCH,
+            {
+                "shop_id": shop_id,
+                "customer_id": customer_id,
+                "nick": buyer.nick,
+                "name": buyer.receiver_name,
+                "mobile": buyer.mobile,
+                "email": buyer.email,
+                "province": buyer.province,
+                "city": buyer.city,
+                "channel": channel,
+                "external_id": buyer.external_id if channel else None,
+            },
+        )
+
+    async def record_behaviour(self, shop_id: str, event: BehaviourPayload) -> None:
+        params = {"shop_id": shop_id, "customer_id": event.customer_id}
+        await self.session.execute(
+            _RECORD_BEHAVIOUR,
+            params
+            | {
+                "kind": event.kind.value,
+                "item_id": event.item_id or "",
+                "occurred_at": event.occurred_at,
+                "item_title": event.item_title,
+            },
+        )
+        await self.session.execute(_BEHAVIOUR_COUNTS, params)
+
+    async def set_loyalty(self, shop_id: str, customer_id: str, **values: object) -> None:
+        """Tier and points as loyalty announced them (loyalty owns them; this is a copy for segments)."""
+        await self.session.execute(_ENSURE, {"shop_id": shop_id, "customer_id": customer_id})
+        await self.session.execute(
+            update(_profiles)
+            .where(_profiles.c.shop_id == shop_id, _profiles.c.customer_id == customer_id)
+            .values(**values, updated_at=func.now())
+        )
+
+    async def set_consent(self, shop_id: str, customer_id: str, channel: str, subscribed: bool) -> None:
+        await self.session.execute(_ENSURE, {"shop_id": shop_id, "customer_id": customer_id})
+        await self.session.execute(
+            update(_profiles)
+            .where(_profiles.c.shop_id == shop_id, _profiles.c.customer_id == customer_id)
+            .values(consent=_profiles.c.consent.op("||")(func.jsonb_build_object(channel, subscribed)))
+        )
 
     async def record_order(self, shop_id: str, order: OrderEventPayload) -> None:
         await self.session.execute(
@@ -114,22 +246,41 @@ class ProfileRepository:
             ),
             {"shop": shop_id},
         )
+        # The buyer as their latest imported order names them.
+        contact = ", ".join(
+            f"{c} = CASE WHEN '{c}' = ANY(p.edited_fields) THEN p.{c} ELSE coalesce(excluded.{c}, p.{c}) END"
+            for c in _KEEP_UNLESS_EDITED
+            if c != "email"
+        )
         await self.session.execute(
             text(
                 f"""
                 INSERT INTO segmentation.profiles AS p
-                    (shop_id, customer_id, orders_count, total_spent_fen, first_order_at, last_order_at)
-                SELECT :shop, c.customer_id, count(o.order_id),
-                       coalesce(sum(o.paid_fen - o.refunded_fen), 0), min(o.placed_at), max(o.placed_at)
-                FROM (SELECT DISTINCT customer_id FROM {table}) c
-                LEFT JOIN segmentation.profile_orders o
-                  ON o.shop_id = :shop AND o.customer_id = c.customer_id AND o.status IN ({paid})
-                GROUP BY c.customer_id
+                    (shop_id, customer_id, nick, name, mobile, province, city, channels,
+                     orders_count, total_spent_fen, first_order_at, last_order_at,
+                     refunded_fen, refunds_count)
+                SELECT :shop, c.customer_id, c.buyer_nick, c.receiver_name, c.mobile, c.province, c.city,
+                       ARRAY[c.channel],
+                       count(*) FILTER (WHERE o.status IN ({paid})),
+                       coalesce(sum(o.paid_fen - o.refunded_fen) FILTER (WHERE o.status IN ({paid})),
+                                0),
+                       min(o.placed_at) FILTER (WHERE o.status IN ({paid})),
+                       max(o.placed_at) FILTER (WHERE o.status IN ({paid})),
+                       coalesce(sum(o.refunded_fen), 0), count(*) FILTER (WHERE o.refunded_fen > 0)
+                FROM (SELECT DISTINCT ON (customer_id)
+                             customer_id, channel, buyer_nick, receiver_name, mobile, province, city
+                      FROM {table} ORDER BY customer_id, placed_at DESC) c
+                JOIN segmentation.profile_orders o ON o.shop_id = :shop AND o.customer_id = c.customer_id
+                GROUP BY c.customer_id, c.channel, c.buyer_nick, c.receiver_name, c.mobile, c.province, c.city
                 ON CONFLICT (shop_id, customer_id) DO UPDATE SET
                     orders_count = excluded.orders_count, total_spent_fen = excluded.total_spent_fen,
                     first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at,
+                    refunded_fen = excluded.refunded_fen, refunds_count = excluded.refunds_count,
+                    {contact},
+                    channels = CASE WHEN excluded.channels <@ p.channels THEN p.channels
+                                    ELSE p.channels || excluded.channels END,
                     updated_at = now()
-                """  # noqa: S608 - the table name and statuses are ours, values are bound
+                """  # noqa: S608 - the table name, columns and statuses are ours, values are bound
             ),
             {"shop": shop_id},
         )
@@ -140,6 +291,31 @@ class ProfileRepository:
             update(_orders)
             .where(_orders.c.shop_id == shop_id, _orders.c.customer_id == source)
             .values(customer_id=target)
+        )
+        params = {"shop_id": shop_id, "source": source, "target": target}
+        # The target's own first event may not have arrived yet (another topic, another partition).
+        await self.session.execute(_ENSURE, {"shop_id": shop_id, "customer_id": target})
+        await self.session.execute(_FOLD_PROFILE, params)
+        for table in (CustomerTag.__table__, GroupMember.__table__, ProfileBehaviour.__table__):
+            columns = [c.name for c in table.columns]
+            values = [":target" if c == "customer_id" else c for c in columns]
+            await self.session.execute(
+                text(
+                    f"""
+                    WITH moved AS (
+                        DELETE FROM segmentation.{table.name}
+                        WHERE shop_id = :shop_id AND customer_id = :source RETURNING *
+                    )
+                    INSERT INTO segmentation.{table.name} ({", ".join(columns)})
+                    SELECT {", ".join(values)}
+                    FROM moved ON CONFLICT DO NOTHING
+                    """  # noqa: S608 - table and column names come from our models
+                ),
+                params,
+            )
+        await self.session.execute(_BEHAVIOUR_COUNTS, {"shop_id": shop_id, "customer_id": target})
+        await self.session.execute(
+            delete(SegmentMember).where(SegmentMember.shop_id == shop_id, SegmentMember.customer_id == source)
         )
         await self.session.execute(
             delete(_profiles).where(_profiles.c.shop_id == shop_id, _profiles.c.customer_id == source)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.orders import PAID_STATUSES
 from laoke.contracts.topics import Topic
+from laoke.kit.outbox import envelope_sql
 from services.segmentation.models import RfmConfig
 
 Preset = Literal["default", "high_ticket", "fast_moving", "custom"]
@@ -226,11 +227,7 @@ _CLASS_SQL = " ".join(
 
 
 def _envelope(event_type: str, payload: str) -> str:
-    """A laoke envelope built in SQL, for events emitted by a set-based statement."""
-    return f"""jsonb_build_object(
-        'event_id', gen_random_uuid(), 'type', '{event_type}', 'version', 1, 'shop_id', :shop,
-        'occurred_at', to_char(:as_of AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'correlation_id', NULL, 'producer', 'segmentation', 'payload', {payload})"""
+    return envelope_sql("segmentation", event_type, payload)
 
 
 # One statement: score, compare, update, and announce changes. `:customers` NULL means the whole shop.

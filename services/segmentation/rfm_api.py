@@ -14,7 +14,7 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Unprocessable
 from laoke.kit.money import Yuan, from_fen
 from laoke.kit.service import CallerDep
-from services.segmentation import rfm
+from services.segmentation import rfm, segments
 from services.segmentation.models import Profile, RfmConfig
 
 router = APIRouter(prefix="/api/v1/rfm", tags=["rfm"], responses=ERROR_RESPONSES)
@@ -85,14 +85,18 @@ async def put_config(
         .values(shop_id=caller.shop_id, **values)
         .on_conflict_do_update(index_elements=["shop_id"], set_={**values, "updated_at": func.now()})
     )
-    await rfm.rescore(session, caller.shop_id, settings, clock.now())
+    now = clock.now()
+    await rfm.rescore(session, caller.shop_id, settings, now)
+    await segments.refresh_shop(session, caller.shop_id, now)
     return _out(settings)
 
 
 @router.post("/refresh", response_model=RescoreOut, summary="Rescore every customer of the shop now")
 async def refresh(caller: CallerDep, session: SessionDep) -> RescoreOut:
     settings = await rfm.load(session, caller.shop_id)
-    changed, lifecycle, classes = await rfm.rescore(session, caller.shop_id, settings, clock.now())
+    now = clock.now()
+    changed, lifecycle, classes = await rfm.rescore(session, caller.shop_id, settings, now)
+    await segments.refresh_shop(session, caller.shop_id, now)
     return RescoreOut(customers_changed=changed, lifecycle_changes=lifecycle, rfm_class_changes=classes)
 
 

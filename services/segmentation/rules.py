@@ -13,12 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, exists, extract, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, cast, exists, extract, false, func, not_, or_, select, true
 
 from laoke.kit.errors import Unprocessable
-from services.segmentation.models import CustomerTag, Profile
+from services.segmentation.models import CustomerTag, GroupMember, Profile, ProfileBehaviour
 from services.segmentation.rfm import Lifecycle, RfmClass
+
+# Business days are the shop's; Laoke's default shop time zone (DESIGN.md §5).
+SHOP_TIME_ZONE = ZoneInfo("Asia/Shanghai")
+GENDERS = ("male", "female")
 
 MAX_DEPTH = 8
 MAX_CONDITIONS = 100
@@ -30,7 +35,7 @@ class RuleError(Unprocessable):
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # int, money, enum, time, tags
+    kind: str  # int, number, money, enum, text, time, tags, group, channel, behaviour
     column: Callable[[datetime], ColumnElement[Any]]
     choices: frozenset[str] = frozenset()
 
@@ -41,6 +46,22 @@ def _recency(now: datetime) -> ColumnElement[Any]:
 
 def _avg(_: datetime) -> ColumnElement[Any]:
     return Profile.total_spent_fen / func.nullif(Profile.orders_count, 0)
+
+
+def _age(now: datetime) -> ColumnElement[Any]:
+    today = now.astimezone(SHOP_TIME_ZONE).date()
+    return extract("year", func.age(today, Profile.birthday))
+
+
+def _birthday_month(_: datetime) -> ColumnElement[Any]:
+    return extract("month", Profile.birthday)
+
+
+BEHAVIOUR_KINDS = {
+    "favorited": ("favorite_item", "favorite_shop"),
+    "carted": ("add_to_cart",),
+    "browsed": ("browse",),
+}
 
 
 FIELDS: dict[str, Field] = {
@@ -56,6 +77,21 @@ FIELDS: dict[str, Field] = {
     "first_order_at": Field("time", lambda _: Profile.first_order_at),
     "last_order_at": Field("time", lambda _: Profile.last_order_at),
     "tags": Field("tags", lambda _: Profile.customer_id),
+    "group": Field("group", lambda _: Profile.customer_id),
+    "refunds_count": Field("int", lambda _: Profile.refunds_count),
+    "refunded": Field("money", lambda _: Profile.refunded_fen),
+    "tier": Field("text", lambda _: Profile.tier),
+    "tier_level": Field("int", lambda _: Profile.tier_level),
+    "points_balance": Field("int", lambda _: Profile.points_balance),
+    "province": Field("text", lambda _: Profile.province),
+    "city": Field("text", lambda _: Profile.city),
+    "gender": Field("enum", lambda _: Profile.gender, frozenset(GENDERS)),
+    "age": Field("int", _age),
+    "birthday_month": Field("int", _birthday_month),
+    "channel": Field("channel", lambda _: Profile.channels),
+    "favorites_count": Field("int", lambda _: Profile.favorites_count),
+    "carts_count": Field("int", lambda _: Profile.carts_count),
+    **{name: Field("behaviour", lambda _: Profile.customer_id) for name in BEHAVIOUR_KINDS},
     "p_alive": Field("number", lambda _: Profile.p_alive),
     "expected_purchases_90d": Field("number", lambda _: Profile.expected_purchases_90d),
     "clv_365d": Field("money", lambda _: Profile.clv_365d_fen),
@@ -68,6 +104,10 @@ OPS = {
     "enum": {"eq", "ne", "in", "not_in"},
     "time": {"before", "after", "between", "within_days", "not_within_days"},
     "tags": {"has", "has_any", "has_all", "has_none"},
+    "text": {"eq", "ne", "in", "not_in"},
+    "group": {"in", "not_in"},
+    "channel": {"has", "has_any", "has_none"},
+    "behaviour": {"within_days", "not_within_days"},
 }
 
 
@@ -101,6 +141,12 @@ def _time(value: Any, where: str) -> datetime:
     if parsed.tzinfo is None:
         raise RuleError(f"{where}: give a time zone, e.g. 2026-01-01T00:00:00+08:00")
     return parsed
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        raise RuleError(f"{where}: expected a text of 1 to 200 characters, got {value!r}")
+    return value
 
 
 def _list(value: Any, where: str) -> list[Any]:
@@ -149,6 +195,25 @@ class Compiler:
         column = field.column(self.now)
         if field.kind == "tags":
             return self._tags(op, [str(t) for t in _list(value, at)] if op != "has" else [str(value)])
+        if field.kind == "group":
+            in_group = exists(
+                select(GroupMember.group_id).where(
+                    GroupMember.shop_id == Profile.shop_id,
+                    GroupMember.customer_id == Profile.customer_id,
+                    GroupMember.group_id.in_([_text(v, at) for v in _list(value, at)]),
+                )
+            )
+            return in_group if op == "in" else not_(in_group)
+        if field.kind == "channel":
+            channels = [_text(value, at)] if op == "has" else [_text(v, at) for v in _list(value, at)]
+            overlaps = Profile.channels.overlap(cast(channels, Profile.channels.type))
+            return not_(overlaps) if op == "has_none" else overlaps
+        if field.kind == "behaviour":
+            return self._behaviour(BEHAVIOUR_KINDS[name], op, value, at)
+        if field.kind == "text":
+            if op in ("in", "not_in"):
+                return self._compare(column, op, [_text(v, at) for v in _list(value, at)])
+            return self._compare(column, op, _text(value, at))
         if field.kind == "enum":
             values = _list(value, at) if op in ("in", "not_in") else [value]
             unknown = [v for v in values if v not in field.choices]
@@ -193,6 +258,30 @@ class Compiler:
             "in": lambda: column.in_(value),
             "not_in": lambda: or_(column.not_in(value), column.is_(None)),
         }[op]()
+
+    def _behaviour(self, kinds: tuple[str, ...], op: str, value: Any, where: str) -> ColumnElement[bool]:
+        """`{"field": "carted", "op": "within_days", "value": 7}` or, for one item,
+        `"value": {"days": 7, "item_id": "TEA-01"}`."""
+        item_id: str | None = None
+        if isinstance(value, dict):
+            unknown = set(value) - {"days", "item_id"}
+            if unknown or "days" not in value:
+                raise RuleError(f'{where}: expected a number of days or {{"days": N, "item_id": "..."}}')
+            item_id = _text(value["item_id"], f"{where}.item_id") if "item_id" in value else None
+            value = value["days"]
+        days = _int(value, where)
+        if not 0 < days <= 3650:
+            raise RuleError(f"{where}: days must be between 1 and 3650")
+        conditions = [
+            ProfileBehaviour.shop_id == Profile.shop_id,
+            ProfileBehaviour.customer_id == Profile.customer_id,
+            ProfileBehaviour.kind.in_(kinds),
+            ProfileBehaviour.occurred_at >= self.now - timedelta(days=days),
+        ]
+        if item_id is not None:
+            conditions.append(ProfileBehaviour.item_id == item_id)
+        happened = exists(select(ProfileBehaviour.kind).where(*conditions))
+        return happened if op == "within_days" else not_(happened)
 
     def _tags(self, op: str, tags: list[str]) -> ColumnElement[bool]:
         def tagged(tag_filter: ColumnElement[bool]) -> ColumnElement[bool]:

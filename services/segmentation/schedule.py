@@ -1,4 +1,4 @@
-"""The scheduled RFM refresh: labels move with time (沉睡 on day 91) even when no event arrives.
+"""The scheduled refresh: labels and segments move with time (沉睡 on day 91) even when no event arrives.
 
 Any number of replicas may run the loop; a PostgreSQL advisory lock lets one of them work per round.
 """
@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from laoke.kit import clock
 from laoke.kit.db import Database
-from services.segmentation import rfm
+from services.segmentation import rfm, segments
 from services.segmentation.models import Profile
 
 log = structlog.get_logger(__name__)
@@ -32,12 +32,17 @@ async def refresh_all(db: Database) -> int:
         changed = 0
         for shop_id in shops:
             settings = await rfm.load(session, shop_id)
-            count, lifecycle, classes = await rfm.rescore(session, shop_id, settings, clock.now())
+            now = clock.now()
+            count, lifecycle, classes = await rfm.rescore(session, shop_id, settings, now)
+            # Rules over time (recency_days, "carted within 7 days") move without any event.
+            entered, exited = await segments.refresh_shop(session, shop_id, now)
             changed += count
             if count:
                 log.info(
                     "rfm_refreshed", shop_id=shop_id, changed=count, lifecycle=lifecycle, classes=classes
                 )
+            if entered or exited:
+                log.info("segments_refreshed", shop_id=shop_id, entered=entered, exited=exited)
     return changed
 
 

@@ -1,12 +1,13 @@
-"""Dynamic segments (rules over profiles), tags, and the customer list."""
+"""Dynamic segments: rules over profiles, their live preview, their members, bulk tagging."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from laoke.kit import clock
@@ -14,14 +15,13 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.ids import new_id
 from laoke.kit.service import CallerDep
-from services.segmentation.models import CustomerTag, Profile, Segment
-from services.segmentation.rfm import Lifecycle, RfmClass
-from services.segmentation.rules import compile_rule
+from services.segmentation.customers_api import CustomerPage, page_of
+from services.segmentation.models import CustomerTag, Profile, Segment, SegmentMember
+from services.segmentation.rules import FIELDS, OPS, compile_rule
 from services.segmentation.schemas import CustomerOut
-from services.segmentation.views import customer_out, tags_of
+from services.segmentation.segments import refresh_segment, refresh_shop
 
 segments = APIRouter(prefix="/api/v1/segments", tags=["segments"], responses=ERROR_RESPONSES)
-customers = APIRouter(prefix="/api/v1/customers", tags=["customers"], responses=ERROR_RESPONSES)
 
 RULE_EXAMPLE = {
     "all": [
@@ -56,23 +56,22 @@ class SegmentOut(BaseModel):
     id: str = Field(examples=["seg_5d1f0c2b9a7e4c31"])
     name: str
     rule: dict[str, Any]
-    size: int = Field(description="Customers matching the rule now")
-    updated_at: Any
+    size: int = Field(description="Members now (kept current on every event and on the schedule)")
+    refreshed_at: datetime | None = Field(description="Last full re-evaluation of the rule")
+    updated_at: datetime
+
+
+class SegmentPatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "沉睡的高价值老客", "rule": RULE_EXAMPLE}]}
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    rule: dict[str, Any] | None = None
 
 
 class SegmentList(BaseModel):
     items: list[SegmentOut]
-
-
-class CustomerPage(BaseModel):
-    items: list[CustomerOut]
-    next_cursor: str | None
-
-
-class TagsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tags": ["VIP", "爱喝绿茶"]}]})
-
-    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
 
 
 class TagIn(BaseModel):
@@ -89,22 +88,6 @@ async def _count(session: SessionDep, condition: ColumnElement[bool]) -> int:
     return int(await session.scalar(select(func.count()).select_from(Profile).where(condition)) or 0)
 
 
-async def _page(
-    session: SessionDep, shop_id: str, condition: ColumnElement[bool], limit: int, cursor: str | None
-) -> CustomerPage:
-    query = select(Profile).where(condition)
-    if cursor:
-        query = query.where(Profile.customer_id > cursor)
-    rows = list(await session.scalars(query.order_by(Profile.customer_id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    tags = await tags_of(session, shop_id, [r.customer_id for r in rows])
-    return CustomerPage(
-        items=[customer_out(r, tags.get(r.customer_id, [])) for r in rows],
-        next_cursor=rows[-1].customer_id if more and rows else None,
-    )
-
-
 async def _load(session: SessionDep, shop_id: str, segment_id: str) -> Segment:
     segment = await session.scalar(
         select(Segment).where(Segment.shop_id == shop_id, Segment.id == segment_id)
@@ -114,10 +97,14 @@ async def _load(session: SessionDep, shop_id: str, segment_id: str) -> Segment:
     return segment
 
 
-async def _segment_out(session: SessionDep, segment: Segment) -> SegmentOut:
-    size = await _count(session, compile_rule(segment.rule, segment.shop_id, clock.now()))
+def _segment_out(segment: Segment) -> SegmentOut:
     return SegmentOut(
-        id=segment.id, name=segment.name, rule=segment.rule, size=size, updated_at=segment.updated_at
+        id=segment.id,
+        name=segment.name,
+        rule=segment.rule,
+        size=segment.size,
+        refreshed_at=segment.refreshed_at,
+        updated_at=segment.updated_at,
     )
 
 
@@ -125,25 +112,34 @@ async def _segment_out(session: SessionDep, segment: Segment) -> SegmentOut:
     "/preview",
     response_model=Preview,
     summary="How many customers a rule matches, with a sample",
-    description="Fields: lifecycle, rfm_segment, r_score, f_score, m_score, recency_days, orders_count, "
-    "total_spent, avg_order_value (yuan), first_order_at, last_order_at, tags. Operators: eq, ne, gt, gte, "
-    "lt, lte, between, in, not_in (numbers), before, after, within_days, not_within_days (times), has, "
-    "has_any, has_all, has_none (tags). Unknown fields, operators or mistyped values are 422 naming where.",
+    description="Fields and their operators: "
+    + "; ".join(f"{name} ({', '.join(sorted(OPS[field.kind]))})" for name, field in sorted(FIELDS.items()))
+    + ". Money in yuan, times ISO-8601 with offset, behaviour fields take days or {days, item_id}. "
+    "Unknown fields, operators or mistyped values are 422 naming where.",
 )
 async def preview(body: RuleIn, caller: CallerDep, session: SessionDep) -> Preview:
     condition = compile_rule(body.rule, caller.shop_id, clock.now())
-    page = await _page(session, caller.shop_id, condition, SAMPLE_SIZE, None)
+    page = await page_of(session, caller.shop_id, condition, SAMPLE_SIZE, None)
     return Preview(size=await _count(session, condition), sample=page.items)
 
 
-@segments.post("", response_model=SegmentOut, status_code=status.HTTP_201_CREATED, summary="Save a segment")
+@segments.post(
+    "",
+    response_model=SegmentOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Save a segment",
+    description="Its members are computed at once (that starting set announces nothing); afterwards every "
+    "customer entering or leaving it emits `segment.entered` / `segment.exited`.",
+)
 async def create_segment(body: SegmentIn, caller: CallerDep, session: SessionDep) -> SegmentOut:
-    compile_rule(body.rule, caller.shop_id, clock.now())  # refuse a bad rule before storing it
+    now = clock.now()
+    compile_rule(body.rule, caller.shop_id, now)  # refuse a bad rule before storing it
     segment = Segment(id=new_id("seg"), shop_id=caller.shop_id, name=body.name, rule=body.rule)
     session.add(segment)
     await session.flush()
+    await refresh_segment(session, segment, now, announce=False)
     await session.refresh(segment)
-    return await _segment_out(session, segment)
+    return _segment_out(segment)
 
 
 @segments.get("", response_model=SegmentList, summary="The shop's segments")
@@ -151,12 +147,36 @@ async def list_segments(caller: CallerDep, session: SessionDep) -> SegmentList:
     rows = await session.scalars(
         select(Segment).where(Segment.shop_id == caller.shop_id).order_by(Segment.created_at)
     )
-    return SegmentList(items=[await _segment_out(session, s) for s in rows])
+    return SegmentList(items=[_segment_out(s) for s in rows])
 
 
 @segments.get("/{segment_id}", response_model=SegmentOut, summary="A segment and its current size")
 async def get_segment(segment_id: str, caller: CallerDep, session: SessionDep) -> SegmentOut:
-    return await _segment_out(session, await _load(session, caller.shop_id, segment_id))
+    return _segment_out(await _load(session, caller.shop_id, segment_id))
+
+
+@segments.patch(
+    "/{segment_id}",
+    response_model=SegmentOut,
+    summary="Rename a segment or change its rule",
+    description="A new rule re-evaluates the members; who enters or leaves because of it is announced.",
+)
+async def patch_segment(
+    segment_id: str, body: SegmentPatch, caller: CallerDep, session: SessionDep
+) -> SegmentOut:
+    segment = await _load(session, caller.shop_id, segment_id)
+    now = clock.now()
+    if body.rule is not None:
+        compile_rule(body.rule, caller.shop_id, now)
+        segment.rule = body.rule
+    if body.name is not None:
+        segment.name = body.name
+    segment.updated_at = now
+    await session.flush()
+    if body.rule is not None:
+        await refresh_segment(session, segment, now)
+    await session.refresh(segment)
+    return _segment_out(segment)
 
 
 @segments.get("/{segment_id}/members", response_model=CustomerPage, summary="Customers in a segment now")
@@ -167,9 +187,14 @@ async def segment_members(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> CustomerPage:
-    segment = await _load(session, caller.shop_id, segment_id)
-    return await _page(
-        session, caller.shop_id, compile_rule(segment.rule, caller.shop_id, clock.now()), limit, cursor
+    await _load(session, caller.shop_id, segment_id)
+    member = exists().where(
+        SegmentMember.shop_id == caller.shop_id,
+        SegmentMember.segment_id == segment_id,
+        SegmentMember.customer_id == Profile.customer_id,
+    )
+    return await page_of(
+        session, caller.shop_id, and_(Profile.shop_id == caller.shop_id, member), limit, cursor
     )
 
 
@@ -181,87 +206,23 @@ async def segment_members(
 )
 async def delete_segment(segment_id: str, caller: CallerDep, session: SessionDep) -> Response:
     await _load(session, caller.shop_id, segment_id)
+    await session.execute(
+        delete(SegmentMember).where(
+            SegmentMember.shop_id == caller.shop_id, SegmentMember.segment_id == segment_id
+        )
+    )
     await session.execute(delete(Segment).where(Segment.shop_id == caller.shop_id, Segment.id == segment_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @segments.post("/{segment_id}/tags", response_model=Tagged, summary="Tag every customer of a segment")
 async def tag_segment(segment_id: str, body: TagIn, caller: CallerDep, session: SessionDep) -> Tagged:
-    segment = await _load(session, caller.shop_id, segment_id)
-    members = select(Profile.shop_id, Profile.customer_id, func.cast(body.tag, CustomerTag.tag.type)).where(
-        compile_rule(segment.rule, caller.shop_id, clock.now())
-    )
+    await _load(session, caller.shop_id, segment_id)
+    members = select(
+        SegmentMember.shop_id, SegmentMember.customer_id, func.cast(body.tag, CustomerTag.tag.type)
+    ).where(SegmentMember.shop_id == caller.shop_id, SegmentMember.segment_id == segment_id)
     result = await session.execute(
         insert(CustomerTag).from_select(["shop_id", "customer_id", "tag"], members).on_conflict_do_nothing()
     )
+    await refresh_shop(session, caller.shop_id, clock.now())  # segments over tags move with it
     return Tagged(tagged=result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-@customers.get(
-    "",
-    response_model=CustomerPage,
-    summary="List customers",
-    description="Filter by lifecycle, RFM class, tag or segment; ordered by customer id with a cursor.",
-)
-async def list_customers(
-    caller: CallerDep,
-    session: SessionDep,
-    lifecycle: Lifecycle | None = None,
-    rfm_segment: RfmClass | None = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
-    segment_id: Annotated[str | None, Query(max_length=32)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-) -> CustomerPage:
-    rule: list[dict[str, Any]] = []
-    if lifecycle is not None:
-        rule.append({"field": "lifecycle", "op": "eq", "value": lifecycle.value})
-    if rfm_segment is not None:
-        rule.append({"field": "rfm_segment", "op": "eq", "value": rfm_segment.value})
-    if tag is not None:
-        rule.append({"field": "tags", "op": "has", "value": tag})
-    if segment_id is not None:
-        rule.append((await _load(session, caller.shop_id, segment_id)).rule)
-    condition = (
-        compile_rule({"all": rule}, caller.shop_id, clock.now())
-        if rule
-        else Profile.shop_id == caller.shop_id
-    )
-    return await _page(session, caller.shop_id, condition, limit, cursor)
-
-
-@customers.post("/{customer_id}/tags", response_model=list[str], summary="Add tags to a customer")
-async def add_tags(customer_id: str, body: TagsIn, caller: CallerDep, session: SessionDep) -> list[str]:
-    await _require_customer(session, caller.shop_id, customer_id)
-    await session.execute(
-        insert(CustomerTag)
-        .values([{"shop_id": caller.shop_id, "customer_id": customer_id, "tag": t} for t in body.tags])
-        .on_conflict_do_nothing()
-    )
-    return (await tags_of(session, caller.shop_id, [customer_id])).get(customer_id, [])
-
-
-@customers.delete(
-    "/{customer_id}/tags/{tag}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    summary="Remove a tag from a customer",
-)
-async def remove_tag(customer_id: str, tag: str, caller: CallerDep, session: SessionDep) -> Response:
-    await _require_customer(session, caller.shop_id, customer_id)
-    await session.execute(
-        delete(CustomerTag).where(
-            CustomerTag.shop_id == caller.shop_id,
-            CustomerTag.customer_id == customer_id,
-            CustomerTag.tag == tag,
-        )
-    )
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-async def _require_customer(session: SessionDep, shop_id: str, customer_id: str) -> None:
-    found = await session.scalar(
-        select(Profile.customer_id).where(Profile.shop_id == shop_id, Profile.customer_id == customer_id)
-    )
-    if found is None:
-        raise NotFound(f"customer {customer_id} not found")

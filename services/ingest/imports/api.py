@@ -305,7 +305,19 @@ async def import_errors_csv(import_id: str, caller: CallerDep, session: SessionD
     )
 
 
-ORDER_FEED_COLUMNS = tuple(name for name, _ in IMPORT_FEED_COLUMNS)
+# Feed columns that are not plain order columns.
+_FEED_EXPRESSIONS = {
+    "receiver_name": "receiver->>'name'",
+    "mobile": (
+        "substring(regexp_replace(receiver->>'phone', '\\D', '', 'g') FROM '^(?:0?86)?(1[3-9]\\d{9})$')"
+    ),
+    "province": "receiver->>'province'",
+    "city": "receiver->>'city'",
+}
+ORDER_FEED_SELECT = ", ".join(
+    f"{_FEED_EXPRESSIONS[name]} AS {name}" if name in _FEED_EXPRESSIONS else name
+    for name, _ in IMPORT_FEED_COLUMNS
+)
 
 
 @internal.get("/{import_id}/orders.csv")
@@ -316,7 +328,7 @@ async def import_orders_feed(import_id: str, caller: CallerDep, request: Request
     db: Database = request.app.state.db
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
     query = (
-        f"SELECT {', '.join(ORDER_FEED_COLUMNS)} FROM ingest.orders "  # noqa: S608 - fixed column list
+        f"SELECT {ORDER_FEED_SELECT} FROM ingest.orders "  # noqa: S608 - fixed column list
         "WHERE shop_id = $1 AND import_id = $2 ORDER BY placed_at"
     )
 
