@@ -146,8 +146,10 @@ async def events_on(
     shop_id: str,
     count: int,
     within: float = 30.0,
+    types: frozenset[str] | None = None,
 ) -> list[EventEnvelope]:
-    """The first `count` events of one shop on a topic, read from the broker from the beginning."""
+    """The first `count` events of one shop on a topic (of the given `types`, if any), read from the
+    broker from the beginning."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest", enable_auto_commit=False
     )
@@ -160,7 +162,7 @@ async def events_on(
             for records in batch.values():
                 for record in records:
                     event = EventEnvelope.model_validate_json(record.value)
-                    if event.shop_id == shop_id:
+                    if event.shop_id == shop_id and (types is None or event.type in types):
                         found.append(event)
     finally:
         await consumer.stop()

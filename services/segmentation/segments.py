@@ -68,15 +68,14 @@ async def refresh_customers(
         for i, segment in enumerate(segments)
         if row[i + 1]
     }
-    was_in = set(
-        (
-            await session.execute(
-                select(SegmentMember.segment_id, SegmentMember.customer_id).where(
-                    SegmentMember.shop_id == shop_id, SegmentMember.customer_id.in_(customer_ids)
-                )
+    was_in = {
+        (row.segment_id, row.customer_id)
+        for row in await session.execute(
+            select(SegmentMember.segment_id, SegmentMember.customer_id).where(
+                SegmentMember.shop_id == shop_id, SegmentMember.customer_id.in_(customer_ids)
             )
-        ).tuples()
-    )
+        )
+    }
     entered, exited = now_in - was_in, was_in - now_in
     if entered:
         await session.execute(

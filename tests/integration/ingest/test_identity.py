@@ -124,6 +124,16 @@ async def test_loyalty_and_segmentation_fold_a_merged_customer(shop: ShopClient)
         assert member.status_code == 200 and member.json()["points_available"] == points, member.text
 
     await eventually(lambda: credited(stranger["customer_id"], 10), within=20)
+
+    async def tag_stranger() -> None:
+        tagged = await shop.client.post(
+            f"/api/v1/customers/{stranger['customer_id']}/tags",
+            json={"tags": ["海外"]},
+            headers=shop.headers(),
+        )
+        assert tagged.status_code == 200, tagged.text
+
+    await eventually(tag_stranger, within=20)
     await post(shop, order_json("SH-10", buyer="9901", channel="shopify", mobile="13600136000", total="2.00"))
 
     async def folded() -> None:
@@ -134,6 +144,10 @@ async def test_loyalty_and_segmentation_fold_a_merged_customer(shop: ShopClient)
         assert gone.status_code == 404
         profile = await shop.client.get(f"/api/v1/customers/{known['customer_id']}", headers=shop.headers())
         assert profile.json()["orders_count"] == 3 and profile.json()["total_spent"] == "100.00", profile.text
+        # Everything of the folded profile now belongs to the surviving one.
+        assert profile.json()["tags"] == ["海外"]
+        assert sorted(profile.json()["channels"]) == ["shopify", "taobao"]
+        assert profile.json()["external_ids"] == {"taobao": "tb_li", "shopify": "9901"}
         old = await shop.client.get(f"/api/v1/customers/{stranger['customer_id']}", headers=shop.headers())
         assert old.status_code == 404
 

@@ -283,6 +283,9 @@ async def test_downstream_services_answer_import_completed_set_based(shop: ShopC
         # 256.00 completed + 1299.50 shipped (tb_xiaoli's two paid orders), placed in March 2025.
         assert body["orders_count"] == 2 and body["total_spent"] == "1555.50", body
         assert body["first_order_at"].startswith("2025-03-01")
+        # Who the buyer is, from the export's columns (the address split into province and city).
+        assert (body["nick"], body["name"], body["mobile"]) == ("tb_xiaoli", "李雷", "13800138000")
+        assert (body["province"], body["city"], body["channels"]) == ("浙江省", "杭州市", ["taobao"])
         member = await shop.client.get(f"/api/v1/loyalty/members/{xiaoli}", headers=shop.headers())
         assert member.status_code == 200, member.text
         assert member.json()["points_available"] == 256  # only the completed order earns
