@@ -1,4 +1,4 @@
-"""Incremental profile + RFM updates: how many order events per second segmentation absorbs.
+"""Incremental profile, RFM and segment updates: how many order events per second segmentation absorbs.
 
 20,000 `order.completed` events for 5,000 buyers of one shop are produced straight onto
 `laoke.orders.v1` as fast as the producer goes (bypassing ingest, so only the consumers are measured;

@@ -47,3 +47,15 @@ class Merges:
     async def surviving(self, session: AsyncSession, shop_id: str, customer_id: str) -> str:
         found = await session.scalar(self._find, {"shop_id": shop_id, "customer_id": customer_id})
         return found or customer_id
+
+    async def surviving_many(
+        self, session: AsyncSession, shop_id: str, customer_ids: set[str]
+    ) -> dict[str, str]:
+        """`{merged away: surviving}` for those of `customer_ids` that were merged into another."""
+        t = self.table
+        rows = await session.execute(
+            select(t.c.customer_id, t.c.into_customer_id).where(
+                t.c.shop_id == shop_id, t.c.customer_id.in_(sorted(customer_ids))
+            )
+        )
+        return {row.customer_id: row.into_customer_id for row in rows}

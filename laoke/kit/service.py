@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import Table
 from starlette.routing import Route
 
-from laoke.kit.consumer import EventConsumer, EventHandler
+from laoke.kit.consumer import Batched, EventConsumer, EventHandler
 from laoke.kit.context import KEY_HEADER, SCOPES_HEADER, SHOP_HEADER, Caller
 from laoke.kit.db import Database
 from laoke.kit.errors import ServiceUnavailable, Unauthorized, install_error_handlers
@@ -35,7 +35,7 @@ def consumer_group(
     settings: ServiceSettings,
     processed_table: Table,
     topics: tuple[str, ...],
-    handlers: Callable[[Outbox], Mapping[str, EventHandler]],
+    handlers: Callable[[Outbox], Mapping[str, EventHandler | Batched]],
 ) -> ConsumerFactory:
     """The usual shape: one consumer group, named after the service, over `topics`."""
 

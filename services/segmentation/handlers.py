@@ -18,7 +18,7 @@ from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
 from laoke.contracts.topics import Topic
 from laoke.kit import clock
 from laoke.kit.bulk import copy_feed_into
-from laoke.kit.consumer import EventHandler
+from laoke.kit.consumer import Batched, EventHandler
 from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
@@ -36,23 +36,42 @@ async def _surviving(session: AsyncSession, shop_id: str, customer_id: str) -> s
     return await MERGES.surviving(session, shop_id, customer_id)
 
 
-async def _rescore_customer(session: AsyncSession, outbox: Outbox, shop_id: str, customer_id: str) -> None:
-    """After anything changed one profile: its RFM and lifecycle, then its segment memberships."""
+async def _rescore_customers(
+    session: AsyncSession, outbox: Outbox, shop_id: str, customer_ids: list[str]
+) -> None:
+    """After anything changed some profiles: their RFM and lifecycle, then their segment memberships."""
     now = clock.now()
-    await rfm.rescore(session, shop_id, await rfm.load(session, shop_id), now, [customer_id])
-    await segments.refresh_customers(session, outbox, shop_id, [customer_id], now)
+    await rfm.rescore(session, shop_id, await rfm.load(session, shop_id), now, customer_ids)
+    await segments.refresh_customers(session, outbox, shop_id, customer_ids, now)
 
 
-def profile_handlers(outbox: Outbox) -> dict[str, EventHandler]:
+async def _rescore_customer(session: AsyncSession, outbox: Outbox, shop_id: str, customer_id: str) -> None:
+    await _rescore_customers(session, outbox, shop_id, [customer_id])
+
+
+def profile_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
+    async def on_orders_changed(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        """A run of order events (one partition, in order), set-based per shop: a few statements for
+        the whole run instead of a transaction per event."""
+        by_shop: dict[str, list[OrderEventPayload]] = {}
+        for event in events:
+            by_shop.setdefault(event.shop_id, []).append(OrderEventPayload.model_validate(event.payload))
+        for shop_id, orders in by_shop.items():
+            merged = await MERGES.surviving_many(session, shop_id, {o.customer_id for o in orders})
+            if merged:  # events of customers merged away meanwhile
+                orders = [
+                    o.model_copy(update={"customer_id": merged.get(o.customer_id, o.customer_id)})
+                    for o in orders
+                ]
+            customers = sorted({o.customer_id for o in orders})
+            profiles = ProfileRepository(session)
+            await profiles.touch(shop_id, [(o.customer_id, o.channel, o.buyer) for o in orders])
+            await profiles.record_orders(shop_id, orders)
+            await profiles.recompute(shop_id, customers)
+            await _rescore_customers(session, outbox, shop_id, customers)
+
     async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
-        order = OrderEventPayload.model_validate(event.payload)
-        customer_id = await _surviving(session, event.shop_id, order.customer_id)
-        order = order.model_copy(update={"customer_id": customer_id})
-        profiles = ProfileRepository(session)
-        await profiles.touch(event.shop_id, customer_id, order.channel, order.buyer)
-        await profiles.record_order(event.shop_id, order)
-        await profiles.recompute(event.shop_id, customer_id)
-        await _rescore_customer(session, outbox, event.shop_id, customer_id)
+        await on_orders_changed(session, [event])
 
     async def on_behaviour(session: AsyncSession, event: EventEnvelope) -> None:
         """Favourites, carts and browsing; a buyer with behaviour but no order is a prospect."""
@@ -60,16 +79,25 @@ def profile_handlers(outbox: Outbox) -> dict[str, EventHandler]:
         customer_id = await _surviving(session, event.shop_id, behaviour.customer_id)
         behaviour = behaviour.model_copy(update={"customer_id": customer_id})
         profiles = ProfileRepository(session)
-        await profiles.touch(event.shop_id, customer_id, behaviour.channel, behaviour.buyer)
+        await profiles.touch(event.shop_id, [(customer_id, behaviour.channel, behaviour.buyer)])
         await profiles.record_behaviour(event.shop_id, behaviour)
         await _rescore_customer(session, outbox, event.shop_id, customer_id)
 
+    async def on_points_changed_many(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        """A run of balance changes: per shop, the last balance of each member wins (events of one
+        member are in order), written in one statement."""
+        by_shop: dict[str, dict[str, int]] = {}
+        for event in events:
+            points = PointsChangedPayload.model_validate(event.payload)
+            by_shop.setdefault(event.shop_id, {})[points.customer_id] = points.balance
+        for shop_id, balances in by_shop.items():
+            merged = await MERGES.surviving_many(session, shop_id, set(balances))
+            surviving = {merged.get(c, c): b for c, b in balances.items()}
+            await ProfileRepository(session).set_points(shop_id, surviving)
+            await segments.refresh_customers(session, outbox, shop_id, sorted(surviving), clock.now())
+
     async def on_points_changed(session: AsyncSession, event: EventEnvelope) -> None:
-        points = PointsChangedPayload.model_validate(event.payload)
-        customer_id = await _surviving(session, event.shop_id, points.customer_id)
-        profiles = ProfileRepository(session)
-        await profiles.set_loyalty(event.shop_id, customer_id, points_balance=points.balance)
-        await segments.refresh_customers(session, outbox, event.shop_id, [customer_id], clock.now())
+        await on_points_changed_many(session, [event])
 
     async def on_tier_changed(session: AsyncSession, event: EventEnvelope) -> None:
         tier = TierChangedPayload.model_validate(event.payload)
@@ -93,9 +121,11 @@ def profile_handlers(outbox: Outbox) -> dict[str, EventHandler]:
         await _rescore_customer(session, outbox, event.shop_id, merged.into_customer_id)
 
     return {
-        **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed),
+        **dict.fromkeys(
+            set(ORDER_EVENT_TYPES.values()), Batched(many=on_orders_changed, one=on_order_changed)
+        ),
         **{f"behaviour.{kind.value}": on_behaviour for kind in BehaviourKind},
-        POINTS_CHANGED: on_points_changed,
+        POINTS_CHANGED: Batched(many=on_points_changed_many, one=on_points_changed),
         TIER_CHANGED: on_tier_changed,
         CONSENT_CHANGED: on_consent_changed,
         CUSTOMER_MERGED: on_customer_merged,
@@ -140,7 +170,7 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
 
 
 def consumers(settings: SegmentationSettings) -> ConsumerFactory:
-    def handlers(outbox: Outbox) -> dict[str, EventHandler]:
+    def handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
         return {**profile_handlers(outbox), IMPORT_COMPLETED: import_handler(settings)}
 
     topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.BEHAVIOUR, Topic.LOYALTY, Topic.MESSAGING)

@@ -36,34 +36,27 @@ _RECORD_ORDER = _order_insert.on_conflict_do_update(
     where=_orders.c.source_modified_at <= _order_insert.excluded.source_modified_at,
 )
 
-_AGGREGATE_COLUMNS = (
-    "orders_count",
-    "total_spent_fen",
-    "first_order_at",
-    "last_order_at",
-    "refunded_fen",
-    "refunds_count",
-)
-_paid = _orders.c.status.in_([s.value for s in PAID_STATUSES])
-_aggregate = select(
-    bindparam("shop_id", type_=_profiles.c.shop_id.type).label("shop_id"),
-    bindparam("customer_id", type_=_profiles.c.customer_id.type).label("customer_id"),
-    func.count().filter(_paid).label("orders_count"),
-    func.coalesce(func.sum(_orders.c.paid_fen - _orders.c.refunded_fen).filter(_paid), 0).label(
-        "total_spent_fen"
-    ),
-    func.min(_orders.c.placed_at).filter(_paid).label("first_order_at"),
-    func.max(_orders.c.placed_at).filter(_paid).label("last_order_at"),
-    func.coalesce(func.sum(_orders.c.refunded_fen), 0).label("refunded_fen"),
-    func.count().filter(_orders.c.refunded_fen > 0).label("refunds_count"),
-).where(
-    _orders.c.shop_id == bindparam("shop_id"),
-    _orders.c.customer_id == bindparam("customer_id"),
-)
-_profile_insert = insert(_profiles).from_select(["shop_id", "customer_id", *_AGGREGATE_COLUMNS], _aggregate)
-_RECOMPUTE = _profile_insert.on_conflict_do_update(
-    index_elements=[_profiles.c.shop_id, _profiles.c.customer_id],
-    set_={c: _profile_insert.excluded[c] for c in _AGGREGATE_COLUMNS} | {"updated_at": func.now()},
+_PAID = ", ".join(f"'{s.value}'" for s in PAID_STATUSES)
+# Aggregates of some customers, recomputed from their orders in one statement.
+_RECOMPUTE = text(
+    f"""
+    INSERT INTO segmentation.profiles AS p
+        (shop_id, customer_id, orders_count, total_spent_fen, first_order_at, last_order_at,
+         refunded_fen, refunds_count)
+    SELECT :shop_id, c.customer_id,
+           count(o.order_id) FILTER (WHERE o.status IN ({_PAID})),
+           coalesce(sum(o.paid_fen - o.refunded_fen) FILTER (WHERE o.status IN ({_PAID})), 0),
+           min(o.placed_at) FILTER (WHERE o.status IN ({_PAID})),
+           max(o.placed_at) FILTER (WHERE o.status IN ({_PAID})),
+           coalesce(sum(o.refunded_fen), 0), count(o.order_id) FILTER (WHERE o.refunded_fen > 0)
+    FROM unnest(CAST(:customers AS text[])) AS c(customer_id)
+    LEFT JOIN segmentation.profile_orders o ON o.shop_id = :shop_id AND o.customer_id = c.customer_id
+    GROUP BY c.customer_id
+    ON CONFLICT (shop_id, customer_id) DO UPDATE SET
+        orders_count = excluded.orders_count, total_spent_fen = excluded.total_spent_fen,
+        first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at,
+        refunded_fen = excluded.refunded_fen, refunds_count = excluded.refunds_count, updated_at = now()
+    """  # noqa: S608 - the statuses are constants; values are bound
 )
 # Who the buyer is, from an order or behaviour event: fills what is known, never overwrites a field
 # the shop edited by hand (`edited_fields`), and remembers every channel the buyer came through.
@@ -107,6 +100,14 @@ _ENSURE = text(
     "INSERT INTO segmentation.profiles (shop_id, customer_id) VALUES (:shop_id, :customer_id) "
     "ON CONFLICT DO NOTHING"
 )
+_SET_POINTS = text(
+    """
+    INSERT INTO segmentation.profiles AS p (shop_id, customer_id, points_balance)
+    SELECT :shop_id, c, b FROM unnest(CAST(:customers AS text[]), CAST(:balances AS bigint[])) AS x(c, b)
+    ON CONFLICT (shop_id, customer_id) DO UPDATE
+    SET points_balance = excluded.points_balance, updated_at = now()
+    """
+)
 _RECORD_BEHAVIOUR = text(
     """
     INSERT INTO segmentation.profile_behaviour (shop_id, customer_id, kind, item_id, occurred_at, item_title)
@@ -127,9 +128,13 @@ _BEHAVIOUR_COUNTS = text(
 )
 _LOCK_SHOP = text("SELECT pg_advisory_xact_lock(hashtextextended(:shop_id, 1))")
 # Shared shop lock and exclusive customer lock in one round trip (this runs on every order event).
-_LOCK_CUSTOMER = text(
-    "SELECT pg_advisory_xact_lock_shared(hashtextextended(:shop_id, 1)), "
-    "pg_advisory_xact_lock(hashtextextended(:shop_id || ':' || :customer_id, 2))"
+# Shared shop lock, then exclusive customer locks in a fixed order (two batches never deadlock).
+_LOCK_CUSTOMERS = text(
+    """
+    SELECT pg_advisory_xact_lock_shared(hashtextextended(:shop_id, 1)),
+           (SELECT count(pg_advisory_xact_lock(hashtextextended(:shop_id || ':' || c, 2)))
+            FROM (SELECT unnest(CAST(:customers AS text[])) AS c ORDER BY 1) ordered)
+    """
 )
 _GET_PROFILE = select(Profile).where(
     Profile.shop_id == bindparam("shop_id"), Profile.customer_id == bindparam("customer_id")
@@ -143,26 +148,36 @@ class ProfileRepository:
     async def get(self, shop_id: str, customer_id: str) -> Profile | None:
         return await self.session.scalar(_GET_PROFILE, {"shop_id": shop_id, "customer_id": customer_id})
 
-    async def touch(
-        self, shop_id: str, customer_id: str, channel: str | None, buyer: BuyerSnapshot | None
-    ) -> None:
-        """Create the profile if new and take in what the event says about the buyer."""
-        buyer = buyer or BuyerSnapshot()
-        await self.session.execute(
-            _TOUCH,
-            {
-                "shop_id": shop_id,
-                "customer_id": customer_id,
-                "nick": buyer.nick,
-                "name": buyer.receiver_name,
-                "mobile": buyer.mobile,
-                "email": buyer.email,
-                "province": buyer.province,
-                "city": buyer.city,
-                "channel": channel,
-                "external_id": buyer.external_id if channel else None,
-            },
-        )
+    async def touch(self, shop_id: str, buyers: list[tuple[str, str | None, BuyerSnapshot | None]]) -> None:
+        """Create profiles that are new and take in what events say about their buyers, in event
+        order: `(customer_id, channel, buyer snapshot)`."""
+        # One row per customer and channel: later events' known fields win over earlier ones.
+        merged: dict[tuple[str, str | None], BuyerSnapshot] = {}
+        for customer_id, channel, snapshot in buyers:
+            earlier = merged.get((customer_id, channel))
+            if earlier is None or snapshot is None:
+                merged[(customer_id, channel)] = earlier or snapshot or BuyerSnapshot()
+            else:
+                merged[(customer_id, channel)] = earlier.model_copy(
+                    update=snapshot.model_dump(exclude_none=True)
+                )
+        params = []
+        for (customer_id, channel), buyer in merged.items():
+            params.append(
+                {
+                    "shop_id": shop_id,
+                    "customer_id": customer_id,
+                    "nick": buyer.nick,
+                    "name": buyer.receiver_name,
+                    "mobile": buyer.mobile,
+                    "email": buyer.email,
+                    "province": buyer.province,
+                    "city": buyer.city,
+                    "channel": channel,
+                    "external_id": buyer.external_id if channel else None,
+                }
+            )
+        await self.session.execute(_TOUCH, params)
 
     async def record_behaviour(self, shop_id: str, event: BehaviourPayload) -> None:
         params = {"shop_id": shop_id, "customer_id": event.customer_id}
@@ -187,6 +202,13 @@ class ProfileRepository:
             .values(**values, updated_at=func.now())
         )
 
+    async def set_points(self, shop_id: str, balances: dict[str, int]) -> None:
+        """Points balances as loyalty announced them, `{customer_id: balance}`, in one statement."""
+        await self.session.execute(
+            _SET_POINTS,
+            {"shop_id": shop_id, "customers": list(balances), "balances": list(balances.values())},
+        )
+
     async def set_consent(self, shop_id: str, customer_id: str, channel: str, subscribed: bool) -> None:
         await self.session.execute(_ENSURE, {"shop_id": shop_id, "customer_id": customer_id})
         await self.session.execute(
@@ -195,23 +217,32 @@ class ProfileRepository:
             .values(consent=_profiles.c.consent.op("||")(func.jsonb_build_object(channel, subscribed)))
         )
 
-    async def record_order(self, shop_id: str, order: OrderEventPayload) -> None:
+    async def record_orders(self, shop_id: str, orders: list[OrderEventPayload]) -> None:
+        # One row per order: the newest state of each (a run often holds an order's paid and completed).
+        newest: dict[str, OrderEventPayload] = {}
+        for order in orders:
+            known = newest.get(order.order_id)
+            if known is None or order.source_modified_at >= known.source_modified_at:
+                newest[order.order_id] = order
         await self.session.execute(
             _RECORD_ORDER,
-            {
-                "shop_id": shop_id,
-                "order_id": order.order_id,
-                "customer_id": order.customer_id,
-                "status": order.status.value,
-                "paid_fen": order.paid_fen,
-                "refunded_fen": order.refunded_fen,
-                "placed_at": order.placed_at,
-                "source_modified_at": order.source_modified_at,
-            },
+            [
+                {
+                    "shop_id": shop_id,
+                    "order_id": order.order_id,
+                    "customer_id": order.customer_id,
+                    "status": order.status.value,
+                    "paid_fen": order.paid_fen,
+                    "refunded_fen": order.refunded_fen,
+                    "placed_at": order.placed_at,
+                    "source_modified_at": order.source_modified_at,
+                }
+                for order in newest.values()
+            ],
         )
 
-    async def recompute(self, shop_id: str, customer_id: str) -> None:
-        """Set-based recomputation of one profile's aggregates from its orders: always exact, whatever
+    async def recompute(self, shop_id: str, customer_ids: list[str]) -> None:
+        """Set-based recomputation of profiles' aggregates from their orders: always exact, whatever
         order the events arrived in.
 
         Two transactions recomputing one customer (an order event and a merge fold, say) would each
@@ -219,8 +250,8 @@ class ProfileRepository:
         total; the lock makes the second wait and aggregate after the first commits (found by the merge
         test). The shop lock is shared here and taken exclusively by a history import's bulk recompute.
         """
-        params = {"shop_id": shop_id, "customer_id": customer_id}
-        await self.session.execute(_LOCK_CUSTOMER, params)
+        params = {"shop_id": shop_id, "customers": sorted(set(customer_ids))}
+        await self.session.execute(_LOCK_CUSTOMERS, params)
         await self.session.execute(_RECOMPUTE, params)
 
     async def absorb_import(self, shop_id: str, table: str) -> None:
@@ -320,4 +351,4 @@ class ProfileRepository:
         await self.session.execute(
             delete(_profiles).where(_profiles.c.shop_id == shop_id, _profiles.c.customer_id == source)
         )
-        await self.recompute(shop_id, target)
+        await self.recompute(shop_id, [target])

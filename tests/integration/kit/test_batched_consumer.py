@@ -1,0 +1,103 @@
+"""Batched handlers: a run of events of one partition in one transaction, still exactly once, and a
+poison event in a run costs only itself (the run is retried event by event)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.contracts.envelope import EventEnvelope
+from laoke.contracts.topics import Topic
+from laoke.kit.consumer import Batched, EventConsumer
+from laoke.kit.db import Database
+from laoke.kit.settings import ServiceSettings
+from laoke.testing.infra import eventually
+from laoke.testing.plugin import Isolated
+from services.segmentation.models import plumbing
+
+
+async def test_runs_are_batched_exactly_once_and_poison_is_isolated(isolated: Isolated) -> None:
+    settings = ServiceSettings(
+        service_name="batch-test",
+        database_url=isolated.database_url,
+        kafka_bootstrap_servers=isolated.broker.bootstrap_servers,
+        consumer_max_attempts=2,
+    )
+    db = Database(settings)
+    runs: list[list[str]] = []
+    singles: list[str] = []
+
+    async def record(session: AsyncSession, event: EventEnvelope) -> None:
+        if event.payload.get("poison"):
+            raise ValueError("poison")
+        # Real writes, so a failed batch must roll back the other events' effects too.
+        await session.execute(
+            text(
+                "INSERT INTO segmentation.segments (id, shop_id, name, rule) VALUES (:id, 'shp_t', 'x', '{}')"
+            ),
+            {"id": event.payload["n"]},
+        )
+
+    async def many(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        runs.append([e.payload["n"] for e in events])
+        for event in events:
+            await record(session, event)
+
+    async def one(session: AsyncSession, event: EventEnvelope) -> None:
+        singles.append(event.payload["n"])
+        await record(session, event)
+
+    consumer = EventConsumer(
+        name="batch-test",
+        db=db,
+        settings=settings,
+        processed_table=plumbing.processed_events,
+        topics=(Topic.ORDERS,),
+        handlers={"test.batched": Batched(many=many, one=one)},
+        retry_base_seconds=0.01,
+    )
+    events = [
+        EventEnvelope(type="test.batched", shop_id="shp_t", producer="test", payload={"n": f"n{i}"})
+        for i in range(6)
+    ]
+    poison = EventEnvelope(
+        type="test.batched", shop_id="shp_t", producer="test", payload={"n": "bad", "poison": True}
+    )
+    sequence = [*events[:3], events[1], poison, *events[3:]]  # a duplicate and a poison event in the run
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.broker.bootstrap_servers)
+    await producer.start()
+    try:
+        for event in sequence:
+            await producer.send(Topic.ORDERS, event.model_dump_json().encode(), key=b"same-partition")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+
+        async def stored() -> None:
+            async with db.transaction() as session:
+                ids = set(
+                    await session.scalars(
+                        text("SELECT id FROM segmentation.segments WHERE shop_id = 'shp_t'")
+                    )
+                )
+            assert ids == {f"n{i}" for i in range(6)}
+
+        await eventually(stored, within=30)
+        assert runs and len(runs[0]) > 1, "the run was handed over as one batch"
+        assert "bad" in singles, "after the batch failed, its events were retried one by one"
+        async with db.transaction() as session:
+            handled = await session.scalar(
+                text("SELECT count(*) FROM segmentation.processed_events WHERE consumer = 'batch-test'")
+            )
+        assert handled == 6, "each good event is recorded once; the duplicate and the poison are not"
+    finally:
+        stop.set()
+        await task
+        await db.dispose()
