@@ -63,7 +63,7 @@ ROUTES: tuple[Route, ...] = (
     _route(r"^/api/v1/customers/[^/]+/consent$", "messaging"),
     _route(r"^/api/v1/(orders|imports|events|ingest)(/|$)", "ingest"),
     _route(r"^/api/v1/(customers|rfm|segments|tags|groups|analytics|clv)(/|$)", "segmentation"),
-    _route(r"^/api/v1/(loyalty|activities)(/|$)", "loyalty"),
+    _route(r"^/api/v1/(loyalty|activities|coupons)(/|$)", "loyalty"),
     _route(r"^/api/v1/(messaging|templates|campaigns|automations|inbox)(/|$)", "messaging"),
 )
 

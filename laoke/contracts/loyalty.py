@@ -1,21 +1,30 @@
-"""Loyalty events (`laoke.loyalty.v1`): a member's points balance or tier changed."""
+"""Loyalty events (`laoke.loyalty.v1`): points, tiers and coupons of members."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict
 
-POINTS_CHANGED = "points.changed"
-TIER_CHANGED = "tier.changed"
+POINTS_CHANGED = "loyalty.points_changed"
+TIER_CHANGED = "loyalty.tier_changed"
+POINTS_EXPIRING = "loyalty.points_expiring"
+COUPON_ISSUED = "coupon.issued"
+COUPON_REDEEMED = "coupon.redeemed"
 
 
 class PointsChangedPayload(BaseModel):
+    """One ledger entry and the balances after it."""
+
     model_config = ConfigDict(extra="ignore")
 
     customer_id: str
-    delta: int
-    kind: str  # the ledger entry kind: earn, redeem, reverse, expire, ...
+    delta: int  # change of the available balance
+    pending_delta: int = 0
+    kind: str  # earn, pending, release, redeem, expire, reverse, adjust, signin, bonus
     reference: str
     balance: int  # available points after the change
+    pending: int = 0
 
 
 class TierChangedPayload(BaseModel):
@@ -25,3 +34,33 @@ class TierChangedPayload(BaseModel):
     from_level: int | None = None
     to_level: int
     tier_name: str
+
+
+class PointsExpiringPayload(BaseModel):
+    """Sent `notice_days` before points expire (messaging reminds the member to spend them)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: str
+    points: int
+    expires_at: datetime
+    balance: int
+
+
+class CouponIssuedPayload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: str
+    code: str
+    template_id: str
+    expires_at: datetime | None = None
+
+
+class CouponRedeemedPayload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: str
+    code: str
+    template_id: str
+    order_id: str
+    order_paid_fen: int

@@ -153,13 +153,13 @@ class Outbox:
         return envelope
 
 
-def envelope_sql(producer: str, event_type: str, payload_sql: str) -> str:
+def envelope_sql(producer: str, event_type: str, payload_sql: str, shop_sql: str = ":shop") -> str:
     """The envelope of an event written by a set-based SQL statement (many events in one statement).
 
-    Binds `:shop` and `:as_of`; `producer`, `event_type` and `payload_sql` must be constants of the
-    calling module, never input."""
+    Binds `:as_of` and, unless `shop_sql` names a column, `:shop`; `producer`, `event_type`,
+    `payload_sql` and `shop_sql` must be constants of the calling module, never input."""
     return f"""jsonb_build_object(
-        'event_id', gen_random_uuid(), 'type', '{event_type}', 'version', 1, 'shop_id', :shop,
+        'event_id', gen_random_uuid(), 'type', '{event_type}', 'version', 1, 'shop_id', {shop_sql},
         'occurred_at', to_char(:as_of AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'correlation_id', NULL, 'producer', '{producer}', 'payload', {payload_sql})"""
 

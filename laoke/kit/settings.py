@@ -32,6 +32,7 @@ _SHARED_ENV = {
     "consumer_fetch_max_wait_ms": "LAOKE_CONSUMER_FETCH_MAX_WAIT_MS",
     "relay_verify_topics": "LAOKE_RELAY_VERIFY_TOPICS",
     "ingest_url": "LAOKE_INGEST_URL",
+    "segmentation_url": "LAOKE_SEGMENTATION_URL",
 }
 
 
@@ -72,6 +73,8 @@ class ServiceSettings(BaseSettings):
     relay_linger_ms: float = Field(default=3.0, ge=0, description="Wait after a wake-up to batch events")
     # Where other services fetch bulk feeds from ingest (history imports); LAOKE_INGEST_URL.
     ingest_url: str = "http://127.0.0.1:8001"
+    # Where loyalty resolves segments into customers (coupon issue); LAOKE_SEGMENTATION_URL.
+    segmentation_url: str = "http://127.0.0.1:8002"
 
     @model_validator(mode="before")
     @classmethod

@@ -109,7 +109,12 @@ async def start_servers(
     servers = ServerSet()
     try:
         for component in SERVICES:  # ingest first: the others read its bulk feeds
-            extra = {"ingest_url": servers["ingest"].url} if "ingest" in servers.servers else {}
+            # The services others call must already run: ingest (bulk feeds), segmentation (segments).
+            extra = {
+                f"{name}_url": servers[name].url
+                for name in ("ingest", "segmentation")
+                if name in servers.servers
+            }
             app, settings = build_app(component, **common, **extra)
             servers.servers[component.name] = await serve(app, component.name, settings)
         gateway_settings = {

@@ -13,11 +13,11 @@ from sqlalchemy.dialects.postgresql import insert
 from laoke.contracts.orders import OrderStatus
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
+from laoke.kit.idempotency import KEY_HEADER, run_idempotent
 from laoke.kit.ids import decode_cursor, encode_cursor
 from laoke.kit.service import CallerDep, OutboxDep
-from services.ingest.idempotency import KEY_HEADER, IdempotentRequest
 from services.ingest.identity import forget_shop_settings, shop_settings
-from services.ingest.models import ShopSettings
+from services.ingest.models import ShopSettings, idempotency_keys
 from services.ingest.orders import order_out, upsert_order
 from services.ingest.repository import CustomerRepository, OrderRepository
 from services.ingest.schemas import (
@@ -61,23 +61,13 @@ async def post_order(
         ),
     ] = None,
 ) -> Response:
-    idempotent = (
-        IdempotentRequest(session, caller.shop_id, idempotency_key, body) if idempotency_key else None
-    )
-    if idempotent is not None and (stored := await idempotent.begin()) is not None:
-        return Response(
-            stored.body,
-            status_code=stored.status_code,
-            media_type="application/json",
-            headers={"Idempotent-Replayed": "true"},
-        )
-    outcome, order = await upsert_order(session, outbox, caller.shop_id, body)
-    answer = OrderUpsertOut(outcome=outcome, order=order_out(order, pii=caller.can("pii")))
-    code = status.HTTP_201_CREATED if outcome == "created" else status.HTTP_200_OK
-    content = answer.model_dump_json().encode()
-    if idempotent is not None:
-        await idempotent.finish(code, content)
-    return Response(content, status_code=code, media_type="application/json")
+    async def work() -> tuple[int, bytes]:
+        outcome, order = await upsert_order(session, outbox, caller.shop_id, body)
+        answer = OrderUpsertOut(outcome=outcome, order=order_out(order, pii=caller.can("pii")))
+        code = status.HTTP_201_CREATED if outcome == "created" else status.HTTP_200_OK
+        return code, answer.model_dump_json().encode()
+
+    return await run_idempotent(idempotency_keys, session, caller.shop_id, idempotency_key, body, work)
 
 
 @router.get(

@@ -22,11 +22,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from laoke.kit.db import declarative_base_for
+from laoke.kit.idempotency import idempotency_keys_table
 from laoke.kit.outbox import plumbing_tables
 
 SCHEMA = "ingest"
 Base = declarative_base_for(SCHEMA)
 plumbing = plumbing_tables(Base.metadata)
+idempotency_keys = idempotency_keys_table(Base.metadata)
 
 
 class Customer(Base):
@@ -139,19 +141,6 @@ class WebhookFailure(Base):
     headers: Mapped[dict[str, str]] = mapped_column(JSONB)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class IdempotencyKey(Base):
-    """The stored answer to a request sent with an `Idempotency-Key` header (kept 24 hours)."""
-
-    __tablename__ = "idempotency_keys"
-
-    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status_code: Mapped[int] = mapped_column(Integer)
-    response: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Import(Base):

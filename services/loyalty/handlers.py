@@ -1,69 +1,68 @@
-"""Event handlers of the loyalty service: consumed event -> ledger change -> event out via outbox."""
+"""Event handlers of the loyalty service: orders move points, tiers and coupons; profiles earn bonuses;
+history imports are absorbed set-based; merges fold members."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
-from laoke.contracts.envelope import EventEnvelope, event_key
+from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
-from laoke.contracts.loyalty import POINTS_CHANGED, PointsChangedPayload
-from laoke.contracts.orders import OrderEventPayload
+from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
+from laoke.contracts.segmentation import PROFILE_UPDATED, ProfileUpdatedPayload
 from laoke.contracts.topics import Topic
 from laoke.kit.bulk import copy_feed_into
 from laoke.kit.consumer import EventHandler
 from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
-from services.loyalty.ledger import points_for_order
+from services.loyalty import history, ledger, program
+from services.loyalty.ledger import Ledger
 from services.loyalty.models import merged_customers, plumbing
-from services.loyalty.repository import MemberRepository
+from services.loyalty.orders import apply_order
 from services.loyalty.settings import LoyaltySettings
 
 MERGES = Merges(merged_customers)
 
 
-def order_handlers(outbox: Outbox) -> dict[str, EventHandler]:
-    async def on_order_completed(session: AsyncSession, event: EventEnvelope) -> None:
+def event_handlers(outbox: Outbox) -> dict[str, EventHandler]:
+    async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
         order = OrderEventPayload.model_validate(event.payload)
         customer_id = await MERGES.surviving(session, event.shop_id, order.customer_id)
         if customer_id != order.customer_id:  # an event of a customer merged away meanwhile
             order = order.model_copy(update={"customer_id": customer_id})
-        points = points_for_order(order)
-        if points <= 0:
-            return
-        reference = f"order:{order.order_id}"
-        balance = await MemberRepository(session).append_entry(
-            event.shop_id, order.customer_id, "earn", points, reference
-        )
-        if balance is None:
-            return  # this order was already credited
-        await outbox.add(
-            session,
-            topic=Topic.LOYALTY,
-            event_type=POINTS_CHANGED,
-            shop_id=event.shop_id,
-            key=event_key(event.shop_id, order.customer_id),
-            payload=PointsChangedPayload(
-                customer_id=order.customer_id,
-                delta=points,
-                kind="earn",
-                reference=reference,
-                balance=balance,
-            ),
-        )
+        await apply_order(session, outbox, event.shop_id, order, await program.load(session, event.shop_id))
 
-    return {"order.completed": on_order_completed}
+    async def on_profile_updated(session: AsyncSession, event: EventEnvelope) -> None:
+        """The shop recorded a birthday or completed a profile: remember the birthday (for the birthday
+        bonus) and pay the profile bonus once."""
+        profile = ProfileUpdatedPayload.model_validate(event.payload)
+        customer_id = await MERGES.surviving(session, event.shop_id, profile.customer_id)
+        settings = await program.load(session, event.shop_id)
+        book = Ledger(session, outbox, event.shop_id, settings)
+        member = await book.member(customer_id)
+        assert member is not None
+        if "birthday" in profile.changed:
+            member.birthday = profile.birthday
+        if profile.profile_complete and settings.profile_bonus:
+            await book.credit(member, "bonus", settings.profile_bonus, "profile_complete:" + customer_id)
+
+    async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
+        merged = CustomerMergedPayload.model_validate(event.payload)
+        await MERGES.record(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
+        await ledger.fold(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
+
+    return {
+        **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed),
+        PROFILE_UPDATED: on_profile_updated,
+        CUSTOMER_MERGED: on_customer_merged,
+    }
 
 
 def import_handler(settings: LoyaltySettings) -> EventHandler:
     async def on_import_completed(session: AsyncSession, event: EventEnvelope) -> None:
-        """Points for a history import's completed orders, only when the owner asked for them
-        (`award_points`): pulled in one stream from ingest and booked set-based, idempotent per order
-        through the ledger's unique reference, exactly like live earning."""
+        """A history import: its orders pulled from ingest in one stream and absorbed set-based."""
         done = ImportCompletedPayload.model_validate(event.payload)
-        if not done.award_points:
-            return
         await copy_feed_into(
             session,
             settings,
@@ -73,24 +72,17 @@ def import_handler(settings: LoyaltySettings) -> EventHandler:
             table="imported_orders",
             columns=IMPORT_FEED_COLUMNS,
         )
-        await MemberRepository(session).award_imported(event.shop_id, "imported_orders")
+        current = await program.load(session, event.shop_id)
+        await history.absorb(
+            session, event.shop_id, "imported_orders", done.import_id, current, done.award_points
+        )
 
     return on_import_completed
 
 
-async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
-    merged = CustomerMergedPayload.model_validate(event.payload)
-    await MERGES.record(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
-    await MemberRepository(session).fold(event.shop_id, merged.from_customer_id, merged.into_customer_id)
-
-
 def consumers(settings: LoyaltySettings) -> ConsumerFactory:
     def handlers(outbox: Outbox) -> dict[str, EventHandler]:
-        return {
-            **order_handlers(outbox),
-            IMPORT_COMPLETED: import_handler(settings),
-            CUSTOMER_MERGED: on_customer_merged,
-        }
+        return {**event_handlers(outbox), IMPORT_COMPLETED: import_handler(settings)}
 
-    topics = (Topic.ORDERS, Topic.CUSTOMERS)
+    topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.SEGMENTATION)
     return consumer_group(settings, plumbing.processed_events, topics, handlers)

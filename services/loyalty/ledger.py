@@ -1,9 +1,265 @@
-"""Points rules. Earning: 1 point per whole yuan actually kept by the shop on a completed order."""
+"""The points ledger: the only code that changes a member's points.
+
+Every change happens under the member row's lock (`SELECT … FOR UPDATE`), in the caller's
+transaction, as one append-only entry plus the cached balances plus the lots it creates or consumes,
+plus a `loyalty.points_changed` event in the outbox. Concurrent redemptions of one member therefore
+queue on the lock and each sees the balance the previous one left: the balance can never be spent
+twice nor go below zero (a CHECK constraint backs this up).
+"""
 
 from __future__ import annotations
 
-from laoke.contracts.orders import OrderEventPayload
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.contracts.envelope import event_key
+from laoke.contracts.loyalty import POINTS_CHANGED, TIER_CHANGED, PointsChangedPayload, TierChangedPayload
+from laoke.contracts.topics import Topic
+from laoke.kit import clock
+from laoke.kit.errors import Conflict
+from laoke.kit.outbox import Outbox
+from services.loyalty.models import Member, PointsEntry, PointsLot
+from services.loyalty.program import ProgramSettings
+
+# Kinds that add to lifetime earnings (a manual plus is not earned by the member).
+EARNING_KINDS = frozenset({"earn", "release", "signin", "bonus"})
+
+_ENSURE_MEMBER = insert(Member).on_conflict_do_nothing()
+_BOOK = insert(PointsEntry).on_conflict_do_nothing().returning(PointsEntry.id)
+# Take `:points` from the member's lots, those expiring first (then the oldest) first.
+_CONSUME_LOTS = text(
+    """
+    WITH ordered AS (
+        SELECT id, remaining,
+               coalesce(sum(remaining) OVER (ORDER BY expires_at NULLS LAST, id
+                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+        FROM loyalty.points_lots
+        WHERE shop_id = :shop_id AND customer_id = :customer_id AND remaining > 0
+    ), taken AS (
+        SELECT id, least(remaining, :points - before) AS amount FROM ordered WHERE before < :points
+    )
+    UPDATE loyalty.points_lots l SET remaining = l.remaining - t.amount
+    FROM taken t WHERE l.id = t.id
+    RETURNING t.amount
+    """
+)
 
 
-def points_for_order(order: OrderEventPayload) -> int:
-    return max(order.paid_fen - order.refunded_fen, 0) // 100
+class InsufficientPoints(Conflict):
+    code = "insufficient_points"
+
+
+@dataclass(frozen=True)
+class Booked:
+    entry_id: int
+    points: int
+    balance: int
+
+
+class Ledger:
+    def __init__(self, session: AsyncSession, outbox: Outbox, shop_id: str, program: ProgramSettings) -> None:
+        self.session = session
+        self.outbox = outbox
+        self.shop_id = shop_id
+        self.program = program
+
+    async def member(self, customer_id: str, *, create: bool = True) -> Member | None:
+        """The member, locked for this transaction (created first when `create`)."""
+        if create:
+            await self.session.execute(_ENSURE_MEMBER.values(shop_id=self.shop_id, customer_id=customer_id))
+        return await self.session.scalar(
+            select(Member)
+            .where(Member.shop_id == self.shop_id, Member.customer_id == customer_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+    async def credit(
+        self,
+        member: Member,
+        kind: str,
+        points: int,
+        reference: str,
+        *,
+        pending: int = 0,
+        note: str | None = None,
+        at: datetime | None = None,
+    ) -> Booked | None:
+        """Add `points` to the available balance (a new lot) and `pending` to the pending balance (may be
+        negative: a release moves pending into available). None when this reference was booked before."""
+        assert points >= 0, "credits add points; use debit to take them"
+        if points == 0 and pending == 0:
+            return None
+        if member.points_pending + pending < 0:
+            raise ValueError("pending points would go below zero")
+        at = at or clock.now()
+        entry_id = await self._book(member, kind, points, pending, reference, note)
+        if entry_id is None:
+            return None
+        if points:
+            self.session.add(
+                PointsLot(
+                    shop_id=self.shop_id,
+                    customer_id=member.customer_id,
+                    entry_id=entry_id,
+                    points=points,
+                    remaining=points,
+                    earned_at=at,
+                    expires_at=self.program.expires_at(at),
+                )
+            )
+        member.points_balance += points
+        member.points_pending += pending
+        if kind in EARNING_KINDS:
+            member.lifetime_earned += points
+        return await self._changed(member, entry_id, kind, points, pending, reference)
+
+    async def debit(
+        self,
+        member: Member,
+        kind: str,
+        points: int,
+        reference: str,
+        *,
+        note: str | None = None,
+        partial: bool = False,
+    ) -> Booked | None:
+        """Take `points` from the available balance, from the lots expiring first. Without enough
+        points: `InsufficientPoints`, or with `partial` whatever is there (a refund of points already
+        spent takes back what it can, and says so in the note)."""
+        assert points > 0, "debits take a positive number of points"
+        if points > member.points_balance:
+            if not partial:
+                raise InsufficientPoints(
+                    f"member {member.customer_id} has {member.points_balance} points, {points} needed"
+                )
+            shortfall = points - member.points_balance
+            note = f"{note + '; ' if note else ''}{shortfall} points were already spent"
+            points = member.points_balance
+            if points == 0:
+                await self._book(member, kind, 0, 0, reference, note)
+                return None
+        entry_id = await self._book(member, kind, -points, 0, reference, note)
+        if entry_id is None:
+            return None
+        taken = sum(
+            row.amount
+            for row in await self.session.execute(
+                _CONSUME_LOTS, {"shop_id": self.shop_id, "customer_id": member.customer_id, "points": points}
+            )
+        )
+        assert taken == points, f"lots held {taken} of {points} points: balance and lots disagree"
+        member.points_balance -= points
+        return await self._changed(member, entry_id, kind, -points, 0, reference)
+
+    async def pending(self, member: Member, delta: int, kind: str, reference: str) -> Booked | None:
+        """Move only the pending balance (points promised on a paid order, or withdrawn when it closes)."""
+        if delta == 0:
+            return None
+        if member.points_pending + delta < 0:
+            raise ValueError("pending points would go below zero")
+        entry_id = await self._book(member, kind, 0, delta, reference, None)
+        if entry_id is None:
+            return None
+        member.points_pending += delta
+        return await self._changed(member, entry_id, kind, 0, delta, reference)
+
+    async def set_tier(self, member: Member, level: int) -> None:
+        if level == member.tier_level:
+            return
+        tier = self.program.tier(level)
+        previous = member.tier_level
+        member.tier_level = level
+        member.tier_changed_at = clock.now()
+        await self.outbox.add(
+            self.session,
+            topic=Topic.LOYALTY,
+            event_type=TIER_CHANGED,
+            shop_id=self.shop_id,
+            key=event_key(self.shop_id, member.customer_id),
+            payload=TierChangedPayload(
+                customer_id=member.customer_id,
+                from_level=previous or None,
+                to_level=level,
+                tier_name=tier.name if tier else "",
+            ),
+        )
+
+    async def _book(
+        self, member: Member, kind: str, points: int, pending: int, reference: str, note: str | None
+    ) -> int | None:
+        return await self.session.scalar(
+            _BOOK,
+            {
+                "shop_id": self.shop_id,
+                "customer_id": member.customer_id,
+                "kind": kind,
+                "points": points,
+                "pending": pending,
+                "reference": reference,
+                "note": note,
+            },
+        )
+
+    async def _changed(
+        self, member: Member, entry_id: int, kind: str, points: int, pending: int, reference: str
+    ) -> Booked:
+        member.updated_at = clock.now()
+        await self.session.flush()
+        await self.outbox.add(
+            self.session,
+            topic=Topic.LOYALTY,
+            event_type=POINTS_CHANGED,
+            shop_id=self.shop_id,
+            key=event_key(self.shop_id, member.customer_id),
+            payload=PointsChangedPayload(
+                customer_id=member.customer_id,
+                delta=points,
+                pending_delta=pending,
+                kind=kind,
+                reference=reference,
+                balance=member.points_balance,
+                pending=member.points_pending,
+            ),
+        )
+        return Booked(entry_id=entry_id, points=points, balance=member.points_balance)
+
+
+async def fold(session: AsyncSession, shop_id: str, source: str, target: str) -> None:
+    """`customer.merged`: the source member's entries, lots, orders and balances move to the target,
+    which keeps the higher tier."""
+    params = {"shop": shop_id, "source": source, "target": target}
+    for table in ("points_ledger", "points_lots", "orders", "redemptions", "coupons", "lottery_draws"):
+        await session.execute(
+            text(
+                f"UPDATE loyalty.{table} SET customer_id = :target "  # noqa: S608 - our own table names
+                "WHERE shop_id = :shop AND customer_id = :source"
+            ),
+            params,
+        )
+    await session.execute(
+        text(
+            """
+            WITH gone AS (
+                DELETE FROM loyalty.members WHERE shop_id = :shop AND customer_id = :source
+                RETURNING points_balance, points_pending, lifetime_earned, tier_level, birthday
+            )
+            INSERT INTO loyalty.members AS m
+                (shop_id, customer_id, points_balance, points_pending, lifetime_earned, tier_level, birthday)
+            SELECT :shop, :target, points_balance, points_pending, lifetime_earned, tier_level, birthday
+            FROM gone
+            ON CONFLICT (shop_id, customer_id) DO UPDATE SET
+                points_balance = m.points_balance + excluded.points_balance,
+                points_pending = m.points_pending + excluded.points_pending,
+                lifetime_earned = m.lifetime_earned + excluded.lifetime_earned,
+                tier_level = greatest(m.tier_level, excluded.tier_level),
+                birthday = coalesce(m.birthday, excluded.birthday),
+                updated_at = now()
+            """
+        ),
+        params,
+    )

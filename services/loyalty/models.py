@@ -1,13 +1,38 @@
-"""Tables of the loyalty schema."""
+"""Tables of the loyalty schema.
+
+Invariants (checked by the property test, tests/integration/loyalty/test_ledger_properties.py):
+- `members.points_balance` = sum of the member's `points_ledger.points` = sum of its lots' `remaining`;
+- `members.points_pending` = sum of the member's `points_ledger.pending`;
+- both are never negative. Every change of points is a ledger entry; entries are never updated.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, String, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from laoke.kit.db import declarative_base_for
+from laoke.kit.idempotency import idempotency_keys_table
 from laoke.kit.merges import merged_customers_table
 from laoke.kit.outbox import plumbing_tables
 
@@ -15,27 +40,48 @@ SCHEMA = "loyalty"
 Base = declarative_base_for(SCHEMA)
 plumbing = plumbing_tables(Base.metadata)
 merged_customers = merged_customers_table(Base.metadata)
+idempotency_keys = idempotency_keys_table(Base.metadata)
+
+_ZERO = text("0")
+
+
+class Program(Base):
+    """A shop's loyalty programme (services/loyalty/program.py validates it). No row: the defaults."""
+
+    __tablename__ = "programs"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Member(Base):
-    """A customer's standing in the shop's programme. The balance is a cached sum of the ledger,
-    updated in the same transaction as every entry."""
+    """A customer's standing in the shop's programme. Balances are cached sums of the ledger, updated
+    in the same transaction as every entry, under this row's lock."""
 
     __tablename__ = "members"
+    __table_args__ = (
+        CheckConstraint("points_balance >= 0", name="points_balance_not_negative"),
+        CheckConstraint("points_pending >= 0", name="points_pending_not_negative"),
+    )
 
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    points_balance: Mapped[int] = mapped_column(BigInteger, default=0)
-    lifetime_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_balance: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    points_pending: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    lifetime_earned: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    tier_level: Mapped[int] = mapped_column(SmallInteger, server_default=_ZERO)  # 0: no tier yet
+    tier_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    signin_streak: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
+    last_signin_on: Mapped[date | None] = mapped_column(Date)
+    birthday: Mapped[date | None] = mapped_column(Date)  # from segmentation's profile edits
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class PointsEntry(Base):
-    """One append-only change of a member's points, with the reference that caused it. The unique
-    `(shop, kind, reference)` makes earning idempotent per order even without the consumer dedupe."""
+    """One change of a member's points; append-only. `points` moves the available balance, `pending`
+    the pending one. A reference is booked once per kind, so a redelivered cause changes nothing."""
 
     __tablename__ = "points_ledger"
     __table_args__ = (
@@ -48,5 +94,198 @@ class PointsEntry(Base):
     customer_id: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16))
     points: Mapped[int] = mapped_column(BigInteger)
+    pending: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
     reference: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PointsLot(Base):
+    """Points credited together (one earn, sign-in, bonus...) and what is left of them. Spending and
+    expiry take from the lots that expire first; expiry only ever takes what is left."""
+
+    __tablename__ = "points_lots"
+    __table_args__ = (
+        CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within_lot"),
+        Index("ix_points_lots_member", "shop_id", "customer_id", "expires_at", "id"),
+        Index("ix_points_lots_expiring", "expires_at", postgresql_where=text("remaining > 0")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    entry_id: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    earned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoyaltyOrder(Base):
+    """This service's view of each order: its newest state and the points it holds now."""
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_loyalty_orders_customer", "shop_id", "customer_id"),)
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    paid_fen: Mapped[int] = mapped_column(BigInteger)
+    refunded_fen: Mapped[int] = mapped_column(BigInteger)
+    completed: Mapped[bool] = mapped_column(Boolean)
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source_modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    points_available: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    points_pending: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+
+
+class Reward(Base):
+    """Something members buy with points (积分兑换): a coupon, a gift, or a gift for points plus cash."""
+
+    __tablename__ = "rewards"
+    __table_args__ = (
+        Index("ix_rewards_shop", "shop_id", "created_at"),
+        CheckConstraint("stock IS NULL OR stock >= 0", name="stock_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(1000))
+    kind: Mapped[str] = mapped_column(String(16))  # coupon, gift, points_cash
+    points_cost: Mapped[int] = mapped_column(BigInteger)
+    cash_fen: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    stock: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
+    redeemed_count: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
+    min_tier_level: Mapped[int] = mapped_column(SmallInteger, server_default=_ZERO)
+    per_member_limit: Mapped[int | None] = mapped_column(Integer)
+    coupon_template_id: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Redemption(Base):
+    __tablename__ = "redemptions"
+    __table_args__ = (Index("ix_redemptions_member", "shop_id", "customer_id", "reward_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    reward_id: Mapped[str] = mapped_column(String(32))
+    points: Mapped[int] = mapped_column(BigInteger)
+    cash_fen: Mapped[int] = mapped_column(BigInteger)
+    coupon_code: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CouponTemplate(Base):
+    """A kind of coupon (优惠券): 无门槛 amount off, 满减 spend X save Y, or percent off."""
+
+    __tablename__ = "coupon_templates"
+    __table_args__ = (Index("ix_coupon_templates_shop", "shop_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # no_threshold, spend_save, percent_off
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger)
+    threshold_fen: Mapped[int | None] = mapped_column(BigInteger)
+    percent_off: Mapped[int | None] = mapped_column(SmallInteger)
+    valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    valid_days: Mapped[int | None] = mapped_column(Integer)  # from issue, when no fixed end
+    total_limit: Mapped[int | None] = mapped_column(Integer)
+    per_customer_limit: Mapped[int | None] = mapped_column(Integer)
+    issued_count: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
+    redeemed_count: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
+    revenue_fen: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Coupon(Base):
+    """One issued coupon; its code is unique within the shop."""
+
+    __tablename__ = "coupons"
+    __table_args__ = (
+        Index("ix_coupons_member", "shop_id", "customer_id", "issued_at"),
+        Index("ix_coupons_template", "shop_id", "template_id"),
+    )
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    template_id: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))  # issue, redemption, lottery
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    redeemed_order_id: Mapped[str | None] = mapped_column(String(32))
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CouponReuse(Base):
+    """A second order that named an already redeemed code: flagged for the shop, never counted."""
+
+    __tablename__ = "coupon_reuses"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    flagged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Lottery(Base):
+    """抽奖: members draw for prizes, paying points or using their free draws of the day."""
+
+    __tablename__ = "lotteries"
+    __table_args__ = (Index("ix_lotteries_shop", "shop_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    cost_points: Mapped[int] = mapped_column(BigInteger)
+    free_draws_per_day: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
+    points_budget: Mapped[int | None] = mapped_column(BigInteger)  # None: no cap on points prizes
+    points_awarded: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LotteryPrize(Base):
+    __tablename__ = "lottery_prizes"
+    __table_args__ = (
+        Index("ix_lottery_prizes_lottery", "shop_id", "lottery_id"),
+        CheckConstraint("stock IS NULL OR stock >= 0", name="prize_stock_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    lottery_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    probability: Mapped[Decimal] = mapped_column(Numeric(7, 6))
+    stock: Mapped[int | None] = mapped_column(Integer)
+    awarded_count: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
+    points: Mapped[int | None] = mapped_column(BigInteger)
+    coupon_template_id: Mapped[str | None] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(SmallInteger)
+
+
+class LotteryDraw(Base):
+    """Every draw, won or not."""
+
+    __tablename__ = "lottery_draws"
+    __table_args__ = (Index("ix_lottery_draws_member_day", "shop_id", "lottery_id", "customer_id", "day"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    lottery_id: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date] = mapped_column(Date)
+    free: Mapped[bool] = mapped_column(Boolean)
+    cost_points: Mapped[int] = mapped_column(BigInteger)
+    prize_id: Mapped[str | None] = mapped_column(String(32))
+    points_awarded: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    coupon_code: Mapped[str | None] = mapped_column(String(32))
+    drawn_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

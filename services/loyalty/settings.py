@@ -11,3 +11,6 @@ class LoyaltySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore", frozen=True)
 
     service_name: str = "loyalty"
+    # How often the scheduled jobs run: points expiry, expiring-points notices, birthday bonuses,
+    # tier re-evaluation (LOYALTY_JOBS_SECONDS).
+    jobs_seconds: float = 3600.0

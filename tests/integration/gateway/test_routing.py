@@ -81,7 +81,7 @@ async def test_correlation_id_flows_from_request_through_consumers(
             correlation = await conn.scalar(
                 text(
                     "SELECT envelope->>'correlation_id' FROM loyalty.outbox "
-                    "WHERE shop_id = :shop AND event_type = 'points.changed'"
+                    "WHERE shop_id = :shop AND event_type = 'loyalty.points_changed'"
                 ),
                 {"shop": shop.shop_id},
             )

@@ -70,7 +70,7 @@ async def test_a_retry_while_the_first_is_running_gets_409(shop: ShopClient, sta
         async with engine.begin() as conn:
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                {"k": f"{shop.shop_id}\x1fslow-1"},
+                {"k": f"ingest.idempotency_keys\x1f{shop.shop_id}\x1fslow-1"},
             )
             response = await shop.client.post(
                 "/api/v1/orders", json=BODY, headers={**shop.headers(), "Idempotency-Key": "slow-1"}

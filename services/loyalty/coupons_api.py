@@ -1,0 +1,192 @@
+"""Coupon templates, issuing coupons (to customers or a segment), and a member's coupons."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+from sqlalchemy import func, select
+
+from laoke.kit import clock
+from laoke.kit.db import SessionDep
+from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
+from laoke.kit.ids import new_id
+from laoke.kit.money import from_fen, to_fen
+from laoke.kit.service import CallerDep, OutboxDep
+from laoke.kit.settings import ServiceSettings
+from services.loyalty import coupons
+from services.loyalty.models import Coupon, CouponReuse, CouponTemplate, Member
+from services.loyalty.schemas import (
+    CouponList,
+    CouponOut,
+    CouponTemplateIn,
+    CouponTemplateList,
+    CouponTemplateOut,
+    IssueIn,
+    IssueOut,
+)
+
+router = APIRouter(tags=["coupons"], responses=ERROR_RESPONSES)
+SHOWN_CODES = 1000
+
+
+async def _template_out(session: SessionDep, template: CouponTemplate) -> CouponTemplateOut:
+    reuses = await session.scalar(
+        select(func.count())
+        .select_from(CouponReuse)
+        .join(Coupon, (Coupon.shop_id == CouponReuse.shop_id) & (Coupon.code == CouponReuse.code))
+        .where(Coupon.shop_id == template.shop_id, Coupon.template_id == template.id)
+    )
+    return CouponTemplateOut(
+        id=template.id,
+        name=template.name,
+        kind=template.kind,  # type: ignore[arg-type]
+        amount=from_fen(template.amount_fen) if template.amount_fen is not None else None,
+        threshold=from_fen(template.threshold_fen) if template.threshold_fen is not None else None,
+        percent_off=template.percent_off,
+        valid_from=template.valid_from,
+        valid_until=template.valid_until,
+        valid_days=template.valid_days,
+        total_limit=template.total_limit,
+        per_customer_limit=template.per_customer_limit,
+        issued=template.issued_count,
+        redeemed=template.redeemed_count,
+        revenue=from_fen(template.revenue_fen),
+        reuses_flagged=reuses or 0,
+    )
+
+
+@router.post(
+    "/api/v1/coupons/templates",
+    response_model=CouponTemplateOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a coupon template (优惠券)",
+)
+async def create_template(
+    body: CouponTemplateIn, caller: CallerDep, session: SessionDep
+) -> CouponTemplateOut:
+    template = CouponTemplate(
+        id=new_id("cpt"),
+        shop_id=caller.shop_id,
+        name=body.name,
+        kind=body.kind,
+        amount_fen=to_fen(body.amount) if body.amount is not None else None,
+        threshold_fen=to_fen(body.threshold) if body.threshold is not None else None,
+        percent_off=body.percent_off,
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        valid_days=body.valid_days,
+        total_limit=body.total_limit,
+        per_customer_limit=body.per_customer_limit,
+        issued_count=0,
+        redeemed_count=0,
+        revenue_fen=0,
+    )
+    session.add(template)
+    await session.flush()
+    return await _template_out(session, template)
+
+
+@router.get(
+    "/api/v1/coupons/templates", response_model=CouponTemplateList, summary="Coupon templates and stats"
+)
+async def list_templates(caller: CallerDep, session: SessionDep) -> CouponTemplateList:
+    rows = await session.scalars(
+        select(CouponTemplate)
+        .where(CouponTemplate.shop_id == caller.shop_id)
+        .order_by(CouponTemplate.created_at)
+    )
+    return CouponTemplateList(items=[await _template_out(session, t) for t in rows])
+
+
+@router.get(
+    "/api/v1/coupons/templates/{template_id}",
+    response_model=CouponTemplateOut,
+    summary="A coupon template with its redemption report (issued, redeemed, revenue, reuses)",
+)
+async def get_template(template_id: str, caller: CallerDep, session: SessionDep) -> CouponTemplateOut:
+    return await _template_out(session, await coupons.load_template(session, caller.shop_id, template_id))
+
+
+@router.post(
+    "/api/v1/coupons/templates/{template_id}/issue",
+    response_model=IssueOut,
+    summary="Issue coupons to customers or to a segment",
+    description="One coupon per customer, with a code unique in the shop. `segment_id` is resolved into its "
+    "current members through the segmentation service. Customers at the per-customer limit are skipped "
+    "and listed; beyond the total limit nothing is issued (409 `limit_reached`). Customers must be members "
+    "(have an order or have signed in): unknown ids are a 422 naming them.",
+)
+async def issue(
+    template_id: str,
+    body: IssueIn,
+    request: Request,
+    caller: CallerDep,
+    session: SessionDep,
+    outbox: OutboxDep,
+) -> IssueOut:
+    template = await coupons.load_template(session, caller.shop_id, template_id, lock=True)
+    if body.segment_id is not None:
+        settings: ServiceSettings = request.app.state.settings
+        customers = await coupons.segment_members(settings, caller.shop_id, body.segment_id)
+    else:
+        customers = list(dict.fromkeys(body.customer_ids or []))
+    known = set(
+        await session.scalars(
+            select(Member.customer_id).where(
+                Member.shop_id == caller.shop_id, Member.customer_id.in_(customers)
+            )
+        )
+    )
+    unknown = [c for c in customers if c not in known]
+    if unknown and body.customer_ids is not None:
+        raise Unprocessable(
+            f"unknown customers: {', '.join(unknown[:10])}" + (" …" if len(unknown) > 10 else "")
+        )
+    issued, skipped = await coupons.issue(session, outbox, template, [c for c in customers if c in known])
+    return IssueOut(
+        issued=len(issued),
+        skipped_at_limit=skipped,
+        codes=dict(list(issued.items())[:SHOWN_CODES]),
+    )
+
+
+@router.get(
+    "/api/v1/loyalty/members/{customer_id}/coupons",
+    response_model=CouponList,
+    summary="A member's coupons, newest first",
+)
+async def member_coupons(customer_id: str, caller: CallerDep, session: SessionDep) -> CouponList:
+    member = await session.scalar(
+        select(Member.customer_id).where(Member.shop_id == caller.shop_id, Member.customer_id == customer_id)
+    )
+    if member is None:
+        raise NotFound(f"member {customer_id} not found")
+    rows = await session.execute(
+        select(Coupon, CouponTemplate.name)
+        .join(
+            CouponTemplate,
+            (CouponTemplate.shop_id == Coupon.shop_id) & (CouponTemplate.id == Coupon.template_id),
+        )
+        .where(Coupon.shop_id == caller.shop_id, Coupon.customer_id == customer_id)
+        .order_by(Coupon.issued_at.desc())
+        .limit(500)
+    )
+    now = clock.now()
+    return CouponList(
+        items=[
+            CouponOut(
+                code=c.code,
+                template_id=c.template_id,
+                name=name,
+                status="redeemed"
+                if c.redeemed_order_id
+                else "expired"
+                if coupons.expired(c, now)
+                else "issued",
+                issued_at=c.issued_at,
+                expires_at=c.expires_at,
+                redeemed_order_id=c.redeemed_order_id,
+                redeemed_at=c.redeemed_at,
+            )
+            for c, name in rows
+        ]
+    )

@@ -1,0 +1,217 @@
+"""Redeeming points for rewards (积分兑换) and drawing lotteries (抽奖): all or nothing, never oversold.
+
+Both run in one transaction under the member's lock. Stock is taken with a conditional UPDATE
+(`stock > 0`), so concurrent redemptions of different members can never take more than there is.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.kit import clock
+from laoke.kit.errors import Conflict, NotFound, Unprocessable
+from laoke.kit.ids import new_id
+from laoke.kit.outbox import Outbox
+from services.loyalty import coupons
+from services.loyalty.ledger import InsufficientPoints, Ledger
+from services.loyalty.models import Lottery, LotteryDraw, LotteryPrize, Member, Redemption, Reward
+from services.loyalty.program import ProgramSettings
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
+
+class LimitReached(Conflict):
+    code = "limit_reached"
+
+
+class TierTooLow(Unprocessable):
+    code = "tier_too_low"
+
+
+async def existing_member(ledger: Ledger, customer_id: str) -> Member:
+    member = await ledger.member(customer_id, create=False)
+    if member is None:
+        raise NotFound(f"member {customer_id} not found")
+    return member
+
+
+async def redeem(
+    session: AsyncSession,
+    outbox: Outbox,
+    shop_id: str,
+    program: ProgramSettings,
+    customer_id: str,
+    reward_id: str,
+) -> Redemption:
+    reward = await session.scalar(select(Reward).where(Reward.shop_id == shop_id, Reward.id == reward_id))
+    if reward is None or not reward.active:
+        raise NotFound(f"reward {reward_id} not found")
+    ledger = Ledger(session, outbox, shop_id, program)
+    member = await existing_member(ledger, customer_id)
+    if member.tier_level < reward.min_tier_level:
+        raise TierTooLow(
+            f"reward {reward_id} needs tier level {reward.min_tier_level}; member has {member.tier_level}"
+        )
+    if reward.per_member_limit is not None:
+        taken = await session.scalar(
+            select(func.count()).where(
+                Redemption.shop_id == shop_id,
+                Redemption.customer_id == customer_id,
+                Redemption.reward_id == reward_id,
+            )
+        )
+        if (taken or 0) >= reward.per_member_limit:
+            raise LimitReached(f"member {customer_id} has redeemed reward {reward_id} {taken} times (limit)")
+    if member.points_balance < reward.points_cost:
+        # Checked before the stock so a member short of points never holds stock even for a moment.
+        raise InsufficientPoints(
+            f"reward {reward_id} costs {reward.points_cost} points; member has {member.points_balance}"
+        )
+    stocked = await session.execute(
+        update(Reward)
+        .where(
+            Reward.shop_id == shop_id, Reward.id == reward_id, (Reward.stock.is_(None)) | (Reward.stock > 0)
+        )
+        .values(
+            stock=case((Reward.stock.is_(None), None), else_=Reward.stock - 1),
+            redeemed_count=Reward.redeemed_count + 1,
+            updated_at=func.now(),
+        )
+        .returning(Reward.id)
+    )
+    if stocked.first() is None:
+        raise OutOfStock(f"reward {reward_id} is out of stock")
+    redemption_id = new_id("rdm")
+    await ledger.debit(member, "redeem", reward.points_cost, f"redemption:{redemption_id}", note=reward.name)
+    code = None
+    if reward.kind == "coupon" and reward.coupon_template_id:
+        template = await coupons.load_template(session, shop_id, reward.coupon_template_id, lock=True)
+        issued, _ = await coupons.issue(session, outbox, template, [customer_id], source="redemption")
+        code = issued.get(customer_id)
+    redemption = Redemption(
+        id=redemption_id,
+        shop_id=shop_id,
+        customer_id=customer_id,
+        reward_id=reward_id,
+        points=reward.points_cost,
+        cash_fen=reward.cash_fen,
+        coupon_code=code,
+        created_at=clock.now(),
+    )
+    session.add(redemption)
+    await session.flush()
+    return redemption
+
+
+@dataclass(frozen=True)
+class DrawResult:
+    draw: LotteryDraw
+    prize: LotteryPrize | None
+
+
+def pick(prizes: list[LotteryPrize], roll: Decimal) -> LotteryPrize | None:
+    """The prize whose probability band holds `roll` (in [0, 1)); beyond the bands, no prize."""
+    edge = Decimal(0)
+    for prize in sorted(prizes, key=lambda p: p.position):
+        edge += prize.probability
+        if roll < edge:
+            return prize
+    return None
+
+
+async def draw(
+    session: AsyncSession,
+    outbox: Outbox,
+    shop_id: str,
+    program: ProgramSettings,
+    lottery_id: str,
+    customer_id: str,
+) -> DrawResult:
+    lottery = await session.scalar(
+        select(Lottery).where(Lottery.shop_id == shop_id, Lottery.id == lottery_id).with_for_update()
+    )
+    if lottery is None or not lottery.active:
+        raise NotFound(f"lottery {lottery_id} not found")
+    ledger = Ledger(session, outbox, shop_id, program)
+    member = await existing_member(ledger, customer_id)
+    today = program.today(clock.now())
+    free_used = await session.scalar(
+        select(func.count()).where(
+            LotteryDraw.shop_id == shop_id,
+            LotteryDraw.lottery_id == lottery_id,
+            LotteryDraw.customer_id == customer_id,
+            LotteryDraw.day == today,
+            LotteryDraw.free,
+        )
+    )
+    free = (free_used or 0) < lottery.free_draws_per_day
+    draw_id = new_id("drw")
+    cost = 0 if free else lottery.cost_points
+    if cost:
+        await ledger.debit(member, "redeem", cost, f"draw:{draw_id}", note=f"lottery {lottery.name}")
+    prizes = list(
+        await session.scalars(
+            select(LotteryPrize).where(LotteryPrize.shop_id == shop_id, LotteryPrize.lottery_id == lottery_id)
+        )
+    )
+    # Six decimal places of probability; the system's CSPRNG, so nobody can predict a draw.
+    prize = pick(prizes, Decimal(secrets.randbelow(1_000_000)) / 1_000_000)
+    if prize is not None:
+        prize = await _take_prize(session, lottery, prize)
+    record = LotteryDraw(
+        id=draw_id,
+        shop_id=shop_id,
+        lottery_id=lottery_id,
+        customer_id=customer_id,
+        day=today,
+        free=free,
+        cost_points=cost,
+        prize_id=prize.id if prize else None,
+        points_awarded=0,
+        drawn_at=clock.now(),
+    )
+    if prize is not None and prize.points:
+        await ledger.credit(
+            member, "bonus", prize.points, f"draw:{draw_id}", note=f"lottery prize {prize.name}"
+        )
+        record.points_awarded = prize.points
+    if prize is not None and prize.coupon_template_id:
+        template = await coupons.load_template(session, shop_id, prize.coupon_template_id, lock=True)
+        issued, _ = await coupons.issue(session, outbox, template, [customer_id], source="lottery")
+        record.coupon_code = issued.get(customer_id)
+    session.add(record)
+    await session.flush()
+    return DrawResult(record, prize)
+
+
+async def _take_prize(session: AsyncSession, lottery: Lottery, prize: LotteryPrize) -> LotteryPrize | None:
+    """The prize if its stock and the lottery's points budget allow; otherwise the draw wins nothing.
+    The lottery row is locked, so budget and stock checks cannot race."""
+    over_budget = (
+        prize.points
+        and lottery.points_budget is not None
+        and lottery.points_awarded + prize.points > lottery.points_budget
+    )
+    if over_budget:
+        return None
+    taken = await session.execute(
+        update(LotteryPrize)
+        .where(LotteryPrize.id == prize.id, (LotteryPrize.stock.is_(None)) | (LotteryPrize.stock > 0))
+        .values(
+            stock=case((LotteryPrize.stock.is_(None), None), else_=LotteryPrize.stock - 1),
+            awarded_count=LotteryPrize.awarded_count + 1,
+        )
+        .returning(LotteryPrize.id)
+    )
+    if taken.first() is None:
+        return None
+    if prize.points:
+        lottery.points_awarded += prize.points
+    return prize

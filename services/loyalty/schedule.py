@@ -1,0 +1,266 @@
+"""Scheduled loyalty work: points expiry, expiring-points notices, birthday bonuses, tier re-evaluation.
+
+Any number of replicas may run the loop; a PostgreSQL advisory lock lets one of them work per round.
+Expiry is set-based in chunks of members: the chunk's members are locked first (in a fixed order, as
+every ledger change locks them), then one statement zeroes their expired lots, books one `expire`
+entry per member, moves their balances and writes their events. Because spending also happens under
+the member lock, expiry only ever takes what is left of a lot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy import extract, or_, select, text
+
+from laoke.contracts.loyalty import POINTS_CHANGED, POINTS_EXPIRING
+from laoke.contracts.topics import Topic
+from laoke.kit import clock
+from laoke.kit.db import Database
+from laoke.kit.outbox import Outbox, envelope_sql
+from services.loyalty import program, tiers
+from services.loyalty.ledger import Ledger
+from services.loyalty.models import Member, Program
+
+log = structlog.get_logger(__name__)
+
+_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended('loyalty.jobs', 0))")
+CHUNK = 50_000
+
+_DUE_MEMBERS = text(
+    """
+    SELECT DISTINCT shop_id, customer_id FROM loyalty.points_lots
+    WHERE remaining > 0 AND expires_at <= :as_of
+    ORDER BY shop_id, customer_id LIMIT :chunk
+    """
+)
+_LOCK_MEMBERS = text(
+    """
+    SELECT count(*) FROM (
+        SELECT 1 FROM loyalty.members m
+        JOIN unnest(CAST(:shops AS text[]), CAST(:customers AS text[])) AS x(shop_id, customer_id)
+          ON m.shop_id = x.shop_id AND m.customer_id = x.customer_id
+        ORDER BY m.shop_id, m.customer_id FOR UPDATE OF m
+    ) locked
+    """
+)
+_EXPIRE = text(
+    f"""
+    WITH due AS (
+        SELECT l.id, l.shop_id, l.customer_id, l.remaining
+        FROM loyalty.points_lots l
+        JOIN unnest(CAST(:shops AS text[]), CAST(:customers AS text[])) AS x(shop_id, customer_id)
+          ON l.shop_id = x.shop_id AND l.customer_id = x.customer_id
+        WHERE l.remaining > 0 AND l.expires_at <= :as_of
+    ), zeroed AS (
+        UPDATE loyalty.points_lots l SET remaining = 0 FROM due WHERE l.id = due.id
+        RETURNING due.shop_id, due.customer_id, due.remaining
+    ), per_member AS (
+        SELECT shop_id, customer_id, sum(remaining) AS points FROM zeroed GROUP BY shop_id, customer_id
+    ), entries AS (
+        INSERT INTO loyalty.points_ledger (shop_id, customer_id, kind, points, reference, note)
+        SELECT shop_id, customer_id, 'expire', -points, 'expire:' || customer_id || ':' || :stamp,
+               'points expired'
+        FROM per_member
+        RETURNING 1
+    ), moved AS (
+        UPDATE loyalty.members m SET points_balance = m.points_balance - p.points, updated_at = now()
+        FROM per_member p WHERE m.shop_id = p.shop_id AND m.customer_id = p.customer_id
+        RETURNING m.shop_id, m.customer_id, p.points, m.points_balance, m.points_pending
+    ), announced AS (
+        INSERT INTO loyalty.outbox (event_id, topic, key, event_type, shop_id, envelope)
+        SELECT (e->>'event_id')::uuid, :topic, shop_id || ':' || customer_id, '{POINTS_CHANGED}', shop_id, e
+        FROM (SELECT shop_id, customer_id, {
+        envelope_sql(
+            "loyalty",
+            POINTS_CHANGED,
+            "jsonb_build_object('customer_id', customer_id, 'delta', -points, 'pending_delta', 0, "
+            "'kind', 'expire', 'reference', 'expire:' || customer_id || ':' || CAST(:stamp AS text), "
+            "'balance', points_balance, 'pending', points_pending)",
+            shop_sql="shop_id",
+        )
+    } AS e FROM moved) x
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM announced) AS members, (SELECT count(*) FROM entries) AS entries,
+           (SELECT coalesce(sum(points), 0) FROM per_member) AS points
+    """  # noqa: S608 - only constants of this module are interpolated
+)
+_EXPIRING_PAYLOAD = (
+    "jsonb_build_object('customer_id', customer_id, 'points', points, "
+    "'expires_at', to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+    "'balance', points_balance)"
+)
+_NOTIFY = text(
+    f"""
+    WITH soon AS (
+        UPDATE loyalty.points_lots SET notified_at = :as_of
+        WHERE shop_id = :shop AND remaining > 0 AND notified_at IS NULL
+          AND expires_at > :as_of AND expires_at <= :until
+        RETURNING customer_id, remaining, expires_at
+    ), per_member AS (
+        SELECT s.customer_id, sum(s.remaining) AS points, min(s.expires_at) AS expires_at, m.points_balance
+        FROM soon s JOIN loyalty.members m ON m.shop_id = :shop AND m.customer_id = s.customer_id
+        GROUP BY s.customer_id, m.points_balance
+    )
+    INSERT INTO loyalty.outbox (event_id, topic, key, event_type, shop_id, envelope)
+    SELECT (e->>'event_id')::uuid, :topic, :shop || ':' || customer_id, '{POINTS_EXPIRING}', :shop, e
+    FROM (SELECT customer_id, {
+        envelope_sql("loyalty", POINTS_EXPIRING, _EXPIRING_PAYLOAD)
+    } AS e FROM per_member) x
+    """  # noqa: S608 - only constants of this module are interpolated
+)
+
+
+async def expire_points(db: Database, now: datetime) -> tuple[int, int]:
+    """Expire every lot due by `now`; returns (members, points)."""
+    members = points = 0
+    while True:
+        async with db.transaction() as session:
+            due = (await session.execute(_DUE_MEMBERS, {"as_of": now, "chunk": CHUNK})).all()
+            if not due:
+                return members, points
+            keys = {"shops": [r.shop_id for r in due], "customers": [r.customer_id for r in due]}
+            await session.execute(_LOCK_MEMBERS, keys)
+            row = (
+                await session.execute(
+                    _EXPIRE,
+                    keys
+                    | {"as_of": now, "stamp": now.strftime("%Y%m%dT%H%M%S"), "topic": Topic.LOYALTY.value},
+                )
+            ).one()
+            members += row.members
+            points += row.points
+
+
+async def notify_expiring(db: Database, now: datetime) -> int:
+    async with db.transaction() as session:
+        shops = list(
+            await session.scalars(
+                text(
+                    "SELECT DISTINCT shop_id FROM loyalty.points_lots "
+                    "WHERE remaining > 0 AND notified_at IS NULL AND expires_at > :as_of"
+                ),
+                {"as_of": now},
+            )
+        )
+        sent = 0
+        for shop_id in shops:
+            settings = await program.load(session, shop_id)
+            until = now + timedelta(days=settings.expiry.notice_days)
+            result = await session.execute(
+                _NOTIFY, {"shop": shop_id, "as_of": now, "until": until, "topic": Topic.LOYALTY.value}
+            )
+            sent += result.rowcount or 0  # type: ignore[attr-defined]
+        return sent
+
+
+def _birthday_matches(today: date) -> list[tuple[int, int]]:
+    days = [(today.month, today.day)]
+    leap = today.year % 4 == 0 and (today.year % 100 != 0 or today.year % 400 == 0)
+    if (today.month, today.day) == (2, 28) and not leap:
+        days.append((2, 29))  # a 29 February birthday is celebrated on the 28th in common years
+    return days
+
+
+async def birthday_bonuses(db: Database, outbox: Outbox, now: datetime) -> int:
+    """Members whose birthday is today (shop-local) get the programme's birthday bonus, once a year."""
+    paid = 0
+    async with db.transaction() as session:
+        shop_ids = list(await session.scalars(select(Program.shop_id)))
+        for shop_id in shop_ids:
+            settings = await program.load(session, shop_id)
+            if not settings.birthday_bonus:
+                continue
+            today = settings.today(now)
+            matches = _birthday_matches(today)
+            customers = list(
+                await session.scalars(
+                    select(Member.customer_id).where(
+                        Member.shop_id == shop_id,
+                        or_(
+                            *(
+                                (extract("month", Member.birthday) == m)
+                                & (extract("day", Member.birthday) == d)
+                                for m, d in matches
+                            )
+                        ),
+                    )
+                )
+            )
+            ledger = Ledger(session, outbox, shop_id, settings)
+            for customer_id in customers:
+                member = await ledger.member(customer_id, create=False)
+                if member is None:
+                    continue
+                booked = await ledger.credit(
+                    member,
+                    "bonus",
+                    settings.birthday_bonus,
+                    f"birthday:{customer_id}:{today.year}",
+                    note="生日礼",
+                )
+                paid += booked is not None
+    return paid
+
+
+async def reevaluate_tiers(db: Database) -> int:
+    """Programmes with a window and downgrades allowed: members move with their recent spend."""
+    changed = 0
+    async with db.transaction() as session:
+        for shop_id in list(await session.scalars(select(Program.shop_id))):
+            settings = await program.load(session, shop_id)
+            if settings.reevaluation_days and not settings.never_downgrade:
+                changed += await tiers.evaluate(session, shop_id, settings, allow_down=True)
+    return changed
+
+
+async def run_jobs(db: Database, outbox: Outbox) -> dict[str, int] | None:
+    """One round of every job; None when another replica holds the round."""
+    async with db.transaction() as session:
+        if not await session.scalar(_LOCK):
+            return None
+        now = clock.now()
+        # The lock is transaction-scoped: the jobs below run in their own transactions meanwhile,
+        # and another replica's round cannot start until this one is done.
+        members, points = await expire_points(db, now)
+        done = {
+            "expired_members": members,
+            "expired_points": points,
+            "expiring_notices": await notify_expiring(db, now),
+            "birthday_bonuses": await birthday_bonuses(db, outbox, now),
+            "tiers_changed": await reevaluate_tiers(db),
+        }
+    if any(done.values()):
+        log.info("loyalty_jobs", **done)
+    return done
+
+
+async def _loop(db: Database, outbox: Outbox, every: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await run_jobs(db, outbox)
+        except Exception:  # a failed round is retried on the next one
+            log.exception("loyalty_jobs_failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
+def jobs_lifespan(every: float, enabled: bool):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(_loop(app.state.db, app.state.outbox, every, stop)) if enabled else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    return lifespan
