@@ -1,0 +1,210 @@
+"""The programme, and points from orders: pending → release, proportional refunds, late events, tiers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from laoke.contracts.loyalty import TIER_CHANGED
+from laoke.contracts.orders import OrderStatus
+from laoke.contracts.topics import Topic
+from laoke.testing.infra import Infra, events_on
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
+from tests.integration.loyalty.helpers import (
+    T0,
+    invariants_hold,
+    ledger,
+    member_reaches,
+    order_event,
+    publish,
+    set_program,
+)
+
+TIERS = [
+    {"level": 1, "name": "普通会员", "discount": 100},
+    {"level": 2, "name": "银卡", "min_spend": "500", "discount": 98},
+    {"level": 3, "name": "金卡", "min_spend": "2000", "min_orders": 3, "discount": 95},
+]
+
+
+async def test_programme_is_validated_and_kept(shop: ShopClient, other_shop: ShopClient) -> None:
+    default = await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())
+    assert default.status_code == 200 and default.json()["credit_on"] == "completed"
+    saved = await set_program(shop, earn_rate="2", tiers=TIERS, expiry={"mode": "rolling", "days": 365})
+    assert saved["earn_rate"] == "2" and [t["name"] for t in saved["tiers"]] == ["普通会员", "银卡", "金卡"]
+    again = await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())
+    assert again.json() == saved
+    assert (await other_shop.client.get("/api/v1/loyalty/program", headers=other_shop.headers())).json()[
+        "earn_rate"
+    ] == "1"
+
+    bad_programmes = {
+        "thresholds rise": {"tiers": [TIERS[0], {**TIERS[2], "level": 2}, {**TIERS[1], "level": 3}]},
+        "discounts never rise": {"tiers": [TIERS[0], TIERS[1], {**TIERS[2], "discount": 99}]},
+        "rolling expiry needs days": {"expiry": {"mode": "rolling"}},
+        "unknown time zone": {"timezone": "Mars/Olympus"},
+        "earn_rate": {"earn_rate": "-1"},
+    }
+    for expected, body in bad_programmes.items():
+        refused = await shop.client.put("/api/v1/loyalty/program", json=body, headers=shop.headers())
+        assert refused.status_code == 422 and expected in refused.text, (expected, refused.text)
+    assert (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json() == saved
+
+
+async def test_paid_orders_pend_then_release_or_lapse(shop: ShopClient, stack: ServerSet) -> None:
+    await set_program(shop, credit_on="paid")
+    await publish(
+        stack,
+        order_event(shop.shop_id, "cus_pend", "ord_p1", OrderStatus.PAID, paid_fen=30_000, modified=T0),
+        order_event(shop.shop_id, "cus_pend", "ord_p2", OrderStatus.PAID, paid_fen=5_000, modified=T0),
+    )
+    await member_reaches(shop, "cus_pend", points_pending=350, points_available=0)
+    await publish(
+        stack,
+        order_event(
+            shop.shop_id,
+            "cus_pend",
+            "ord_p1",
+            OrderStatus.COMPLETED,
+            paid_fen=30_000,
+            modified=T0 + timedelta(days=3),
+            completed=True,
+        ),
+        order_event(
+            shop.shop_id,
+            "cus_pend",
+            "ord_p2",
+            OrderStatus.CLOSED,
+            paid_fen=5_000,
+            modified=T0 + timedelta(hours=1),
+        ),
+    )
+    await member_reaches(shop, "cus_pend", points_pending=0, points_available=300, lifetime_earned=300)
+    kinds = [(e["kind"], e["points"], e["pending"]) for e in await ledger(shop, "cus_pend")]
+    assert sorted(kinds) == sorted(
+        [("pending", 0, 300), ("pending", 0, 50), ("release", 300, -300), ("reverse", 0, -50)]
+    )
+    await invariants_hold(stack, shop.shop_id)
+
+
+async def test_refunds_reverse_proportionally_once(shop: ShopClient, stack: ServerSet) -> None:
+    completed = order_event(
+        shop.shop_id, "cus_ref", "ord_r1", OrderStatus.COMPLETED, paid_fen=30_000, modified=T0, completed=True
+    )
+    partial = order_event(
+        shop.shop_id,
+        "cus_ref",
+        "ord_r1",
+        OrderStatus.PARTIALLY_REFUNDED,
+        paid_fen=30_000,
+        refunded_fen=10_000,
+        modified=T0 + timedelta(days=2),
+        completed=True,
+    )
+    # The same refund, delivered ten times: once as the very same event, and as re-announcements.
+    copies = [partial] * 5 + [partial.model_copy(update={"event_id": uuid.uuid4()}) for _ in range(5)]
+    await publish(stack, completed, *copies)
+    await member_reaches(shop, "cus_ref", points_available=200)
+    entries = [(e["kind"], e["points"]) for e in await ledger(shop, "cus_ref")]
+    assert entries == [("earn", 300), ("reverse", -100)]
+
+    # The rest refunded after the points were partly spent: what is left is taken, the note says so.
+    spent = await shop.client.post(
+        "/api/v1/loyalty/members/cus_ref/adjustments",
+        json={"points": -150, "reason": "兑换线下礼品"},
+        headers=shop.headers(),
+    )
+    assert spent.status_code == 201, spent.text
+    await publish(
+        stack,
+        order_event(
+            shop.shop_id,
+            "cus_ref",
+            "ord_r1",
+            OrderStatus.REFUNDED,
+            paid_fen=30_000,
+            refunded_fen=30_000,
+            modified=T0 + timedelta(days=5),
+            completed=True,
+        ),
+    )
+    await member_reaches(shop, "cus_ref", points_available=0)
+    last = (await ledger(shop, "cus_ref"))[-1]
+    assert (last["kind"], last["points"]) == ("reverse", -50) and "150 points were already spent" in last[
+        "note"
+    ]
+    await invariants_hold(stack, shop.shop_id)
+
+
+async def test_an_earn_event_arriving_after_its_refund_changes_nothing(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    refunded = order_event(
+        shop.shop_id,
+        "cus_late",
+        "ord_l1",
+        OrderStatus.PARTIALLY_REFUNDED,
+        paid_fen=20_000,
+        refunded_fen=5_000,
+        modified=T0 + timedelta(days=2),
+        completed=True,
+    )
+    earlier = order_event(
+        shop.shop_id,
+        "cus_late",
+        "ord_l1",
+        OrderStatus.COMPLETED,
+        paid_fen=20_000,
+        modified=T0,
+        completed=True,
+    )
+    await publish(stack, refunded, earlier)
+    body = await member_reaches(shop, "cus_late", points_available=150)
+    assert body["lifetime_earned"] == 150
+    assert [(e["kind"], e["points"]) for e in await ledger(shop, "cus_late")] == [("earn", 150)]
+
+
+async def test_tiers_rise_with_spend_and_never_fall(shop: ShopClient, stack: ServerSet, infra: Infra) -> None:
+    await set_program(shop, tiers=TIERS)
+    day = T0
+    for n, paid in enumerate((30_000, 30_000), start=1):
+        day += timedelta(days=1)
+        await publish(
+            stack,
+            order_event(
+                shop.shop_id,
+                "cus_tier",
+                f"ord_t{n}",
+                OrderStatus.COMPLETED,
+                paid_fen=paid,
+                modified=day,
+                completed=True,
+            ),
+        )
+    body = await member_reaches(shop, "cus_tier", tier_level=2)
+    assert (body["tier"], body["discount"], body["qualifying_spend"]) == ("银卡", 98, "600.00")
+    assert body["next_tier"] == {"level": 3, "name": "金卡", "spend_needed": "1400.00", "orders_needed": 1}
+
+    # A full refund of one order takes its spend away, but never the tier (never_downgrade by default).
+    await publish(
+        stack,
+        order_event(
+            shop.shop_id,
+            "cus_tier",
+            "ord_t2",
+            OrderStatus.REFUNDED,
+            paid_fen=30_000,
+            refunded_fen=30_000,
+            modified=day + timedelta(days=1),
+            completed=True,
+        ),
+    )
+    body = await member_reaches(shop, "cus_tier", points_available=300)
+    assert body["tier_level"] == 2 and body["qualifying_spend"] == "300.00"
+
+    changes = await events_on(
+        infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 2, types=frozenset({TIER_CHANGED})
+    )
+    assert [(e.payload["from_level"], e.payload["to_level"]) for e in changes] == [(None, 1), (1, 2)]
+    await invariants_hold(stack, shop.shop_id)
