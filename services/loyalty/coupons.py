@@ -62,7 +62,7 @@ async def issue(
     wanted = list(dict.fromkeys(customer_ids))
     skipped: list[str] = []
     if template.per_customer_limit is not None and wanted:
-        held = dict(
+        held: dict[str, int] = dict(
             (
                 await session.execute(
                     select(Coupon.customer_id, func.count())
@@ -73,7 +73,7 @@ async def issue(
                     )
                     .group_by(Coupon.customer_id)
                 )
-            ).tuples()
+            ).all()
         )
         skipped = [c for c in wanted if held.get(c, 0) >= template.per_customer_limit]
         wanted = [c for c in wanted if held.get(c, 0) < template.per_customer_limit]
@@ -103,7 +103,7 @@ async def issue(
         stored = await session.execute(
             insert(Coupon).values(rows).on_conflict_do_nothing().returning(Coupon.customer_id, Coupon.code)
         )
-        issued.update(dict(stored.tuples()))
+        issued.update({row.customer_id: row.code for row in stored})
         remaining = [c for c in remaining if c not in issued]
     template.issued_count += len(issued)
     for customer_id, code in issued.items():

@@ -88,6 +88,7 @@ async def redeem(
     )
     if stocked.first() is None:
         raise OutOfStock(f"reward {reward_id} is out of stock")
+    await session.refresh(reward)
     redemption_id = new_id("rdm")
     await ledger.debit(member, "redeem", reward.points_cost, f"redemption:{redemption_id}", note=reward.name)
     code = None
@@ -214,4 +215,5 @@ async def _take_prize(session: AsyncSession, lottery: Lottery, prize: LotteryPri
         return None
     if prize.points:
         lottery.points_awarded += prize.points
+    await session.refresh(prize)  # its stock and count changed in the database
     return prize

@@ -1,0 +1,274 @@
+"""Coupons (issued by id or segment, redeemed once by orders, reuse flagged) and lotteries (odds, stock,
+budget), plus the profile bonus that segmentation's edits trigger."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from laoke.contracts.loyalty import COUPON_REDEEMED
+from laoke.contracts.orders import OrderStatus
+from laoke.contracts.topics import Topic
+from laoke.testing.factories import order_json
+from laoke.testing.infra import Infra, events_on, eventually
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
+from tests.integration.loyalty.helpers import (
+    T0,
+    invariants_hold,
+    ledger,
+    member,
+    order_event,
+    publish,
+    set_program,
+)
+
+
+async def post(shop: ShopClient, path: str, body: object = None) -> Any:
+    return await shop.client.post(path, json=body, headers=shop.headers())
+
+
+async def test_coupons_issue_redeem_once_and_report(
+    shop: ShopClient, other_shop: ShopClient, stack: ServerSet, infra: Infra
+) -> None:
+    for customer in ("cus_c1", "cus_c2"):
+        await post(shop, f"/api/v1/loyalty/members/{customer}/signin")
+    template = await post(
+        shop,
+        "/api/v1/coupons/templates",
+        {
+            "name": "满200减20",
+            "kind": "spend_save",
+            "threshold": "200",
+            "amount": "20",
+            "valid_days": 30,
+            "per_customer_limit": 1,
+            "total_limit": 3,
+        },
+    )
+    assert template.status_code == 201, template.text
+    template_id = template.json()["id"]
+    bad = await post(
+        shop,
+        "/api/v1/coupons/templates",
+        {"name": "x", "kind": "spend_save", "threshold": "10", "amount": "20"},
+    )
+    assert bad.status_code == 422
+
+    issued = await post(
+        shop, f"/api/v1/coupons/templates/{template_id}/issue", {"customer_ids": ["cus_c1", "cus_c2"]}
+    )
+    assert issued.status_code == 200, issued.text
+    codes = issued.json()["codes"]
+    assert issued.json()["issued"] == 2 and len(set(codes.values())) == 2
+    again = await post(shop, f"/api/v1/coupons/templates/{template_id}/issue", {"customer_ids": ["cus_c1"]})
+    assert again.json() == {"issued": 0, "skipped_at_limit": ["cus_c1"], "codes": {}}
+    unknown = await post(
+        shop, f"/api/v1/coupons/templates/{template_id}/issue", {"customer_ids": ["cus_ghost"]}
+    )
+    assert unknown.status_code == 422 and "cus_ghost" in unknown.text
+    foreign = await post(
+        other_shop, f"/api/v1/coupons/templates/{template_id}/issue", {"customer_ids": ["cus_c1"]}
+    )
+    assert foreign.status_code == 404
+
+    code = codes["cus_c1"]
+    # The buyer uses the code on an order; the same code on a second order is flagged, not counted.
+    await publish(
+        stack,
+        order_event(
+            shop.shop_id,
+            "cus_c1",
+            "ord_cp1",
+            OrderStatus.PAID,
+            paid_fen=25_000,
+            modified=T0,
+            coupon_codes=[code],
+        ),
+        order_event(
+            shop.shop_id,
+            "cus_c1",
+            "ord_cp1",
+            OrderStatus.COMPLETED,
+            paid_fen=25_000,
+            modified=T0 + timedelta(days=1),
+            completed=True,
+            coupon_codes=[code],
+        ),
+        order_event(
+            shop.shop_id,
+            "cus_c1",
+            "ord_cp2",
+            OrderStatus.PAID,
+            paid_fen=9_000,
+            modified=T0,
+            coupon_codes=[code.lower()],
+        ),
+    )
+
+    async def reported() -> None:
+        stats = (
+            await shop.client.get(f"/api/v1/coupons/templates/{template_id}", headers=shop.headers())
+        ).json()
+        assert (stats["issued"], stats["redeemed"], stats["revenue"], stats["reuses_flagged"]) == (
+            2,
+            1,
+            "250.00",
+            1,
+        )
+
+    await eventually(reported, within=20)
+    mine = (await shop.client.get("/api/v1/loyalty/members/cus_c1/coupons", headers=shop.headers())).json()[
+        "items"
+    ]
+    assert [(c["code"], c["status"], c["redeemed_order_id"]) for c in mine] == [(code, "redeemed", "ord_cp1")]
+    [redeemed] = await events_on(
+        infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 1, types=frozenset({COUPON_REDEEMED})
+    )
+    assert (redeemed.payload["code"], redeemed.payload["order_id"]) == (code, "ord_cp1")
+
+
+async def test_coupons_for_a_segment(shop: ShopClient) -> None:
+    buyers = []
+    for n, total in enumerate(("800.00", "900.00", "20.00")):
+        body = order_json(f"SEG-{n}", buyer=f"seg-buyer-{n}", total=total)
+        buyers.append((await post(shop, "/api/v1/orders", body)).json()["order"]["customer_id"])
+    big = {"field": "total_spent", "op": "gte", "value": "500"}
+
+    async def segment_ready() -> str:
+        preview = await post(shop, "/api/v1/segments/preview", {"rule": big})
+        assert preview.json()["size"] == 2
+        for customer in buyers:
+            assert (
+                await shop.client.get(f"/api/v1/loyalty/members/{customer}", headers=shop.headers())
+            ).status_code == 200
+        return str((await post(shop, "/api/v1/segments", {"name": "大客户", "rule": big})).json()["id"])
+
+    segment_id = await eventually(segment_ready, within=20)
+    template = await post(
+        shop, "/api/v1/coupons/templates", {"name": "10元无门槛", "kind": "no_threshold", "amount": "10"}
+    )
+    issued = await post(
+        shop, f"/api/v1/coupons/templates/{template.json()['id']}/issue", {"segment_id": segment_id}
+    )
+    assert issued.status_code == 200, issued.text
+    assert sorted(issued.json()["codes"]) == sorted(buyers[:2])
+    missing = await post(
+        shop, f"/api/v1/coupons/templates/{template.json()['id']}/issue", {"segment_id": "seg_nope"}
+    )
+    assert missing.status_code == 404
+
+
+async def test_lottery_odds_stock_and_budget(shop: ShopClient, stack: ServerSet) -> None:
+    await set_program(shop, signin={"daily_points": 0})
+    await post(shop, "/api/v1/loyalty/members/cus_lucky/signin")
+    await shop.client.post(
+        "/api/v1/loyalty/members/cus_lucky/adjustments",
+        json={"points": 5000, "reason": "活动"},
+        headers=shop.headers(),
+    )
+    cup = await post(
+        shop, "/api/v1/coupons/templates", {"name": "茶杯兑换券", "kind": "no_threshold", "amount": "30"}
+    )
+    lottery = await post(
+        shop,
+        "/api/v1/loyalty/lotteries",
+        {
+            "name": "幸运转盘",
+            "cost_points": 10,
+            "free_draws_per_day": 1,
+            "points_budget": 150,
+            "prizes": [
+                {"name": "50积分", "probability": "0.3", "points": 50},
+                {"name": "茶杯", "probability": "0.3", "stock": 3, "coupon_template_id": cup.json()["id"]},
+            ],
+        },
+    )
+    assert lottery.status_code == 201, lottery.text
+    lottery_id = lottery.json()["id"]
+    too_likely = await post(
+        shop,
+        "/api/v1/loyalty/lotteries",
+        {
+            "name": "x",
+            "cost_points": 1,
+            "prizes": [
+                {"name": "a", "probability": "0.7", "points": 1},
+                {"name": "b", "probability": "0.4", "points": 1},
+            ],
+        },
+    )
+    assert too_likely.status_code == 422
+
+    draws = [
+        (
+            await post(shop, f"/api/v1/loyalty/lotteries/{lottery_id}/draws", {"customer_id": "cus_lucky"})
+        ).json()
+        for _ in range(200)
+    ]
+    assert draws[0]["free"] and not draws[1]["free"] and draws[1]["cost_points"] == 10
+    won = Counter(d["prize"]["name"] for d in draws if d["won"])
+    assert won["50积分"] == 3, "the 150-point budget pays three 50-point prizes, never a fourth"
+    assert won["茶杯"] == 3, "a prize with stock 3 is won three times, never more"
+    stats = (await shop.client.get(f"/api/v1/loyalty/lotteries/{lottery_id}", headers=shop.headers())).json()
+    assert stats["draws"] == 200 and stats["points_awarded"] == 150
+    assert [p["stock"] for p in stats["prizes"]] == [None, 0]
+    balance = (await member(shop, "cus_lucky"))["points_available"]
+    assert balance == 5000 - 199 * 10 + 150
+    coupons = (
+        await shop.client.get("/api/v1/loyalty/members/cus_lucky/coupons", headers=shop.headers())
+    ).json()
+    assert len(coupons["items"]) == 3
+    await invariants_hold(stack, shop.shop_id)
+
+
+async def test_lottery_odds_are_honoured(shop: ShopClient) -> None:
+    await post(shop, "/api/v1/loyalty/members/cus_odds/signin")
+    lottery = await post(
+        shop,
+        "/api/v1/loyalty/lotteries",
+        {"name": "odds", "cost_points": 0, "prizes": [{"name": "half", "probability": "0.5", "points": 1}]},
+    )
+    draws = [
+        (
+            await post(
+                shop, f"/api/v1/loyalty/lotteries/{lottery.json()['id']}/draws", {"customer_id": "cus_odds"}
+            )
+        ).json()
+        for _ in range(400)
+    ]
+    wins = sum(d["won"] for d in draws)
+    # Binomial(400, 0.5): mean 200, sd 10; outside ±5 sd would mean the odds are not honoured.
+    assert 150 <= wins <= 250, wins
+
+
+async def test_profile_bonus_once_from_a_complete_profile(shop: ShopClient, stack: ServerSet) -> None:
+    await set_program(shop, profile_bonus=50, signin={"daily_points": 0})
+    body = order_json(
+        "PB-1",
+        buyer="pb",
+        total="10.00",
+        receiver={"name": "李雷", "phone": "13800138000", "address": "浙江省杭州市西湖区文三路100号"},
+    )
+    customer = (await post(shop, "/api/v1/orders", body)).json()["order"]["customer_id"]
+
+    async def profiled() -> None:
+        assert (
+            await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())
+        ).status_code == 200
+
+    await eventually(profiled, within=20)
+    patch = {"gender": "female", "birthday": "1990-05-05"}
+    for _ in range(2):  # edited twice: the bonus is paid once
+        response = await shop.client.patch(
+            f"/api/v1/customers/{customer}", json=patch, headers=shop.headers()
+        )
+        assert response.status_code == 200, response.text
+
+    async def paid() -> None:
+        assert (await member(shop, customer))["points_available"] == 60  # 10 for the order + 50
+
+    await eventually(paid, within=20)
+    bonuses = [e for e in await ledger(shop, customer) if e["kind"] == "bonus"]
+    assert [b["points"] for b in bonuses] == [50]
