@@ -24,6 +24,8 @@ BENCHMARKS = (
     "webhooks",
     "rfm",
     "segmentation_events",
+    "loyalty_expiry",
+    "redemptions",
 )
 
 
@@ -138,7 +140,7 @@ def summary(results: dict[str, dict[str, object]]) -> str:
     se = results.get("segmentation_events")
     if se:
         lines += [
-            "## Incremental segmentation (order events straight onto Kafka; profile, RFM and segments per run)",
+            "## Incremental segmentation (order events onto Kafka; profile, RFM and segments per run)",
             "",
             f"- {se['events']:,} events for {se['buyers']:,} buyers absorbed in {se['seconds']} s: "
             f"{se['events_per_second']} events/s (target ≥ 3,000)",

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 POINTS_CHANGED = "loyalty.points_changed"
 TIER_CHANGED = "loyalty.tier_changed"
 POINTS_EXPIRING = "loyalty.points_expiring"
+POINTS_EXPIRED = "loyalty.points_expired"
 COUPON_ISSUED = "coupon.issued"
 COUPON_REDEEMED = "coupon.redeemed"
 
@@ -64,3 +65,17 @@ class CouponRedeemedPayload(BaseModel):
     template_id: str
     order_id: str
     order_paid_fen: int
+
+
+class PointsExpiredPayload(BaseModel):
+    """One expiry run of one shop, however many members it touched (a nightly run can expire points of
+    a million members; one event per member would flood every consumer). Consumers that keep balances
+    read the touched members' new balances in one stream from `balances_path` on loyalty (CSV with
+    the columns `customer_id,balance`), as they do for history imports."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run: str
+    members: int
+    points: int
+    balances_path: str

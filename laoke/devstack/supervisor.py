@@ -114,7 +114,7 @@ class Stack:
             env.setdefault("LAOKE_CONSUMER_FETCH_MAX_WAIT_MS", str(EMBEDDED_FETCH_MAX_WAIT_MS))
         for component in SERVICES:
             env.setdefault(f"GATEWAY_{component.name.upper()}_URL", c.url(component))
-            if component.name in ("ingest", "segmentation"):
+            if component.name in ("ingest", "segmentation", "loyalty"):
                 env.setdefault(f"LAOKE_{component.name.upper()}_URL", c.url(component))
         self.env = env
 

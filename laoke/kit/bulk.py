@@ -1,4 +1,5 @@
-"""Service-to-service bulk reads: stream another service's CSV feed straight into a temp table.
+"""Service-to-service bulk reads: one service streams a query as CSV (`csv_feed`), another streams that
+feed straight into a temp table (`copy_feed_into`).
 
 Used to answer `import.completed`: instead of a million events, a consumer pulls the import's orders
 from ingest once (signed with the internal credential, so it needs no API key and the gateway never
@@ -7,12 +8,16 @@ routes it) and COPYs them into a temp table, from which it recomputes set-based.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import httpx
+from fastapi.responses import StreamingResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.kit.db import Database
 from laoke.kit.internal_auth import sign
 from laoke.kit.settings import ServiceSettings
 
@@ -53,3 +58,32 @@ async def copy_feed_into(
     # A temp table has no statistics; without them the planner treats a million rows as a handful.
     await session.execute(text(f"ANALYZE {table}"))
     return int(result.split()[-1]) if result else 0
+
+
+def csv_feed(db: Database, query: str, *args: Any) -> StreamingResponse:
+    """Stream `query` (asyncpg `$n` parameters) as CSV with a header, straight from PostgreSQL's COPY,
+    without holding the result in memory."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+
+    async def produce() -> None:
+        try:
+            async with db.engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                driver = raw.driver_connection
+                assert driver is not None
+
+                async def sink(chunk: bytes) -> None:
+                    await queue.put(bytes(chunk))
+
+                await driver.copy_from_query(query, *args, output=sink, format="csv", header=True)
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(produce())
+
+    async def body() -> AsyncIterator[bytes]:
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+        await task
+
+    return StreamingResponse(body(), media_type="text/csv")

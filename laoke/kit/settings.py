@@ -33,6 +33,7 @@ _SHARED_ENV = {
     "relay_verify_topics": "LAOKE_RELAY_VERIFY_TOPICS",
     "ingest_url": "LAOKE_INGEST_URL",
     "segmentation_url": "LAOKE_SEGMENTATION_URL",
+    "loyalty_url": "LAOKE_LOYALTY_URL",
 }
 
 
@@ -75,6 +76,8 @@ class ServiceSettings(BaseSettings):
     ingest_url: str = "http://127.0.0.1:8001"
     # Where loyalty resolves segments into customers (coupon issue); LAOKE_SEGMENTATION_URL.
     segmentation_url: str = "http://127.0.0.1:8002"
+    # Where segmentation reads balances after a points expiry run; LAOKE_LOYALTY_URL.
+    loyalty_url: str = "http://127.0.0.1:8003"
 
     @model_validator(mode="before")
     @classmethod

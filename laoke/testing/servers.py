@@ -107,6 +107,8 @@ async def start_servers(
 ) -> ServerSet:
     common = common_settings(database_url, bootstrap_servers)
     servers = ServerSet()
+    loyalty_port = free_port()
+    loyalty_url = f"http://127.0.0.1:{loyalty_port}"
     try:
         for component in SERVICES:  # ingest first: the others read its bulk feeds
             # The services others call must already run: ingest (bulk feeds), segmentation (segments).
@@ -115,8 +117,11 @@ async def start_servers(
                 for name in ("ingest", "segmentation")
                 if name in servers.servers
             }
+            # Segmentation reads loyalty's expiry feeds but starts first: loyalty's address is fixed upfront.
+            extra["loyalty_url"] = loyalty_url
             app, settings = build_app(component, **common, **extra)
-            servers.servers[component.name] = await serve(app, component.name, settings)
+            port = loyalty_port if component.name == "loyalty" else None
+            servers.servers[component.name] = await serve(app, component.name, settings, port)
         gateway_settings = {
             **common,
             "admin_token": TEST_ADMIN_TOKEN,

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
-from services.loyalty import api, coupons_api, handlers, rewards_api, schedule
+from services.loyalty import api, coupons_api, handlers, internal_api, rewards_api, schedule
 from services.loyalty.models import plumbing
 from services.loyalty.settings import LoyaltySettings
 
@@ -17,7 +17,7 @@ def create_app(settings: LoyaltySettings | None = None) -> FastAPI:
         settings,
         title="Laoke loyalty",
         description="VIP tiers, the points ledger, sign-in, rewards, coupons and lotteries.",
-        routers=[api.router, rewards_api.router, coupons_api.router],
+        routers=[api.router, rewards_api.router, coupons_api.router, internal_api.internal],
         plumbing=plumbing,
         produces=(Topic.LOYALTY,),
         consumers=handlers.consumers(settings),

@@ -3,8 +3,9 @@
 Any number of replicas may run the loop; a PostgreSQL advisory lock lets one of them work per round.
 Expiry is set-based in chunks of members: the chunk's members are locked first (in a fixed order, as
 every ledger change locks them), then one statement zeroes their expired lots, books one `expire`
-entry per member, moves their balances and writes their events. Because spending also happens under
-the member lock, expiry only ever takes what is left of a lot.
+entry per member and moves their balances. Because spending also happens under the member lock,
+expiry only ever takes what is left of a lot. One `loyalty.points_expired` event per shop and run
+(not one per member) tells consumers where to read the new balances.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy import extract, or_, select, text
 
-from laoke.contracts.loyalty import POINTS_CHANGED, POINTS_EXPIRING
+from laoke.contracts.loyalty import POINTS_EXPIRED, POINTS_EXPIRING, PointsExpiredPayload
 from laoke.contracts.topics import Topic
 from laoke.kit import clock
 from laoke.kit.db import Database
@@ -31,11 +32,16 @@ log = structlog.get_logger(__name__)
 
 _LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended('loyalty.jobs', 0))")
 CHUNK = 50_000
+# Expiry runs this many transactions at once (the database does the work; more than its cores is waste).
+EXPIRY_WORKERS = 2
 
+# The next members with due lots, walking the member index in order (keyset: no sort, no rescans).
 _DUE_MEMBERS = text(
     """
     SELECT DISTINCT shop_id, customer_id FROM loyalty.points_lots
-    WHERE remaining > 0 AND expires_at <= :as_of
+    WHERE (shop_id, customer_id) > (CAST(:after_shop AS text), CAST(:after_customer AS text))
+      AND remaining > 0 AND expires_at <= :as_of
+      AND (hashtext(customer_id) & 2147483647) % :workers = :worker
     ORDER BY shop_id, customer_id LIMIT :chunk
     """
 )
@@ -50,7 +56,7 @@ _LOCK_MEMBERS = text(
     """
 )
 _EXPIRE = text(
-    f"""
+    """
     WITH due AS (
         SELECT l.id, l.shop_id, l.customer_id, l.remaining
         FROM loyalty.points_lots l
@@ -64,32 +70,18 @@ _EXPIRE = text(
         SELECT shop_id, customer_id, sum(remaining) AS points FROM zeroed GROUP BY shop_id, customer_id
     ), entries AS (
         INSERT INTO loyalty.points_ledger (shop_id, customer_id, kind, points, reference, note)
-        SELECT shop_id, customer_id, 'expire', -points, 'expire:' || customer_id || ':' || :stamp,
+        SELECT shop_id, customer_id, 'expire', -points, 'expire:' || :run || ':' || customer_id,
                'points expired'
         FROM per_member
         RETURNING 1
     ), moved AS (
         UPDATE loyalty.members m SET points_balance = m.points_balance - p.points, updated_at = now()
         FROM per_member p WHERE m.shop_id = p.shop_id AND m.customer_id = p.customer_id
-        RETURNING m.shop_id, m.customer_id, p.points, m.points_balance, m.points_pending
-    ), announced AS (
-        INSERT INTO loyalty.outbox (event_id, topic, key, event_type, shop_id, envelope)
-        SELECT (e->>'event_id')::uuid, :topic, shop_id || ':' || customer_id, '{POINTS_CHANGED}', shop_id, e
-        FROM (SELECT shop_id, customer_id, {
-        envelope_sql(
-            "loyalty",
-            POINTS_CHANGED,
-            "jsonb_build_object('customer_id', customer_id, 'delta', -points, 'pending_delta', 0, "
-            "'kind', 'expire', 'reference', 'expire:' || customer_id || ':' || CAST(:stamp AS text), "
-            "'balance', points_balance, 'pending', points_pending)",
-            shop_sql="shop_id",
-        )
-    } AS e FROM moved) x
-        RETURNING 1
+        RETURNING m.shop_id, p.points
     )
-    SELECT (SELECT count(*) FROM announced) AS members, (SELECT count(*) FROM entries) AS entries,
-           (SELECT coalesce(sum(points), 0) FROM per_member) AS points
-    """  # noqa: S608 - only constants of this module are interpolated
+    SELECT shop_id, count(*) AS members, sum(points) AS points, (SELECT count(*) FROM entries) AS entries
+    FROM moved GROUP BY shop_id
+    """
 )
 _EXPIRING_PAYLOAD = (
     "jsonb_build_object('customer_id', customer_id, 'points', points, "
@@ -117,25 +109,59 @@ _NOTIFY = text(
 )
 
 
-async def expire_points(db: Database, now: datetime) -> tuple[int, int]:
-    """Expire every lot due by `now`; returns (members, points)."""
-    members = points = 0
+async def expire_points(
+    db: Database, outbox: Outbox, now: datetime, workers: int = EXPIRY_WORKERS
+) -> tuple[int, int]:
+    """Expire every lot due by `now`; returns (members, points). Members are split between `workers`
+    concurrent transactions by a hash of their id (disjoint sets: they never wait for each other).
+    Each shop touched gets one `loyalty.points_expired` event for the run, with the feed of the new
+    balances (services/loyalty/internal_api.py)."""
+    run = now.strftime("%Y%m%dT%H%M%S")
+    shares = await asyncio.gather(
+        *(_expire_share(db, now, run, worker, workers) for worker in range(workers))
+    )
+    per_shop: dict[str, tuple[int, int]] = {}
+    for share in shares:
+        for shop_id, (members, points) in share.items():
+            known = per_shop.get(shop_id, (0, 0))
+            per_shop[shop_id] = (known[0] + members, known[1] + points)
+    if per_shop:
+        async with db.transaction() as session:
+            for shop_id, (members, points) in sorted(per_shop.items()):
+                await outbox.add(
+                    session,
+                    topic=Topic.LOYALTY,
+                    event_type=POINTS_EXPIRED,
+                    shop_id=shop_id,
+                    key=f"{shop_id}:expiry",
+                    occurred_at=now,
+                    payload=PointsExpiredPayload(
+                        run=run,
+                        members=members,
+                        points=points,
+                        balances_path=f"/internal/v1/expiries/{run}/balances.csv",
+                    ),
+                )
+    return sum(m for m, _ in per_shop.values()), sum(p for _, p in per_shop.values())
+
+
+async def _expire_share(
+    db: Database, now: datetime, run: str, worker: int, workers: int
+) -> dict[str, tuple[int, int]]:
+    per_shop: dict[str, tuple[int, int]] = {}
+    share = {"worker": worker, "workers": workers}
+    after = {"after_shop": "", "after_customer": ""}
     while True:
         async with db.transaction() as session:
-            due = (await session.execute(_DUE_MEMBERS, {"as_of": now, "chunk": CHUNK})).all()
+            due = (await session.execute(_DUE_MEMBERS, {"as_of": now, "chunk": CHUNK} | share | after)).all()
             if not due:
-                return members, points
+                return per_shop
+            after = {"after_shop": due[-1].shop_id, "after_customer": due[-1].customer_id}
             keys = {"shops": [r.shop_id for r in due], "customers": [r.customer_id for r in due]}
             await session.execute(_LOCK_MEMBERS, keys)
-            row = (
-                await session.execute(
-                    _EXPIRE,
-                    keys
-                    | {"as_of": now, "stamp": now.strftime("%Y%m%dT%H%M%S"), "topic": Topic.LOYALTY.value},
-                )
-            ).one()
-            members += row.members
-            points += row.points
+            for row in await session.execute(_EXPIRE, keys | {"as_of": now, "run": run}):
+                known = per_shop.get(row.shop_id, (0, 0))
+                per_shop[row.shop_id] = (known[0] + row.members, known[1] + int(row.points))
 
 
 async def notify_expiring(db: Database, now: datetime) -> int:
@@ -228,7 +254,7 @@ async def run_jobs(db: Database, outbox: Outbox) -> dict[str, int] | None:
         now = clock.now()
         # The lock is transaction-scoped: the jobs below run in their own transactions meanwhile,
         # and another replica's round cannot start until this one is done.
-        members, points = await expire_points(db, now)
+        members, points = await expire_points(db, outbox, now)
         done = {
             "expired_members": members,
             "expired_points": points,

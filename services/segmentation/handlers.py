@@ -12,7 +12,14 @@ from laoke.contracts.behaviour import BehaviourKind, BehaviourPayload
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
-from laoke.contracts.loyalty import POINTS_CHANGED, TIER_CHANGED, PointsChangedPayload, TierChangedPayload
+from laoke.contracts.loyalty import (
+    POINTS_CHANGED,
+    POINTS_EXPIRED,
+    TIER_CHANGED,
+    PointsChangedPayload,
+    PointsExpiredPayload,
+    TierChangedPayload,
+)
 from laoke.contracts.messaging import CONSENT_CHANGED, ConsentChangedPayload
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
 from laoke.contracts.topics import Topic
@@ -169,9 +176,33 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
     return on_import_completed
 
 
+def expiry_handler(settings: SegmentationSettings) -> EventHandler:
+    async def on_points_expired(session: AsyncSession, event: EventEnvelope) -> None:
+        """A loyalty expiry run: the touched members' balances in one stream, then segments (rules over
+        points_balance) set-based."""
+        expired = PointsExpiredPayload.model_validate(event.payload)
+        await copy_feed_into(
+            session,
+            settings,
+            base_url=settings.loyalty_url,
+            path=expired.balances_path,
+            shop_id=event.shop_id,
+            table="expired_balances",
+            columns=(("customer_id", "text"), ("balance", "bigint")),
+        )
+        await ProfileRepository(session).set_points_from(event.shop_id, "expired_balances")
+        await segments.refresh_shop(session, event.shop_id, clock.now())
+
+    return on_points_expired
+
+
 def consumers(settings: SegmentationSettings) -> ConsumerFactory:
     def handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
-        return {**profile_handlers(outbox), IMPORT_COMPLETED: import_handler(settings)}
+        return {
+            **profile_handlers(outbox),
+            IMPORT_COMPLETED: import_handler(settings),
+            POINTS_EXPIRED: expiry_handler(settings),
+        }
 
     topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.BEHAVIOUR, Topic.LOYALTY, Topic.MESSAGING)
     return consumer_group(settings, plumbing.processed_events, topics, handlers)

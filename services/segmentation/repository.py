@@ -209,6 +209,18 @@ class ProfileRepository:
             {"shop_id": shop_id, "customers": list(balances), "balances": list(balances.values())},
         )
 
+    async def set_points_from(self, shop_id: str, table: str) -> None:
+        """Balances from a temp table `(customer_id, balance)` (a loyalty expiry run's feed)."""
+        await self.session.execute(
+            text(
+                f"""
+                UPDATE segmentation.profiles p SET points_balance = f.balance, updated_at = now()
+                FROM {table} f WHERE p.shop_id = :shop AND p.customer_id = f.customer_id
+                """  # noqa: S608 - the table name is ours
+            ),
+            {"shop": shop_id},
+        )
+
     async def set_consent(self, shop_id: str, customer_id: str, channel: str, subscribed: bool) -> None:
         await self.session.execute(_ENSURE, {"shop_id": shop_id, "customer_id": customer_id})
         await self.session.execute(

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import or_, select, update
 
 from laoke.contracts.imports import IMPORT_FEED_COLUMNS
+from laoke.kit.bulk import csv_feed
 from laoke.kit.db import Database, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, PayloadTooLarge, Unprocessable
 from laoke.kit.ids import new_id
@@ -325,34 +326,8 @@ async def import_orders_feed(import_id: str, caller: CallerDep, request: Request
     """Every order an import wrote, as CSV with a header, streamed from PostgreSQL's COPY.
 
     For other services answering `import.completed` (internal credential only; not routed publicly)."""
-    db: Database = request.app.state.db
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
     query = (
         f"SELECT {ORDER_FEED_SELECT} FROM ingest.orders "  # noqa: S608 - fixed column list
         "WHERE shop_id = $1 AND import_id = $2 ORDER BY placed_at"
     )
-
-    async def produce() -> None:
-        try:
-            async with db.engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                driver = raw.driver_connection
-                assert driver is not None
-
-                async def sink(chunk: bytes) -> None:
-                    await queue.put(bytes(chunk))
-
-                await driver.copy_from_query(
-                    query, caller.shop_id, import_id, output=sink, format="csv", header=True
-                )
-        finally:
-            await queue.put(None)
-
-    task = asyncio.create_task(produce())
-
-    async def body() -> AsyncIterator[bytes]:
-        while (chunk := await queue.get()) is not None:
-            yield chunk
-        await task
-
-    return StreamingResponse(body(), media_type="text/csv")
+    return csv_feed(request.app.state.db, query, caller.shop_id, import_id)

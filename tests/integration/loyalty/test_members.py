@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from laoke.contracts.loyalty import POINTS_EXPIRING
+from laoke.contracts.loyalty import POINTS_EXPIRED, POINTS_EXPIRING
 from laoke.contracts.topics import Topic
 from laoke.kit import clock
-from laoke.testing.infra import Infra, events_on
+from laoke.testing.infra import Infra, events_on, eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from services.loyalty.schedule import run_jobs
@@ -207,4 +207,14 @@ async def test_expiry_takes_only_what_a_redemption_left(
     assert body["points_available"] == 0
     last = (await ledger(shop, "cus_exp"))[-1]
     assert (last["kind"], last["points"]) == ("expire", -30)
+    [expired] = await events_on(
+        infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 1, types=frozenset({POINTS_EXPIRED})
+    )
+    assert (expired.payload["members"], expired.payload["points"]) == (1, 30)
+
+    async def profile_follows() -> None:  # segmentation read the run's balances feed
+        profile = await shop.client.get("/api/v1/customers/cus_exp", headers=shop.headers())
+        assert profile.status_code == 200 and profile.json()["points_balance"] == 0, profile.text
+
+    await eventually(profile_follows, within=20)
     await invariants_hold(stack, shop.shop_id)
