@@ -158,7 +158,6 @@ class Reward(Base):
     points_cost: Mapped[int] = mapped_column(BigInteger)
     cash_fen: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
     stock: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
-    redeemed_count: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
     min_tier_level: Mapped[int] = mapped_column(SmallInteger, server_default=_ZERO)
     per_member_limit: Mapped[int | None] = mapped_column(Integer)
     coupon_template_id: Mapped[str | None] = mapped_column(String(32))
@@ -169,7 +168,10 @@ class Reward(Base):
 
 class Redemption(Base):
     __tablename__ = "redemptions"
-    __table_args__ = (Index("ix_redemptions_member", "shop_id", "customer_id", "reward_id"),)
+    __table_args__ = (
+        Index("ix_redemptions_member", "shop_id", "customer_id", "reward_id"),
+        Index("ix_redemptions_reward", "shop_id", "reward_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     shop_id: Mapped[str] = mapped_column(String(64))

@@ -74,21 +74,6 @@ async def redeem(
         raise InsufficientPoints(
             f"reward {reward_id} costs {reward.points_cost} points; member has {member.points_balance}"
         )
-    stocked = await session.execute(
-        update(Reward)
-        .where(
-            Reward.shop_id == shop_id, Reward.id == reward_id, (Reward.stock.is_(None)) | (Reward.stock > 0)
-        )
-        .values(
-            stock=case((Reward.stock.is_(None), None), else_=Reward.stock - 1),
-            redeemed_count=Reward.redeemed_count + 1,
-            updated_at=func.now(),
-        )
-        .returning(Reward.id)
-    )
-    if stocked.first() is None:
-        raise OutOfStock(f"reward {reward_id} is out of stock")
-    await session.refresh(reward)
     redemption_id = new_id("rdm")
     await ledger.debit(member, "redeem", reward.points_cost, f"redemption:{redemption_id}", note=reward.name)
     code = None
@@ -108,6 +93,17 @@ async def redeem(
     )
     session.add(redemption)
     await session.flush()
+    if reward.stock is not None:
+        # Taken last: the reward row is shared by every member redeeming it, so its lock is held for
+        # as short a time as possible. Out of stock rolls the whole redemption back.
+        stocked = await session.execute(
+            update(Reward)
+            .where(Reward.shop_id == shop_id, Reward.id == reward_id, Reward.stock > 0)
+            .values(stock=Reward.stock - 1, updated_at=func.now())
+            .returning(Reward.id)
+        )
+        if stocked.first() is None:
+            raise OutOfStock(f"reward {reward_id} is out of stock")
     return redemption
 
 

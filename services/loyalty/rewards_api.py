@@ -16,7 +16,15 @@ from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen, to_fen
 from laoke.kit.service import CallerDep, OutboxDep
 from services.loyalty import coupons, program, rewards
-from services.loyalty.models import Lottery, LotteryDraw, LotteryPrize, Member, Reward, idempotency_keys
+from services.loyalty.models import (
+    Lottery,
+    LotteryDraw,
+    LotteryPrize,
+    Member,
+    Redemption,
+    Reward,
+    idempotency_keys,
+)
 from services.loyalty.schemas import (
     DrawIn,
     DrawOut,
@@ -38,7 +46,11 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _reward_out(reward: Reward) -> RewardOut:
+async def _reward_out(session: SessionDep, reward: Reward) -> RewardOut:
+    # Counted, not stored: a counter on the reward row would make every redemption of it queue.
+    redeemed = await session.scalar(
+        select(func.count()).where(Redemption.shop_id == reward.shop_id, Redemption.reward_id == reward.id)
+    )
     return RewardOut(
         id=reward.id,
         name=reward.name,
@@ -47,7 +59,7 @@ def _reward_out(reward: Reward) -> RewardOut:
         points_cost=reward.points_cost,
         cash=from_fen(reward.cash_fen),
         stock=reward.stock,
-        redeemed_count=reward.redeemed_count,
+        redeemed_count=redeemed or 0,
         min_tier_level=reward.min_tier_level,
         per_member_limit=reward.per_member_limit,
         coupon_template_id=reward.coupon_template_id,
@@ -77,7 +89,6 @@ async def create_reward(body: RewardIn, caller: CallerDep, session: SessionDep) 
         points_cost=body.points_cost,
         cash_fen=to_fen(body.cash),
         stock=body.stock,
-        redeemed_count=0,
         min_tier_level=body.min_tier_level,
         per_member_limit=body.per_member_limit,
         coupon_template_id=body.coupon_template_id,
@@ -85,7 +96,7 @@ async def create_reward(body: RewardIn, caller: CallerDep, session: SessionDep) 
     )
     session.add(reward)
     await session.flush()
-    return _reward_out(reward)
+    return await _reward_out(session, reward)
 
 
 @router.get("/rewards", response_model=RewardList, summary="The rewards catalogue")
@@ -93,12 +104,12 @@ async def list_rewards(caller: CallerDep, session: SessionDep) -> RewardList:
     rows = await session.scalars(
         select(Reward).where(Reward.shop_id == caller.shop_id).order_by(Reward.created_at)
     )
-    return RewardList(items=[_reward_out(r) for r in rows])
+    return RewardList(items=[await _reward_out(session, r) for r in rows])
 
 
 @router.get("/rewards/{reward_id}", response_model=RewardOut, summary="A reward")
 async def get_reward(reward_id: str, caller: CallerDep, session: SessionDep) -> RewardOut:
-    return _reward_out(await _reward(session, caller.shop_id, reward_id))
+    return await _reward_out(session, await _reward(session, caller.shop_id, reward_id))
 
 
 @router.patch(
@@ -112,7 +123,7 @@ async def patch_reward(
         setattr(reward, name, value)
     reward.updated_at = clock.now()
     await session.flush()
-    return _reward_out(reward)
+    return await _reward_out(session, reward)
 
 
 @router.post(
