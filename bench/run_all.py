@@ -146,6 +146,28 @@ def summary(results: dict[str, dict[str, object]]) -> str:
             f"{se['events_per_second']} events/s (target ≥ 3,000)",
             "",
         ]
+    le = results.get("loyalty_expiry")
+    if le:
+        lines += [
+            f"## Points expiry ({le['members']:,} members with lots, set-based, the worker's own job)",
+            "",
+            f"- {le['members_expired']:,} members, {le['points_expired']:,} points expired in "
+            f"{le['expire_seconds']} s (target ≤ 30 s); invariant violations afterwards: "
+            f"{le['invariant_violations']}",
+            "",
+        ]
+    rd = results.get("redemptions")
+    if rd:
+        x = rd["latency"]
+        lines += [
+            f"## Redemptions ({rd['redemptions']:,} over {rd['members']:,} members, "
+            f"{rd['concurrency']} clients, through the gateway)",
+            "",
+            f"- {rd['redemptions_per_second']} redemptions/s (target ≥ 1,000); p50 {x['p50_ms']} ms, "
+            f"p99 {x['p99_ms']} ms; failures {rd['failures'] or 'none'}; members with a wrong balance "
+            f"{rd['members_with_wrong_balance']}, with ledger drift {rd['members_with_ledger_drift']}",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
 from laoke.contracts.segmentation import PROFILE_UPDATED, ProfileUpdatedPayload
 from laoke.contracts.topics import Topic
 from laoke.kit.bulk import copy_feed_into
-from laoke.kit.consumer import EventHandler
+from laoke.kit.consumer import Batched, EventHandler
 from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
@@ -25,13 +25,23 @@ from services.loyalty.settings import LoyaltySettings
 MERGES = Merges(merged_customers)
 
 
-def event_handlers(outbox: Outbox) -> dict[str, EventHandler]:
+def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
+    async def on_orders_changed(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        """A run of order events of one partition, in order, in one transaction (one claim, one commit,
+        one merge lookup per shop); each order is still settled on its own, under its member's lock."""
+        by_shop: dict[str, list[OrderEventPayload]] = {}
+        for event in events:
+            by_shop.setdefault(event.shop_id, []).append(OrderEventPayload.model_validate(event.payload))
+        for shop_id, orders in by_shop.items():
+            merged = await MERGES.surviving_many(session, shop_id, {o.customer_id for o in orders})
+            settings = await program.load(session, shop_id)
+            for order in orders:
+                if order.customer_id in merged:  # an event of a customer merged away meanwhile
+                    order = order.model_copy(update={"customer_id": merged[order.customer_id]})
+                await apply_order(session, outbox, shop_id, order, settings)
+
     async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
-        order = OrderEventPayload.model_validate(event.payload)
-        customer_id = await MERGES.surviving(session, event.shop_id, order.customer_id)
-        if customer_id != order.customer_id:  # an event of a customer merged away meanwhile
-            order = order.model_copy(update={"customer_id": customer_id})
-        await apply_order(session, outbox, event.shop_id, order, await program.load(session, event.shop_id))
+        await on_orders_changed(session, [event])
 
     async def on_profile_updated(session: AsyncSession, event: EventEnvelope) -> None:
         """The shop recorded a birthday or completed a profile: remember the birthday (for the birthday
@@ -53,7 +63,9 @@ def event_handlers(outbox: Outbox) -> dict[str, EventHandler]:
         await ledger.fold(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
 
     return {
-        **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), on_order_changed),
+        **dict.fromkeys(
+            set(ORDER_EVENT_TYPES.values()), Batched(many=on_orders_changed, one=on_order_changed)
+        ),
         PROFILE_UPDATED: on_profile_updated,
         CUSTOMER_MERGED: on_customer_merged,
     }
@@ -81,7 +93,7 @@ def import_handler(settings: LoyaltySettings) -> EventHandler:
 
 
 def consumers(settings: LoyaltySettings) -> ConsumerFactory:
-    def handlers(outbox: Outbox) -> dict[str, EventHandler]:
+    def handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
         return {**event_handlers(outbox), IMPORT_COMPLETED: import_handler(settings)}
 
     topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.SEGMENTATION)
