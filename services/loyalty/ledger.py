@@ -69,6 +69,9 @@ class Ledger:
 
     async def member(self, customer_id: str, *, create: bool = True) -> Member | None:
         """The member, locked for this transaction (created first when `create`)."""
+        # Sessions do not autoflush, and reloading the row below would drop changes made to it earlier in
+        # this transaction (an earlier event of the same run): write them first.
+        await self.session.flush()
         if create:
             await self.session.execute(_ENSURE_MEMBER.values(shop_id=self.shop_id, customer_id=customer_id))
         return await self.session.scalar(
@@ -175,6 +178,7 @@ class Ledger:
         previous = member.tier_level
         member.tier_level = level
         member.tier_changed_at = clock.now()
+        await self.session.flush()
         await self.outbox.add(
             self.session,
             topic=Topic.LOYALTY,

@@ -76,6 +76,7 @@ async def apply_order(
     row.source_modified_at = order.source_modified_at
     row.completed = row.completed or order.status == OrderStatus.COMPLETED or order.completed_at is not None
     await settle(ledger, member, row)
+    await session.flush()  # a later event of the same order in this run must find this state
     if order.coupon_codes and order.status in (*_HOLDING, OrderStatus.COMPLETED):
         await coupons.redeem_codes(session, outbox, shop_id, order)
     await update_tier(session, ledger, member)

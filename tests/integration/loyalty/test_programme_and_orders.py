@@ -167,21 +167,24 @@ async def test_an_earn_event_arriving_after_its_refund_changes_nothing(
 
 async def test_tiers_rise_with_spend_and_never_fall(shop: ShopClient, stack: ServerSet, infra: Infra) -> None:
     await set_program(shop, tiers=TIERS)
-    day = T0
-    for n, paid in enumerate((30_000, 30_000), start=1):
-        day += timedelta(days=1)
-        await publish(
-            stack,
+    day = T0 + timedelta(days=2)
+    # Both orders at once: one partition, usually one run handled in one transaction, where the second
+    # order must see the tier the first one granted (a lost update once showed up exactly here).
+    await publish(
+        stack,
+        *(
             order_event(
                 shop.shop_id,
                 "cus_tier",
                 f"ord_t{n}",
                 OrderStatus.COMPLETED,
-                paid_fen=paid,
-                modified=day,
+                paid_fen=30_000,
+                modified=T0 + timedelta(days=n),
                 completed=True,
-            ),
-        )
+            )
+            for n in (1, 2)
+        ),
+    )
     body = await member_reaches(shop, "cus_tier", tier_level=2)
     assert (body["tier"], body["discount"], body["qualifying_spend"]) == ("银卡", 98, "600.00")
     assert body["next_tier"] == {"level": 3, "name": "金卡", "spend_needed": "1400.00", "orders_needed": 1}
