@@ -154,3 +154,25 @@ async def test_the_scheduled_refresh_moves_labels_and_runs_on_one_replica_at_a_t
         await engine.dispose()
     after = (await shop.client.get(f"/api/v1/customers/{f}", headers=shop.headers())).json()
     assert after["lifecycle"] == "churned"
+
+
+async def test_an_order_leaving_the_window_lowers_frequency_without_any_event(
+    shop: ShopClient, frozen: None
+) -> None:
+    """Window aggregates are kept on profiles; they must still follow the calendar."""
+    await buy(shop, "W-1", "buyer-w", 360, "500.00")  # leaves the 365-day window in six days
+    w = await buy(shop, "W-2", "buyer-w", 10, "500.00")
+    before = await profile(shop, w, 2)
+    assert (before["f_score"], before["m_score"]) == (2, 4)  # 2 orders, 1,000 yuan in the window
+
+    clock.travel(NOW + timedelta(days=3))  # nothing has left the window yet: scores stand
+    await shop.client.post("/api/v1/rfm/refresh", headers=shop.headers())
+    still = (await shop.client.get(f"/api/v1/customers/{w}", headers=shop.headers())).json()
+    assert (still["f_score"], still["m_score"]) == (2, 4)
+
+    clock.travel(NOW + timedelta(days=6))
+    refreshed = await shop.client.post("/api/v1/rfm/refresh", headers=shop.headers())
+    assert refreshed.status_code == 200 and refreshed.json()["customers_changed"] == 1
+    after = (await shop.client.get(f"/api/v1/customers/{w}", headers=shop.headers())).json()
+    assert (after["f_score"], after["m_score"]) == (1, 3)  # 1 order, 500 yuan left in the window
+    assert after["orders_count"] == 2, "the lifetime aggregates are not windowed"
