@@ -8,7 +8,7 @@ from datetime import timedelta
 from laoke.contracts.loyalty import TIER_CHANGED
 from laoke.contracts.orders import OrderStatus
 from laoke.contracts.topics import Topic
-from laoke.testing.infra import Infra, events_on
+from laoke.testing.infra import Infra, events_on, eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from tests.integration.loyalty.helpers import (
@@ -206,6 +206,14 @@ async def test_tiers_rise_with_spend_and_never_fall(shop: ShopClient, stack: Ser
     body = await member_reaches(shop, "cus_tier", points_available=300)
     assert body["tier_level"] == 2 and body["qualifying_spend"] == "300.00"
 
+    async def profile_shows_tier() -> None:  # segmentation keeps a copy for lists and rules
+        profile = await shop.client.get("/api/v1/customers/cus_tier", headers=shop.headers())
+        assert profile.status_code == 200 and (profile.json()["tier"], profile.json()["tier_level"]) == (
+            "银卡",
+            2,
+        )
+
+    await eventually(profile_shows_tier, within=20)
     changes = await events_on(
         infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 2, types=frozenset({TIER_CHANGED})
     )

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
+from laoke.contracts.envelope import EventEnvelope, event_key
+from laoke.contracts.messaging import CONSENT_CHANGED
 from laoke.contracts.segmentation import PROFILE_UPDATED
 from laoke.contracts.topics import Topic
 from laoke.testing.factories import order_json
 from laoke.testing.infra import Infra, events_on, eventually
 from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
 from tests.integration.segmentation.shopping import at, profile
 
 RECEIVER = {"name": "李雷", "phone": "138 0013 8000", "address": "浙江省杭州市西湖区文三路100号"}
@@ -233,3 +238,32 @@ async def test_portrait_of_shop_and_segment(shop: ShopClient, frozen: None) -> N
         "/api/v1/analytics/portrait", params={"segment_id": "seg_nope"}, headers=shop.headers()
     )
     assert missing.status_code == 404
+
+
+async def test_consent_from_messaging_reaches_the_profile(
+    shop: ShopClient, stack: ServerSet, frozen: None
+) -> None:
+    customer = await order(shop, "C-1", "buyer-consent", 5)
+    await profile(shop, customer, 1)
+    opted_out = EventEnvelope(
+        type=CONSENT_CHANGED,
+        shop_id=shop.shop_id,
+        producer="messaging",
+        payload={"customer_id": customer, "channel": "sms", "subscribed": False, "source": "sms_reply"},
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=stack["segmentation"].settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            Topic.MESSAGING,
+            opted_out.model_dump_json().encode(),
+            key=event_key(shop.shop_id, customer).encode(),
+        )
+    finally:
+        await producer.stop()
+
+    async def recorded() -> None:
+        seen = (await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())).json()
+        assert seen["consent"] == {"sms": False}
+
+    await eventually(recorded, within=20)
