@@ -91,7 +91,7 @@ class EventConsumer:
         topics: tuple[str, ...],
         handlers: Mapping[str, EventHandler | Batched],
         retry_base_seconds: float = 0.1,
-        max_batch: int = 500,
+        max_batch: int = 1000,
     ) -> None:
         self.name = name
         self.group_id = f"laoke.{name}"
@@ -128,7 +128,7 @@ class EventConsumer:
                 client_id=f"laoke-{self.name}",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                max_poll_records=500,
+                max_poll_records=self.max_batch * 4,
                 fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
             )
             try:
