@@ -270,6 +270,8 @@ class ProfileRepository:
         """Fold a history import's orders (in temp table `table`) into the projection, then recompute
         every affected profile in one statement. Newer stored states win, as with events."""
         await self.session.execute(_LOCK_SHOP, {"shop_id": shop_id})
+        # A million-row sort and aggregate: in memory rather than spilled to disk.
+        await self.session.execute(text("SET LOCAL work_mem = '256MB'"))
         paid = ", ".join(f"'{s.value}'" for s in PAID_STATUSES)
         await self.session.execute(
             text(
@@ -298,23 +300,31 @@ class ProfileRepository:
         await self.session.execute(
             text(
                 f"""
+                WITH latest AS (
+                    SELECT DISTINCT ON (customer_id)
+                           customer_id, channel, buyer_nick, receiver_name, mobile, province, city
+                    FROM {table} ORDER BY customer_id, placed_at DESC
+                ), totals AS (
+                    SELECT o.customer_id,
+                           count(*) FILTER (WHERE o.status IN ({paid})) AS orders_count,
+                           coalesce(sum(o.paid_fen - o.refunded_fen) FILTER (WHERE o.status IN ({paid})), 0)
+                               AS total_spent_fen,
+                           min(o.placed_at) FILTER (WHERE o.status IN ({paid})) AS first_order_at,
+                           max(o.placed_at) FILTER (WHERE o.status IN ({paid})) AS last_order_at,
+                           coalesce(sum(o.refunded_fen), 0) AS refunded_fen,
+                           count(*) FILTER (WHERE o.refunded_fen > 0) AS refunds_count
+                    FROM segmentation.profile_orders o
+                    WHERE o.shop_id = :shop AND o.customer_id IN (SELECT customer_id FROM latest)
+                    GROUP BY o.customer_id
+                )
                 INSERT INTO segmentation.profiles AS p
                     (shop_id, customer_id, nick, name, mobile, province, city, channels,
                      orders_count, total_spent_fen, first_order_at, last_order_at,
                      refunded_fen, refunds_count)
-                SELECT :shop, c.customer_id, c.buyer_nick, c.receiver_name, c.mobile, c.province, c.city,
-                       ARRAY[c.channel],
-                       count(*) FILTER (WHERE o.status IN ({paid})),
-                       coalesce(sum(o.paid_fen - o.refunded_fen) FILTER (WHERE o.status IN ({paid})),
-                                0),
-                       min(o.placed_at) FILTER (WHERE o.status IN ({paid})),
-                       max(o.placed_at) FILTER (WHERE o.status IN ({paid})),
-                       coalesce(sum(o.refunded_fen), 0), count(*) FILTER (WHERE o.refunded_fen > 0)
-                FROM (SELECT DISTINCT ON (customer_id)
-                             customer_id, channel, buyer_nick, receiver_name, mobile, province, city
-                      FROM {table} ORDER BY customer_id, placed_at DESC) c
-                JOIN segmentation.profile_orders o ON o.shop_id = :shop AND o.customer_id = c.customer_id
-                GROUP BY c.customer_id, c.channel, c.buyer_nick, c.receiver_name, c.mobile, c.province, c.city
+                SELECT :shop, l.customer_id, l.buyer_nick, l.receiver_name, l.mobile, l.province, l.city,
+                       ARRAY[l.channel], t.orders_count, t.total_spent_fen, t.first_order_at, t.last_order_at,
+                       t.refunded_fen, t.refunds_count
+                FROM latest l JOIN totals t USING (customer_id)
                 ON CONFLICT (shop_id, customer_id) DO UPDATE SET
                     orders_count = excluded.orders_count, total_spent_fen = excluded.total_spent_fen,
                     first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at,
