@@ -13,10 +13,10 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Response
+from fastapi import Header, Response
 from pydantic import BaseModel
 from sqlalchemy import (
     Column,
@@ -39,6 +39,16 @@ from laoke.kit.errors import Conflict, Unprocessable
 
 KEY_HEADER = "Idempotency-Key"
 RETENTION = timedelta(hours=24)
+
+# The header as an endpoint parameter: `idempotency_key: IdempotencyKeyHeader = None`.
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=KEY_HEADER,
+        description="Makes retries safe: the same key and body return the first answer (24 hours)",
+        examples=["9f1c2e7a-retry-safe-0001"],
+    ),
+]
 
 # Two requests with one key must not both run: the second fails fast on a transaction-scoped lock.
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:lock_key, 0))")

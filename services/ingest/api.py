@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from laoke.contracts.orders import OrderStatus
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
-from laoke.kit.idempotency import KEY_HEADER, run_idempotent
+from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
 from laoke.kit.ids import decode_cursor, encode_cursor
 from laoke.kit.service import CallerDep, OutboxDep
 from services.ingest.identity import forget_shop_settings, shop_settings
@@ -52,14 +52,7 @@ async def post_order(
     caller: CallerDep,
     session: SessionDep,
     outbox: OutboxDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias=KEY_HEADER,
-            description="Makes retries safe: the same key and body return the first answer (24 hours)",
-            examples=["9f1c2e7a-order-T20261122-0001"],
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     async def work() -> tuple[int, bytes]:
         outcome, order = await upsert_order(session, outbox, caller.shop_id, body)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from sqlalchemy import func, select
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
-from laoke.kit.idempotency import KEY_HEADER, run_idempotent
+from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
+from laoke.kit.ids import new_id
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen
 from laoke.kit.service import CallerDep, OutboxDep
@@ -33,9 +35,6 @@ from services.loyalty.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/loyalty", tags=["loyalty"], responses=ERROR_RESPONSES)
-IdempotencyKey = Annotated[
-    str | None, Header(alias=KEY_HEADER, description="Retries with the same key return the first answer")
-]
 
 
 @router.get("/program", response_model=ProgramSettings, summary="The shop's loyalty programme")
@@ -174,13 +173,15 @@ async def adjust(
     caller: CallerDep,
     session: SessionDep,
     outbox: OutboxDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     async def work() -> tuple[int, bytes]:
         settings = await program.load(session, caller.shop_id)
         ledger = Ledger(session, outbox, caller.shop_id, settings)
         member = await existing_member(ledger, customer_id)
-        reference = f"adjust:{idempotency_key or clock.now().isoformat()}:{customer_id}"
+        # Unique per request; with a key, a retry that slipped past the stored answer still books once.
+        key = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32] if idempotency_key else new_id("adj")
+        reference = f"adjust:{customer_id}:{key}"
         if body.points > 0:
             booked = await ledger.credit(member, "adjust", body.points, reference, note=body.reason)
         else:
@@ -202,7 +203,12 @@ async def adjust(
     "(`signed_in: false`). Consecutive days build a streak; streak bonuses pay on the days configured. "
     "Creates the member if needed.",
 )
-async def signin(customer_id: str, caller: CallerDep, session: SessionDep, outbox: OutboxDep) -> SigninOut:
+async def signin(
+    customer_id: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")],
+    caller: CallerDep,
+    session: SessionDep,
+    outbox: OutboxDep,
+) -> SigninOut:
     settings = await program.load(session, caller.shop_id)
     ledger = Ledger(session, outbox, caller.shop_id, settings)
     member = await ledger.member(customer_id)

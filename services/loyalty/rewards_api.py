@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Response, status
 from sqlalchemy import func, select
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
-from laoke.kit.idempotency import KEY_HEADER, run_idempotent
+from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
 from laoke.kit.ids import new_id
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen, to_fen
@@ -41,9 +39,6 @@ from services.loyalty.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/loyalty", tags=["rewards and lotteries"], responses=ERROR_RESPONSES)
-IdempotencyKey = Annotated[
-    str | None, Header(alias=KEY_HEADER, description="Retries with the same key return the first answer")
-]
 
 
 async def _reward_out(session: SessionDep, reward: Reward) -> RewardOut:
@@ -141,7 +136,7 @@ async def redeem(
     caller: CallerDep,
     session: SessionDep,
     outbox: OutboxDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     async def work() -> tuple[int, bytes]:
         settings = await program.load(session, caller.shop_id)
@@ -276,7 +271,7 @@ async def draw(
     caller: CallerDep,
     session: SessionDep,
     outbox: OutboxDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     async def work() -> tuple[int, bytes]:
         settings = await program.load(session, caller.shop_id)

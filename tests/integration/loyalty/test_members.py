@@ -69,6 +69,8 @@ async def test_signin_once_per_shop_local_day_with_streaks(shop: ShopClient, at_
     assert (third["streak"], third["bonus"]) == (1, 0)
     kinds = [e["kind"] for e in await ledger(shop, "cus_sign")]
     assert kinds == ["signin", "signin", "bonus", "signin"]
+    too_long = await post(shop, f"/api/v1/loyalty/members/{'x' * 40}/signin")
+    assert too_long.status_code == 422 and too_long.json()["error"] == "validation_error"
 
 
 async def test_adjustments_are_checked_and_idempotent(
