@@ -57,6 +57,8 @@ def _route(pattern: str, service: str, public: bool = False, streamed: bool = Fa
 
 # First match wins, so specific paths come before the prefixes they sit under.
 ROUTES: tuple[Route, ...] = (
+    # What buyers and SMS vendors reach without a key: one-click unsubscribe, SMS replies and reports.
+    _route(r"^/api/v1/webhooks/(unsubscribe|aliyunsms)/[^/]+/?$", "messaging", public=True),
     _route(r"^/api/v1/webhooks/[a-z]+/[^/]+/?$", "ingest", public=True),
     _route(r"^/api/v1/imports/?$", "ingest", streamed=True),
     _route(r"^/api/v1/customers/lookup$", "ingest"),
@@ -64,7 +66,9 @@ ROUTES: tuple[Route, ...] = (
     _route(r"^/api/v1/(orders|imports|events|ingest)(/|$)", "ingest"),
     _route(r"^/api/v1/(customers|rfm|segments|tags|groups|analytics|clv)(/|$)", "segmentation"),
     _route(r"^/api/v1/(loyalty|activities|coupons)(/|$)", "loyalty"),
-    _route(r"^/api/v1/(messaging|templates|campaigns|automations|inbox)(/|$)", "messaging"),
+    _route(
+        r"^/api/v1/(messaging|templates|campaigns|automations|inbox|feedback|subscriptions)(/|$)", "messaging"
+    ),
 )
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the gateway itself sets.

@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import uvicorn
+from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
+from laoke.devstack.providers import LocalProviders, sms_app, start_smtp
 from laoke.devstack.supervisor import EMBEDDED_FETCH_MAX_WAIT_MS
 from laoke.stack import GATEWAY, SERVICES, Component
 from laoke.testing.infra import free_port
@@ -65,6 +67,9 @@ async def serve(app: FastAPI, name: str, settings: Any, port: int | None = None)
 @dataclass
 class ServerSet:
     servers: dict[str, RunningServer] = field(default_factory=dict)
+    # The local SMTP server and Aliyun SMS endpoint messaging sends through (laoke/devstack/providers.py).
+    providers: LocalProviders = field(default_factory=LocalProviders)
+    smtp: Controller | None = None
 
     def __getitem__(self, name: str) -> RunningServer:
         return self.servers[name]
@@ -73,9 +78,16 @@ class ServerSet:
     def gateway_url(self) -> str:
         return self.servers[GATEWAY.name].url
 
+    @property
+    def providers_url(self) -> str:
+        return self.servers["providers"].url
+
     async def stop(self) -> None:
         for server in reversed(list(self.servers.values())):
             await server.stop()
+        if self.smtp is not None:
+            self.smtp.stop()
+            self.smtp = None
 
 
 async def wait_ready(servers: ServerSet, within: float = 60) -> None:
@@ -83,6 +95,8 @@ async def wait_ready(servers: ServerSet, within: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + within
     async with httpx.AsyncClient(timeout=5) as client:
         for server in servers.servers.values():
+            if server.name == "providers":  # a vendor stand-in, no probes
+                continue
             while (await client.get(f"{server.url}/readyz")).status_code != 200:
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(
@@ -107,9 +121,20 @@ async def start_servers(
 ) -> ServerSet:
     common = common_settings(database_url, bootstrap_servers)
     servers = ServerSet()
-    loyalty_port = free_port()
+    loyalty_port, gateway_port, smtp_port = free_port(), free_port(), free_port()
     loyalty_url = f"http://127.0.0.1:{loyalty_port}"
     try:
+        servers.smtp = start_smtp(servers.providers, "127.0.0.1", smtp_port)
+        providers = await serve(sms_app(servers.providers), "providers", None)
+        servers.servers["providers"] = providers
+        messaging = {
+            "smtp_port": smtp_port,
+            "aliyun_sms_endpoint": providers.url + "/",
+            "public_url": f"http://127.0.0.1:{gateway_port}",
+            "dispatch_seconds": 0.05,
+            "jobs_seconds": 0.5,
+            "campaign_seconds": 0.2,
+        }
         for component in SERVICES:  # ingest first: the others read its bulk feeds
             # The services others call must already run: ingest (bulk feeds), segmentation (segments).
             extra = {
@@ -119,6 +144,8 @@ async def start_servers(
             }
             # Segmentation reads loyalty's expiry feeds but starts first: loyalty's address is fixed upfront.
             extra["loyalty_url"] = loyalty_url
+            if component.name == "messaging":
+                extra |= messaging
             app, settings = build_app(component, **common, **extra)
             port = loyalty_port if component.name == "loyalty" else None
             servers.servers[component.name] = await serve(app, component.name, settings, port)
@@ -129,7 +156,7 @@ async def start_servers(
             **(gateway_overrides or {}),
         }
         app, settings = build_app(GATEWAY, **gateway_settings)
-        servers.servers[GATEWAY.name] = await serve(app, GATEWAY.name, settings)
+        servers.servers[GATEWAY.name] = await serve(app, GATEWAY.name, settings, gateway_port)
         await wait_ready(servers)
     except BaseException:
         await servers.stop()

@@ -52,6 +52,7 @@ async def issue(
     customer_ids: Sequence[str],
     *,
     source: str = "issue",
+    reference: str | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """Issue one coupon of `template` to each customer; returns ({customer: code}, customers skipped
     because of the per-customer limit). The template must be locked by the caller: the total limit is
@@ -95,6 +96,7 @@ async def issue(
                 "template_id": template.id,
                 "customer_id": c,
                 "source": source,
+                "reference": reference,
                 "issued_at": now,
                 "expires_at": expires_at,
             }

@@ -214,13 +214,24 @@ class Coupon(Base):
     __table_args__ = (
         Index("ix_coupons_member", "shop_id", "customer_id", "issued_at"),
         Index("ix_coupons_template", "shop_id", "template_id"),
+        # A coupon sent with a message names the message's source: asked again, the same one is returned.
+        Index(
+            "uq_coupons_reference",
+            "shop_id",
+            "template_id",
+            "customer_id",
+            "reference",
+            unique=True,
+            postgresql_where=text("reference IS NOT NULL"),
+        ),
     )
 
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     template_id: Mapped[str] = mapped_column(String(32))
     customer_id: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(16))  # issue, redemption, lottery
+    source: Mapped[str] = mapped_column(String(16))  # issue, redemption, lottery, message
+    reference: Mapped[str | None] = mapped_column(String(80))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     redeemed_order_id: Mapped[str | None] = mapped_column(String(32))

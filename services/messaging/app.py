@@ -1,5 +1,4 @@
-"""Process entry of the messaging service. It runs, migrates, relays and answers probes; its API and
-automations are built on this skeleton by the messaging issue."""
+"""Process entry of the messaging service."""
 
 from __future__ import annotations
 
@@ -7,16 +6,21 @@ from fastapi import FastAPI
 
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
+from services.messaging import api, automations_api, campaigns_api, feedback_api, handlers
+from services.messaging.dispatcher import dispatcher_lifespan
 from services.messaging.models import plumbing
 from services.messaging.settings import MessagingSettings
 
 
 def create_app(settings: MessagingSettings | None = None) -> FastAPI:
+    settings = settings or MessagingSettings()
     return create_service_app(
-        settings or MessagingSettings(),
+        settings,
         title="Laoke messaging",
         description="SMS, e-mail and in-app messages; consent, frequency caps, campaigns and automations.",
-        routers=[],
+        routers=[api.router, api.public, campaigns_api.router, automations_api.router, feedback_api.router],
         plumbing=plumbing,
         produces=(Topic.MESSAGING,),
+        consumers=handlers.consumers(settings),
+        extra_lifespan=dispatcher_lifespan(settings, enabled=settings.run_consumers),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from laoke.kit.settings import ServiceSettings
@@ -11,3 +12,23 @@ class MessagingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MESSAGING_", extra="ignore", frozen=True)
 
     service_name: str = "messaging"
+    # Outgoing mail server (the local one `make run` starts by default).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10
+    # Aliyun Dysmsapi endpoint (the local stand-in by default; https://dysmsapi.aliyuncs.com in production).
+    aliyun_sms_endpoint: str = "http://127.0.0.1:8026"
+    sms_timeout_seconds: float = 5
+    # Where buyers reach Laoke (unsubscribe links in e-mail): the gateway's public address.
+    public_url: str = "http://127.0.0.1:8000"
+    # The dispatcher: how often it looks for due messages and how many it takes at once.
+    dispatch_seconds: float = Field(default=0.1, gt=0)
+    dispatch_batch: int = Field(default=1000, ge=1, le=10_000)
+    send_max_attempts: int = Field(default=4, ge=1)
+    # How often scheduled campaigns are looked for.
+    campaign_seconds: float = Field(default=0.5, gt=0)
+    # How often automations that wait on time (problem shipments, birthdays) are checked.
+    jobs_seconds: float = Field(default=60, gt=0)

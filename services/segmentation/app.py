@@ -12,6 +12,7 @@ from services.segmentation import (
     customers_api,
     groups_api,
     handlers,
+    internal_api,
     rfm_api,
     segments_api,
 )
@@ -33,6 +34,7 @@ def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
             segments_api.segments,
             analytics_api.router,
             clv_api.router,
+            internal_api.internal,
         ],
         plumbing=plumbing,
         produces=(Topic.SEGMENTATION,),

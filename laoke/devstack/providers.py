@@ -1,0 +1,197 @@
+"""Local stand-ins for the third-party providers messaging talks to, so a laptop and the tests run the
+whole sending path for real:
+
+- an SMTP server (aiosmtpd) that keeps every mail it receives;
+- an SMS endpoint speaking Aliyun's Dysmsapi RPC protocol (`SendSms`, `SendBatchSms`, version
+  2017-05-25): it checks the request signature (HMAC-SHA1, signature version 1.0) against the access keys
+  it was given, answers with Aliyun's response shape and error codes, and keeps what it accepted.
+
+Both are visible over HTTP (`GET /_local/sms`, `GET /_local/mail`) for the console and the tests.
+Failures can be injected (`POST /_local/sms/faults`) to exercise retries and timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import hmac
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from laoke.kit.vendors import aliyun_signature
+
+LOCAL_ACCESS_KEY_ID = "LTAI-local-laoke"
+LOCAL_ACCESS_KEY_SECRET = "local-laoke-sms-secret"  # noqa: S105 - the local stand-in's published key
+MAX_BATCH = 100  # SendBatchSms takes at most 100 numbers per call
+_MOBILE = re.compile(r"^(\+?86)?1[3-9]\d{9}$")
+
+
+@dataclass
+class SmsFaults:
+    """Injected failures: the next `errors` calls answer `code`; the next `timeouts` calls hang."""
+
+    errors: int = 0
+    code: str = "isv.BUSINESS_LIMIT_CONTROL"
+    timeouts: int = 0
+    hang_seconds: float = 30.0
+
+
+@dataclass
+class LocalProviders:
+    keys: dict[str, str] = field(default_factory=lambda: {LOCAL_ACCESS_KEY_ID: LOCAL_ACCESS_KEY_SECRET})
+    sms: list[dict[str, Any]] = field(default_factory=list)
+    mail: list[dict[str, Any]] = field(default_factory=list)
+    faults: SmsFaults = field(default_factory=SmsFaults)
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keep_mail(self, record: dict[str, Any]) -> None:
+        with self._lock:  # the SMTP server runs in its own thread
+            self.mail.append(record)
+
+
+def _aliyun_error(code: str, message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse(
+        {"RequestId": str(uuid.uuid4()).upper(), "Code": code, "Message": message}, status_code=status
+    )
+
+
+def sms_app(state: LocalProviders) -> FastAPI:
+    app = FastAPI(title="Local SMS endpoint (Aliyun Dysmsapi protocol)", docs_url=None, openapi_url=None)
+
+    @app.api_route("/", methods=["GET", "POST"])
+    async def dysmsapi(request: Request) -> JSONResponse:
+        params = dict(request.query_params)
+        if request.method == "POST":
+            params.update({k: str(v) for k, v in (await request.form()).items()})
+        state.calls += 1
+        if state.faults.timeouts > 0:
+            state.faults.timeouts -= 1
+            await asyncio.sleep(state.faults.hang_seconds)
+        signature = params.pop("Signature", "")
+        secret = state.keys.get(params.get("AccessKeyId", ""))
+        if secret is None:
+            return _aliyun_error("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
+        expected = aliyun_signature(request.method, params, secret)
+        if not hmac.compare_digest(signature, expected):
+            return _aliyun_error(
+                "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."
+            )
+        try:
+            stamp = datetime.strptime(params.get("Timestamp", ""), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return _aliyun_error("MissingTimestamp", "Timestamp is mandatory for this action.")
+        if abs(datetime.now(UTC) - stamp) > timedelta(minutes=15):
+            return _aliyun_error("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
+        if state.faults.errors > 0:
+            state.faults.errors -= 1
+            return JSONResponse(
+                {"RequestId": str(uuid.uuid4()), "Code": state.faults.code, "Message": "fault"}
+            )
+        action = params.get("Action")
+        if action == "SendSms":
+            numbers = params.get("PhoneNumbers", "").split(",")
+            signs = [params.get("SignName", "")] * len(numbers)
+            variables = [json.loads(params.get("TemplateParam") or "{}")] * len(numbers)
+        elif action == "SendBatchSms":
+            try:
+                numbers = json.loads(params["PhoneNumberJson"])
+                signs = json.loads(params["SignNameJson"])
+                variables = json.loads(params.get("TemplateParamJson") or "[]") or [{}] * len(numbers)
+            except (KeyError, ValueError):
+                return _aliyun_error(
+                    "isv.INVALID_PARAMETERS", "PhoneNumberJson/SignNameJson must be JSON arrays"
+                )
+            if not (len(numbers) == len(signs) == len(variables)):
+                return _aliyun_error("isv.INVALID_JSON_PARAM", "array lengths differ")
+        else:
+            return _aliyun_error("InvalidAction.NotFound", f"Specified api is not found: {action}", 404)
+        if not numbers or len(numbers) > MAX_BATCH:
+            return _aliyun_error("isv.BUSINESS_LIMIT_CONTROL", f"1 to {MAX_BATCH} numbers per call")
+        if not params.get("TemplateCode"):
+            return _aliyun_error("isv.SMS_TEMPLATE_ILLEGAL", "TemplateCode is mandatory")
+        bad = [n for n in numbers if not _MOBILE.match(str(n))]
+        if bad:
+            return JSONResponse(
+                {
+                    "RequestId": str(uuid.uuid4()),
+                    "Code": "isv.MOBILE_NUMBER_ILLEGAL",
+                    "Message": f"illegal: {bad[0]}",
+                }
+            )
+        biz_id = f"{uuid.uuid4().int % 10**18:018d}^0"
+        for number, sign, values in zip(numbers, signs, variables, strict=True):
+            state.sms.append(
+                {
+                    "biz_id": biz_id,
+                    "phone": number,
+                    "sign_name": sign,
+                    "template_code": params["TemplateCode"],
+                    "params": values,
+                    "out_id": params.get("OutId"),
+                    "received_at": datetime.now(UTC).isoformat(),
+                }
+            )
+        return JSONResponse({"RequestId": str(uuid.uuid4()), "BizId": biz_id, "Code": "OK", "Message": "OK"})
+
+    @app.get("/_local/sms")
+    async def received_sms() -> list[dict[str, Any]]:
+        return state.sms
+
+    @app.get("/_local/mail")
+    async def received_mail() -> list[dict[str, Any]]:
+        return state.mail
+
+    @app.post("/_local/sms/faults")
+    async def inject(body: dict[str, Any]) -> dict[str, Any]:
+        state.faults = SmsFaults(**body)
+        return {"ok": True}
+
+    @app.delete("/_local")
+    async def clear() -> dict[str, Any]:
+        state.sms.clear()
+        state.mail.clear()
+        state.calls = 0
+        state.faults = SmsFaults()
+        return {"ok": True}
+
+    return app
+
+
+class _KeepMail:
+    def __init__(self, state: LocalProviders) -> None:
+        self.state = state
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        body = parsed.get_body(preferencelist=("plain", "html"))
+        self.state.keep_mail(
+            {
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "subject": str(parsed["subject"] or ""),
+                "headers": {k: str(v) for k, v in parsed.items()},
+                "text": body.get_content() if body is not None else "",
+                "received_at": datetime.now(UTC).isoformat(),
+            }
+        )
+        return "250 Message accepted for delivery"
+
+
+def start_smtp(state: LocalProviders, host: str, port: int) -> Controller:
+    """An SMTP server in its own thread (aiosmtpd's Controller); stop it with `.stop()`."""
+    controller = Controller(_KeepMail(state), hostname=host, port=port)
+    controller.start()
+    return controller

@@ -1,0 +1,227 @@
+"""Automations: messages events and dates trigger by themselves, each at most once per occurrence.
+
+| kind | occurrence (the message's `source`) | trigger | marketing |
+|---|---|---|---|
+| `unpaid_reminder` 催付 | the order | `order.created`, sent `delay_minutes` later if still unpaid | no |
+| `shipment_notice` 发货通知 | the order | `order.shipped` | no |
+| `problem_shipment` 疑难件 | the order | shipped, not completed after `delay_minutes` (+ a ticket) | no |
+| `birthday` 生日 | the customer and year | the shop-local birthday | yes |
+| `winback` | the customer and day | `customer.lifecycle_changed` to `sleeping` | yes |
+| `tier_upgrade` | the customer and tier | `loyalty.tier_changed` upwards | no |
+| `points_expiring` | the customer and expiry date | `loyalty.points_expiring` | no |
+| `welcome` | the customer | the first order | no |
+
+Queueing inserts into `messages` with `ON CONFLICT DO NOTHING` on (shop, source, customer, channel):
+a redelivered event, a second replica or a re-run job adds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.kit import clock
+from laoke.kit.db import Database
+from laoke.kit.ids import new_id
+from services.messaging import policy
+from services.messaging.channels import recipient_for
+from services.messaging.models import Automation, Contact, Feedback, Message
+from services.messaging.settings import MessagingSettings
+
+if TYPE_CHECKING:
+    from services.messaging.dispatcher import Claimed
+
+log = structlog.get_logger(__name__)
+
+
+class Kind(StrEnum):
+    UNPAID_REMINDER = "unpaid_reminder"
+    SHIPMENT_NOTICE = "shipment_notice"
+    PROBLEM_SHIPMENT = "problem_shipment"
+    BIRTHDAY = "birthday"
+    WINBACK = "winback"
+    TIER_UPGRADE = "tier_upgrade"
+    POINTS_EXPIRING = "points_expiring"
+    WELCOME = "welcome"
+
+
+MARKETING = frozenset({Kind.BIRTHDAY, Kind.WINBACK})
+# Sensible waits when the shop gives none: 催付 after 30 minutes, 疑难件 after 5 days in transit.
+DEFAULT_DELAY_MINUTES = {Kind.UNPAID_REMINDER: 30, Kind.PROBLEM_SHIPMENT: 5 * 24 * 60}
+DESCRIPTIONS = {
+    Kind.UNPAID_REMINDER: "催付: remind an unpaid order after the delay; cancelled on payment or close",
+    Kind.SHIPMENT_NOTICE: "发货通知: tell the buyer the order has shipped",
+    Kind.PROBLEM_SHIPMENT: "疑难件: shipped, not completed after the delay; a message and a follow-up ticket",
+    Kind.BIRTHDAY: "生日营销: on the shop-local birthday, optionally with a coupon",
+    Kind.WINBACK: "Win-back: when a buyer turns sleeping (沉睡), optionally with a coupon",
+    Kind.TIER_UPGRADE: "Congratulate a member on reaching a higher tier",
+    Kind.POINTS_EXPIRING: "Remind a member of points about to expire",
+    Kind.WELCOME: "Welcome a buyer after the first order",
+}
+
+
+async def setting(session: AsyncSession, shop_id: str, kind: Kind) -> Automation | None:
+    """The shop's automation of `kind`, when it is on."""
+    row = await session.get(Automation, (shop_id, kind.value))
+    return row if row is not None and row.enabled else None
+
+
+async def queue(
+    session: AsyncSession,
+    automation: Automation,
+    customer_id: str,
+    occurrence: str,
+    *,
+    not_before: datetime | None = None,
+    order_id: str | None = None,
+    variables: dict[str, Any] | None = None,
+) -> bool:
+    """Queue the automation's message for one occurrence; False when it was queued before."""
+    contact = await session.get(Contact, (automation.shop_id, customer_id))
+    values = {
+        "name": contact.name if contact else None,
+        "tier": contact.tier if contact else None,
+        "points": contact.points if contact else None,
+        **(variables or {}),
+    }
+    stored = await session.execute(
+        insert(Message)
+        .values(
+            shop_id=automation.shop_id,
+            source=f"{automation.kind}:{occurrence}",
+            customer_id=customer_id,
+            channel=automation.channel,
+            marketing=automation.kind in MARKETING,
+            automation=automation.kind,
+            order_id=order_id,
+            template_id=automation.template_id,
+            recipient=recipient_for(
+                automation.channel, contact and contact.mobile, contact and contact.email, customer_id
+            ),
+            variables=values,
+            coupon_template_id=automation.coupon_template_id,
+            not_before=not_before or clock.now(),
+        )
+        .on_conflict_do_nothing(constraint="uq_messages_once")
+        .returning(Message.id)
+    )
+    return stored.scalar() is not None
+
+
+async def cancel_for_order(
+    session: AsyncSession, shop_id: str, order_id: str, kind: Kind, reason: str
+) -> None:
+    await session.execute(
+        text(
+            "UPDATE messaging.messages SET status = 'cancelled', reason = :reason "
+            "WHERE shop_id = :shop AND source = :source AND status = 'queued'"
+        ),
+        {"shop": shop_id, "source": f"{kind}:{order_id}", "reason": reason},
+    )
+
+
+async def no_longer_due(session: AsyncSession, shop_id: str, messages: Sequence[Claimed]) -> dict[int, str]:
+    """Checked again at send time: a 催付 whose order is no longer unpaid is cancelled, with why."""
+    reminders = {m.order_id: m.id for m in messages if m.automation == Kind.UNPAID_REMINDER and m.order_id}
+    if not reminders:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT order_id, status FROM messaging.orders "
+            "WHERE shop_id = :shop AND order_id = ANY(:ids) AND status <> 'created'"
+        ),
+        {"shop": shop_id, "ids": list(reminders)},
+    )
+    return {reminders[order_id]: f"order is {status} now" for order_id, status in rows}
+
+
+# -- jobs that wait on time ---------------------------------------------------------------------------
+
+_JOBS_LOCK = 0x4C414F4B_4D534701  # one replica at a time runs the time-driven automations
+
+
+async def run_jobs(db: Database, settings: MessagingSettings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            async with db.transaction() as session:
+                locked = await session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _JOBS_LOCK})
+                if locked:
+                    await due_problem_shipments(session, clock.now())
+                    await due_birthdays(session, clock.now())
+        except Exception:
+            log.exception("automation_jobs_failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.jobs_seconds)
+
+
+async def due_problem_shipments(session: AsyncSession, now: datetime) -> int:
+    """疑难件: orders shipped longer ago than the shop's delay and still not completed."""
+    queued = 0
+    automations = (
+        await session.scalars(
+            select(Automation).where(Automation.kind == Kind.PROBLEM_SHIPMENT.value, Automation.enabled)
+        )
+    ).all()
+    for automation in automations:
+        since = now - timedelta(minutes=automation.delay_minutes)
+        rows = await session.execute(
+            text(
+                "SELECT o.order_id, o.customer_id, o.external_order_id FROM messaging.orders o "
+                "WHERE o.shop_id = :shop AND o.status = 'shipped' AND o.shipped_at <= :since "
+                "AND NOT EXISTS (SELECT 1 FROM messaging.messages m WHERE m.shop_id = o.shop_id "
+                "  AND m.source = 'problem_shipment:' || o.order_id) LIMIT 10000"
+            ),
+            {"shop": automation.shop_id, "since": since},
+        )
+        for order_id, customer_id, external_id in rows:
+            if await queue(
+                session,
+                automation,
+                customer_id,
+                order_id,
+                order_id=order_id,
+                variables={"order_id": external_id},
+            ):
+                queued += 1
+                session.add(
+                    Feedback(
+                        shop_id=automation.shop_id,
+                        id=new_id("fbk"),
+                        customer_id=customer_id,
+                        order_id=order_id,
+                        kind="problem_shipment",
+                        subject=f"疑难件: order {external_id} shipped but not completed",
+                    )
+                )
+    return queued
+
+
+async def due_birthdays(session: AsyncSession, now: datetime) -> int:
+    """Birthdays on the shop-local date; the year makes one greeting per birthday."""
+    queued = 0
+    automations = (
+        await session.scalars(
+            select(Automation).where(Automation.kind == Kind.BIRTHDAY.value, Automation.enabled)
+        )
+    ).all()
+    for automation in automations:
+        today = now.astimezone((await policy.load(session, automation.shop_id)).zone).date()
+        customers = await session.scalars(
+            text(
+                "SELECT customer_id FROM messaging.contacts WHERE shop_id = :shop "
+                "AND extract(month FROM birthday) = :m AND extract(day FROM birthday) = :d"
+            ),
+            {"shop": automation.shop_id, "m": today.month, "d": today.day},
+        )
+        for customer_id in customers:
+            queued += await queue(session, automation, customer_id, f"{today.year}:{customer_id}")
+    return queued

@@ -1,0 +1,249 @@
+"""The three channels and how each one sends: in-app (the buyer's inbox, nothing leaves Laoke), e-mail
+over SMTP with RFC 8058 one-click unsubscribe, and SMS through a vendor's HTTP API (Aliyun Dysmsapi,
+batches of up to 100 numbers per call).
+
+A shop configures each channel (`PUT /api/v1/messaging/channels/{channel}`); access key secrets are
+stored and never shown again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+from enum import StrEnum
+from typing import Any, Literal
+
+import aiosmtplib
+import httpx
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.kit.vendors import aliyun_signature
+from services.messaging.models import ChannelConfig
+from services.messaging.settings import MessagingSettings
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+    INAPP = "inapp"
+
+
+_MOBILE = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
+
+
+def normalise_mobile(value: str | None) -> str | None:
+    """A mainland mobile number as the SMS vendors take it (11 digits), or None when it is not one."""
+    if not value:
+        return None
+    match = _MOBILE.match(re.sub(r"[\s-]", "", value))
+    return match.group(1) if match else None
+
+
+def normalise_email(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
+
+
+def recipient_for(channel: str, mobile: str | None, email: str | None, customer_id: str) -> str | None:
+    if channel == Channel.SMS:
+        return normalise_mobile(mobile)
+    if channel == Channel.EMAIL:
+        return normalise_email(email)
+    return customer_id
+
+
+class SmsConfig(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "enabled": True,
+                    "provider": "aliyun",
+                    "access_key_id": "LTAI-local-laoke",
+                    "access_key_secret": "local-laoke-sms-secret",
+                    "sign_name": "老客小店",
+                    "rate_per_second": 50,
+                }
+            ]
+        },
+    )
+
+    enabled: bool = True
+    provider: Literal["aliyun"] = "aliyun"
+    access_key_id: str = Field(min_length=1, max_length=128)
+    access_key_secret: str | None = Field(
+        default=None, max_length=128, description="Write-only; omit to keep the stored one"
+    )
+    sign_name: str = Field(min_length=2, max_length=12, description="The approved 【signature】")
+    region: str = "cn-hangzhou"
+    rate_per_second: int = Field(50, ge=1, le=10_000, description="Vendor calls per second, this shop")
+
+
+class EmailConfig(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"enabled": True, "from_address": "hello@shop.example", "from_name": "老客小店"}]
+        },
+    )
+
+    enabled: bool = True
+    from_address: str = Field(max_length=254)
+    from_name: str | None = Field(default=None, max_length=100)
+    reply_to: str | None = Field(default=None, max_length=254)
+
+
+class InappConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": True}]})
+
+    enabled: bool = True
+
+
+CONFIG_MODELS: dict[str, type[BaseModel]] = {
+    Channel.SMS: SmsConfig,
+    Channel.EMAIL: EmailConfig,
+    Channel.INAPP: InappConfig,
+}
+
+
+async def load_config(session: AsyncSession, shop_id: str, channel: str) -> BaseModel | None:
+    """The shop's configuration of `channel`; in-app works unconfigured, the others need one."""
+    row = await session.get(ChannelConfig, (shop_id, channel))
+    if row is None:
+        return InappConfig() if channel == Channel.INAPP else None
+    return CONFIG_MODELS[channel].model_validate({"enabled": row.enabled, **row.settings})
+
+
+@dataclass
+class Outgoing:
+    """One message ready to leave: who, what, and the key of its row."""
+
+    id: int
+    customer_id: str
+    recipient: str
+    subject: str | None
+    body: str
+    template_code: str
+    variables: dict[str, Any]
+    unsubscribe_url: str | None = None
+
+
+@dataclass
+class Outcome:
+    id: int
+    ok: bool
+    retry: bool = False  # a transient failure: try again later
+    reason: str | None = None
+    provider_message_id: str | None = None
+
+
+class RateLimiter:
+    """Calls per second to one vendor account, per process (a token bucket)."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}
+
+    async def wait(self, key: str, per_second: int) -> None:
+        now = time.monotonic()
+        at = max(self._next.get(key, now), now)
+        self._next[key] = at + 1 / per_second
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+# Aliyun codes worth another try later; anything else fails the message for good.
+_ALIYUN_TRANSIENT = {
+    "isp.SYSTEM_ERROR",
+    "isv.BUSINESS_LIMIT_CONTROL",
+    "Throttling.User",
+    "ServiceUnavailable",
+}
+
+
+class AliyunSms:
+    """Dysmsapi `SendBatchSms` (version 2017-05-25) signed with signature version 1.0 (HMAC-SHA1)."""
+
+    def __init__(self, client: httpx.AsyncClient, endpoint: str, config: SmsConfig, secret: str) -> None:
+        self.client, self.endpoint, self.config, self.secret = client, endpoint, config, secret
+
+    def _signed(self, action: str, params: dict[str, str]) -> dict[str, str]:
+        signed = {
+            "AccessKeyId": self.config.access_key_id,
+            "Action": action,
+            "Format": "JSON",
+            "RegionId": self.config.region,
+            "SignatureMethod": "HMAC-SHA1",
+            "SignatureNonce": uuid.uuid4().hex,
+            "SignatureVersion": "1.0",
+            "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Version": "2017-05-25",
+            **params,
+        }
+        signed["Signature"] = aliyun_signature("POST", signed, self.secret)
+        return signed
+
+    async def send_batch(self, batch: Sequence[Outgoing]) -> list[Outcome]:
+        """One call for up to 100 messages of one template: all accepted or all refused."""
+        params = {
+            "PhoneNumberJson": json.dumps([m.recipient for m in batch]),
+            "SignNameJson": json.dumps([self.config.sign_name] * len(batch), ensure_ascii=False),
+            "TemplateCode": batch[0].template_code,
+            "TemplateParamJson": json.dumps([m.variables for m in batch], ensure_ascii=False),
+            "OutId": str(batch[0].id),
+        }
+        try:
+            response = await self.client.post(self.endpoint, data=self._signed("SendBatchSms", params))
+            answer = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            reason = f"sms vendor unreachable: {type(exc).__name__}"
+            return [Outcome(m.id, ok=False, retry=True, reason=reason) for m in batch]
+        code = str(answer.get("Code", "")) or f"HTTP {response.status_code}"
+        if code == "OK":
+            return [Outcome(m.id, ok=True, provider_message_id=answer.get("BizId")) for m in batch]
+        reason = f"{code}: {answer.get('Message', '')}"[:300]
+        return [Outcome(m.id, ok=False, retry=code in _ALIYUN_TRANSIENT, reason=reason) for m in batch]
+
+
+async def send_email(settings: MessagingSettings, config: EmailConfig, message: Outgoing) -> Outcome:
+    mail = EmailMessage()
+    mail["From"] = formataddr((config.from_name or "", config.from_address))
+    mail["To"] = message.recipient
+    mail["Subject"] = message.subject or ""
+    mail["Message-ID"] = make_msgid(idstring=f"laoke{message.id}")
+    if config.reply_to:
+        mail["Reply-To"] = config.reply_to
+    if message.unsubscribe_url:
+        # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" to this URL; no page to visit.
+        mail["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    mail.set_content(message.body)
+    try:
+        await aiosmtplib.send(
+            mail,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            start_tls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout_seconds,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        return Outcome(message.id, ok=False, reason=f"recipient refused: {exc}"[:300])
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        return Outcome(message.id, ok=False, retry=True, reason=f"smtp: {type(exc).__name__}: {exc}"[:300])
+    return Outcome(message.id, ok=True, provider_message_id=mail["Message-ID"])

@@ -1,0 +1,421 @@
+"""The dispatcher: takes due messages off the queue and sends them, checking everything at send time.
+
+Each cycle claims up to `dispatch_batch` queued messages whose time has come (`FOR UPDATE SKIP LOCKED`,
+so any number of replicas share the queue and none takes a row another holds), then, in this order:
+
+1. an opt-out of the channel, also one that arrived after the message was queued → `suppressed`;
+2. an automation whose reason is gone (the reminded order was paid) → `cancelled`;
+3. marketing inside the shop's quiet hours → deferred to the end of them (still queued, not dropped);
+4. marketing over the frequency cap (sent in the last `cap_days`, across channels) → `suppressed`;
+5. the rest is rendered and sent: in-app by recording it, e-mail over SMTP, SMS in vendor batches.
+
+Outcomes are written in the same transaction that holds the claim, so a process killed mid-send rolls
+its claim back and another cycle sends those messages again. The one window left is a vendor accepting
+a batch in the instant before our commit; the vendor's `OutId` (our message id) records it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.kit import clock
+from laoke.kit.db import Database
+from laoke.kit.errors import LaokeError
+from services.messaging import automations, campaigns, coupons, policy, templates
+from services.messaging.channels import (
+    AliyunSms,
+    Channel,
+    EmailConfig,
+    Outcome,
+    Outgoing,
+    RateLimiter,
+    SmsConfig,
+    load_config,
+    send_email,
+)
+from services.messaging.consent import unsubscribe_url
+from services.messaging.models import ChannelConfig, Shop
+from services.messaging.settings import MessagingSettings
+
+log = structlog.get_logger(__name__)
+
+SMS_BATCH = 100
+EMAIL_CONCURRENCY = 20
+
+
+@dataclass
+class Claimed:
+    id: int
+    shop_id: str
+    source: str
+    customer_id: str
+    channel: str
+    marketing: bool
+    automation: str | None
+    order_id: str | None
+    campaign_id: str | None
+    template_id: str
+    recipient: str | None
+    variables: dict[str, Any]
+    coupon_template_id: str | None
+    coupon_code: str | None
+    attempts: int
+
+
+@dataclass
+class Verdicts:
+    """What the cycle decided for each claimed message, written back in one statement per kind."""
+
+    sent: list[Outcome] = field(default_factory=list)
+    retry: list[Outcome] = field(default_factory=list)
+    failed: list[Outcome] = field(default_factory=list)
+    suppressed: list[tuple[int, str]] = field(default_factory=list)
+    cancelled: list[tuple[int, str]] = field(default_factory=list)
+    deferred: list[tuple[int, datetime]] = field(default_factory=list)
+    rendered: dict[int, tuple[str | None, str]] = field(default_factory=dict)
+    codes: dict[int, str] = field(default_factory=dict)
+
+
+_CLAIM = text(
+    """
+    SELECT id, shop_id, source, customer_id, channel, marketing, automation, order_id, campaign_id,
+           template_id, recipient, variables, coupon_template_id, coupon_code, attempts
+    FROM messaging.messages
+    WHERE status = 'queued' AND not_before <= :now
+    ORDER BY not_before, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+    """
+)
+
+
+class Dispatcher:
+    def __init__(self, db: Database, settings: MessagingSettings) -> None:
+        self.db, self.settings = db, settings
+        self.limiter = RateLimiter()
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sms_timeout_seconds))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                handled = await self.cycle()
+            except Exception:  # a bad cycle must not stop sending; its claim rolled back
+                log.exception("dispatch_cycle_failed")
+                handled = 0
+            if handled < self.settings.dispatch_batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.dispatch_seconds)
+        await self.http.aclose()
+
+    async def cycle(self) -> int:
+        """One claim, check, send and record. Returns how many messages it handled."""
+        async with self.db.transaction() as session:
+            now = clock.now()
+            rows = (await session.execute(_CLAIM, {"now": now, "limit": self.settings.dispatch_batch})).all()
+            if not rows:
+                return 0
+            claimed = [Claimed(*row) for row in rows]
+            verdicts = Verdicts()
+            by_shop: dict[str, list[Claimed]] = defaultdict(list)
+            for message in claimed:
+                by_shop[message.shop_id].append(message)
+            for shop_id, messages in by_shop.items():
+                await self._shop(session, shop_id, messages, now, verdicts)
+            await _record(session, verdicts, now, self.settings.send_max_attempts)
+            return len(claimed)
+
+    async def _shop(
+        self, session: AsyncSession, shop_id: str, messages: list[Claimed], now: datetime, verdicts: Verdicts
+    ) -> None:
+        rules = await policy.load(session, shop_id)
+        opted_out = await _opted_out(session, shop_id, {m.customer_id for m in messages})
+        gone = await automations.no_longer_due(session, shop_id, messages)
+        quiet_until = rules.quiet_until(now)
+        sent_lately = await _marketing_sent(session, shop_id, messages, now - timedelta(days=rules.cap_days))
+        ready: list[Claimed] = []
+        for message in messages:
+            if (message.customer_id, message.channel) in opted_out:
+                verdicts.suppressed.append((message.id, f"opted out of {message.channel}"))
+            elif message.recipient is None:
+                verdicts.suppressed.append((message.id, f"no valid {_contact_word(message.channel)}"))
+            elif message.id in gone:
+                verdicts.cancelled.append((message.id, gone[message.id]))
+            elif message.marketing and quiet_until is not None:
+                verdicts.deferred.append((message.id, quiet_until))
+            elif message.marketing and sent_lately[message.customer_id] >= rules.cap_messages:
+                verdicts.suppressed.append(
+                    (message.id, f"frequency cap: {rules.cap_messages} in {rules.cap_days} days")
+                )
+            else:
+                if message.marketing:
+                    sent_lately[message.customer_id] += 1
+                ready.append(message)
+        if not ready:
+            return
+        ready = await coupons.attach(session, self.settings, shop_id, ready, verdicts)
+        outgoing = await self._render(session, shop_id, ready, verdicts)
+        by_channel: dict[str, list[tuple[Claimed, Outgoing]]] = defaultdict(list)
+        for message, out in outgoing:
+            by_channel[message.channel].append((message, out))
+        for channel, items in by_channel.items():
+            config = await load_config(session, shop_id, channel)
+            if config is None or not config.enabled:  # type: ignore[attr-defined]
+                reason = f"{channel} channel is not configured or is disabled for this shop"
+                verdicts.failed += [Outcome(m.id, ok=False, reason=reason) for m, _ in items]
+                continue
+            outs = [out for _, out in items]
+            if channel == Channel.INAPP:
+                verdicts.sent += [Outcome(o.id, ok=True) for o in outs]
+            elif channel == Channel.EMAIL:
+                assert isinstance(config, EmailConfig)
+                await self._email(config, outs, verdicts)
+            else:
+                assert isinstance(config, SmsConfig)
+                await self._sms(session, shop_id, config, outs, verdicts)
+
+    async def _render(
+        self, session: AsyncSession, shop_id: str, messages: list[Claimed], verdicts: Verdicts
+    ) -> list[tuple[Claimed, Outgoing]]:
+        wanted = {m.template_id for m in messages}
+        found = (
+            await session.execute(
+                text(
+                    "SELECT id, subject, body, coalesce(provider_template_code, id) FROM messaging.templates "
+                    "WHERE shop_id = :shop AND id = ANY(:ids)"
+                ),
+                {"shop": shop_id, "ids": list(wanted)},
+            )
+        ).all()
+        by_id = {row[0]: row for row in found}
+        shop = await session.get(Shop, shop_id)
+        out: list[tuple[Claimed, Outgoing]] = []
+        for message in messages:
+            template = by_id.get(message.template_id)
+            if template is None:
+                verdicts.failed.append(Outcome(message.id, ok=False, reason="template was deleted"))
+                continue
+            variables = {k: v for k, v in message.variables.items() if v is not None}
+            variables.setdefault("name", "顾客")
+            variables.setdefault("shop_name", shop.name if shop else "")
+            if message.coupon_code:
+                variables["coupon_code"] = message.coupon_code
+            link = None
+            if message.channel == Channel.EMAIL:
+                link = unsubscribe_url(self.settings, shop_id, message.customer_id, message.channel)
+                variables["unsubscribe_url"] = link
+            try:
+                subject = templates.render(template[1], variables) if template[1] else None
+                body = templates.render(template[2], variables)
+            except LaokeError as exc:
+                verdicts.failed.append(Outcome(message.id, ok=False, reason=exc.detail[:300]))
+                continue
+            verdicts.rendered[message.id] = (subject, body)
+            used = templates.used_variables(template[2])
+            vendor_variables = {k: str(variables[k]) for k in sorted(used) if k in variables}
+            out.append(
+                (
+                    message,
+                    Outgoing(
+                        message.id,
+                        message.customer_id,
+                        message.recipient or "",
+                        subject,
+                        body,
+                        template[3],
+                        vendor_variables,
+                        link,
+                    ),
+                )
+            )
+        return out
+
+    async def _email(self, config: EmailConfig, messages: list[Outgoing], verdicts: Verdicts) -> None:
+        gate = asyncio.Semaphore(EMAIL_CONCURRENCY)
+
+        async def one(message: Outgoing) -> Outcome:
+            async with gate:
+                return await send_email(self.settings, config, message)
+
+        for outcome in await asyncio.gather(*(one(m) for m in messages)):
+            _file(verdicts, outcome)
+
+    async def _sms(
+        self,
+        session: AsyncSession,
+        shop_id: str,
+        config: SmsConfig,
+        messages: list[Outgoing],
+        verdicts: Verdicts,
+    ) -> None:
+        row = await session.get(ChannelConfig, (shop_id, Channel.SMS))
+        secret = (row.settings.get("access_key_secret") if row else None) or ""
+        vendor = AliyunSms(self.http, self.settings.aliyun_sms_endpoint, config, secret)
+        by_template: dict[str, list[Outgoing]] = defaultdict(list)
+        for message in messages:
+            by_template[message.template_code].append(message)
+        for batch_of_template in by_template.values():
+            for start in range(0, len(batch_of_template), SMS_BATCH):
+                batch = batch_of_template[start : start + SMS_BATCH]
+                await self.limiter.wait(f"{shop_id}:sms", config.rate_per_second)
+                for outcome in await vendor.send_batch(batch):
+                    _file(verdicts, outcome)
+
+
+def _file(verdicts: Verdicts, outcome: Outcome) -> None:
+    if outcome.ok:
+        verdicts.sent.append(outcome)
+    elif outcome.retry:
+        verdicts.retry.append(outcome)
+    else:
+        verdicts.failed.append(outcome)
+
+
+def _contact_word(channel: str) -> str:
+    return {"sms": "mobile number", "email": "e-mail address"}.get(channel, "recipient")
+
+
+async def _opted_out(session: AsyncSession, shop_id: str, customers: set[str]) -> set[tuple[str, str]]:
+    rows = await session.execute(
+        text(
+            "SELECT customer_id, channel FROM messaging.consents "
+            "WHERE shop_id = :shop AND NOT subscribed AND customer_id = ANY(:ids)"
+        ),
+        {"shop": shop_id, "ids": list(customers)},
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+async def _marketing_sent(
+    session: AsyncSession, shop_id: str, messages: list[Claimed], since: datetime
+) -> defaultdict[str, int]:
+    customers = list({m.customer_id for m in messages if m.marketing})
+    counts: defaultdict[str, int] = defaultdict(int)
+    if not customers:
+        return counts
+    rows = await session.execute(
+        text(
+            "SELECT customer_id, count(*) FROM messaging.messages "
+            "WHERE shop_id = :shop AND customer_id = ANY(:ids) AND marketing "
+            "AND status IN ('sent', 'delivered') AND sent_at > :since GROUP BY customer_id"
+        ),
+        {"shop": shop_id, "ids": customers, "since": since},
+    )
+    counts.update({r[0]: int(r[1]) for r in rows})
+    return counts
+
+
+async def _record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_attempts: int) -> None:
+    """Write every verdict back, one set-based statement per kind."""
+    if verdicts.sent:
+        ids = [o.id for o in verdicts.sent]
+        await session.execute(
+            text(
+                "UPDATE messaging.messages m SET status = 'sent', sent_at = :now, attempts = m.attempts + 1, "
+                "reason = NULL, provider_message_id = v.provider, subject = v.subject, body = v.body, "
+                "coupon_code = coalesce(v.code, m.coupon_code) "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:providers AS text[]), CAST(:subjects AS text[]), "
+                "CAST(:bodies AS text[]), CAST(:codes AS text[])) AS v(id, provider, subject, body, code) "
+                "WHERE m.id = v.id"
+            ),
+            {
+                "now": now,
+                "ids": ids,
+                "providers": [o.provider_message_id for o in verdicts.sent],
+                "subjects": [verdicts.rendered.get(i, (None, ""))[0] for i in ids],
+                "bodies": [verdicts.rendered.get(i, (None, ""))[1] for i in ids],
+                "codes": [verdicts.codes.get(i) for i in ids],
+            },
+        )
+    if verdicts.retry:
+        # Backoff 30 s, 2 min, 8 min …; the last attempt fails the message for good.
+        await session.execute(
+            text(
+                "UPDATE messaging.messages m SET attempts = m.attempts + 1, reason = v.reason, "
+                "status = CASE WHEN m.attempts + 1 >= :max THEN 'failed' ELSE 'queued' END, "
+                "not_before = :now + make_interval(secs => 30 * power(4, m.attempts)) "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
+                "WHERE m.id = v.id"
+            ),
+            {
+                "now": now,
+                "max": max_attempts,
+                "ids": [o.id for o in verdicts.retry],
+                "reasons": [o.reason for o in verdicts.retry],
+            },
+        )
+    for status, pairs in (
+        ("failed", [(o.id, o.reason or "failed") for o in verdicts.failed]),
+        ("suppressed", verdicts.suppressed),
+        ("cancelled", verdicts.cancelled),
+    ):
+        if pairs:
+            await session.execute(
+                text(
+                    "UPDATE messaging.messages m SET status = :status, reason = v.reason, "
+                    "attempts = m.attempts + CASE WHEN :status = 'failed' THEN 1 ELSE 0 END "
+                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
+                    "WHERE m.id = v.id"
+                ),
+                {"status": status, "ids": [p[0] for p in pairs], "reasons": [p[1] for p in pairs]},
+            )
+    if verdicts.deferred:
+        await session.execute(
+            text(
+                "UPDATE messaging.messages m SET deferred = true, not_before = v.at "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS v(id, at) "
+                "WHERE m.id = v.id"
+            ),
+            {"ids": [p[0] for p in verdicts.deferred], "ats": [p[1] for p in verdicts.deferred]},
+        )
+
+
+async def run_campaigns(db: Database, settings: MessagingSettings, stop: asyncio.Event) -> None:
+    """Snapshots due campaigns (one per transaction, skipping those another replica holds) and
+    completes the ones with nothing left to send."""
+    while not stop.is_set():
+        started = 0
+        try:
+            async with db.transaction() as session:
+                started = await campaigns.start_due(session, settings, clock.now())
+            async with db.transaction() as session:
+                await campaigns.complete_finished(session, clock.now())
+        except Exception:
+            log.exception("campaign_jobs_failed")
+        if not started:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.campaign_seconds)
+
+
+def dispatcher_lifespan(
+    settings: MessagingSettings, *, enabled: bool
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not enabled:
+            yield
+            return
+        stop = asyncio.Event()
+        loops = [
+            asyncio.create_task(Dispatcher(app.state.db, settings).run(stop), name="dispatcher"),
+            asyncio.create_task(automations.run_jobs(app.state.db, settings, stop), name="automation-jobs"),
+            asyncio.create_task(run_campaigns(app.state.db, settings, stop), name="campaign-jobs"),
+        ]
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    return lifespan

@@ -1,0 +1,246 @@
+"""Event handlers of the messaging service: orders, loyalty and lifecycle events keep the local
+projections (contacts, orders) current and trigger automations; merges fold a buyer's consent and
+contact into the surviving id."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
+from laoke.contracts.envelope import EventEnvelope
+from laoke.contracts.loyalty import (
+    POINTS_CHANGED,
+    POINTS_EXPIRING,
+    TIER_CHANGED,
+    PointsChangedPayload,
+    PointsExpiringPayload,
+    TierChangedPayload,
+)
+from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload, OrderStatus
+from laoke.contracts.segmentation import (
+    LIFECYCLE_CHANGED,
+    PROFILE_UPDATED,
+    LifecycleChangedPayload,
+    ProfileUpdatedPayload,
+)
+from laoke.contracts.topics import Topic
+from laoke.kit.consumer import Batched, EventHandler
+from laoke.kit.merges import Merges
+from laoke.kit.money import from_fen
+from laoke.kit.outbox import Outbox
+from laoke.kit.service import ConsumerFactory, consumer_group
+from services.messaging import automations
+from services.messaging.automations import Kind
+from services.messaging.models import Contact, Order, Shop, merged_customers, plumbing
+from services.messaging.settings import MessagingSettings
+
+MERGES = Merges(merged_customers)
+SHOP_CREATED = "shop.created"
+
+
+async def _touch_contact(session: AsyncSession, shop_id: str, customer_id: str, **values: Any) -> None:
+    """Create the contact or fill what the event knows; a value the event lacks keeps the stored one."""
+    known = {k: v for k, v in values.items() if v is not None}
+    statement = insert(Contact).values(shop_id=shop_id, customer_id=customer_id, **known)
+    update = {k: getattr(statement.excluded, k) for k in known} | {"updated_at": func.now()}
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=["shop_id", "customer_id"], set_=update)
+    )
+
+
+async def on_order(session: AsyncSession, shop_id: str, order: OrderEventPayload) -> None:
+    customer_id = await MERGES.surviving(session, shop_id, order.customer_id)
+    buyer = order.buyer
+    earlier_orders = await session.scalar(
+        select(func.count()).where(
+            Order.shop_id == shop_id, Order.customer_id == customer_id, Order.order_id != order.order_id
+        )
+    )
+    await _touch_contact(
+        session,
+        shop_id,
+        customer_id,
+        name=buyer and (buyer.receiver_name or buyer.nick),
+        mobile=buyer and buyer.mobile,
+        email=buyer and buyer.email,
+    )
+    values = {
+        "customer_id": customer_id,
+        "external_order_id": order.external_order_id,
+        "status": order.status.value,
+        "total_fen": order.total_fen,
+        "paid_fen": order.paid_fen,
+        "refunded_fen": order.refunded_fen,
+        "placed_at": order.placed_at,
+        "paid_at": order.paid_at,
+        "shipped_at": order.shipped_at,
+        "source_modified_at": order.source_modified_at,
+    }
+    statement = insert(Order).values(shop_id=shop_id, order_id=order.order_id, **values)
+    stored = await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["shop_id", "order_id"],
+            set_={k: getattr(statement.excluded, k) for k in values},
+            # A stale event (older than what is stored) changes nothing.
+            where=Order.source_modified_at <= statement.excluded.source_modified_at,
+        ).returning(Order.order_id)
+    )
+    if stored.scalar() is None:
+        return
+    order_variables = {
+        "order_id": order.external_order_id,
+        "order_amount": f"{from_fen(order.total_fen):.2f}",
+    }
+    if order.status == OrderStatus.CREATED:
+        reminder = await automations.setting(session, shop_id, Kind.UNPAID_REMINDER)
+        if reminder is not None:
+            await automations.queue(
+                session,
+                reminder,
+                customer_id,
+                order.order_id,
+                not_before=order.placed_at + timedelta(minutes=reminder.delay_minutes),
+                order_id=order.order_id,
+                variables=order_variables,
+            )
+    else:
+        await automations.cancel_for_order(
+            session, shop_id, order.order_id, Kind.UNPAID_REMINDER, f"order is {order.status.value} now"
+        )
+    if order.status == OrderStatus.SHIPPED:
+        notice = await automations.setting(session, shop_id, Kind.SHIPMENT_NOTICE)
+        if notice is not None:
+            await automations.queue(
+                session,
+                notice,
+                customer_id,
+                order.order_id,
+                order_id=order.order_id,
+                variables=order_variables,
+            )
+    if not earlier_orders and order.status in (OrderStatus.CREATED, OrderStatus.PAID):
+        welcome = await automations.setting(session, shop_id, Kind.WELCOME)
+        if welcome is not None:
+            await automations.queue(session, welcome, customer_id, customer_id, variables=order_variables)
+
+
+def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
+    async def on_orders(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        for event in events:
+            await on_order(session, event.shop_id, OrderEventPayload.model_validate(event.payload))
+
+    async def on_one_order(session: AsyncSession, event: EventEnvelope) -> None:
+        await on_orders(session, [event])
+
+    async def on_lifecycle(session: AsyncSession, event: EventEnvelope) -> None:
+        change = LifecycleChangedPayload.model_validate(event.payload)
+        if change.to_lifecycle != "sleeping":
+            return
+        winback = await automations.setting(session, event.shop_id, Kind.WINBACK)
+        if winback is not None:
+            customer_id = await MERGES.surviving(session, event.shop_id, change.customer_id)
+            day = event.occurred_at.strftime("%Y%m%d")
+            await automations.queue(session, winback, customer_id, f"{customer_id}:{day}")
+
+    async def on_tier(session: AsyncSession, event: EventEnvelope) -> None:
+        change = TierChangedPayload.model_validate(event.payload)
+        customer_id = await MERGES.surviving(session, event.shop_id, change.customer_id)
+        await _touch_contact(session, event.shop_id, customer_id, tier=change.tier_name)
+        if change.from_level is not None and change.to_level > change.from_level:
+            upgrade = await automations.setting(session, event.shop_id, Kind.TIER_UPGRADE)
+            if upgrade is not None:
+                day = event.occurred_at.strftime("%Y%m%d")
+                await automations.queue(
+                    session, upgrade, customer_id, f"{customer_id}:{change.to_level}:{day}"
+                )
+
+    async def on_points(session: AsyncSession, event: EventEnvelope) -> None:
+        change = PointsChangedPayload.model_validate(event.payload)
+        customer_id = await MERGES.surviving(session, event.shop_id, change.customer_id)
+        await _touch_contact(session, event.shop_id, customer_id, points=change.balance)
+
+    async def on_points_expiring(session: AsyncSession, event: EventEnvelope) -> None:
+        notice = PointsExpiringPayload.model_validate(event.payload)
+        reminder = await automations.setting(session, event.shop_id, Kind.POINTS_EXPIRING)
+        if reminder is not None:
+            customer_id = await MERGES.surviving(session, event.shop_id, notice.customer_id)
+            day = notice.expires_at.date().isoformat()
+            await automations.queue(
+                session,
+                reminder,
+                customer_id,
+                f"{customer_id}:{day}",
+                variables={"expiring_points": notice.points, "expires_at": day, "points": notice.balance},
+            )
+
+    async def on_profile(session: AsyncSession, event: EventEnvelope) -> None:
+        profile = ProfileUpdatedPayload.model_validate(event.payload)
+        if "birthday" in profile.changed:
+            customer_id = await MERGES.surviving(session, event.shop_id, profile.customer_id)
+            await _touch_contact(session, event.shop_id, customer_id, birthday=profile.birthday)
+
+    async def on_merged(session: AsyncSession, event: EventEnvelope) -> None:
+        merged = CustomerMergedPayload.model_validate(event.payload)
+        shop, source, target = event.shop_id, merged.from_customer_id, merged.into_customer_id
+        await MERGES.record(session, shop, source, target)
+        params = {"shop": shop, "source": source, "target": target}
+        # An opt-out on either id stays an opt-out; the contact fills gaps of the survivor.
+        await session.execute(
+            text(
+                "INSERT INTO messaging.consents "
+                "(shop_id, customer_id, channel, subscribed, source, updated_at) "
+                "SELECT shop_id, :target, channel, subscribed, source, updated_at FROM messaging.consents "
+                "WHERE shop_id = :shop AND customer_id = :source AND NOT subscribed "
+                "ON CONFLICT (shop_id, customer_id, channel) DO UPDATE SET subscribed = false"
+            ),
+            params,
+        )
+        await session.execute(
+            text(
+                "UPDATE messaging.contacts t SET name = coalesce(t.name, s.name), "
+                "mobile = coalesce(t.mobile, s.mobile), email = coalesce(t.email, s.email), "
+                "birthday = coalesce(t.birthday, s.birthday) FROM messaging.contacts s "
+                "WHERE t.shop_id = :shop AND t.customer_id = :target "
+                "AND s.shop_id = :shop AND s.customer_id = :source"
+            ),
+            params,
+        )
+        await session.execute(
+            text(
+                "UPDATE messaging.orders SET customer_id = :target "
+                "WHERE shop_id = :shop AND customer_id = :source"
+            ),
+            params,
+        )
+
+    async def on_shop_created(session: AsyncSession, event: EventEnvelope) -> None:
+        await session.execute(
+            insert(Shop)
+            .values(
+                shop_id=event.shop_id,
+                name=str(event.payload.get("name", "")),
+                timezone=str(event.payload.get("timezone", "Asia/Shanghai")),
+            )
+            .on_conflict_do_nothing()
+        )
+
+    return {
+        **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), Batched(many=on_orders, one=on_one_order)),
+        LIFECYCLE_CHANGED: on_lifecycle,
+        TIER_CHANGED: on_tier,
+        POINTS_CHANGED: on_points,
+        POINTS_EXPIRING: on_points_expiring,
+        PROFILE_UPDATED: on_profile,
+        CUSTOMER_MERGED: on_merged,
+        SHOP_CREATED: on_shop_created,
+    }
+
+
+def consumers(settings: MessagingSettings) -> ConsumerFactory:
+    topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.LOYALTY, Topic.SEGMENTATION, Topic.SHOPS)
+    return consumer_group(settings, plumbing.processed_events, topics, event_handlers)

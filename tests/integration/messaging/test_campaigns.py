@@ -1,0 +1,127 @@
+"""Campaigns through the gateway, sent for real: in-app inbox, the local Aliyun SMS endpoint and the
+local SMTP server."""
+
+from __future__ import annotations
+
+import httpx
+
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
+from tests.integration.messaging.helpers import (
+    NO_QUIET_HOURS,
+    buyer,
+    campaign_done,
+    configure_sms,
+    messages,
+    ok,
+    segment_of_everyone,
+    template,
+)
+
+
+async def test_inapp_campaign_reaches_every_inbox_but_the_holdout(shop: ShopClient) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    customers = [await buyer(shop, f"in-{i}", name=f"顾客{i}") for i in range(10)]
+    segment = await segment_of_everyone(shop, 10)
+    greeting = await template(shop, "inapp", "{{name}}，{{shop_name}}感谢您的支持！")
+    campaign = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {
+            "name": "感恩回馈",
+            "segment_id": segment,
+            "channel": "inapp",
+            "template_id": greeting,
+            "holdout_percent": 20,
+        },
+        201,
+    )
+    assert campaign["status"] == "draft"
+    launched = await ok(shop, "POST", f"/api/v1/campaigns/{campaign['id']}/launch", status=202)
+    assert launched["status"] == "scheduled"
+
+    done = await campaign_done(shop, campaign["id"])
+    assert (done["targeted"], done["holdout"], done["sent"]) == (8, 2, 8)
+    reached = {m["customer_id"] for m in await messages(shop, campaign_id=campaign["id"])}
+    assert len(reached) == 8 and reached < set(customers)
+    someone = next(iter(reached))
+    inbox = await ok(shop, "GET", f"/api/v1/inbox/{someone}")
+    assert inbox["unread"] == 1
+    assert inbox["items"][0]["body"].endswith("，测试小店感谢您的支持！")
+    read = await ok(shop, "POST", f"/api/v1/inbox/{someone}/messages/{inbox['items'][0]['id']}/read")
+    assert read["read_at"] is not None
+    assert (await ok(shop, "GET", f"/api/v1/inbox/{someone}"))["unread"] == 0
+    held_out = (set(customers) - reached).pop()
+    assert (await ok(shop, "GET", f"/api/v1/inbox/{held_out}"))["items"] == []
+
+
+async def test_sms_campaign_goes_through_the_aliyun_endpoint_in_batches(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    await configure_sms(shop)
+    for i in range(5):
+        await buyer(shop, f"sms-{i}", name=f"李{i}", mobile=f"1380013{i:04d}")
+    await buyer(shop, "sms-bad", name="无号码", mobile="12345")
+    segment = await segment_of_everyone(shop, 6)
+    text = await template(shop, "sms", "{{name}}您好，老客专享优惠已到账，回TD退订")
+    campaign = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "短信", "segment_id": segment, "channel": "sms", "template_id": text},
+        201,
+    )
+    before = len(stack.providers.sms)
+    await ok(shop, "POST", f"/api/v1/campaigns/{campaign['id']}/launch", status=202)
+    done = await campaign_done(shop, campaign["id"])
+    assert (done["targeted"], done["sent"], done["suppressed"]) == (6, 5, 1)
+    assert done["suppressed_by"] == {"invalid_contact": 1}
+    received = stack.providers.sms[before:]
+    assert sorted(r["phone"] for r in received) == [f"1380013{i:04d}" for i in range(5)]
+    assert {r["sign_name"] for r in received} == {"老客小店"}
+    assert {r["params"]["name"] for r in received} == {f"李{i}" for i in range(5)}
+    assert len({r["biz_id"] for r in received}) == 1  # one SendBatchSms call
+
+
+async def test_email_campaign_carries_one_click_unsubscribe_that_works(
+    shop: ShopClient, stack: ServerSet, gateway: httpx.AsyncClient
+) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    await ok(
+        shop,
+        "PUT",
+        "/api/v1/messaging/channels/email",
+        {"from_address": "hello@shop.example", "from_name": "老客小店"},
+    )
+    customer = await buyer(shop, "mail-1", name="张三", email="zhang@example.com")
+    segment = await segment_of_everyone(shop, 1)
+    mail = await template(
+        shop, "email", "{{name}}您好，新品上架。退订：{{unsubscribe_url}}", subject="{{shop_name}}上新"
+    )
+    campaign = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "上新", "segment_id": segment, "channel": "email", "template_id": mail},
+        201,
+    )
+    await ok(shop, "POST", f"/api/v1/campaigns/{campaign['id']}/launch", status=202)
+    assert (await campaign_done(shop, campaign["id"]))["sent"] == 1
+    received = [m for m in stack.providers.mail if m["rcpt_tos"] == ["zhang@example.com"]]
+    assert len(received) == 1
+    headers = received[0]["headers"]
+    assert received[0]["subject"] == "测试小店上新"
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = headers["List-Unsubscribe"].strip("<>")
+    assert link in received[0]["text"]
+
+    # The mail client's one-click POST, with no API key.
+    path = link.split("127.0.0.1", 1)[1].split("/", 1)[1]
+    response = await gateway.post("/" + path, content=b"List-Unsubscribe=One-Click")
+    assert response.status_code == 200, response.text
+    consent = await ok(shop, "GET", f"/api/v1/customers/{customer}/consent")
+    assert consent["channels"] == {"sms": True, "email": False, "inapp": True}
+    forged = await gateway.post("/" + path.replace("t=", "t=0"), content=b"List-Unsubscribe=One-Click")
+    assert forged.status_code == 404
