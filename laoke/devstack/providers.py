@@ -77,8 +77,12 @@ def sms_app(state: LocalProviders) -> FastAPI:
             params.update({k: str(v) for k, v in (await request.form()).items()})
         state.calls += 1
         if state.faults.timeouts > 0:
+            # The vendor never answers in time, and (like a request lost on the way in) keeps nothing.
             state.faults.timeouts -= 1
             await asyncio.sleep(state.faults.hang_seconds)
+            return _aliyun_error(
+                "ServiceUnavailable", "The request has failed due to a temporary failure.", 503
+            )
         signature = params.pop("Signature", "")
         secret = state.keys.get(params.get("AccessKeyId", ""))
         if secret is None:

@@ -134,6 +134,7 @@ async def start_servers(
             "dispatch_seconds": 0.05,
             "jobs_seconds": 0.5,
             "campaign_seconds": 0.2,
+            "sms_timeout_seconds": 1,
         }
         for component in SERVICES:  # ingest first: the others read its bulk feeds
             # The services others call must already run: ingest (bulk feeds), segmentation (segments).

@@ -344,7 +344,7 @@ async def _record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_
             text(
                 "UPDATE messaging.messages m SET attempts = m.attempts + 1, reason = v.reason, "
                 "status = CASE WHEN m.attempts + 1 >= :max THEN 'failed' ELSE 'queued' END, "
-                "not_before = :now + make_interval(secs => 30 * power(4, m.attempts)) "
+                "not_before = CAST(:now AS timestamptz) + make_interval(secs => 30 * power(4, m.attempts)) "
                 "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
                 "WHERE m.id = v.id"
             ),
@@ -363,8 +363,8 @@ async def _record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_
         if pairs:
             await session.execute(
                 text(
-                    "UPDATE messaging.messages m SET status = :status, reason = v.reason, "
-                    "attempts = m.attempts + CASE WHEN :status = 'failed' THEN 1 ELSE 0 END "
+                    "UPDATE messaging.messages m SET status = CAST(:status AS varchar), reason = v.reason, "
+                    "attempts = m.attempts + CASE WHEN CAST(:status AS varchar) = 'failed' THEN 1 ELSE 0 END "
                     "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
                     "WHERE m.id = v.id"
                 ),

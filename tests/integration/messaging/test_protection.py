@@ -1,0 +1,194 @@
+"""Protection of buyers: opt-outs honoured even for queued messages, quiet hours deferring (not
+dropping) marketing, the frequency cap, and SMS vendor failures retried without duplicates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from laoke.kit import clock
+from laoke.testing.infra import eventually
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
+from tests.integration.messaging.helpers import (
+    NO_QUIET_HOURS,
+    buyer,
+    call,
+    campaign_done,
+    configure_sms,
+    messages,
+    ok,
+    segment_of_everyone,
+    template,
+)
+
+# 22:30 in Shanghai: inside the default quiet hours (21:00–09:00).
+LATE_EVENING = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
+NEXT_MORNING = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+
+
+@pytest.fixture
+def travel() -> Iterator[None]:
+    yield
+    clock.reset()
+
+
+async def _campaign(shop: ShopClient, segment: str, channel: str, template_id: str) -> str:
+    body = {"name": "营销", "segment_id": segment, "channel": channel, "template_id": template_id}
+    created = await ok(shop, "POST", "/api/v1/campaigns", body, 201)
+    await ok(shop, "POST", f"/api/v1/campaigns/{created['id']}/launch", status=202)
+    return str(created["id"])
+
+
+async def test_quiet_hours_defer_marketing_and_an_opt_out_meanwhile_is_honoured(
+    shop: ShopClient, travel: None
+) -> None:
+    clock.travel(LATE_EVENING)
+    keep = await buyer(shop, "q-keep", name="夜猫")
+    leave = await buyer(shop, "q-leave", name="早鸟")
+    segment = await segment_of_everyone(shop, 2)
+    campaign = await _campaign(shop, segment, "inapp", await template(shop, "inapp", "{{name}}，早上好"))
+
+    async def deferred() -> None:
+        found = await messages(shop, campaign_id=campaign)
+        assert sorted((m["status"], m["deferred"]) for m in found) == [("queued", True)] * 2
+        assert {m["not_before"] for m in found} == {"2026-11-24T01:00:00Z"}
+
+    await eventually(deferred, within=20)
+    await ok(shop, "PUT", f"/api/v1/customers/{leave}/consent", {"channel": "inapp", "subscribed": False})
+
+    clock.travel(NEXT_MORNING + timedelta(seconds=1))
+    done = await campaign_done(shop, campaign)
+    assert (done["sent"], done["suppressed"], done["deferred"]) == (1, 1, 2)
+    assert done["suppressed_by"] == {"opt_out": 1}
+    assert [m["body"] for m in (await ok(shop, "GET", f"/api/v1/inbox/{keep}"))["items"]] == ["夜猫，早上好"]
+    assert (await ok(shop, "GET", f"/api/v1/inbox/{leave}"))["items"] == []
+
+
+async def test_frequency_cap_suppresses_marketing_beyond_the_limit(shop: ShopClient) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", {**NO_QUIET_HOURS, "cap_messages": 1, "cap_days": 7})
+    await buyer(shop, "cap-1")
+    segment = await segment_of_everyone(shop, 1)
+    first = await _campaign(shop, segment, "inapp", await template(shop, "inapp", "第一条"))
+    assert (await campaign_done(shop, first))["sent"] == 1
+    second = await _campaign(shop, segment, "inapp", await template(shop, "inapp", "第二条"))
+    done = await campaign_done(shop, second)
+    assert (done["sent"], done["suppressed_by"]) == (0, {"frequency_cap": 1})
+
+
+async def test_sms_vendor_errors_are_retried_then_failed_never_duplicated(
+    shop: ShopClient, stack: ServerSet, travel: None
+) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    await configure_sms(shop)
+    await buyer(shop, "err-1", mobile="13700000001")
+    segment = await segment_of_everyone(shop, 1)
+    text = await template(shop, "sms", "您好")
+    faults = httpx.AsyncClient(base_url=stack.providers_url)
+
+    # One timeout, then one throttling answer, then through: sent once.
+    await faults.post("/_local/sms/faults", json={"timeouts": 1, "hang_seconds": 2})
+    campaign = await _campaign(shop, segment, "sms", text)
+
+    async def waiting_after(attempts: int, reason: str) -> None:
+        found = await messages(shop, campaign_id=campaign)
+        assert [(m["status"], m["attempts"]) for m in found] == [("queued", attempts)], found
+        assert reason in found[0]["reason"]
+
+    await eventually(lambda: waiting_after(1, "ReadTimeout"), within=20)
+    await faults.post("/_local/sms/faults", json={"errors": 1, "code": "isv.BUSINESS_LIMIT_CONTROL"})
+    clock.travel(clock.now() + timedelta(hours=1))
+    await eventually(lambda: waiting_after(2, "isv.BUSINESS_LIMIT_CONTROL"), within=20)
+    clock.travel(clock.now() + timedelta(hours=1))
+    done = await campaign_done(shop, campaign)
+    assert done["sent"] == 1
+    assert [s["phone"] for s in stack.providers.sms if s["phone"] == "13700000001"] == ["13700000001"]
+
+    # A vendor that keeps refusing: four attempts, then failed with its reason; nothing sent.
+    await faults.post("/_local/sms/faults", json={"errors": 100, "code": "isp.SYSTEM_ERROR"})
+    other = await _campaign(shop, segment, "sms", await template(shop, "sms", "再次您好"))
+    for _ in range(6):
+        clock.travel(clock.now() + timedelta(hours=1))
+        await eventually(lambda: _settled(shop, other), within=10)
+    found = await messages(shop, campaign_id=other)
+    assert (found[0]["status"], found[0]["attempts"]) == ("failed", 4)
+    assert found[0]["reason"].startswith("isp.SYSTEM_ERROR")
+    await faults.delete("/_local")
+    await faults.aclose()
+
+
+async def _settled(shop: ShopClient, campaign: str) -> None:
+    """Nothing of the campaign is due now (it waits for its retry time or is done)."""
+    found = await messages(shop, campaign_id=campaign)
+    assert found and all(
+        m["status"] != "queued" or datetime.fromisoformat(m["not_before"]) > clock.now() for m in found
+    ), found
+
+
+async def test_bad_templates_and_campaigns_are_refused_clearly(
+    shop: ShopClient, other_shop: ShopClient
+) -> None:
+    unknown = await call(
+        shop, "POST", "/api/v1/templates", {"name": "x", "channel": "sms", "body": "{{nickname}}"}
+    )
+    assert unknown.status_code == 422 and "nickname" in unknown.json()["detail"]
+    escape = await call(
+        shop,
+        "POST",
+        "/api/v1/templates",
+        {"name": "x", "channel": "inapp", "body": "{{ name.__class__.__mro__ }}"},
+    )
+    assert escape.status_code == 422
+    no_subject = await call(
+        shop, "POST", "/api/v1/templates", {"name": "x", "channel": "email", "body": "hi"}
+    )
+    assert no_subject.status_code == 422
+    preview = await ok(shop, "POST", "/api/v1/templates/preview", {"channel": "sms", "body": "好" * 80})
+    assert (preview["characters"], preview["sms_parts"]) == (80, 2)
+
+    tpl = await template(shop, "inapp", "您好")
+    foreign = (
+        await ok(
+            other_shop,
+            "POST",
+            "/api/v1/segments",
+            {"name": "别人的", "rule": {"all": [{"field": "orders_count", "op": "gte", "value": 1}]}},
+            201,
+        )
+    )["id"]
+    refused = await call(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "x", "segment_id": foreign, "channel": "inapp", "template_id": tpl},
+    )
+    assert refused.status_code == 422 and "not found" in refused.json()["detail"]
+    empty = (
+        await ok(
+            shop,
+            "POST",
+            "/api/v1/segments",
+            {"name": "空", "rule": {"all": [{"field": "orders_count", "op": "gte", "value": 999}]}},
+            201,
+        )
+    )["id"]
+    draft = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "x", "segment_id": empty, "channel": "inapp", "template_id": tpl},
+        201,
+    )
+    launched = await call(shop, "POST", f"/api/v1/campaigns/{draft['id']}/launch")
+    assert launched.status_code == 409 and "no members" in launched.json()["detail"]
+    wrong_channel = await call(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "x", "segment_id": empty, "channel": "sms", "template_id": tpl},
+    )
+    assert wrong_channel.status_code == 422
+    assert (await call(other_shop, "GET", f"/api/v1/campaigns/{draft['id']}")).status_code == 404
