@@ -132,6 +132,7 @@ async def start_servers(
             "aliyun_sms_endpoint": providers.url + "/",
             "public_url": f"http://127.0.0.1:{gateway_port}",
             "dispatch_seconds": 0.05,
+            "dispatch_batch": 100,
             "jobs_seconds": 0.5,
             "campaign_seconds": 0.2,
             "sms_timeout_seconds": 1,
