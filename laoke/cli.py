@@ -94,6 +94,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_providers(args: argparse.Namespace) -> int:
+    """The local SMTP server and Aliyun SMS endpoint (`make run` starts them unless real ones are set)."""
+    import uvicorn
+
+    from laoke.devstack.providers import LocalProviders, sms_app, start_smtp
+
+    state = LocalProviders()
+    smtp = start_smtp(state, args.host, args.smtp_port)
+    try:
+        uvicorn.run(sms_app(state), host=args.host, port=args.http_port, access_log=False, log_config=None)
+    finally:
+        smtp.stop()
+    return 0
+
+
 def _database_url() -> str:
     url = os.environ.get("DATABASE_URL") or (_state() or {}).get("database_url")
     if not url:
@@ -194,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--role", choices=["all", "api", "worker"], default="all")
     serve.set_defaults(func=cmd_serve)
+
+    providers = sub.add_parser("providers", help="local SMTP server and Aliyun SMS endpoint for development")
+    providers.add_argument("--host", default="127.0.0.1")
+    providers.add_argument("--smtp-port", type=int, default=8025)
+    providers.add_argument("--http-port", type=int, default=8026)
+    providers.set_defaults(func=cmd_providers)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("components", nargs="*", help="default: all")

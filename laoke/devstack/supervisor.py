@@ -69,6 +69,14 @@ class StackConfig:
             broker_port=int(os.environ.get("LAOKE_BROKER_PORT", "19092")),
         )
 
+    @property
+    def smtp_port(self) -> int:
+        return self.port_base + 25
+
+    @property
+    def providers_port(self) -> int:
+        return self.port_base + 26
+
     def port(self, component: Component) -> int:
         return self.port_base + (component.default_port - GATEWAY.default_port)
 
@@ -95,6 +103,8 @@ class Stack:
         self.children: dict[str, Child] = {}
         self.env: dict[str, str] = {}
         self.secrets: dict[str, str] = {}
+        self.local_providers = False
+        self.providers: subprocess.Popen[bytes] | None = None
 
     # -- infrastructure -------------------------------------------------------------------------
     def start_infrastructure(self) -> None:
@@ -112,6 +122,12 @@ class Stack:
             self.broker = EmbeddedBroker(c.broker_port, self.logs / "broker.log")
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.start()
             env.setdefault("LAOKE_CONSUMER_FETCH_MAX_WAIT_MS", str(EMBEDDED_FETCH_MAX_WAIT_MS))
+        if "MESSAGING_SMTP_HOST" not in env and "MESSAGING_ALIYUN_SMS_ENDPOINT" not in env:
+            # No real mail server or SMS vendor given: messaging sends to the local stand-ins.
+            self.local_providers = True
+            env["MESSAGING_SMTP_PORT"] = str(c.smtp_port)
+            env["MESSAGING_ALIYUN_SMS_ENDPOINT"] = f"http://{c.host}:{c.providers_port}/"
+        env.setdefault("MESSAGING_PUBLIC_URL", c.url(GATEWAY))
         for component in SERVICES:
             env.setdefault(f"GATEWAY_{component.name.upper()}_URL", c.url(component))
             if component.name in ("ingest", "segmentation", "loyalty"):
@@ -152,7 +168,20 @@ class Stack:
         self.children[component.name] = child
         return child
 
+    def start_providers(self) -> None:
+        c = self.config
+        command = [
+            sys.executable, "-m", "laoke.cli", "providers", "--host", c.host,
+            "--smtp-port", str(c.smtp_port), "--http-port", str(c.providers_port),
+        ]  # fmt: skip
+        with open(self.logs / "providers.log", "ab") as log:
+            self.providers = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
     def start_components(self) -> None:
+        if self.local_providers:
+            self.start_providers()
         for component in (*SERVICES, GATEWAY):
             if port_open(self.config.host, self.config.port(component)):
                 raise RuntimeError(
@@ -219,6 +248,9 @@ class Stack:
         for component in (GATEWAY, *SERVICES):
             self.stop_component(component.name)
         self.children.clear()
+        if self.providers is not None and self.providers.poll() is None:
+            self.providers.terminate()
+            self.providers.wait(10)
         if self.broker is not None:
             self.broker.stop()
         if self.postgres is not None:
@@ -272,6 +304,14 @@ def banner(stack: Stack) -> str:
     token = stack.env["LAOKE_ADMIN_TOKEN"]
     db = "embedded PostgreSQL" if stack.postgres else "DATABASE_URL"
     broker = "embedded broker (Tansu)" if stack.broker else "KAFKA_BOOTSTRAP_SERVERS"
+    local_providers = (
+        f"  Local SMTP   {stack.config.host}:{stack.config.smtp_port}  (mail kept: "
+        f"http://{stack.config.host}:{stack.config.providers_port}/_local/mail)\n"
+        f"  Local SMS    http://{stack.config.host}:{stack.config.providers_port}/  (Aliyun protocol; "
+        f"received: /_local/sms)\n"
+        if stack.local_providers
+        else ""
+    )
     return f"""
 Laoke is running ({db}, {broker}).
 
@@ -279,7 +319,7 @@ Laoke is running ({db}, {broker}).
   API docs     {gateway}/docs
   Admin token  {token}
   Logs         {stack.logs}/
-
+{local_providers}
 Create a shop:
   curl -s -X POST {gateway}/api/v1/admin/shops -H 'Authorization: Bearer {token}' \\
        -H 'Content-Type: application/json' -d '{{"name": "My shop"}}'
