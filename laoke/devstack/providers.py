@@ -23,16 +23,19 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from laoke.kit.vendors import aliyun_signature
 
 LOCAL_ACCESS_KEY_ID = "LTAI-local-laoke"
 LOCAL_ACCESS_KEY_SECRET = "local-laoke-sms-secret"  # noqa: S105 - the local stand-in's published key
+_CHINA = ZoneInfo("Asia/Shanghai")  # Aliyun writes its times in China time
 MAX_BATCH = 100  # SendBatchSms takes at most 100 numbers per call
 _MOBILE = re.compile(r"^(\+?86)?1[3-9]\d{9}$")
 
@@ -45,6 +48,7 @@ class SmsFaults:
     code: str = "isv.BUSINESS_LIMIT_CONTROL"
     timeouts: int = 0
     hang_seconds: float = 30.0
+    undeliverable: list[str] = field(default_factory=list)  # accepted, then reported failed
 
 
 @dataclass
@@ -54,6 +58,8 @@ class LocalProviders:
     mail: list[dict[str, Any]] = field(default_factory=list)
     faults: SmsFaults = field(default_factory=SmsFaults)
     calls: int = 0
+    # Where delivery reports (SmsReport) and replies (SmsUp) are pushed, as Aliyun's HTTP batch push does.
+    callback_url: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keep_mail(self, record: dict[str, Any]) -> None:
@@ -71,7 +77,7 @@ def sms_app(state: LocalProviders) -> FastAPI:
     app = FastAPI(title="Local SMS endpoint (Aliyun Dysmsapi protocol)", docs_url=None, openapi_url=None)
 
     @app.api_route("/", methods=["GET", "POST"])
-    async def dysmsapi(request: Request) -> JSONResponse:
+    async def dysmsapi(request: Request, background: BackgroundTasks) -> JSONResponse:
         params = dict(request.query_params)
         if request.method == "POST":
             params.update({k: str(v) for k, v in (await request.form()).items()})
@@ -135,7 +141,22 @@ def sms_app(state: LocalProviders) -> FastAPI:
                 }
             )
         biz_id = f"{uuid.uuid4().int % 10**18:018d}^0"
+        reports = []
         for number, sign, values in zip(numbers, signs, variables, strict=True):
+            failed = str(number) in state.faults.undeliverable
+            reports.append(
+                {
+                    "phone_number": number,
+                    "send_time": datetime.now(_CHINA).strftime("%Y-%m-%d %H:%M:%S"),
+                    "report_time": datetime.now(_CHINA).strftime("%Y-%m-%d %H:%M:%S"),
+                    "success": not failed,
+                    "err_code": "MOBILE_NOT_ON_SERVICE" if failed else "DELIVERED",
+                    "err_msg": "用户停机" if failed else "用户接收成功",
+                    "sms_size": "1",
+                    "biz_id": biz_id,
+                    "out_id": params.get("OutId"),
+                }
+            )
             state.sms.append(
                 {
                     "biz_id": biz_id,
@@ -147,7 +168,30 @@ def sms_app(state: LocalProviders) -> FastAPI:
                     "received_at": datetime.now(UTC).isoformat(),
                 }
             )
+        if state.callback_url:
+            background.add_task(_push, state.callback_url, reports)
         return JSONResponse({"RequestId": str(uuid.uuid4()), "BizId": biz_id, "Code": "OK", "Message": "OK"})
+
+    @app.post("/_local/sms/callback")
+    async def set_callback(body: dict[str, Any]) -> dict[str, Any]:
+        """Where to push reports and replies (in Aliyun's console: 消息接收 HTTP 批量推送)."""
+        state.callback_url = body.get("url")
+        return {"ok": True}
+
+    @app.post("/_local/sms/reply")
+    async def reply(body: dict[str, Any]) -> dict[str, Any]:
+        """A buyer texts back (e.g. "TD"): pushed as an SmsUp message."""
+        if not state.callback_url:
+            return {"ok": False, "detail": "no callback URL set"}
+        up = {
+            "phone_number": body["phone"],
+            "send_time": datetime.now(_CHINA).strftime("%Y-%m-%d %H:%M:%S"),
+            "content": body["content"],
+            "sign_name": body.get("sign_name", ""),
+            "dest_code": "1234",
+            "sequence_id": uuid.uuid4().int % 10**9,
+        }
+        return {"ok": True, "answer": await _push(state.callback_url, [up])}
 
     @app.get("/_local/sms")
     async def received_sms() -> list[dict[str, Any]]:
@@ -168,9 +212,16 @@ def sms_app(state: LocalProviders) -> FastAPI:
         state.mail.clear()
         state.calls = 0
         state.faults = SmsFaults()
+        state.callback_url = None
         return {"ok": True}
 
     return app
+
+
+async def _push(url: str, items: list[dict[str, Any]]) -> Any:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(url, json=items)
+        return response.json() if response.content else None
 
 
 class _KeepMail:

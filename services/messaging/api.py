@@ -9,12 +9,13 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import and_, delete, func, select
 
 from laoke.kit import clock
+from laoke.kit.context import SHOP_HEADER
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.ids import decode_cursor, encode_cursor, new_id
 from laoke.kit.pii import mask_email, mask_phone
 from laoke.kit.service import CallerDep, OutboxDep
-from services.messaging import consent, policy, templates
+from services.messaging import consent, deliveries, policy, templates
 from services.messaging.channels import CONFIG_MODELS, Channel
 from services.messaging.models import ChannelConfig, Consent, Message, Template
 from services.messaging.policy import ShopPolicy
@@ -42,7 +43,15 @@ SECRET_FIELDS = frozenset({"access_key_secret"})
 
 
 # -- channels and policy --------------------------------------------------------------------------
-def _channel_out(channel: str, row: ChannelConfig | None) -> ChannelOut:
+def _channel_out(channel: str, row: ChannelConfig | None, request: Request) -> ChannelOut:
+    out = _stored_channel(channel, row)
+    if channel == Channel.SMS:
+        shop_id = row.shop_id if row else request.headers.get(SHOP_HEADER, "")
+        out.callback_url = consent.sms_callback_url(request.app.state.settings, shop_id)
+    return out
+
+
+def _stored_channel(channel: str, row: ChannelConfig | None) -> ChannelOut:
     if row is None:
         return ChannelOut(
             channel=channel,
@@ -60,12 +69,12 @@ def _channel_out(channel: str, row: ChannelConfig | None) -> ChannelOut:
     tags=["messaging"],
     summary="The shop's channels",
 )
-async def list_channels(caller: CallerDep, session: SessionDep) -> ChannelList:
+async def list_channels(caller: CallerDep, session: SessionDep, request: Request) -> ChannelList:
     rows = {
         r.channel: r
         for r in await session.scalars(select(ChannelConfig).where(ChannelConfig.shop_id == caller.shop_id))
     }
-    return ChannelList(items=[_channel_out(c.value, rows.get(c.value)) for c in Channel])
+    return ChannelList(items=[_channel_out(c.value, rows.get(c.value), request) for c in Channel])
 
 
 @router.put(
@@ -113,7 +122,7 @@ async def put_channel(
     else:
         row.enabled, row.settings, row.updated_at = config.enabled, stored, clock.now()  # type: ignore[attr-defined]
     await session.flush()
-    return _channel_out(channel, row)
+    return _channel_out(channel, row, request)
 
 
 @router.get(
@@ -452,3 +461,34 @@ async def unsubscribe(shop_id: str, request: Request, session: SessionDep, outbo
     customer_id, channel = _unsubscribe_target(request, shop_id)
     await consent.set_consent(session, outbox, shop_id, customer_id, channel, False, "unsubscribe")
     return HTMLResponse("<!doctype html><meta charset=utf-8><p>已退订。You are unsubscribed.</p>")
+
+
+@public.post(
+    "/api/v1/webhooks/aliyunsms/{shop_id}",
+    summary="Aliyun's HTTP push of SMS delivery reports (SmsReport) and buyer replies (SmsUp)",
+    description="Set the SMS channel's `callback_url` in the vendor's console. Reports mark messages "
+    "`delivered` or `failed` with the carrier's reason; a reply of 退订/TD opts the buyer out of SMS.",
+)
+async def aliyun_sms_push(
+    shop_id: str, request: Request, session: SessionDep, outbox: OutboxDep
+) -> dict[str, Any]:
+    if not consent.sms_callback_valid(request.app.state.settings, shop_id, request.query_params.get("t", "")):
+        raise NotFound("unknown callback")
+    try:
+        items = await request.json()
+    except ValueError as exc:
+        raise Unprocessable("the body must be a JSON array of SmsReport or SmsUp messages") from exc
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise Unprocessable("the body must be a JSON array of SmsReport or SmsUp messages")
+    reports = [i for i in items if "biz_id" in i and "phone_number" in i]
+    replies = [i for i in items if "content" in i and "phone_number" in i]
+    await deliveries.record_reports(session, shop_id, reports)
+    for reply in replies:
+        if consent.wants_out(str(reply["content"])):
+            for customer_id in await deliveries.customers_with_mobile(
+                session, shop_id, str(reply["phone_number"])
+            ):
+                await consent.set_consent(
+                    session, outbox, shop_id, customer_id, Channel.SMS, False, "sms_reply"
+                )
+    return {"code": 0, "msg": "成功"}

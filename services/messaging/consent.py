@@ -32,6 +32,16 @@ def _token(settings: MessagingSettings, shop_id: str, customer_id: str, channel:
     return hmac.new(settings.internal_secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
+def sms_callback_url(settings: MessagingSettings, shop_id: str) -> str:
+    """Where the shop's SMS vendor pushes delivery reports and replies (Aliyun: HTTP batch push)."""
+    token = _token(settings, shop_id, "-", "aliyunsms")
+    return f"{settings.public_url.rstrip('/')}/api/v1/webhooks/aliyunsms/{shop_id}?t={token}"
+
+
+def sms_callback_valid(settings: MessagingSettings, shop_id: str, token: str) -> bool:
+    return hmac.compare_digest(_token(settings, shop_id, "-", "aliyunsms"), token)
+
+
 def unsubscribe_url(settings: MessagingSettings, shop_id: str, customer_id: str, channel: str) -> str:
     query = urlencode({"c": customer_id, "ch": channel, "t": _token(settings, shop_id, customer_id, channel)})
     return f"{settings.public_url.rstrip('/')}/api/v1/webhooks/unsubscribe/{shop_id}?{query}"

@@ -17,6 +17,10 @@ class ChannelOut(BaseModel):
     configured: bool
     enabled: bool
     settings: dict[str, Any] = Field(description="As stored; secrets are never shown")
+    callback_url: str | None = Field(
+        default=None,
+        description="SMS: give this to the vendor for delivery reports and replies (退订/TD opt-outs)",
+    )
 
 
 class ChannelList(BaseModel):

@@ -30,7 +30,13 @@ async def test_attribution_compares_targeted_buyers_with_the_holdout(shop: ShopC
     everyone = [await buyer(shop, f"attr-{i}", placed_at="2026-10-01T10:00:00+08:00") for i in range(10)]
     segment = await segment_of_everyone(shop, 10)
     tpl = await template(shop, "inapp", "回来看看")
-    body = {"name": "回购", "segment_id": segment, "channel": "inapp", "template_id": tpl, "holdout_percent": 50}
+    body = {
+        "name": "回购",
+        "segment_id": segment,
+        "channel": "inapp",
+        "template_id": tpl,
+        "holdout_percent": 50,
+    }
     campaign = (await ok(shop, "POST", "/api/v1/campaigns", body, 201))["id"]
     await ok(shop, "POST", f"/api/v1/campaigns/{campaign}/launch", status=202)
     done = await campaign_done(shop, campaign)
@@ -45,12 +51,20 @@ async def test_attribution_compares_targeted_buyers_with_the_holdout(shop: ShopC
     paid = [(targeted[0], "100.00"), (targeted[1], "30.00"), (targeted[1], "20.00"), (held[0], "30.00")]
     for n, (customer, total) in enumerate(paid):
         await buyer(
-            shop, f"attr-{index[customer]}", status="paid", order_id=f"ATTR-NEW-{n}", total=total, placed_at=now, paid_at=now
+            shop,
+            f"attr-{index[customer]}",
+            status="paid",
+            order_id=f"ATTR-NEW-{n}",
+            total=total,
+            placed_at=now,
+            paid_at=now,
         )
 
     async def attributed() -> dict[str, object]:
         report = await ok(shop, "GET", f"/api/v1/campaigns/{campaign}")
-        assert (report["converted"], report["revenue"], report["holdout_converted"]) == (2, "150.00", 1), report
+        assert (report["converted"], report["revenue"], report["holdout_converted"]) == (2, "150.00", 1), (
+            report
+        )
         return dict(report)
 
     report = await eventually(attributed, within=20)
@@ -68,15 +82,27 @@ async def test_campaign_coupons_are_issued_by_loyalty_one_per_recipient(shop: Sh
     for customer in customers:  # loyalty knows them as members once it has seen their orders
 
         async def member(customer: str = customer) -> None:
-            assert (await shop.client.get(f"/api/v1/loyalty/members/{customer}", headers=shop.headers())).status_code == 200
+            assert (
+                await shop.client.get(f"/api/v1/loyalty/members/{customer}", headers=shop.headers())
+            ).status_code == 200
 
         await eventually(member, within=20)
     coupon = await ok(
-        shop, "POST", "/api/v1/coupons/templates", {"name": "10元无门槛", "kind": "no_threshold", "amount": "10"}, 201
+        shop,
+        "POST",
+        "/api/v1/coupons/templates",
+        {"name": "10元无门槛", "kind": "no_threshold", "amount": "10"},
+        201,
     )
     segment = await segment_of_everyone(shop, 3)
     tpl = await template(shop, "inapp", "送您一张券：{{coupon_code}}")
-    body = {"name": "送券", "segment_id": segment, "channel": "inapp", "template_id": tpl, "coupon_template_id": coupon["id"]}
+    body = {
+        "name": "送券",
+        "segment_id": segment,
+        "channel": "inapp",
+        "template_id": tpl,
+        "coupon_template_id": coupon["id"],
+    }
     campaign = (await ok(shop, "POST", "/api/v1/campaigns", body, 201))["id"]
     await ok(shop, "POST", f"/api/v1/campaigns/{campaign}/launch", status=202)
     assert (await campaign_done(shop, campaign))["sent"] == 3

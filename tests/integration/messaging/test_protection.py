@@ -192,3 +192,40 @@ async def test_bad_templates_and_campaigns_are_refused_clearly(
     )
     assert wrong_channel.status_code == 422
     assert (await call(other_shop, "GET", f"/api/v1/campaigns/{draft['id']}")).status_code == 404
+
+
+async def test_sms_reports_settle_delivery_and_a_td_reply_opts_the_buyer_out(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    await configure_sms(shop)
+    sms = next(c for c in (await ok(shop, "GET", "/api/v1/messaging/channels"))["items"] if c["channel"] == "sms")
+    assert sms["settings"]["access_key_secret"] == "********"
+    vendor = httpx.AsyncClient(base_url=stack.providers_url)
+    await vendor.post("/_local/sms/callback", json={"url": sms["callback_url"]})
+    await vendor.post("/_local/sms/faults", json={"undeliverable": ["13500000002"]})
+    stays = await buyer(shop, "td-1", mobile="13500000001")
+    await buyer(shop, "td-2", mobile="13500000002")
+    segment = await segment_of_everyone(shop, 2)
+    first = await _campaign(shop, segment, "sms", await template(shop, "sms", "上新啦，回TD退订"))
+
+    async def settled() -> None:
+        report = await ok(shop, "GET", f"/api/v1/campaigns/{first}")
+        assert (report["delivered"], report["failed"]) == (1, 1), report
+
+    await eventually(settled, within=20)
+    failed = [m for m in await messages(shop, campaign_id=first) if m["status"] == "failed"]
+    assert failed[0]["reason"] == "MOBILE_NOT_ON_SERVICE: 用户停机"
+
+    # The buyer texts back 退订; the next campaign skips them.
+    answer = (await vendor.post("/_local/sms/reply", json={"phone": "13500000001", "content": " 退订 "})).json()
+    assert answer == {"ok": True, "answer": {"code": 0, "msg": "成功"}}
+    consent = await ok(shop, "GET", f"/api/v1/customers/{stays}/consent")
+    assert consent["channels"]["sms"] is False
+    second = await _campaign(shop, segment, "sms", await template(shop, "sms", "再次上新"))
+    assert (await campaign_done(shop, second))["suppressed_by"] == {"opt_out": 1}
+
+    forged = await shop.client.post(sms["callback_url"].split("?")[0] + "?t=nope", json=[])
+    assert forged.status_code == 404
+    await vendor.delete("/_local")
+    await vendor.aclose()
