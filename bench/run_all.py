@@ -26,6 +26,7 @@ BENCHMARKS = (
     "segmentation_events",
     "loyalty_expiry",
     "redemptions",
+    "campaigns",
 )
 
 
@@ -168,6 +169,18 @@ def summary(results: dict[str, dict[str, object]]) -> str:
             f"{rd['members_with_wrong_balance']}, with ledger drift {rd['members_with_ledger_drift']}",
             "",
         ]
+    cp = results.get("campaigns")
+    if cp:
+        lines += ["## Campaigns (launch through the gateway until every message is settled)", ""]
+        for channel, target in (("inapp", "20,000"), ("sms", "5,000")):
+            c = cp[channel]
+            lines.append(
+                f"- {channel}: {c['buyers']:,} buyers, {c['targeted']:,} targeted "
+                f"({c['holdout']:,} held out), "
+                f"{c['sent']:,} sent in {c['launch_to_completed_seconds']} s — {c['messages_per_second']:,} "
+                f"messages/s (target ≥ {target}); snapshot {c['launch_to_snapshot_seconds']} s after launch"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -149,7 +149,7 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
         },
     )
     campaign.targeted, campaign.holdout = total - held, held
-    campaign.snapshot_at, campaign.status = now, "sending"
+    campaign.snapshot_at, campaign.status = clock.now(), "sending"
 
 
 def _json(value: object) -> str:

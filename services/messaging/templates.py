@@ -4,10 +4,11 @@ is refused when it is saved, not when a campaign is half sent."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2 import StrictUndefined, Template, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from laoke.kit.errors import Unprocessable
@@ -48,9 +49,15 @@ def check(*sources: str | None) -> None:
         render(source, VARIABLES)
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str) -> Template:
+    # Compiling is ~1,000 times dearer than rendering; a campaign renders one text a million times.
+    return _env.from_string(source)
+
+
 def render(source: str, variables: dict[str, Any]) -> str:
     try:
-        return _env.from_string(source).render(**variables)
+        return _compiled(source).render(**variables)
     except SecurityError as exc:
         raise Unprocessable(f"template refused by the sandbox: {exc}") from exc
     except TemplateError as exc:
@@ -63,5 +70,10 @@ def sms_parts(text: str, signature: str | None) -> tuple[int, int]:
     return length, 1 if length <= SMS_SINGLE else math.ceil(length / SMS_PART)
 
 
+@functools.lru_cache(maxsize=1024)
+def _variables_of(source: str) -> frozenset[str]:
+    return frozenset(meta.find_undeclared_variables(_env.parse(source)))
+
+
 def used_variables(*sources: str | None) -> set[str]:
-    return set().union(*(meta.find_undeclared_variables(_env.parse(s)) for s in sources if s))
+    return set().union(*(_variables_of(s) for s in sources if s))

@@ -199,7 +199,9 @@ async def test_sms_reports_settle_delivery_and_a_td_reply_opts_the_buyer_out(
 ) -> None:
     await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
     await configure_sms(shop)
-    sms = next(c for c in (await ok(shop, "GET", "/api/v1/messaging/channels"))["items"] if c["channel"] == "sms")
+    sms = next(
+        c for c in (await ok(shop, "GET", "/api/v1/messaging/channels"))["items"] if c["channel"] == "sms"
+    )
     assert sms["settings"]["access_key_secret"] == "********"
     vendor = httpx.AsyncClient(base_url=stack.providers_url)
     await vendor.post("/_local/sms/callback", json={"url": sms["callback_url"]})
@@ -218,7 +220,9 @@ async def test_sms_reports_settle_delivery_and_a_td_reply_opts_the_buyer_out(
     assert failed[0]["reason"] == "MOBILE_NOT_ON_SERVICE: 用户停机"
 
     # The buyer texts back 退订; the next campaign skips them.
-    answer = (await vendor.post("/_local/sms/reply", json={"phone": "13500000001", "content": " 退订 "})).json()
+    answer = (
+        await vendor.post("/_local/sms/reply", json={"phone": "13500000001", "content": " 退订 "})
+    ).json()
     assert answer == {"ok": True, "answer": {"code": 0, "msg": "成功"}}
     consent = await ok(shop, "GET", f"/api/v1/customers/{stays}/consent")
     assert consent["channels"]["sms"] is False
