@@ -426,7 +426,11 @@ def dispatcher_lifespan(
             return
         stop = asyncio.Event()
         loops = [
-            asyncio.create_task(Dispatcher(app.state.db, settings).run(stop), name="dispatcher"),
+            # Several loops per process: while one waits on PostgreSQL another renders and sends.
+            *(
+                asyncio.create_task(Dispatcher(app.state.db, settings).run(stop), name=f"dispatcher-{n}")
+                for n in range(settings.dispatch_loops)
+            ),
             asyncio.create_task(automations.run_jobs(app.state.db, settings, stop), name="automation-jobs"),
             asyncio.create_task(run_campaigns(app.state.db, settings, stop), name="campaign-jobs"),
         ]

@@ -27,6 +27,7 @@ class MessagingSettings(ServiceSettings):
     # The dispatcher: how often it looks for due messages and how many it takes at once.
     dispatch_seconds: float = Field(default=0.1, gt=0)
     dispatch_batch: int = Field(default=1000, ge=1, le=10_000)
+    dispatch_loops: int = Field(default=2, ge=1, le=16)
     send_max_attempts: int = Field(default=4, ge=1)
     # How often scheduled campaigns are looked for.
     campaign_seconds: float = Field(default=0.5, gt=0)
