@@ -67,6 +67,42 @@ class LocalProviders:
             self.mail.append(record)
 
 
+def _query_send_details(state: LocalProviders, params: dict[str, str]) -> JSONResponse:
+    """What was sent to one number on one day (China time), newest first, a page at a time."""
+    phone, day = params.get("PhoneNumber", ""), params.get("SendDate", "")
+    if not phone or len(day) != 8:
+        return _aliyun_error("isv.INVALID_PARAMETERS", "PhoneNumber and SendDate (yyyyMMdd) are required")
+    size, page = int(params.get("PageSize", "10")), int(params.get("CurrentPage", "1"))
+    found = [
+        s
+        for s in reversed(state.sms)
+        if s["phone"] == phone
+        and datetime.fromisoformat(s["received_at"]).astimezone(_CHINA).strftime("%Y%m%d") == day
+    ]
+    details = [
+        {
+            "PhoneNum": s["phone"],
+            "SendStatus": 3,
+            "ErrCode": "DELIVERED",
+            "TemplateCode": s["template_code"],
+            "Content": json.dumps(s["params"], ensure_ascii=False),
+            "SendDate": s["received_at"],
+            "ReceiveDate": s["received_at"],
+            "OutId": s["out_id"],
+        }
+        for s in found[(page - 1) * size : page * size]
+    ]
+    return JSONResponse(
+        {
+            "RequestId": str(uuid.uuid4()),
+            "Code": "OK",
+            "Message": "OK",
+            "TotalCount": len(found),
+            "SmsSendDetailDTOs": {"SmsSendDetailDTO": details},
+        }
+    )
+
+
 def _aliyun_error(code: str, message: str, status: int = 400) -> JSONResponse:
     return JSONResponse(
         {"RequestId": str(uuid.uuid4()).upper(), "Code": code, "Message": message}, status_code=status
@@ -125,6 +161,8 @@ def sms_app(state: LocalProviders) -> FastAPI:
                 )
             if not (len(numbers) == len(signs) == len(variables)):
                 return _aliyun_error("isv.INVALID_JSON_PARAM", "array lengths differ")
+        elif action == "QuerySendDetails":
+            return _query_send_details(state, params)
         else:
             return _aliyun_error("InvalidAction.NotFound", f"Specified api is not found: {action}", 404)
         if not numbers or len(numbers) > MAX_BATCH:

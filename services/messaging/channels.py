@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 from enum import StrEnum
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import aiosmtplib
 import httpx
@@ -30,6 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.kit.vendors import aliyun_signature
 from services.messaging.models import ChannelConfig
 from services.messaging.settings import MessagingSettings
+
+CHINA = ZoneInfo("Asia/Shanghai")  # Aliyun keeps send dates in China time
 
 
 class Channel(StrEnum):
@@ -197,14 +200,42 @@ class AliyunSms:
         signed["Signature"] = aliyun_signature("POST", signed, self.secret)
         return signed
 
-    async def send_batch(self, batch: Sequence[Outgoing]) -> list[Outcome]:
-        """One call for up to 100 messages of one template: all accepted or all refused."""
+    async def sent_out_ids(self, phone: str, day: datetime) -> set[str] | None:
+        """The OutIds the vendor has for `phone` on `day` (China time), by `QuerySendDetails`; None when
+        it cannot be asked now."""
+        found: set[str] = set()
+        page = 1
+        while True:
+            params = {
+                "PhoneNumber": phone,
+                "SendDate": day.astimezone(CHINA).strftime("%Y%m%d"),
+                "PageSize": "50",
+                "CurrentPage": str(page),
+            }
+            try:
+                response = await self.client.post(
+                    self.endpoint, data=self._signed("QuerySendDetails", params)
+                )
+                answer = response.json()
+            except (httpx.HTTPError, ValueError):
+                return None
+            if answer.get("Code") != "OK":
+                return None
+            details = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
+            found.update(str(d.get("OutId")) for d in details if d.get("OutId"))
+            if page * 50 >= int(answer.get("TotalCount", 0)) or not details:
+                return found
+            page += 1
+
+    async def send_batch(self, batch: Sequence[Outgoing], out_id: str) -> list[Outcome]:
+        """One call for up to 100 messages of one template: all accepted or all refused. `out_id` is
+        ours; the vendor keeps it with every number so a send can be looked up after a crash."""
         params = {
             "PhoneNumberJson": json.dumps([m.recipient for m in batch]),
             "SignNameJson": json.dumps([self.config.sign_name] * len(batch), ensure_ascii=False),
             "TemplateCode": batch[0].template_code,
             "TemplateParamJson": json.dumps([m.variables for m in batch], ensure_ascii=False),
-            "OutId": str(batch[0].id),
+            "OutId": out_id,
         }
         try:
             response = await self.client.post(self.endpoint, data=self._signed("SendBatchSms", params))

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +32,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from laoke.kit import clock
+from laoke.kit import clock, failpoints
 from laoke.kit.db import Database
 from laoke.kit.errors import LaokeError
 from services.messaging import automations, campaigns, coupons, policy, templates
@@ -53,6 +55,9 @@ log = structlog.get_logger(__name__)
 
 SMS_BATCH = 100
 EMAIL_CONCURRENCY = 20
+# How long a send may be in flight before recovery asks the vendor what became of it.
+SEND_LEASE = timedelta(minutes=5)
+RECOVER_EVERY_SECONDS = 30
 
 
 @dataclass
@@ -86,6 +91,9 @@ class Verdicts:
     deferred: list[tuple[int, datetime]] = field(default_factory=list)
     rendered: dict[int, tuple[str | None, str]] = field(default_factory=dict)
     codes: dict[int, str] = field(default_factory=dict)
+    # Vendor calls to make once the claim is committed, and the rows they cover (marked `sending`).
+    calls: list[Callable[[], Awaitable[list[Outcome]]]] = field(default_factory=list)
+    sending: list[tuple[int, str | None]] = field(default_factory=list)  # (message, our OutId)
 
 
 _CLAIM = """
@@ -106,15 +114,19 @@ _CLAIM_AFTER = text(_CLAIM.format(after="AND (not_before, id) > (:after_time, :a
 
 
 class Dispatcher:
-    def __init__(self, db: Database, settings: MessagingSettings) -> None:
-        self.db, self.settings = db, settings
+    def __init__(self, db: Database, settings: MessagingSettings, name: str = "dispatcher") -> None:
+        self.db, self.settings, self.name = db, settings, name
         self.limiter = RateLimiter()
         self.position: tuple[datetime, int] | None = None
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sms_timeout_seconds))
 
     async def run(self, stop: asyncio.Event) -> None:
+        recovered_at = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() - recovered_at > RECOVER_EVERY_SECONDS:
+                    recovered_at = time.monotonic()
+                    await self.recover()
                 handled = await self.cycle()
             except Exception:  # a bad cycle must not stop sending; its claim rolled back
                 log.exception("dispatch_cycle_failed")
@@ -125,7 +137,9 @@ class Dispatcher:
         await self.http.aclose()
 
     async def cycle(self) -> int:
-        """One claim, check, send and record. Returns how many messages it handled."""
+        """One claim, check and render (committed, with SMS and e-mail marked `sending`), then the vendor
+        calls outside any transaction, then their outcomes. Returns how many messages it handled."""
+        verdicts = Verdicts()
         async with self.db.transaction() as session:
             now = clock.now()
             limit = self.settings.dispatch_batch
@@ -142,14 +156,82 @@ class Dispatcher:
             if len(rows) == limit:
                 self.position = (rows[-1][0], rows[-1][1])
             claimed = [Claimed(*row[1:]) for row in rows]
-            verdicts = Verdicts()
             by_shop: dict[str, list[Claimed]] = defaultdict(list)
             for message in claimed:
                 by_shop[message.shop_id].append(message)
             for shop_id, messages in by_shop.items():
                 await self._shop(session, shop_id, messages, now, verdicts)
             await _record(session, verdicts, now, self.settings.send_max_attempts)
-            return len(claimed)
+            await _mark_sending(session, verdicts, now + SEND_LEASE)
+        if verdicts.calls:
+            failpoints.hit(f"{self.name}.before_vendor_calls")
+            outcomes = [o for call in verdicts.calls for o in await call()]
+            failpoints.hit(f"{self.name}.after_vendor_calls")
+            sent = Verdicts(rendered=verdicts.rendered)
+            for outcome in outcomes:
+                _file(sent, outcome)
+            async with self.db.transaction() as session:
+                await _record(session, sent, clock.now(), self.settings.send_max_attempts, in_flight=True)
+        return len(claimed)
+
+    async def recover(self) -> int:
+        """Sends whose process stopped between the vendor call and its record (the lease ran out): an SMS
+        the vendor has under our OutId is `sent`; anything else is queued again."""
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT id, shop_id, channel, recipient, provider_message_id, not_before "
+                        "FROM messaging.messages WHERE status = 'sending' AND not_before <= :now "
+                        "ORDER BY not_before, id LIMIT 500 FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"now": clock.now()},
+                )
+            ).all()
+            sent: list[int] = []
+            again: list[int] = []
+            vendors: dict[str, AliyunSms | None] = {}
+            for message_id, shop_id, channel, recipient, out_id, lease_end in rows:
+                if channel != Channel.SMS or not out_id:
+                    again.append(message_id)
+                    continue
+                if shop_id not in vendors:
+                    vendors[shop_id] = await self._vendor(session, shop_id)
+                vendor = vendors[shop_id]
+                day = lease_end - SEND_LEASE
+                known = await vendor.sent_out_ids(recipient, day) if vendor is not None else None
+                if known is None:
+                    continue  # the vendor cannot say now: ask again on the next round
+                (sent if out_id.removeprefix("out:") in known else again).append(message_id)
+            if sent:
+                await session.execute(
+                    text(
+                        "UPDATE messaging.messages SET status = 'sent', "
+                        "sent_at = not_before - CAST(:lease AS interval), "
+                        "attempts = attempts + 1 WHERE id = ANY(:ids)"
+                    ),
+                    {"ids": sent, "lease": SEND_LEASE},
+                )
+            if again:
+                await session.execute(
+                    text(
+                        "UPDATE messaging.messages SET status = 'queued', not_before = :now, "
+                        "reason = 'sent again: the last attempt stopped before its outcome was known' "
+                        "WHERE id = ANY(:ids)"
+                    ),
+                    {"ids": again, "now": clock.now()},
+                )
+            if rows:
+                log.warning("sends_recovered", sent=len(sent), queued_again=len(again))
+            return len(sent) + len(again)
+
+    async def _vendor(self, session: AsyncSession, shop_id: str) -> AliyunSms | None:
+        config = await load_config(session, shop_id, Channel.SMS)
+        row = await session.get(ChannelConfig, (shop_id, Channel.SMS))
+        if not isinstance(config, SmsConfig) or row is None:
+            return None
+        secret = row.settings.get("access_key_secret") or ""
+        return AliyunSms(self.http, self.settings.aliyun_sms_endpoint, config, secret)
 
     async def _shop(
         self, session: AsyncSession, shop_id: str, messages: list[Claimed], now: datetime, verdicts: Verdicts
@@ -195,10 +277,9 @@ class Dispatcher:
                 verdicts.sent += [Outcome(o.id, ok=True) for o in outs]
             elif channel == Channel.EMAIL:
                 assert isinstance(config, EmailConfig)
-                await self._email(config, outs, verdicts)
+                self._email(config, outs, verdicts)
             else:
-                assert isinstance(config, SmsConfig)
-                await self._sms(session, shop_id, config, outs, verdicts)
+                await self._sms(session, shop_id, outs, verdicts)
 
     async def _render(
         self, session: AsyncSession, shop_id: str, messages: list[Claimed], verdicts: Verdicts
@@ -256,36 +337,39 @@ class Dispatcher:
             )
         return out
 
-    async def _email(self, config: EmailConfig, messages: list[Outgoing], verdicts: Verdicts) -> None:
+    def _email(self, config: EmailConfig, messages: list[Outgoing], verdicts: Verdicts) -> None:
         gate = asyncio.Semaphore(EMAIL_CONCURRENCY)
 
         async def one(message: Outgoing) -> Outcome:
             async with gate:
                 return await send_email(self.settings, config, message)
 
-        for outcome in await asyncio.gather(*(one(m) for m in messages)):
-            _file(verdicts, outcome)
+        async def call() -> list[Outcome]:
+            return list(await asyncio.gather(*(one(m) for m in messages)))
+
+        verdicts.sending += [(m.id, None) for m in messages]
+        verdicts.calls.append(call)
 
     async def _sms(
-        self,
-        session: AsyncSession,
-        shop_id: str,
-        config: SmsConfig,
-        messages: list[Outgoing],
-        verdicts: Verdicts,
+        self, session: AsyncSession, shop_id: str, messages: list[Outgoing], verdicts: Verdicts
     ) -> None:
-        row = await session.get(ChannelConfig, (shop_id, Channel.SMS))
-        secret = (row.settings.get("access_key_secret") if row else None) or ""
-        vendor = AliyunSms(self.http, self.settings.aliyun_sms_endpoint, config, secret)
+        vendor = await self._vendor(session, shop_id)
+        assert vendor is not None
+        rate = vendor.config.rate_per_second
         by_template: dict[str, list[Outgoing]] = defaultdict(list)
         for message in messages:
             by_template[message.template_code].append(message)
         for batch_of_template in by_template.values():
             for start in range(0, len(batch_of_template), SMS_BATCH):
                 batch = batch_of_template[start : start + SMS_BATCH]
-                await self.limiter.wait(f"{shop_id}:sms", config.rate_per_second)
-                for outcome in await vendor.send_batch(batch):
-                    _file(verdicts, outcome)
+                out_id = uuid.uuid4().hex[:20]  # the vendor keeps it with each number (QuerySendDetails)
+
+                async def call(batch: list[Outgoing] = batch, out_id: str = out_id) -> list[Outcome]:
+                    await self.limiter.wait(f"{shop_id}:sms", rate)
+                    return await vendor.send_batch(batch, out_id)
+
+                verdicts.sending += [(m.id, f"out:{out_id}") for m in batch]
+                verdicts.calls.append(call)
 
 
 def _file(verdicts: Verdicts, outcome: Outcome) -> None:
@@ -334,8 +418,38 @@ async def _marketing_sent(
     return counts
 
 
-async def _record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_attempts: int) -> None:
-    """Write every verdict back, one set-based statement per kind."""
+async def _mark_sending(session: AsyncSession, verdicts: Verdicts, lease_end: datetime) -> None:
+    """Commit what is about to go to a vendor, with its text and a lease: if this process stops before
+    recording the outcome, `Dispatcher.recover` settles the rows when the lease runs out."""
+    if not verdicts.sending:
+        return
+    ids = [i for i, _ in verdicts.sending]
+    await session.execute(
+        text(
+            "UPDATE messaging.messages m SET status = 'sending', not_before = :lease_end, "
+            "provider_message_id = v.out_id, subject = v.subject, body = v.body, "
+            "coupon_code = coalesce(v.code, m.coupon_code) "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:outs AS text[]), CAST(:subjects AS text[]), "
+            "CAST(:bodies AS text[]), CAST(:codes AS text[])) AS v(id, out_id, subject, body, code) "
+            "WHERE m.id = v.id"
+        ),
+        {
+            "lease_end": lease_end,
+            "ids": ids,
+            "outs": [o for _, o in verdicts.sending],
+            "subjects": [verdicts.rendered.get(i, (None, ""))[0] for i in ids],
+            "bodies": [verdicts.rendered.get(i, (None, ""))[1] for i in ids],
+            "codes": [verdicts.codes.get(i) for i in ids],
+        },
+    )
+
+
+async def _record(
+    session: AsyncSession, verdicts: Verdicts, now: datetime, max_attempts: int, *, in_flight: bool = False
+) -> None:
+    """Write every verdict back, one set-based statement per kind. `in_flight`: outcomes of vendor
+    calls, written only over rows still `sending` (recovery may have settled them meanwhile)."""
+
     if verdicts.sent:
         ids = [o.id for o in verdicts.sent]
         await session.execute(
@@ -345,9 +459,10 @@ async def _record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_
                 "coupon_code = coalesce(v.code, m.coupon_code) "
                 "FROM unnest(CAST(:ids AS bigint[]), CAST(:providers AS text[]), CAST(:subjects AS text[]), "
                 "CAST(:bodies AS text[]), CAST(:codes AS text[])) AS v(id, provider, subject, body, code) "
-                "WHERE m.id = v.id"
+                "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
             ),
             {
+                "in_flight": in_flight,
                 "now": now,
                 "ids": ids,
                 "providers": [o.provider_message_id for o in verdicts.sent],
@@ -364,9 +479,10 @@ async def _record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_
                 "status = CASE WHEN m.attempts + 1 >= :max THEN 'failed' ELSE 'queued' END, "
                 "not_before = CAST(:now AS timestamptz) + make_interval(secs => 30 * power(4, m.attempts)) "
                 "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
-                "WHERE m.id = v.id"
+                "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
             ),
             {
+                "in_flight": in_flight,
                 "now": now,
                 "max": max_attempts,
                 "ids": [o.id for o in verdicts.retry],
@@ -384,9 +500,14 @@ async def _record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_
                     "UPDATE messaging.messages m SET status = CAST(:status AS varchar), reason = v.reason, "
                     "attempts = m.attempts + CASE WHEN CAST(:status AS varchar) = 'failed' THEN 1 ELSE 0 END "
                     "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
-                    "WHERE m.id = v.id"
+                    "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
                 ),
-                {"status": status, "ids": [p[0] for p in pairs], "reasons": [p[1] for p in pairs]},
+                {
+                    "in_flight": in_flight,
+                    "status": status,
+                    "ids": [p[0] for p in pairs],
+                    "reasons": [p[1] for p in pairs],
+                },
             )
     if verdicts.deferred:
         await session.execute(

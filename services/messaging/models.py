@@ -204,8 +204,10 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("shop_id", "source", "customer_id", "channel", name="uq_messages_once"),
-        # The dispatcher's queue: only queued rows, oldest due first.
-        Index("ix_messages_due", "not_before", "id", postgresql_where=text("status = 'queued'")),
+        # The dispatcher's queue (oldest due first), and sends in flight by their lease.
+        Index(
+            "ix_messages_due", "not_before", "id", postgresql_where=text("status IN ('queued', 'sending')")
+        ),
         Index("ix_messages_customer", "shop_id", "customer_id", "channel", "created_at"),
         Index("ix_messages_campaign", "shop_id", "campaign_id", "status"),
         Index("ix_messages_provider", "provider_message_id"),
@@ -221,7 +223,7 @@ class Message(Base):
     automation: Mapped[str | None] = mapped_column(String(32))
     order_id: Mapped[str | None] = mapped_column(String(32))
     template_id: Mapped[str] = mapped_column(String(32))
-    # queued → sent → delivered | failed | suppressed | cancelled
+    # queued → (sending, for SMS and e-mail) → sent → delivered | failed; or suppressed / cancelled
     status: Mapped[str] = mapped_column(String(12), server_default=text("'queued'"))
     reason: Mapped[str | None] = mapped_column(String(300))
     deferred: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))

@@ -78,7 +78,8 @@ async def test_sms_campaign_goes_through_the_aliyun_endpoint_in_batches(
     done = await campaign_done(shop, campaign["id"])
     assert (done["targeted"], done["sent"], done["suppressed"]) == (6, 5, 1)
     assert done["suppressed_by"] == {"invalid_contact": 1}
-    received = stack.providers.sms[before:]
+    phones = {f"1380013{i:04d}" for i in range(5)}
+    received = [r for r in stack.providers.sms[before:] if r["phone"] in phones]
     assert sorted(r["phone"] for r in received) == [f"1380013{i:04d}" for i in range(5)]
     assert {r["sign_name"] for r in received} == {"老客小店"}
     assert {r["params"]["name"] for r in received} == {f"李{i}" for i in range(5)}

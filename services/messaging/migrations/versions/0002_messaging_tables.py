@@ -155,7 +155,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_messages_campaign', 'messages', ['shop_id', 'campaign_id', 'status'], unique=False, schema='messaging')
     op.create_index('ix_messages_customer', 'messages', ['shop_id', 'customer_id', 'channel', 'created_at'], unique=False, schema='messaging')
-    op.create_index('ix_messages_due', 'messages', ['not_before', 'id'], unique=False, schema='messaging', postgresql_where=sa.text("status = 'queued'"))
+    op.create_index('ix_messages_due', 'messages', ['not_before', 'id'], unique=False, schema='messaging', postgresql_where=sa.text("status IN ('queued', 'sending')"))
     op.create_index('ix_messages_provider', 'messages', ['provider_message_id'], unique=False, schema='messaging')
     op.create_table('orders',
     sa.Column('shop_id', sa.String(length=64), nullable=False),
@@ -212,7 +212,7 @@ def downgrade() -> None:
     op.drop_index('ix_orders_customer_paid', table_name='orders', schema='messaging')
     op.drop_table('orders', schema='messaging')
     op.drop_index('ix_messages_provider', table_name='messages', schema='messaging')
-    op.drop_index('ix_messages_due', table_name='messages', schema='messaging', postgresql_where=sa.text("status = 'queued'"))
+    op.drop_index('ix_messages_due', table_name='messages', schema='messaging', postgresql_where=sa.text("status IN ('queued', 'sending')"))
     op.drop_index('ix_messages_customer', table_name='messages', schema='messaging')
     op.drop_index('ix_messages_campaign', table_name='messages', schema='messaging')
     op.drop_table('messages', schema='messaging')
