@@ -135,6 +135,8 @@ async def start_servers(
             "dispatch_batch": 100,
             "jobs_seconds": 0.5,
             "campaign_seconds": 0.2,
+            "webhook_seconds": 0.1,
+            "webhook_disable_after": 5,
             "sms_timeout_seconds": 1,
         }
         for component in SERVICES:  # ingest first: the others read its bulk feeds

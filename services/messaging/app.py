@@ -6,7 +6,14 @@ from fastapi import FastAPI
 
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
-from services.messaging import api, automations_api, campaigns_api, feedback_api, handlers
+from services.messaging import (
+    api,
+    automations_api,
+    campaigns_api,
+    feedback_api,
+    handlers,
+    subscriptions_api,
+)
 from services.messaging.dispatcher import dispatcher_lifespan
 from services.messaging.models import plumbing
 from services.messaging.settings import MessagingSettings
@@ -18,7 +25,14 @@ def create_app(settings: MessagingSettings | None = None) -> FastAPI:
         settings,
         title="Laoke messaging",
         description="SMS, e-mail and in-app messages; consent, frequency caps, campaigns and automations.",
-        routers=[api.router, api.public, campaigns_api.router, automations_api.router, feedback_api.router],
+        routers=[
+            api.router,
+            api.public,
+            campaigns_api.router,
+            automations_api.router,
+            feedback_api.router,
+            subscriptions_api.router,
+        ],
         plumbing=plumbing,
         produces=(Topic.MESSAGING,),
         consumers=handlers.consumers(settings),

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.kit import clock, failpoints
 from laoke.kit.db import Database
 from laoke.kit.errors import LaokeError
-from services.messaging import automations, campaigns, coupons, policy, templates
+from services.messaging import automations, campaigns, coupons, policy, templates, webhooks
 from services.messaging.channels import (
     AliyunSms,
     Channel,
@@ -554,6 +554,7 @@ def dispatcher_lifespan(
             ),
             asyncio.create_task(automations.run_jobs(app.state.db, settings, stop), name="automation-jobs"),
             asyncio.create_task(run_campaigns(app.state.db, settings, stop), name="campaign-jobs"),
+            asyncio.create_task(webhooks.run(app.state.db, settings, stop), name="webhook-deliveries"),
         ]
         try:
             yield

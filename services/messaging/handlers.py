@@ -34,7 +34,7 @@ from laoke.kit.merges import Merges
 from laoke.kit.money import from_fen
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
-from services.messaging import automations
+from services.messaging import automations, webhooks
 from services.messaging.automations import Kind
 from services.messaging.models import Contact, Order, Shop, merged_customers, plumbing
 from services.messaging.settings import MessagingSettings
@@ -241,6 +241,39 @@ def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
     }
 
 
+def forwarding_to_subscribers(
+    handlers: dict[str, EventHandler | Batched],
+) -> dict[str, EventHandler | Batched]:
+    """Every event an app may subscribe to also queues its outbound webhook deliveries, in the same
+    transaction as the event's own handling (services/messaging/webhooks.py)."""
+
+    def one(handler: EventHandler | None) -> EventHandler:
+        async def handle(session: AsyncSession, event: EventEnvelope) -> None:
+            if handler is not None:
+                await handler(session, event)
+            await webhooks.enqueue(session, event)
+
+        return handle
+
+    def many(handler: Batched) -> Batched:
+        async def handle(session: AsyncSession, events: list[EventEnvelope]) -> None:
+            await handler.many(session, events)
+            for event in events:
+                await webhooks.enqueue(session, event)
+
+        return Batched(many=handle, one=one(handler.one))
+
+    wrapped = dict(handlers)
+    for event_type in webhooks.EVENT_TYPES:
+        current = handlers.get(event_type)
+        wrapped[event_type] = many(current) if isinstance(current, Batched) else one(current)
+    return wrapped
+
+
 def consumers(settings: MessagingSettings) -> ConsumerFactory:
     topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.LOYALTY, Topic.SEGMENTATION, Topic.SHOPS)
-    return consumer_group(settings, plumbing.processed_events, topics, event_handlers)
+
+    def handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
+        return forwarding_to_subscribers(event_handlers(outbox))
+
+    return consumer_group(settings, plumbing.processed_events, topics, handlers)

@@ -338,3 +338,53 @@ class FeedbackPage(BaseModel):
     items: list[FeedbackOut]
     counts: dict[str, int] = Field(description="Tickets per status")
     median_hours_to_resolve: float | None
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"url": "https://app.example.com/laoke/webhooks", "events": ["order.paid", "coupon.issued"]}
+            ]
+        },
+    )
+
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")
+    events: list[str] = Field(min_length=1, max_length=50, description='Event types, or ["*"] for all')
+
+
+class SubscriptionOut(BaseModel):
+    id: str = Field(examples=["sub_5d1f0c2b9a7e4c31"])
+    url: str
+    events: list[str]
+    active: bool
+    consecutive_failures: int
+    disabled_reason: str | None
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class SubscriptionCreated(SubscriptionOut):
+    secret: str = Field(description="Verifies X-Laoke-Signature; shown once")
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    event_id: str
+    event_type: str
+    status: str = Field(examples=["delivered"], description="pending, delivered, failed")
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]

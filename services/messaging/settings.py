@@ -31,5 +31,8 @@ class MessagingSettings(ServiceSettings):
     send_max_attempts: int = Field(default=4, ge=1)
     # How often scheduled campaigns are looked for.
     campaign_seconds: float = Field(default=0.5, gt=0)
+    # Outbound webhooks: how often due deliveries are looked for; failures in a row that disable one.
+    webhook_seconds: float = Field(default=0.5, gt=0)
+    webhook_disable_after: int = Field(default=20, ge=1)
     # How often automations that wait on time (problem shipments, birthdays) are checked.
     jobs_seconds: float = Field(default=60, gt=0)
