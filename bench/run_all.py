@@ -27,6 +27,7 @@ BENCHMARKS = (
     "loyalty_expiry",
     "redemptions",
     "campaigns",
+    "automation_latency",
 )
 
 
@@ -181,6 +182,17 @@ def summary(results: dict[str, dict[str, object]]) -> str:
                 f"messages/s (target ≥ {target}); snapshot {c['launch_to_snapshot_seconds']} s after launch"
             )
         lines.append("")
+    al = results.get("automation_latency")
+    if al:
+        x = al["latency"]
+        lines += [
+            "## Automation reaction (`order.shipped` on Kafka → in-app shipment notice sent)",
+            "",
+            f"- {al['events']:,} events at {al['rate_per_second']}/s "
+            f"(achieved {al['achieved_produce_rate']}/s): "
+            f"{al['messages_sent']:,} sent; p50 {x['p50_ms']} ms, p99 {x['p99_ms']} ms (target p99 ≤ 200 ms)",
+            "",
+        ]
     return "\n".join(lines)
 
 

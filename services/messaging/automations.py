@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock
+from laoke.kit.cache import TtlCache
 from laoke.kit.db import Database
 from laoke.kit.ids import new_id
 from services.messaging import policy
@@ -69,15 +71,48 @@ DESCRIPTIONS = {
 }
 
 
-async def setting(session: AsyncSession, shop_id: str, kind: Kind) -> Automation | None:
+@dataclass(frozen=True)
+class Setting:
+    """An automation that is on, as the handlers need it (a plain value: it is cached across sessions)."""
+
+    shop_id: str
+    kind: str
+    channel: str
+    template_id: str
+    delay_minutes: int
+    coupon_template_id: str | None
+
+
+# Read on every order event; a change made on another replica shows here within seconds.
+_settings: TtlCache[dict[str, Setting]] = TtlCache(seconds=5)
+
+
+async def setting(session: AsyncSession, shop_id: str, kind: Kind) -> Setting | None:
     """The shop's automation of `kind`, when it is on."""
-    row = await session.get(Automation, (shop_id, kind.value))
-    return row if row is not None and row.enabled else None
+    hit, cached = _settings.get(shop_id)
+    if not hit or cached is None:
+        rows = await session.scalars(
+            select(Automation).where(Automation.shop_id == shop_id, Automation.enabled)
+        )
+        cached = _settings.put(
+            shop_id,
+            {
+                r.kind: Setting(
+                    r.shop_id, r.kind, r.channel, r.template_id, r.delay_minutes, r.coupon_template_id
+                )
+                for r in rows
+            },
+        )
+    return cached.get(kind.value)
+
+
+def forget(shop_id: str) -> None:
+    _settings.forget(shop_id)
 
 
 async def queue(
     session: AsyncSession,
-    automation: Automation,
+    automation: Setting | Automation,
     customer_id: str,
     occurrence: str,
     *,

@@ -9,6 +9,7 @@ from laoke.kit import clock
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Unprocessable
 from laoke.kit.service import CallerDep
+from services.messaging import automations
 from services.messaging.automations import DEFAULT_DELAY_MINUTES, DESCRIPTIONS, Kind
 from services.messaging.models import Automation, Message, Template
 from services.messaging.schemas import AutomationIn, AutomationList, AutomationOut
@@ -83,4 +84,5 @@ async def put_automation(
         for field, value in values.items():
             setattr(row, field, value)
     await session.flush()
+    automations.forget(caller.shop_id)
     return _out(kind, row, (await _sent(session, caller.shop_id)).get(kind.value, 0))

@@ -53,10 +53,12 @@ async def _touch_contact(session: AsyncSession, shop_id: str, customer_id: str, 
     )
 
 
-async def on_order(session: AsyncSession, shop_id: str, order: OrderEventPayload) -> None:
-    customer_id = await MERGES.surviving(session, shop_id, order.customer_id)
+async def on_order(session: AsyncSession, shop_id: str, order: OrderEventPayload, customer_id: str) -> None:
     buyer = order.buyer
-    earlier_orders = await session.scalar(
+    welcome = None
+    if order.status in (OrderStatus.CREATED, OrderStatus.PAID):
+        welcome = await automations.setting(session, shop_id, Kind.WELCOME)
+    first_order = welcome is not None and not await session.scalar(
         select(func.count()).where(
             Order.shop_id == shop_id, Order.customer_id == customer_id, Order.order_id != order.order_id
         )
@@ -123,16 +125,20 @@ async def on_order(session: AsyncSession, shop_id: str, order: OrderEventPayload
                 order_id=order.order_id,
                 variables=order_variables,
             )
-    if not earlier_orders and order.status in (OrderStatus.CREATED, OrderStatus.PAID):
-        welcome = await automations.setting(session, shop_id, Kind.WELCOME)
-        if welcome is not None:
-            await automations.queue(session, welcome, customer_id, customer_id, variables=order_variables)
+    if first_order and welcome is not None:
+        await automations.queue(session, welcome, customer_id, customer_id, variables=order_variables)
 
 
 def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
     async def on_orders(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        """A run of order events: one merge lookup per shop, then each order in turn."""
+        by_shop: dict[str, list[OrderEventPayload]] = {}
         for event in events:
-            await on_order(session, event.shop_id, OrderEventPayload.model_validate(event.payload))
+            by_shop.setdefault(event.shop_id, []).append(OrderEventPayload.model_validate(event.payload))
+        for shop_id, orders in by_shop.items():
+            merged = await MERGES.surviving_many(session, shop_id, {o.customer_id for o in orders})
+            for order in orders:
+                await on_order(session, shop_id, order, merged.get(order.customer_id, order.customer_id))
 
     async def on_one_order(session: AsyncSession, event: EventEnvelope) -> None:
         await on_orders(session, [event])
