@@ -101,7 +101,7 @@ async def run(ctx: BenchContext) -> dict[str, object]:
                 rows = (
                     await connection.execute(
                         text(
-                            "SELECT order_id, sent_at FROM messaging.messages "
+                            "SELECT order_id, sent_at, created_at FROM messaging.messages "
                             "WHERE shop_id = :shop AND automation = 'shipment_notice' AND status = 'sent'"
                         ),
                         {"shop": shop_id},
@@ -112,14 +112,21 @@ async def run(ctx: BenchContext) -> dict[str, object]:
             await asyncio.sleep(1)
     finally:
         await engine.dispose()
-    latencies = [(sent_at - produced_at[order_id]).total_seconds() * 1000 for order_id, sent_at in rows]
+    latencies = [(sent_at - produced_at[order_id]).total_seconds() * 1000 for order_id, sent_at, _ in rows]
     latency = summarize_ms(latencies)
+    # Where the time goes: the consumer queueing the message, and the dispatcher sending it.
+    queued = summarize_ms(
+        [(created - produced_at[order_id]).total_seconds() * 1000 for order_id, _, created in rows]
+    )
+    dispatched = summarize_ms([(sent - created).total_seconds() * 1000 for _, sent, created in rows])
     result: dict[str, object] = {
         "events": EVENTS,
         "rate_per_second": RATE,
         "achieved_produce_rate": round(EVENTS / produce_seconds, 1),
         "messages_sent": len(rows),
         "latency": latency,
+        "event_to_queued": queued,
+        "queued_to_sent": dispatched,
     }
     result["met"] = len(rows) == EVENTS and latency["p99_ms"] <= 200
     write_result("automation_latency", result)

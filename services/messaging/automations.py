@@ -110,6 +110,67 @@ def forget(shop_id: str) -> None:
     _settings.forget(shop_id)
 
 
+@dataclass(frozen=True)
+class Occurrence:
+    """One automation message to queue: whose, for which occurrence, when, with what order details."""
+
+    automation: Setting | Automation
+    customer_id: str
+    occurrence: str
+    not_before: datetime | None = None
+    order_id: str | None = None
+    variables: dict[str, Any] | None = None
+
+
+async def queue_many(session: AsyncSession, occurrences: Sequence[Occurrence]) -> int:
+    """Queue every occurrence's message in one statement, addressed from the contacts; returns how many
+    were new (an occurrence queued before adds nothing)."""
+    if not occurrences:
+        return 0
+    shop_id = occurrences[0].automation.shop_id
+    customers = sorted({o.customer_id for o in occurrences})
+    contacts = {
+        c.customer_id: c
+        for c in await session.scalars(
+            select(Contact).where(Contact.shop_id == shop_id, Contact.customer_id.in_(customers))
+        )
+    }
+    now = clock.now()
+    rows = []
+    for o in occurrences:
+        contact, automation = contacts.get(o.customer_id), o.automation
+        rows.append(
+            {
+                "shop_id": shop_id,
+                "source": f"{automation.kind}:{o.occurrence}",
+                "customer_id": o.customer_id,
+                "channel": automation.channel,
+                "marketing": automation.kind in MARKETING,
+                "automation": automation.kind,
+                "order_id": o.order_id,
+                "template_id": automation.template_id,
+                "recipient": recipient_for(
+                    automation.channel, contact and contact.mobile, contact and contact.email, o.customer_id
+                ),
+                "variables": {
+                    "name": contact.name if contact else None,
+                    "tier": contact.tier if contact else None,
+                    "points": contact.points if contact else None,
+                    **(o.variables or {}),
+                },
+                "coupon_template_id": automation.coupon_template_id,
+                "not_before": o.not_before or now,
+            }
+        )
+    stored = await session.execute(
+        insert(Message)
+        .values(rows)
+        .on_conflict_do_nothing(constraint="uq_messages_once")
+        .returning(Message.id)
+    )
+    return len(stored.all())
+
+
 async def queue(
     session: AsyncSession,
     automation: Setting | Automation,
@@ -121,46 +182,28 @@ async def queue(
     variables: dict[str, Any] | None = None,
 ) -> bool:
     """Queue the automation's message for one occurrence; False when it was queued before."""
-    contact = await session.get(Contact, (automation.shop_id, customer_id))
-    values = {
-        "name": contact.name if contact else None,
-        "tier": contact.tier if contact else None,
-        "points": contact.points if contact else None,
-        **(variables or {}),
-    }
-    stored = await session.execute(
-        insert(Message)
-        .values(
-            shop_id=automation.shop_id,
-            source=f"{automation.kind}:{occurrence}",
-            customer_id=customer_id,
-            channel=automation.channel,
-            marketing=automation.kind in MARKETING,
-            automation=automation.kind,
-            order_id=order_id,
-            template_id=automation.template_id,
-            recipient=recipient_for(
-                automation.channel, contact and contact.mobile, contact and contact.email, customer_id
-            ),
-            variables=values,
-            coupon_template_id=automation.coupon_template_id,
-            not_before=not_before or clock.now(),
+    return bool(
+        await queue_many(
+            session, [Occurrence(automation, customer_id, occurrence, not_before, order_id, variables)]
         )
-        .on_conflict_do_nothing(constraint="uq_messages_once")
-        .returning(Message.id)
     )
-    return stored.scalar() is not None
 
 
-async def cancel_for_order(
-    session: AsyncSession, shop_id: str, order_id: str, kind: Kind, reason: str
-) -> None:
+async def cancel_reminders(session: AsyncSession, shop_id: str, reasons: dict[str, str]) -> None:
+    """Cancel the queued 催付 of orders that are no longer unpaid, `{order_id: why}`."""
+    if not reasons:
+        return
     await session.execute(
         text(
-            "UPDATE messaging.messages SET status = 'cancelled', reason = :reason "
-            "WHERE shop_id = :shop AND source = :source AND status = 'queued'"
+            "UPDATE messaging.messages m SET status = 'cancelled', reason = v.reason "
+            "FROM unnest(CAST(:sources AS text[]), CAST(:reasons AS text[])) AS v(source, reason) "
+            "WHERE m.shop_id = :shop AND m.source = v.source AND m.status = 'queued'"
         ),
-        {"shop": shop_id, "source": f"{kind}:{order_id}", "reason": reason},
+        {
+            "shop": shop_id,
+            "sources": [f"{Kind.UNPAID_REMINDER}:{order_id}" for order_id in reasons],
+            "reasons": list(reasons.values()),
+        },
     )
 
 

@@ -44,101 +44,135 @@ SHOP_CREATED = "shop.created"
 
 
 async def _touch_contact(session: AsyncSession, shop_id: str, customer_id: str, **values: Any) -> None:
-    """Create the contact or fill what the event knows; a value the event lacks keeps the stored one."""
-    known = {k: v for k, v in values.items() if v is not None}
-    statement = insert(Contact).values(shop_id=shop_id, customer_id=customer_id, **known)
-    update = {k: getattr(statement.excluded, k) for k in known} | {"updated_at": func.now()}
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=["shop_id", "customer_id"], set_=update)
-    )
+    await _touch_contacts(session, shop_id, {customer_id: values})
 
 
-async def on_order(session: AsyncSession, shop_id: str, order: OrderEventPayload, customer_id: str) -> None:
-    buyer = order.buyer
-    welcome = None
-    if order.status in (OrderStatus.CREATED, OrderStatus.PAID):
-        welcome = await automations.setting(session, shop_id, Kind.WELCOME)
-    first_order = welcome is not None and not await session.scalar(
-        select(func.count()).where(
-            Order.shop_id == shop_id, Order.customer_id == customer_id, Order.order_id != order.order_id
-        )
-    )
-    await _touch_contact(
-        session,
-        shop_id,
-        customer_id,
-        name=buyer and (buyer.receiver_name or buyer.nick),
-        mobile=buyer and buyer.mobile,
-        email=buyer and buyer.email,
-    )
-    values = {
-        "customer_id": customer_id,
-        "external_order_id": order.external_order_id,
-        "status": order.status.value,
-        "total_fen": order.total_fen,
-        "paid_fen": order.paid_fen,
-        "refunded_fen": order.refunded_fen,
-        "placed_at": order.placed_at,
-        "paid_at": order.paid_at,
-        "shipped_at": order.shipped_at,
-        "source_modified_at": order.source_modified_at,
-    }
-    statement = insert(Order).values(shop_id=shop_id, order_id=order.order_id, **values)
-    stored = await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["shop_id", "order_id"],
-            set_={k: getattr(statement.excluded, k) for k in values},
-            # A stale event (older than what is stored) changes nothing.
-            where=Order.source_modified_at <= statement.excluded.source_modified_at,
-        ).returning(Order.order_id)
-    )
-    if stored.scalar() is None:
+async def _touch_contacts(session: AsyncSession, shop_id: str, contacts: dict[str, dict[str, Any]]) -> None:
+    """Create contacts or fill what the events know; a value an event lacks keeps the stored one."""
+    if not contacts:
         return
-    order_variables = {
-        "order_id": order.external_order_id,
-        "order_amount": f"{from_fen(order.total_fen):.2f}",
-    }
-    if order.status == OrderStatus.CREATED:
-        reminder = await automations.setting(session, shop_id, Kind.UNPAID_REMINDER)
-        if reminder is not None:
-            await automations.queue(
-                session,
-                reminder,
-                customer_id,
-                order.order_id,
-                not_before=order.placed_at + timedelta(minutes=reminder.delay_minutes),
-                order_id=order.order_id,
-                variables=order_variables,
-            )
-    else:
-        await automations.cancel_for_order(
-            session, shop_id, order.order_id, Kind.UNPAID_REMINDER, f"order is {order.status.value} now"
+    fields = sorted({k for values in contacts.values() for k in values})
+    rows = [
+        {"shop_id": shop_id, "customer_id": c, **{f: v.get(f) for f in fields}} for c, v in contacts.items()
+    ]
+    statement = insert(Contact).values(rows)
+    update = {f: func.coalesce(getattr(statement.excluded, f), getattr(Contact, f)) for f in fields}
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["shop_id", "customer_id"], set_=update | {"updated_at": func.now()}
         )
-    if order.status == OrderStatus.SHIPPED:
-        notice = await automations.setting(session, shop_id, Kind.SHIPMENT_NOTICE)
-        if notice is not None:
-            await automations.queue(
-                session,
-                notice,
-                customer_id,
-                order.order_id,
-                order_id=order.order_id,
-                variables=order_variables,
+    )
+
+
+async def absorb_orders(
+    session: AsyncSession, shop_id: str, orders: list[tuple[OrderEventPayload, str]]
+) -> None:
+    """A run of order events of one shop (with the surviving customer of each), set-based: contacts and
+    orders upserted in one statement each, then 催付, shipment notices and welcomes queued in one."""
+    latest: dict[str, tuple[OrderEventPayload, str]] = {}
+    contacts: dict[str, dict[str, Any]] = {}
+    for order, customer_id in orders:
+        kept = latest.get(order.order_id)
+        if kept is None or kept[0].source_modified_at <= order.source_modified_at:
+            latest[order.order_id] = (order, customer_id)
+        buyer = order.buyer
+        if buyer is not None:
+            known = contacts.setdefault(customer_id, {})
+            for field, value in (
+                ("name", buyer.receiver_name or buyer.nick),
+                ("mobile", buyer.mobile),
+                ("email", buyer.email),
+            ):
+                if value is not None:
+                    known[field] = value
+    welcome = await automations.setting(session, shop_id, Kind.WELCOME)
+    returning: set[str] = set()
+    if welcome is not None:  # buyers with an order before this run get no welcome
+        returning = set(
+            await session.scalars(
+                select(Order.customer_id)
+                .where(Order.shop_id == shop_id, Order.customer_id.in_({c for _, c in latest.values()}))
+                .distinct()
             )
-    if first_order and welcome is not None:
-        await automations.queue(session, welcome, customer_id, customer_id, variables=order_variables)
+        )
+    await _touch_contacts(session, shop_id, {c: v for c, v in contacts.items() if v})
+    rows = [
+        {
+            "shop_id": shop_id,
+            "order_id": order.order_id,
+            "customer_id": customer_id,
+            "external_order_id": order.external_order_id,
+            "status": order.status.value,
+            "total_fen": order.total_fen,
+            "paid_fen": order.paid_fen,
+            "refunded_fen": order.refunded_fen,
+            "placed_at": order.placed_at,
+            "paid_at": order.paid_at,
+            "shipped_at": order.shipped_at,
+            "source_modified_at": order.source_modified_at,
+        }
+        for order, customer_id in latest.values()
+    ]
+    statement = insert(Order).values(rows)
+    changed = set(
+        (
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["shop_id", "order_id"],
+                    set_={
+                        k: getattr(statement.excluded, k) for k in rows[0] if k not in ("shop_id", "order_id")
+                    },
+                    # A stale event (older than what is stored) changes nothing.
+                    where=Order.source_modified_at <= statement.excluded.source_modified_at,
+                ).returning(Order.order_id)
+            )
+        ).scalars()
+    )
+    reminder = await automations.setting(session, shop_id, Kind.UNPAID_REMINDER)
+    notice = await automations.setting(session, shop_id, Kind.SHIPMENT_NOTICE)
+    due: list[automations.Occurrence] = []
+    no_longer_unpaid: dict[str, str] = {}
+    welcomed: set[str] = set()
+    for order, customer_id in latest.values():
+        if order.order_id not in changed:
+            continue
+        details = {"order_id": order.external_order_id, "order_amount": f"{from_fen(order.total_fen):.2f}"}
+        if order.status == OrderStatus.CREATED:
+            if reminder is not None:
+                wait = timedelta(minutes=reminder.delay_minutes)
+                due.append(
+                    automations.Occurrence(
+                        reminder, customer_id, order.order_id, order.placed_at + wait, order.order_id, details
+                    )
+                )
+        else:
+            no_longer_unpaid[order.order_id] = f"order is {order.status.value} now"
+        if order.status == OrderStatus.SHIPPED and notice is not None:
+            due.append(
+                automations.Occurrence(notice, customer_id, order.order_id, None, order.order_id, details)
+            )
+        if (
+            welcome is not None
+            and order.status in (OrderStatus.CREATED, OrderStatus.PAID)
+            and customer_id not in returning | welcomed
+        ):
+            welcomed.add(customer_id)
+            due.append(automations.Occurrence(welcome, customer_id, customer_id, None, None, details))
+    await automations.cancel_reminders(session, shop_id, no_longer_unpaid)
+    await automations.queue_many(session, due)
 
 
 def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
     async def on_orders(session: AsyncSession, events: list[EventEnvelope]) -> None:
-        """A run of order events: one merge lookup per shop, then each order in turn."""
+        """A run of order events: one merge lookup per shop, then set-based per shop."""
         by_shop: dict[str, list[OrderEventPayload]] = {}
         for event in events:
             by_shop.setdefault(event.shop_id, []).append(OrderEventPayload.model_validate(event.payload))
         for shop_id, orders in by_shop.items():
             merged = await MERGES.surviving_many(session, shop_id, {o.customer_id for o in orders})
-            for order in orders:
-                await on_order(session, shop_id, order, merged.get(order.customer_id, order.customer_id))
+            await absorb_orders(
+                session, shop_id, [(o, merged.get(o.customer_id, o.customer_id)) for o in orders]
+            )
 
     async def on_one_order(session: AsyncSession, event: EventEnvelope) -> None:
         await on_orders(session, [event])
