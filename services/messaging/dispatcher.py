@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import structlog
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock, failpoints
@@ -48,7 +48,7 @@ from services.messaging.channels import (
     send_email,
 )
 from services.messaging.consent import unsubscribe_url
-from services.messaging.models import ChannelConfig, Shop
+from services.messaging.models import ChannelConfig, Contact, Shop
 from services.messaging.settings import MessagingSettings
 
 log = structlog.get_logger(__name__)
@@ -296,13 +296,25 @@ class Dispatcher:
         ).all()
         by_id = {row[0]: row for row in found}
         shop = await session.get(Shop, shop_id)
+        # Events of other topics may overtake the order that tells us who the buyer is: what the message
+        # did not know when it was queued is taken from the contact as it is now.
+        unnamed = {m.customer_id for m in messages if m.variables.get("name") is None}
+        known: dict[str, dict[str, Any]] = {}
+        if unnamed:
+            rows = await session.execute(
+                select(Contact.customer_id, Contact.name, Contact.tier, Contact.points).where(
+                    Contact.shop_id == shop_id, Contact.customer_id.in_(unnamed)
+                )
+            )
+            known = {r.customer_id: {"name": r.name, "tier": r.tier, "points": r.points} for r in rows}
         out: list[tuple[Claimed, Outgoing]] = []
         for message in messages:
             template = by_id.get(message.template_id)
             if template is None:
                 verdicts.failed.append(Outcome(message.id, ok=False, reason="template was deleted"))
                 continue
-            variables = {k: v for k, v in message.variables.items() if v is not None}
+            now_known = {k: v for k, v in known.get(message.customer_id, {}).items() if v is not None}
+            variables = now_known | {k: v for k, v in message.variables.items() if v is not None}
             variables.setdefault("name", "顾客")
             variables.setdefault("shop_name", shop.name if shop else "")
             if message.coupon_code:

@@ -5,8 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from aiokafka import AIOKafkaProducer
+
+from laoke.contracts.envelope import EventEnvelope, event_key
+from laoke.contracts.topics import Topic
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
 from tests.integration.messaging.helpers import NO_QUIET_HOURS, buyer, call, ok, template
 
 
@@ -92,3 +97,66 @@ async def test_birthday_greeting_on_the_shop_local_date_once(shop: ShopClient) -
 
     await eventually(greeted, within=20)
     assert (await ok(shop, "GET", f"/api/v1/inbox/{other}"))["items"] == []
+
+
+async def _publish(stack: ServerSet, topic: str, event: EventEnvelope) -> None:
+    """An event as another service would emit it, straight onto its topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack["messaging"].settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        key = event_key(event.shop_id, str(event.payload["customer_id"]))
+        await producer.send_and_wait(topic, event.model_dump_json().encode(), key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def test_winback_tier_upgrade_and_points_expiring_follow_their_events(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    for kind, body in (
+        ("winback", "{{name}}，好久不见，回来看看吧"),
+        ("tier_upgrade", "恭喜升级为{{tier}}"),
+        ("points_expiring", "您有{{expiring_points}}积分将于{{expires_at}}过期"),
+        ("welcome", "欢迎{{name}}"),
+    ):
+        tpl = await template(shop, "inapp", body)
+        await ok(shop, "PUT", f"/api/v1/automations/{kind}", {"channel": "inapp", "template_id": tpl})
+    customer = await buyer(shop, "ev-1", name="老王", status="paid", paid_at="2026-11-01T10:05:00+08:00")
+
+    async def welcomed() -> None:  # messaging has absorbed the order: it knows the buyer's name
+        assert [m["body"] for m in (await ok(shop, "GET", f"/api/v1/inbox/{customer}"))["items"]] == [
+            "欢迎老王"
+        ]
+
+    await eventually(welcomed, within=20)
+
+    def event(kind: str, payload: dict[str, object]) -> EventEnvelope:
+        return EventEnvelope(
+            type=kind, shop_id=shop.shop_id, producer="test", payload={"customer_id": customer, **payload}
+        )
+
+    await _publish(
+        stack, Topic.SEGMENTATION, event("customer.lifecycle_changed", {"from": "active", "to": "sleeping"})
+    )
+    await _publish(
+        stack, Topic.SEGMENTATION, event("customer.lifecycle_changed", {"from": "sleeping", "to": "churned"})
+    )
+    upgrade = event("loyalty.tier_changed", {"from_level": 1, "to_level": 2, "tier_name": "金卡"})
+    await _publish(stack, Topic.LOYALTY, upgrade)
+    await _publish(stack, Topic.LOYALTY, upgrade)  # redelivered: still one message
+    await _publish(
+        stack,
+        Topic.LOYALTY,
+        event("loyalty.tier_changed", {"from_level": 2, "to_level": 1, "tier_name": "银卡"}),
+    )
+    expiring = {"points": 300, "expires_at": "2026-12-31T16:00:00+00:00", "balance": 800}
+    await _publish(stack, Topic.LOYALTY, event("loyalty.points_expiring", expiring))
+
+    async def reached() -> None:
+        inbox = await ok(shop, "GET", f"/api/v1/inbox/{customer}")
+        assert sorted(m["body"] for m in inbox["items"]) == sorted(
+            ["老王，好久不见，回来看看吧", "恭喜升级为金卡", "您有300积分将于2026-12-31过期", "欢迎老王"]
+        ), inbox
+
+    await eventually(reached, within=20)
