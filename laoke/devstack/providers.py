@@ -31,13 +31,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from laoke.kit.vendors import aliyun_signature
+from laoke.kit.vendors import aliyun_signature, tencent_tc3_authorization
 
+LOCAL_TENCENT_SECRET_ID = "AKID-local-laoke"  # noqa: S105 - an id, published for the stand-in
+LOCAL_TENCENT_SECRET_KEY = "local-laoke-tencent-key"  # noqa: S105 - the local stand-in's published key
 LOCAL_ACCESS_KEY_ID = "LTAI-local-laoke"
 LOCAL_ACCESS_KEY_SECRET = "local-laoke-sms-secret"  # noqa: S105 - the local stand-in's published key
 _CHINA = ZoneInfo("Asia/Shanghai")  # Aliyun writes its times in China time
 MAX_BATCH = 100  # SendBatchSms takes at most 100 numbers per call
-_MOBILE = re.compile(r"^(\+?86)?1[3-9]\d{9}$")
+_MOBILE = re.compile(r"^(\+?86)?1[3-9]\d{9}$")  # what both vendors accept
 
 
 @dataclass
@@ -54,6 +56,9 @@ class SmsFaults:
 @dataclass
 class LocalProviders:
     keys: dict[str, str] = field(default_factory=lambda: {LOCAL_ACCESS_KEY_ID: LOCAL_ACCESS_KEY_SECRET})
+    tencent_keys: dict[str, str] = field(
+        default_factory=lambda: {LOCAL_TENCENT_SECRET_ID: LOCAL_TENCENT_SECRET_KEY}
+    )
     sms: list[dict[str, Any]] = field(default_factory=list)
     mail: list[dict[str, Any]] = field(default_factory=list)
     faults: SmsFaults = field(default_factory=SmsFaults)
@@ -209,6 +214,94 @@ def sms_app(state: LocalProviders) -> FastAPI:
         if state.callback_url:
             background.add_task(_push, state.callback_url, reports)
         return JSONResponse({"RequestId": str(uuid.uuid4()), "BizId": biz_id, "Code": "OK", "Message": "OK"})
+
+    @app.post("/tencent")
+    async def tencent_sms(request: Request) -> JSONResponse:
+        """Tencent Cloud SMS `SendSms` (API 3.0, version 2021-01-11), TC3-HMAC-SHA256 signed."""
+        body = (await request.body()).decode()
+        request_id = str(uuid.uuid4())
+        state.calls += 1
+
+        def error(code: str, message: str) -> JSONResponse:
+            return JSONResponse(
+                {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}}
+            )
+
+        authorization = request.headers.get("authorization", "")
+        secret_id = authorization.partition("Credential=")[2].partition("/")[0]
+        secret_key = state.tencent_keys.get(secret_id)
+        if secret_key is None:
+            return error("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
+        try:
+            timestamp = int(request.headers.get("x-tc-timestamp", ""))
+        except ValueError:
+            return error("MissingParameter", "X-TC-Timestamp is required.")
+        if abs(datetime.now(UTC).timestamp() - timestamp) > 300:
+            return error("AuthFailure.SignatureExpire", "Signature expired.")
+        expected = tencent_tc3_authorization(
+            secret_id=secret_id,
+            secret_key=secret_key,
+            service="sms",
+            host=request.headers.get("host", ""),
+            body=body,
+            timestamp=timestamp,
+        )
+        if not hmac.compare_digest(authorization, expected):
+            return error("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")
+        if request.headers.get("x-tc-action") != "SendSms":
+            return error("InvalidAction", f"unknown action {request.headers.get('x-tc-action')}")
+        if state.faults.errors > 0:
+            state.faults.errors -= 1
+            return error("InternalError.RequestTimeException", "fault")
+        try:
+            call = json.loads(body)
+            numbers = list(call["PhoneNumberSet"])
+            params = list(call.get("TemplateParamSet") or [])
+            app_id, template_id = str(call["SmsSdkAppId"]), str(call["TemplateId"])
+        except (ValueError, KeyError, TypeError):
+            return error("InvalidParameter", "PhoneNumberSet, SmsSdkAppId and TemplateId are required")
+        if not numbers or len(numbers) > 200:
+            return error("LimitExceeded.PhoneNumberCountLimit", "1 to 200 numbers per call")
+        statuses = []
+        for number in numbers:
+            if not _MOBILE.match(str(number)):
+                statuses.append(
+                    {
+                        "SerialNo": "",
+                        "PhoneNumber": number,
+                        "Fee": 0,
+                        "Code": "InvalidParameterValue.IncorrectPhoneNumber",
+                        "Message": "incorrect phone number",
+                        "IsoCode": "CN",
+                    }
+                )
+                continue
+            serial = f"{uuid.uuid4().int % 10**20:020d}"
+            statuses.append(
+                {
+                    "SerialNo": serial,
+                    "PhoneNumber": number,
+                    "Fee": 1,
+                    "SessionContext": call.get("SessionContext", ""),
+                    "Code": "Ok",
+                    "Message": "send success",
+                    "IsoCode": "CN",
+                }
+            )
+            state.sms.append(
+                {
+                    "provider": "tencent",
+                    "biz_id": serial,
+                    "phone": str(number).removeprefix("+86"),
+                    "sign_name": call.get("SignName", ""),
+                    "template_code": template_id,
+                    "app_id": app_id,
+                    "params": params,
+                    "out_id": call.get("SessionContext"),
+                    "received_at": datetime.now(UTC).isoformat(),
+                }
+            )
+        return JSONResponse({"Response": {"SendStatusSet": statuses, "RequestId": request_id}})
 
     @app.post("/_local/sms/callback")
     async def set_callback(body: dict[str, Any]) -> dict[str, Any]:

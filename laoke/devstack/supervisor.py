@@ -127,6 +127,7 @@ class Stack:
             self.local_providers = True
             env["MESSAGING_SMTP_PORT"] = str(c.smtp_port)
             env["MESSAGING_ALIYUN_SMS_ENDPOINT"] = f"http://{c.host}:{c.providers_port}/"
+            env["MESSAGING_TENCENT_SMS_ENDPOINT"] = f"http://{c.host}:{c.providers_port}/tencent"
         env.setdefault("MESSAGING_PUBLIC_URL", c.url(GATEWAY))
         for component in SERVICES:
             env.setdefault(f"GATEWAY_{component.name.upper()}_URL", c.url(component))

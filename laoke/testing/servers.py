@@ -130,6 +130,7 @@ async def start_servers(
         messaging = {
             "smtp_port": smtp_port,
             "aliyun_sms_endpoint": providers.url + "/",
+            "tencent_sms_endpoint": providers.url + "/tencent",
             "public_url": f"http://127.0.0.1:{gateway_port}",
             "dispatch_seconds": 0.05,
             "dispatch_batch": 100,

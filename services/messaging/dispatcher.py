@@ -44,6 +44,7 @@ from services.messaging.channels import (
     Outgoing,
     RateLimiter,
     SmsConfig,
+    TencentSms,
     load_config,
     send_email,
 )
@@ -54,6 +55,7 @@ from services.messaging.settings import MessagingSettings
 log = structlog.get_logger(__name__)
 
 SMS_BATCH = 100
+TENCENT_BATCH = 200
 EMAIL_CONCURRENCY = 20
 # How long a send may be in flight before recovery asks the vendor what became of it.
 SEND_LEASE = timedelta(minutes=5)
@@ -225,12 +227,14 @@ class Dispatcher:
                 log.warning("sends_recovered", sent=len(sent), queued_again=len(again))
             return len(sent) + len(again)
 
-    async def _vendor(self, session: AsyncSession, shop_id: str) -> AliyunSms | None:
+    async def _vendor(self, session: AsyncSession, shop_id: str) -> AliyunSms | TencentSms | None:
         config = await load_config(session, shop_id, Channel.SMS)
         row = await session.get(ChannelConfig, (shop_id, Channel.SMS))
         if not isinstance(config, SmsConfig) or row is None:
             return None
         secret = row.settings.get("access_key_secret") or ""
+        if config.provider == "tencent":
+            return TencentSms(self.http, self.settings.tencent_sms_endpoint, config, secret)
         return AliyunSms(self.http, self.settings.aliyun_sms_endpoint, config, secret)
 
     async def _shop(
@@ -330,8 +334,8 @@ class Dispatcher:
                 verdicts.failed.append(Outcome(message.id, ok=False, reason=exc.detail[:300]))
                 continue
             verdicts.rendered[message.id] = (subject, body)
-            used = templates.used_variables(template[2])
-            vendor_variables = {k: str(variables[k]) for k in sorted(used) if k in variables}
+            used = templates.variables_in_order(template[2])
+            vendor_variables = {k: str(variables[k]) for k in used if k in variables}
             out.append(
                 (
                     message,
@@ -368,12 +372,17 @@ class Dispatcher:
         vendor = await self._vendor(session, shop_id)
         assert vendor is not None
         rate = vendor.config.rate_per_second
-        by_template: dict[str, list[Outgoing]] = defaultdict(list)
+        # Aliyun takes parameters per number (batches of 100 per template); Tencent one parameter list per
+        # call (batches of 200 per template and values).
+        tencent = isinstance(vendor, TencentSms)
+        size = TENCENT_BATCH if tencent else SMS_BATCH
+        groups: dict[tuple[str, ...], list[Outgoing]] = defaultdict(list)
         for message in messages:
-            by_template[message.template_code].append(message)
-        for batch_of_template in by_template.values():
-            for start in range(0, len(batch_of_template), SMS_BATCH):
-                batch = batch_of_template[start : start + SMS_BATCH]
+            values = tuple(message.variables.values()) if tencent else ()
+            groups[(message.template_code, *values)].append(message)
+        for group in groups.values():
+            for start in range(0, len(group), size):
+                batch = group[start : start + size]
                 out_id = uuid.uuid4().hex[:20]  # the vendor keeps it with each number (QuerySendDetails)
 
                 async def call(batch: list[Outgoing] = batch, out_id: str = out_id) -> list[Outcome]:

@@ -21,6 +21,8 @@ class MessagingSettings(ServiceSettings):
     smtp_timeout_seconds: float = 10
     # Aliyun Dysmsapi endpoint (the local stand-in by default; https://dysmsapi.aliyuncs.com in production).
     aliyun_sms_endpoint: str = "http://127.0.0.1:8026"
+    # Tencent Cloud SMS endpoint (https://sms.tencentcloudapi.com/ in production).
+    tencent_sms_endpoint: str = "http://127.0.0.1:8026/tencent"
     sms_timeout_seconds: float = 5
     # Where buyers reach Laoke (unsubscribe links in e-mail): the gateway's public address.
     public_url: str = "http://127.0.0.1:8000"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, meta
@@ -77,3 +78,11 @@ def _variables_of(source: str) -> frozenset[str]:
 
 def used_variables(*sources: str | None) -> set[str]:
     return set().union(*(_variables_of(s) for s in sources if s))
+
+
+_PLACEHOLDER = re.compile(r"{{\s*([A-Za-z_]\w*)")
+
+
+def variables_in_order(source: str) -> list[str]:
+    """The variables a text uses, in order of first appearance (Tencent's positional {1}, {2} …)."""
+    return list(dict.fromkeys(v for v in _PLACEHOLDER.findall(source) if v in VARIABLES))

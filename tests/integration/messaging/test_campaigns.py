@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from laoke.devstack.providers import LOCAL_TENCENT_SECRET_ID, LOCAL_TENCENT_SECRET_KEY
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from tests.integration.messaging.helpers import (
@@ -127,3 +128,59 @@ async def test_email_campaign_carries_one_click_unsubscribe_that_works(
     assert consent["channels"] == {"sms": True, "email": False, "inapp": True}
     forged = await gateway.post("/" + path.replace("t=", "t=0"), content=b"List-Unsubscribe=One-Click")
     assert forged.status_code == 404
+
+
+async def test_sms_through_tencent_cloud_with_positional_parameters(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    await configure_sms(
+        shop,
+        provider="tencent",
+        access_key_id=LOCAL_TENCENT_SECRET_ID,
+        access_key_secret=LOCAL_TENCENT_SECRET_KEY,
+        sdk_app_id="1400000001",
+    )
+    for i in range(3):
+        await buyer(shop, f"tc-{i}", name="陈" if i < 2 else "林", mobile=f"1370013{i:04d}")
+    segment = await segment_of_everyone(shop, 3)
+    text = await template(shop, "sms", "{{name}}您好，{{shop_name}}老客专享")
+    campaign = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "腾讯云", "segment_id": segment, "channel": "sms", "template_id": text},
+        201,
+    )
+    await ok(shop, "POST", f"/api/v1/campaigns/{campaign['id']}/launch", status=202)
+    assert (await campaign_done(shop, campaign["id"]))["sent"] == 3
+    received = [
+        r for r in stack.providers.sms if r.get("provider") == "tencent" and r["phone"].startswith("1370013")
+    ]
+    assert sorted((r["phone"], tuple(r["params"])) for r in received) == [
+        ("13700130000", ("陈", "测试小店")),
+        ("13700130001", ("陈", "测试小店")),
+        ("13700130002", ("林", "测试小店")),
+    ]
+    assert {r["app_id"] for r in received} == {"1400000001"}
+
+    # A wrong SecretKey: Tencent refuses the signature and the messages fail with its reason.
+    await configure_sms(
+        shop,
+        provider="tencent",
+        access_key_id=LOCAL_TENCENT_SECRET_ID,
+        access_key_secret="wrong",
+        sdk_app_id="1400000001",
+    )
+    again = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "错误密钥", "segment_id": segment, "channel": "sms", "template_id": text},
+        201,
+    )
+    await ok(shop, "POST", f"/api/v1/campaigns/{again['id']}/launch", status=202)
+    done = await campaign_done(shop, again["id"])
+    assert done["failed"] == 3
+    reasons = {m["reason"] for m in await messages(shop, campaign_id=again["id"])}
+    assert reasons == {"AuthFailure.SignatureFailure: The provided credentials could not be validated."}
