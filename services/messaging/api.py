@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from fastapi.responses import HTMLResponse
 from sqlalchemy import and_, delete, func, select
 
 from laoke.kit import clock
@@ -15,7 +14,7 @@ from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.ids import decode_cursor, encode_cursor, new_id
 from laoke.kit.pii import mask_email, mask_phone
 from laoke.kit.service import CallerDep, OutboxDep
-from services.messaging import consent, deliveries, policy, templates
+from services.messaging import consent, policy, templates
 from services.messaging.channels import CONFIG_MODELS, Channel
 from services.messaging.models import ChannelConfig, Consent, Message, Template
 from services.messaging.policy import ShopPolicy
@@ -37,7 +36,6 @@ from services.messaging.schemas import (
 )
 
 router = APIRouter(responses=ERROR_RESPONSES)
-public = APIRouter(tags=["webhooks"])
 CustomerId = Annotated[str, Path(max_length=32)]
 SECRET_FIELDS = frozenset({"access_key_secret"})
 
@@ -424,71 +422,3 @@ async def list_messages(
         ],
         next_cursor=encode_cursor(str(rows[-1].id)) if more else None,
     )
-
-
-# -- what buyers reach without an API key (routed as public webhooks by the gateway) ---------------
-def _unsubscribe_target(request: Request, shop_id: str) -> tuple[str, str]:
-    customer_id, channel, token = (request.query_params.get(k, "") for k in ("c", "ch", "t"))
-    settings = request.app.state.settings
-    if channel not in {c.value for c in Channel} or not consent.token_valid(
-        settings, shop_id, customer_id, channel, token
-    ):
-        raise NotFound("this unsubscribe link is not valid")
-    return customer_id, channel
-
-
-@public.get(
-    "/api/v1/webhooks/unsubscribe/{shop_id}",
-    response_class=HTMLResponse,
-    summary="The unsubscribe page an e-mail links to (a button; visiting alone changes nothing)",
-)
-async def unsubscribe_page(shop_id: str, request: Request) -> HTMLResponse:
-    _unsubscribe_target(request, shop_id)
-    return HTMLResponse(
-        "<!doctype html><meta charset=utf-8><title>退订</title>"
-        f"<form method=post action='?{request.url.query}'>"
-        "<input type=hidden name=List-Unsubscribe value=One-Click>"
-        "<p>不再接收本店的邮件？ Stop e-mails from this shop?</p><button>退订 Unsubscribe</button></form>"
-    )
-
-
-@public.post(
-    "/api/v1/webhooks/unsubscribe/{shop_id}",
-    response_class=HTMLResponse,
-    summary="One-click unsubscribe (RFC 8058): mail clients POST `List-Unsubscribe=One-Click` here",
-)
-async def unsubscribe(shop_id: str, request: Request, session: SessionDep, outbox: OutboxDep) -> HTMLResponse:
-    customer_id, channel = _unsubscribe_target(request, shop_id)
-    await consent.set_consent(session, outbox, shop_id, customer_id, channel, False, "unsubscribe")
-    return HTMLResponse("<!doctype html><meta charset=utf-8><p>已退订。You are unsubscribed.</p>")
-
-
-@public.post(
-    "/api/v1/webhooks/aliyunsms/{shop_id}",
-    summary="Aliyun's HTTP push of SMS delivery reports (SmsReport) and buyer replies (SmsUp)",
-    description="Set the SMS channel's `callback_url` in the vendor's console. Reports mark messages "
-    "`delivered` or `failed` with the carrier's reason; a reply of 退订/TD opts the buyer out of SMS.",
-)
-async def aliyun_sms_push(
-    shop_id: str, request: Request, session: SessionDep, outbox: OutboxDep
-) -> dict[str, Any]:
-    if not consent.sms_callback_valid(request.app.state.settings, shop_id, request.query_params.get("t", "")):
-        raise NotFound("unknown callback")
-    try:
-        items = await request.json()
-    except ValueError as exc:
-        raise Unprocessable("the body must be a JSON array of SmsReport or SmsUp messages") from exc
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise Unprocessable("the body must be a JSON array of SmsReport or SmsUp messages")
-    reports = [i for i in items if "biz_id" in i and "phone_number" in i]
-    replies = [i for i in items if "content" in i and "phone_number" in i]
-    await deliveries.record_reports(session, shop_id, reports)
-    for reply in replies:
-        if consent.wants_out(str(reply["content"])):
-            for customer_id in await deliveries.customers_with_mobile(
-                session, shop_id, str(reply["phone_number"])
-            ):
-                await consent.set_consent(
-                    session, outbox, shop_id, customer_id, Channel.SMS, False, "sms_reply"
-                )
-    return {"code": 0, "msg": "成功"}

@@ -12,11 +12,12 @@ from services.messaging import (
     campaigns_api,
     feedback_api,
     handlers,
+    public_api,
     subscriptions_api,
 )
-from services.messaging.dispatcher import dispatcher_lifespan
 from services.messaging.models import plumbing
 from services.messaging.settings import MessagingSettings
+from services.messaging.workers import dispatcher_lifespan
 
 
 def create_app(settings: MessagingSettings | None = None) -> FastAPI:
@@ -27,7 +28,7 @@ def create_app(settings: MessagingSettings | None = None) -> FastAPI:
         description="SMS, e-mail and in-app messages; consent, frequency caps, campaigns and automations.",
         routers=[
             api.router,
-            api.public,
+            public_api.public,
             campaigns_api.router,
             automations_api.router,
             feedback_api.router,

@@ -40,7 +40,7 @@ from services.messaging.models import Automation, Contact, Feedback, Message
 from services.messaging.settings import MessagingSettings
 
 if TYPE_CHECKING:
-    from services.messaging.dispatcher import Claimed
+    from services.messaging.queue import Claimed
 
 log = structlog.get_logger(__name__)
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
+import structlog
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +29,8 @@ from laoke.kit.errors import Conflict, ServiceUnavailable, Unprocessable
 from laoke.kit.internal_auth import sign
 from services.messaging.models import Campaign
 from services.messaging.settings import MessagingSettings
+
+log = structlog.get_logger(__name__)
 
 AUDIENCE_COLUMNS = (
     ("customer_id", "text"),
@@ -85,6 +89,7 @@ async def start_due(session: AsyncSession, settings: MessagingSettings, now: dat
     )
     if campaign is None:
         return 0
+    started = time.perf_counter()
     try:
         await copy_feed_into(
             session,
@@ -100,7 +105,16 @@ async def start_due(session: AsyncSession, settings: MessagingSettings, now: dat
             raise
         campaign.status, campaign.completed_at = "failed", now
         return 1
+    fed = time.perf_counter()
     await snapshot(session, campaign, now)
+    log.info(
+        "campaign_snapshot",
+        campaign=campaign.id,
+        targeted=campaign.targeted,
+        holdout=campaign.holdout,
+        feed_seconds=round(fed - started, 2),
+        snapshot_seconds=round(time.perf_counter() - fed, 2),
+    )
     return 1
 
 

@@ -15,7 +15,7 @@ from services.messaging.channels import Outcome
 from services.messaging.settings import MessagingSettings
 
 if TYPE_CHECKING:
-    from services.messaging.dispatcher import Claimed, Verdicts
+    from services.messaging.queue import Claimed, Verdicts
 
 ISSUE_PATH = "/internal/v1/coupons/issue"
 

@@ -21,21 +21,18 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import structlog
-from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock, failpoints
 from laoke.kit.db import Database
 from laoke.kit.errors import LaokeError
-from services.messaging import automations, campaigns, coupons, policy, templates, webhooks
+from services.messaging import automations, coupons, policy, queue, templates
 from services.messaging.channels import (
     AliyunSms,
     Channel,
@@ -60,59 +57,6 @@ EMAIL_CONCURRENCY = 20
 # How long a send may be in flight before recovery asks the vendor what became of it.
 SEND_LEASE = timedelta(minutes=5)
 RECOVER_EVERY_SECONDS = 30
-
-
-@dataclass
-class Claimed:
-    id: int
-    shop_id: str
-    source: str
-    customer_id: str
-    channel: str
-    marketing: bool
-    automation: str | None
-    order_id: str | None
-    campaign_id: str | None
-    template_id: str
-    recipient: str | None
-    variables: dict[str, Any]
-    coupon_template_id: str | None
-    coupon_code: str | None
-    attempts: int
-
-
-@dataclass
-class Verdicts:
-    """What the cycle decided for each claimed message, written back in one statement per kind."""
-
-    sent: list[Outcome] = field(default_factory=list)
-    retry: list[Outcome] = field(default_factory=list)
-    failed: list[Outcome] = field(default_factory=list)
-    suppressed: list[tuple[int, str]] = field(default_factory=list)
-    cancelled: list[tuple[int, str]] = field(default_factory=list)
-    deferred: list[tuple[int, datetime]] = field(default_factory=list)
-    rendered: dict[int, tuple[str | None, str]] = field(default_factory=dict)
-    codes: dict[int, str] = field(default_factory=dict)
-    # Vendor calls to make once the claim is committed, and the rows they cover (marked `sending`).
-    calls: list[Callable[[], Awaitable[list[Outcome]]]] = field(default_factory=list)
-    sending: list[tuple[int, str | None]] = field(default_factory=list)  # (message, our OutId)
-
-
-_CLAIM = """
-    SELECT not_before, id, shop_id, source, customer_id, channel, marketing, automation, order_id,
-           campaign_id, template_id, recipient, variables, coupon_template_id, coupon_code, attempts
-    FROM messaging.messages
-    WHERE status = 'queued' AND not_before <= :now {after}
-    ORDER BY not_before, id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-"""
-# A queue table's index keeps the entries of rows that left the queue until vacuum; scanning from the
-# start every cycle would wade through all of them during a big campaign. So a dispatcher carries on
-# after the last row it claimed, and goes back to the start whenever that finds less than a batch
-# (rows that became due behind the position — a retry, a reminder — are taken then).
-_CLAIM_FROM_START = text(_CLAIM.format(after=""))
-_CLAIM_AFTER = text(_CLAIM.format(after="AND (not_before, id) > (:after_time, :after_id)"))
 
 
 class Dispatcher:
@@ -141,39 +85,41 @@ class Dispatcher:
     async def cycle(self) -> int:
         """One claim, check and render (committed, with SMS and e-mail marked `sending`), then the vendor
         calls outside any transaction, then their outcomes. Returns how many messages it handled."""
-        verdicts = Verdicts()
+        verdicts = queue.Verdicts()
         async with self.db.transaction() as session:
             now = clock.now()
             limit = self.settings.dispatch_batch
             if self.position is None:
-                rows = (await session.execute(_CLAIM_FROM_START, {"now": now, "limit": limit})).all()
+                rows = (await session.execute(queue.CLAIM_FROM_START, {"now": now, "limit": limit})).all()
             else:
                 after_time, after_id = self.position
                 params = {"now": now, "limit": limit, "after_time": after_time, "after_id": after_id}
-                rows = (await session.execute(_CLAIM_AFTER, params)).all()
+                rows = (await session.execute(queue.CLAIM_AFTER, params)).all()
             if len(rows) < limit:
                 self.position = None
             if not rows:
                 return 0
             if len(rows) == limit:
                 self.position = (rows[-1][0], rows[-1][1])
-            claimed = [Claimed(*row[1:]) for row in rows]
-            by_shop: dict[str, list[Claimed]] = defaultdict(list)
+            claimed = [queue.Claimed(*row[1:]) for row in rows]
+            by_shop: dict[str, list[queue.Claimed]] = defaultdict(list)
             for message in claimed:
                 by_shop[message.shop_id].append(message)
             for shop_id, messages in by_shop.items():
                 await self._shop(session, shop_id, messages, now, verdicts)
-            await _record(session, verdicts, now, self.settings.send_max_attempts)
-            await _mark_sending(session, verdicts, now + SEND_LEASE)
+            await queue.record(session, verdicts, now, self.settings.send_max_attempts)
+            await queue.mark_sending(session, verdicts, now + SEND_LEASE)
         if verdicts.calls:
             failpoints.hit(f"{self.name}.before_vendor_calls")
             outcomes = [o for call in verdicts.calls for o in await call()]
             failpoints.hit(f"{self.name}.after_vendor_calls")
-            sent = Verdicts(rendered=verdicts.rendered)
+            sent = queue.Verdicts(rendered=verdicts.rendered)
             for outcome in outcomes:
                 _file(sent, outcome)
             async with self.db.transaction() as session:
-                await _record(session, sent, clock.now(), self.settings.send_max_attempts, in_flight=True)
+                await queue.record(
+                    session, sent, clock.now(), self.settings.send_max_attempts, in_flight=True
+                )
         return len(claimed)
 
     async def recover(self) -> int:
@@ -238,14 +184,21 @@ class Dispatcher:
         return AliyunSms(self.http, self.settings.aliyun_sms_endpoint, config, secret)
 
     async def _shop(
-        self, session: AsyncSession, shop_id: str, messages: list[Claimed], now: datetime, verdicts: Verdicts
+        self,
+        session: AsyncSession,
+        shop_id: str,
+        messages: list[queue.Claimed],
+        now: datetime,
+        verdicts: queue.Verdicts,
     ) -> None:
         rules = await policy.load(session, shop_id)
-        opted_out = await _opted_out(session, shop_id, {m.customer_id for m in messages})
+        opted_out = await queue.opted_out(session, shop_id, {m.customer_id for m in messages})
         gone = await automations.no_longer_due(session, shop_id, messages)
         quiet_until = rules.quiet_until(now)
-        sent_lately = await _marketing_sent(session, shop_id, messages, now - timedelta(days=rules.cap_days))
-        ready: list[Claimed] = []
+        sent_lately = await queue.marketing_sent(
+            session, shop_id, messages, now - timedelta(days=rules.cap_days)
+        )
+        ready: list[queue.Claimed] = []
         for message in messages:
             if (message.customer_id, message.channel) in opted_out:
                 verdicts.suppressed.append((message.id, f"opted out of {message.channel}"))
@@ -267,7 +220,7 @@ class Dispatcher:
             return
         ready = await coupons.attach(session, self.settings, shop_id, ready, verdicts)
         outgoing = await self._render(session, shop_id, ready, verdicts)
-        by_channel: dict[str, list[tuple[Claimed, Outgoing]]] = defaultdict(list)
+        by_channel: dict[str, list[tuple[queue.Claimed, Outgoing]]] = defaultdict(list)
         for message, out in outgoing:
             by_channel[message.channel].append((message, out))
         for channel, items in by_channel.items():
@@ -286,8 +239,8 @@ class Dispatcher:
                 await self._sms(session, shop_id, outs, verdicts)
 
     async def _render(
-        self, session: AsyncSession, shop_id: str, messages: list[Claimed], verdicts: Verdicts
-    ) -> list[tuple[Claimed, Outgoing]]:
+        self, session: AsyncSession, shop_id: str, messages: list[queue.Claimed], verdicts: queue.Verdicts
+    ) -> list[tuple[queue.Claimed, Outgoing]]:
         wanted = {m.template_id for m in messages}
         found = (
             await session.execute(
@@ -311,7 +264,7 @@ class Dispatcher:
                 )
             )
             known = {r.customer_id: {"name": r.name, "tier": r.tier, "points": r.points} for r in rows}
-        out: list[tuple[Claimed, Outgoing]] = []
+        out: list[tuple[queue.Claimed, Outgoing]] = []
         for message in messages:
             template = by_id.get(message.template_id)
             if template is None:
@@ -353,7 +306,7 @@ class Dispatcher:
             )
         return out
 
-    def _email(self, config: EmailConfig, messages: list[Outgoing], verdicts: Verdicts) -> None:
+    def _email(self, config: EmailConfig, messages: list[Outgoing], verdicts: queue.Verdicts) -> None:
         gate = asyncio.Semaphore(EMAIL_CONCURRENCY)
 
         async def one(message: Outgoing) -> Outcome:
@@ -367,7 +320,7 @@ class Dispatcher:
         verdicts.calls.append(call)
 
     async def _sms(
-        self, session: AsyncSession, shop_id: str, messages: list[Outgoing], verdicts: Verdicts
+        self, session: AsyncSession, shop_id: str, messages: list[Outgoing], verdicts: queue.Verdicts
     ) -> None:
         vendor = await self._vendor(session, shop_id)
         assert vendor is not None
@@ -393,7 +346,7 @@ class Dispatcher:
                 verdicts.calls.append(call)
 
 
-def _file(verdicts: Verdicts, outcome: Outcome) -> None:
+def _file(verdicts: queue.Verdicts, outcome: Outcome) -> None:
     if outcome.ok:
         verdicts.sent.append(outcome)
     elif outcome.retry:
@@ -404,183 +357,3 @@ def _file(verdicts: Verdicts, outcome: Outcome) -> None:
 
 def _contact_word(channel: str) -> str:
     return {"sms": "mobile number", "email": "e-mail address"}.get(channel, "recipient")
-
-
-async def _opted_out(session: AsyncSession, shop_id: str, customers: set[str]) -> set[tuple[str, str]]:
-    rows = await session.execute(
-        text(
-            "SELECT customer_id, channel FROM messaging.consents "
-            "WHERE shop_id = :shop AND NOT subscribed AND customer_id = ANY(:ids)"
-        ),
-        {"shop": shop_id, "ids": list(customers)},
-    )
-    return {(r[0], r[1]) for r in rows}
-
-
-async def _marketing_sent(
-    session: AsyncSession, shop_id: str, messages: list[Claimed], since: datetime
-) -> defaultdict[str, int]:
-    customers = list({m.customer_id for m in messages if m.marketing})
-    counts: defaultdict[str, int] = defaultdict(int)
-    if not customers:
-        return counts
-    rows = await session.execute(
-        text(
-            # One index probe per buyer (ix_messages_customer): with `customer_id = ANY(...)` the planner
-            # may walk a campaign's whole index instead, filtering a thousand ids per row.
-            "SELECT c.id, n.sent FROM unnest(CAST(:ids AS text[])) AS c(id) CROSS JOIN LATERAL ("
-            "  SELECT count(*) AS sent FROM messaging.messages m WHERE m.shop_id = :shop "
-            "  AND m.customer_id = c.id AND m.marketing AND m.status IN ('sent', 'delivered') "
-            "  AND m.sent_at > :since) n WHERE n.sent > 0"
-        ),
-        {"shop": shop_id, "ids": customers, "since": since},
-    )
-    counts.update({r[0]: int(r[1]) for r in rows})
-    return counts
-
-
-async def _mark_sending(session: AsyncSession, verdicts: Verdicts, lease_end: datetime) -> None:
-    """Commit what is about to go to a vendor, with its text and a lease: if this process stops before
-    recording the outcome, `Dispatcher.recover` settles the rows when the lease runs out."""
-    if not verdicts.sending:
-        return
-    ids = [i for i, _ in verdicts.sending]
-    await session.execute(
-        text(
-            "UPDATE messaging.messages m SET status = 'sending', not_before = :lease_end, "
-            "provider_message_id = v.out_id, subject = v.subject, body = v.body, "
-            "coupon_code = coalesce(v.code, m.coupon_code) "
-            "FROM unnest(CAST(:ids AS bigint[]), CAST(:outs AS text[]), CAST(:subjects AS text[]), "
-            "CAST(:bodies AS text[]), CAST(:codes AS text[])) AS v(id, out_id, subject, body, code) "
-            "WHERE m.id = v.id"
-        ),
-        {
-            "lease_end": lease_end,
-            "ids": ids,
-            "outs": [o for _, o in verdicts.sending],
-            "subjects": [verdicts.rendered.get(i, (None, ""))[0] for i in ids],
-            "bodies": [verdicts.rendered.get(i, (None, ""))[1] for i in ids],
-            "codes": [verdicts.codes.get(i) for i in ids],
-        },
-    )
-
-
-async def _record(
-    session: AsyncSession, verdicts: Verdicts, now: datetime, max_attempts: int, *, in_flight: bool = False
-) -> None:
-    """Write every verdict back, one set-based statement per kind. `in_flight`: outcomes of vendor
-    calls, written only over rows still `sending` (recovery may have settled them meanwhile)."""
-
-    if verdicts.sent:
-        ids = [o.id for o in verdicts.sent]
-        await session.execute(
-            text(
-                "UPDATE messaging.messages m SET status = 'sent', sent_at = :now, attempts = m.attempts + 1, "
-                "reason = NULL, provider_message_id = v.provider, subject = v.subject, body = v.body, "
-                "coupon_code = coalesce(v.code, m.coupon_code) "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:providers AS text[]), CAST(:subjects AS text[]), "
-                "CAST(:bodies AS text[]), CAST(:codes AS text[])) AS v(id, provider, subject, body, code) "
-                "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
-            ),
-            {
-                "in_flight": in_flight,
-                "now": now,
-                "ids": ids,
-                "providers": [o.provider_message_id for o in verdicts.sent],
-                "subjects": [verdicts.rendered.get(i, (None, ""))[0] for i in ids],
-                "bodies": [verdicts.rendered.get(i, (None, ""))[1] for i in ids],
-                "codes": [verdicts.codes.get(i) for i in ids],
-            },
-        )
-    if verdicts.retry:
-        # Backoff 30 s, 2 min, 8 min …; the last attempt fails the message for good.
-        await session.execute(
-            text(
-                "UPDATE messaging.messages m SET attempts = m.attempts + 1, reason = v.reason, "
-                "status = CASE WHEN m.attempts + 1 >= :max THEN 'failed' ELSE 'queued' END, "
-                "not_before = CAST(:now AS timestamptz) + make_interval(secs => 30 * power(4, m.attempts)) "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
-                "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
-            ),
-            {
-                "in_flight": in_flight,
-                "now": now,
-                "max": max_attempts,
-                "ids": [o.id for o in verdicts.retry],
-                "reasons": [o.reason for o in verdicts.retry],
-            },
-        )
-    for status, pairs in (
-        ("failed", [(o.id, o.reason or "failed") for o in verdicts.failed]),
-        ("suppressed", verdicts.suppressed),
-        ("cancelled", verdicts.cancelled),
-    ):
-        if pairs:
-            await session.execute(
-                text(
-                    "UPDATE messaging.messages m SET status = CAST(:status AS varchar), reason = v.reason, "
-                    "attempts = m.attempts + CASE WHEN CAST(:status AS varchar) = 'failed' THEN 1 ELSE 0 END "
-                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
-                    "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
-                ),
-                {
-                    "in_flight": in_flight,
-                    "status": status,
-                    "ids": [p[0] for p in pairs],
-                    "reasons": [p[1] for p in pairs],
-                },
-            )
-    if verdicts.deferred:
-        await session.execute(
-            text(
-                "UPDATE messaging.messages m SET deferred = true, not_before = v.at "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS v(id, at) "
-                "WHERE m.id = v.id"
-            ),
-            {"ids": [p[0] for p in verdicts.deferred], "ats": [p[1] for p in verdicts.deferred]},
-        )
-
-
-async def run_campaigns(db: Database, settings: MessagingSettings, stop: asyncio.Event) -> None:
-    """Snapshots due campaigns (one per transaction, skipping those another replica holds) and
-    completes the ones with nothing left to send."""
-    while not stop.is_set():
-        started = 0
-        try:
-            async with db.transaction() as session:
-                started = await campaigns.start_due(session, settings, clock.now())
-            async with db.transaction() as session:
-                await campaigns.complete_finished(session, clock.now())
-        except Exception:
-            log.exception("campaign_jobs_failed")
-        if not started:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), settings.campaign_seconds)
-
-
-def dispatcher_lifespan(
-    settings: MessagingSettings, *, enabled: bool
-) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not enabled:
-            yield
-            return
-        stop = asyncio.Event()
-        loops = [
-            # Several loops per process: while one waits on PostgreSQL another renders and sends.
-            *(
-                asyncio.create_task(Dispatcher(app.state.db, settings).run(stop), name=f"dispatcher-{n}")
-                for n in range(settings.dispatch_loops)
-            ),
-            asyncio.create_task(automations.run_jobs(app.state.db, settings, stop), name="automation-jobs"),
-            asyncio.create_task(run_campaigns(app.state.db, settings, stop), name="campaign-jobs"),
-            asyncio.create_task(webhooks.run(app.state.db, settings, stop), name="webhook-deliveries"),
-        ]
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.gather(*loops, return_exceptions=True)
-
-    return lifespan

@@ -209,8 +209,20 @@ class Message(Base):
             "ix_messages_due", "not_before", "id", postgresql_where=text("status IN ('queued', 'sending')")
         ),
         Index("ix_messages_customer", "shop_id", "customer_id", "channel", "created_at"),
-        Index("ix_messages_campaign", "shop_id", "campaign_id", "status"),
-        Index("ix_messages_provider", "provider_message_id"),
+        # Only the rows that have one enter these (automations have no campaign; in-app no vendor id),
+        # which keeps a million-message campaign insert to the indexes it needs.
+        Index(
+            "ix_messages_campaign",
+            "shop_id",
+            "campaign_id",
+            "status",
+            postgresql_where=text("campaign_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_messages_provider",
+            "provider_message_id",
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
