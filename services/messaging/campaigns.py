@@ -209,7 +209,7 @@ async def complete_finished(session: AsyncSession, now: datetime) -> int:
             "UPDATE messaging.campaigns c SET status = 'completed', completed_at = :now "
             "WHERE c.status = 'sending' AND NOT EXISTS (SELECT 1 FROM messaging.messages m "
             "  WHERE m.shop_id = c.shop_id AND m.campaign_id = c.id "
-            "  AND m.status IN ('queued', 'paused'))"
+            "  AND m.status IN ('queued', 'paused', 'sending'))"
         ),
         {"now": now},
     )

@@ -49,7 +49,7 @@ async def _out(session: SessionDep, campaign: Campaign) -> CampaignOut:
         completed_at=campaign.completed_at,
         targeted=campaign.targeted,
         holdout=campaign.holdout,
-        queued=counts.get("queued", 0) + counts.get("paused", 0),
+        queued=counts.get("queued", 0) + counts.get("paused", 0) + counts.get("sending", 0),
         suppressed=counts.get("suppressed", 0),
         suppressed_by=report.suppressed_by,
         deferred=report.deferred,

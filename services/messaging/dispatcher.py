@@ -21,7 +21,6 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +54,6 @@ log = structlog.get_logger(__name__)
 SMS_BATCH = 100
 TENCENT_BATCH = 200
 EMAIL_CONCURRENCY = 20
-VENDOR_CALLS_AT_ONCE = 4  # SMS batches of one cycle in parallel (the per-shop rate limit still holds)
 # How long a send may be in flight before recovery asks the vendor what became of it.
 SEND_LEASE = timedelta(minutes=5)
 RECOVER_EVERY_SECONDS = 30
@@ -85,7 +83,7 @@ class Dispatcher:
         await self.http.aclose()
 
     async def cycle(self) -> int:
-        """One claim, check and render — committed, with SMS and e-mail put in flight — then the vendor
+        """One claim, check and render (committed, with SMS and e-mail marked `sending`), then the vendor
         calls outside any transaction, then their outcomes. Returns how many messages it handled."""
         verdicts = queue.Verdicts()
         async with self.db.transaction() as session:
@@ -103,88 +101,74 @@ class Dispatcher:
                 return 0
             if len(rows) == limit:
                 self.position = (rows[-1][0], rows[-1][1])
-            free = await queue.still_free(session, [row[1] for row in rows])
-            claimed = [queue.Claimed(*row[1:]) for row in rows if row[1] in free]
+            claimed = [queue.Claimed(*row[1:]) for row in rows]
             by_shop: dict[str, list[queue.Claimed]] = defaultdict(list)
             for message in claimed:
                 by_shop[message.shop_id].append(message)
             for shop_id, messages in by_shop.items():
                 await self._shop(session, shop_id, messages, now, verdicts)
             await queue.record(session, verdicts, now, self.settings.send_max_attempts)
-            await queue.start_sends(session, verdicts, now, now + SEND_LEASE)
+            await queue.mark_sending(session, verdicts, now + SEND_LEASE)
         if verdicts.calls:
             failpoints.hit(f"{self.name}.before_vendor_calls")
-            gate = asyncio.Semaphore(VENDOR_CALLS_AT_ONCE)
-
-            async def bounded(call: Callable[[], Awaitable[list[Outcome]]]) -> list[Outcome]:
-                async with gate:
-                    return await call()
-
-            results = await asyncio.gather(*(bounded(call) for call in verdicts.calls))
-            outcomes = [o for result in results for o in result]
+            outcomes = [o for call in verdicts.calls for o in await call()]
             failpoints.hit(f"{self.name}.after_vendor_calls")
+            sent = queue.Verdicts(rendered=verdicts.rendered)
+            for outcome in outcomes:
+                _file(sent, outcome)
             async with self.db.transaction() as session:
-                finished = await queue.finish_sends(session, [o.id for o in outcomes])
-                settled = queue.Verdicts(rendered=verdicts.rendered, codes=verdicts.codes)
-                for outcome in outcomes:
-                    if outcome.id in finished:
-                        _file(settled, outcome)
-                await queue.record(session, settled, clock.now(), self.settings.send_max_attempts)
+                await queue.record(
+                    session, sent, clock.now(), self.settings.send_max_attempts, in_flight=True
+                )
         return len(claimed)
 
     async def recover(self) -> int:
         """Sends whose process stopped between the vendor call and its record (the lease ran out): an SMS
-        the vendor has under our OutId is `sent`; anything else goes back to the queue, sent once more."""
+        the vendor has under our OutId is `sent`; anything else is queued again."""
         async with self.db.transaction() as session:
             rows = (
                 await session.execute(
                     text(
-                        "SELECT f.message_id, m.shop_id, m.channel, m.recipient, f.out_id, f.started_at "
-                        "FROM messaging.sends_in_flight f JOIN messaging.messages m ON m.id = f.message_id "
-                        "WHERE f.lease_until <= :now ORDER BY f.lease_until LIMIT 500 "
-                        "FOR UPDATE OF f SKIP LOCKED"
+                        "SELECT id, shop_id, channel, recipient, provider_message_id, not_before "
+                        "FROM messaging.messages WHERE status = 'sending' AND not_before <= :now "
+                        "ORDER BY not_before, id LIMIT 500 FOR UPDATE SKIP LOCKED"
                     ),
                     {"now": clock.now()},
                 )
             ).all()
             sent: list[int] = []
             again: list[int] = []
-            vendors: dict[str, AliyunSms | TencentSms | None] = {}
-            for message_id, shop_id, channel, recipient, out_id, started_at in rows:
+            vendors: dict[str, AliyunSms | None] = {}
+            for message_id, shop_id, channel, recipient, out_id, lease_end in rows:
                 if channel != Channel.SMS or not out_id:
                     again.append(message_id)
                     continue
                 if shop_id not in vendors:
                     vendors[shop_id] = await self._vendor(session, shop_id)
                 vendor = vendors[shop_id]
-                known = await vendor.sent_out_ids(recipient, started_at) if vendor is not None else None
+                day = lease_end - SEND_LEASE
+                known = await vendor.sent_out_ids(recipient, day) if vendor is not None else None
                 if known is None:
                     continue  # the vendor cannot say now: ask again on the next round
-                (sent if out_id in known else again).append(message_id)
+                (sent if out_id.removeprefix("out:") in known else again).append(message_id)
             if sent:
                 await session.execute(
                     text(
-                        "UPDATE messaging.messages m SET status = 'sent', sent_at = f.started_at, "
-                        "attempts = m.attempts + 1, subject = f.subject, body = f.body, "
-                        "coupon_code = coalesce(f.coupon_code, m.coupon_code), "
-                        "provider_message_id = f.out_id "
-                        "FROM messaging.sends_in_flight f WHERE f.message_id = m.id AND m.id = ANY(:ids)"
+                        "UPDATE messaging.messages SET status = 'sent', "
+                        "sent_at = not_before - CAST(:lease AS interval), "
+                        "attempts = attempts + 1 WHERE id = ANY(:ids)"
                     ),
-                    {"ids": sent},
+                    {"ids": sent, "lease": SEND_LEASE},
                 )
             if again:
                 await session.execute(
                     text(
-                        "UPDATE messaging.messages SET not_before = :now, "
+                        "UPDATE messaging.messages SET status = 'queued', not_before = :now, "
                         "reason = 'sent again: the last attempt stopped before its outcome was known' "
                         "WHERE id = ANY(:ids)"
                     ),
                     {"ids": again, "now": clock.now()},
                 )
-            await session.execute(
-                text("DELETE FROM messaging.sends_in_flight WHERE message_id = ANY(:ids)"),
-                {"ids": sent + again},
-            )
             if rows:
                 log.warning("sends_recovered", sent=len(sent), queued_again=len(again))
             return len(sent) + len(again)
@@ -358,7 +342,7 @@ class Dispatcher:
                     await self.limiter.wait(f"{shop_id}:sms", rate)
                     return await vendor.send_batch(batch, out_id)
 
-                verdicts.sending += [(m.id, out_id) for m in batch]
+                verdicts.sending += [(m.id, f"out:{out_id}") for m in batch]
                 verdicts.calls.append(call)
 
 

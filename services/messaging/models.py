@@ -204,7 +204,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("shop_id", "source", "customer_id", "channel", name="uq_messages_once"),
-        # The dispatcher's queue, oldest due first. ('sending' was a status before sends_in_flight.)
+        # The dispatcher's queue (oldest due first), and sends in flight by their lease.
         Index(
             "ix_messages_due", "not_before", "id", postgresql_where=text("status IN ('queued', 'sending')")
         ),
@@ -235,7 +235,7 @@ class Message(Base):
     automation: Mapped[str | None] = mapped_column(String(32))
     order_id: Mapped[str | None] = mapped_column(String(32))
     template_id: Mapped[str] = mapped_column(String(32))
-    # queued → sent → delivered | failed; or suppressed / cancelled (a send in flight: sends_in_flight)
+    # queued → (sending, for SMS and e-mail) → sent → delivered | failed; or suppressed / cancelled
     status: Mapped[str] = mapped_column(String(12), server_default=text("'queued'"))
     reason: Mapped[str | None] = mapped_column(String(300))
     deferred: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -313,21 +313,3 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class SendInFlight(Base):
-    """A message handed to a vendor whose outcome is not recorded yet. Written before the vendor call,
-    deleted with the outcome; a row whose lease ran out means the process stopped in between, and
-    `Dispatcher.recover` asks the vendor what became of it. Kept apart from `messages` so a send writes
-    the message row once."""
-
-    __tablename__ = "sends_in_flight"
-    __table_args__ = (Index("ix_sends_in_flight_lease", "lease_until"),)
-
-    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    out_id: Mapped[str | None] = mapped_column(String(40))  # ours, kept by the SMS vendor with the send
-    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    subject: Mapped[str | None] = mapped_column(String(300))
-    body: Mapped[str | None] = mapped_column(Text)
-    coupon_code: Mapped[str | None] = mapped_column(String(32))

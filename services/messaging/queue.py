@@ -46,7 +46,7 @@ class Verdicts:
     deferred: list[tuple[int, datetime]] = field(default_factory=list)
     rendered: dict[int, tuple[str | None, str]] = field(default_factory=dict)
     codes: dict[int, str] = field(default_factory=dict)
-    # Vendor calls to make once the claim is committed, and the rows they cover (put in flight).
+    # Vendor calls to make once the claim is committed, and the rows they cover (marked `sending`).
     calls: list[Callable[[], Awaitable[list[Outcome]]]] = field(default_factory=list)
     sending: list[tuple[int, str | None]] = field(default_factory=list)  # (message, our OutId)
 
@@ -56,7 +56,6 @@ CLAIM = """
            campaign_id, template_id, recipient, variables, coupon_template_id, coupon_code, attempts
     FROM messaging.messages
     WHERE status = 'queued' AND not_before <= :now {after}
-      AND NOT EXISTS (SELECT 1 FROM messaging.sends_in_flight f WHERE f.message_id = messages.id)
     ORDER BY not_before, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -102,34 +101,23 @@ async def marketing_sent(
     return counts
 
 
-async def still_free(session: AsyncSession, claimed: list[int]) -> set[int]:
-    """Of rows just claimed, those not put in flight meanwhile. The claim's own check reads the snapshot
-    its statement started with; a send another dispatcher committed after that, on a row it had locked
-    and released, shows only to a fresh statement like this one."""
-    taken = await session.scalars(
-        text("SELECT message_id FROM messaging.sends_in_flight WHERE message_id = ANY(:ids)"),
-        {"ids": claimed},
-    )
-    return set(claimed) - set(taken)
-
-
-async def start_sends(session: AsyncSession, verdicts: Verdicts, now: datetime, lease_end: datetime) -> None:
-    """Record what is about to go to a vendor, with its text and a lease, before the call: if this
-    process stops before recording the outcome, `Dispatcher.recover` settles it when the lease runs out."""
+async def mark_sending(session: AsyncSession, verdicts: Verdicts, lease_end: datetime) -> None:
+    """Commit what is about to go to a vendor, with its text and a lease: if this process stops before
+    recording the outcome, `Dispatcher.recover` settles the rows when the lease runs out."""
     if not verdicts.sending:
         return
     ids = [i for i, _ in verdicts.sending]
     await session.execute(
         text(
-            "INSERT INTO messaging.sends_in_flight "
-            "(message_id, out_id, lease_until, started_at, subject, body, coupon_code) "
-            "SELECT v.id, v.out_id, :lease_end, :now, v.subject, v.body, v.code "
+            "UPDATE messaging.messages m SET status = 'sending', not_before = :lease_end, "
+            "provider_message_id = v.out_id, subject = v.subject, body = v.body, "
+            "coupon_code = coalesce(v.code, m.coupon_code) "
             "FROM unnest(CAST(:ids AS bigint[]), CAST(:outs AS text[]), CAST(:subjects AS text[]), "
-            "CAST(:bodies AS text[]), CAST(:codes AS text[])) AS v(id, out_id, subject, body, code)"
+            "CAST(:bodies AS text[]), CAST(:codes AS text[])) AS v(id, out_id, subject, body, code) "
+            "WHERE m.id = v.id"
         ),
         {
             "lease_end": lease_end,
-            "now": now,
             "ids": ids,
             "outs": [o for _, o in verdicts.sending],
             "subjects": [verdicts.rendered.get(i, (None, ""))[0] for i in ids],
@@ -139,20 +127,11 @@ async def start_sends(session: AsyncSession, verdicts: Verdicts, now: datetime, 
     )
 
 
-async def finish_sends(session: AsyncSession, ids: list[int]) -> set[int]:
-    """Take sends out of flight; returns those that were still in flight (recovery may have settled
-    the others meanwhile: their outcome is not written twice)."""
-    if not ids:
-        return set()
-    finished = await session.scalars(
-        text("DELETE FROM messaging.sends_in_flight WHERE message_id = ANY(:ids) RETURNING message_id"),
-        {"ids": ids},
-    )
-    return set(finished)
-
-
-async def record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_attempts: int) -> None:
-    """Write every verdict back, one set-based statement per kind."""
+async def record(
+    session: AsyncSession, verdicts: Verdicts, now: datetime, max_attempts: int, *, in_flight: bool = False
+) -> None:
+    """Write every verdict back, one set-based statement per kind. `in_flight`: outcomes of vendor
+    calls, written only over rows still `sending` (recovery may have settled them meanwhile)."""
 
     if verdicts.sent:
         ids = [o.id for o in verdicts.sent]
@@ -163,9 +142,10 @@ async def record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_a
                 "coupon_code = coalesce(v.code, m.coupon_code) "
                 "FROM unnest(CAST(:ids AS bigint[]), CAST(:providers AS text[]), CAST(:subjects AS text[]), "
                 "CAST(:bodies AS text[]), CAST(:codes AS text[])) AS v(id, provider, subject, body, code) "
-                "WHERE m.id = v.id"
+                "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
             ),
             {
+                "in_flight": in_flight,
                 "now": now,
                 "ids": ids,
                 "providers": [o.provider_message_id for o in verdicts.sent],
@@ -182,9 +162,10 @@ async def record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_a
                 "status = CASE WHEN m.attempts + 1 >= :max THEN 'failed' ELSE 'queued' END, "
                 "not_before = CAST(:now AS timestamptz) + make_interval(secs => 30 * power(4, m.attempts)) "
                 "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
-                "WHERE m.id = v.id"
+                "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
             ),
             {
+                "in_flight": in_flight,
                 "now": now,
                 "max": max_attempts,
                 "ids": [o.id for o in verdicts.retry],
@@ -202,9 +183,10 @@ async def record(session: AsyncSession, verdicts: Verdicts, now: datetime, max_a
                     "UPDATE messaging.messages m SET status = CAST(:status AS varchar), reason = v.reason, "
                     "attempts = m.attempts + CASE WHEN CAST(:status AS varchar) = 'failed' THEN 1 ELSE 0 END "
                     "FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason) "
-                    "WHERE m.id = v.id"
+                    "WHERE m.id = v.id AND (NOT CAST(:in_flight AS boolean) OR m.status = 'sending')"
                 ),
                 {
+                    "in_flight": in_flight,
                     "status": status,
                     "ids": [p[0] for p in pairs],
                     "reasons": [p[1] for p in pairs],
