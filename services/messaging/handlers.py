@@ -303,10 +303,29 @@ def forwarding_to_subscribers(
 
         return Batched(many=handle, one=one(handler.one))
 
+    def run_of(handler: EventHandler | None) -> Batched:
+        # Runs, not one transaction per event: a rescore can announce a million `customer.rfm_changed`.
+        single = one(handler)
+
+        async def handle(session: AsyncSession, events: list[EventEnvelope]) -> None:
+            for event in events:
+                await single(session, event)
+
+        return Batched(many=handle, one=single)
+
+    # One wrapper per handler, so event types that share a handler (every order event) still form
+    # one run in the consumer.
+    made: dict[int, Batched] = {}
     wrapped = dict(handlers)
     for event_type in webhooks.EVENT_TYPES:
         current = handlers.get(event_type)
-        wrapped[event_type] = many(current) if isinstance(current, Batched) else one(current)
+        if current is None:
+            wrapped[event_type] = run_of(None)
+        elif id(current) not in made:
+            made[id(current)] = many(current) if isinstance(current, Batched) else run_of(current)
+            wrapped[event_type] = made[id(current)]
+        else:
+            wrapped[event_type] = made[id(current)]
     return wrapped
 
 
