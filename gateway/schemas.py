@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from laoke.kit.clock import TimeZoneName
 
 Scope = Literal["read", "write", "pii", "keys"]
 ALL_SCOPES: tuple[Scope, ...] = ("read", "write", "pii", "keys")
@@ -21,19 +22,10 @@ class ShopCreate(BaseModel):
     )
 
     name: str = Field(min_length=1, max_length=200)
-    timezone: str = Field(default="Asia/Shanghai", description="IANA time zone of the shop's business day")
+    timezone: TimeZoneName = Field(
+        default="Asia/Shanghai", description="IANA time zone of the shop's business day"
+    )
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        if value not in available_timezones() and value != "UTC":
-            raise ValueError(f"unknown time zone {value!r}")
-        return value
 
     @field_validator("name")
     @classmethod

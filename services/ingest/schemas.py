@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from laoke.contracts.orders import PAID_STATUSES, OrderStatus
+from laoke.kit.clock import TimeZoneName
 from laoke.kit.money import Yuan
 from services.ingest.addresses import split_region
 from services.ingest.identity import normalise_mobile
@@ -217,20 +217,11 @@ class IngestSettingsIn(BaseModel):
     merge_by_mobile: bool | None = Field(
         default=None, description="The same mobile number on two channels is one customer"
     )
-    timezone: str | None = Field(
+    timezone: TimeZoneName | None = Field(
         default=None,
         max_length=64,
         description="IANA zone of times sent without an offset (Taobao webhooks and exports)",
     )
-
-    @model_validator(mode="after")
-    def _known_zone(self) -> IngestSettingsIn:
-        if self.timezone is not None:
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"unknown time zone {self.timezone!r}") from exc
-        return self
 
 
 class IngestSettingsOut(BaseModel):

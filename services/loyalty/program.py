@@ -10,13 +10,14 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit.cache import TtlCache
+from laoke.kit.clock import TimeZoneName
 from laoke.kit.money import Yuan, to_fen
 from services.loyalty.models import Program
 
@@ -132,16 +133,7 @@ class ProgramSettings(BaseModel):
     expiry: Expiry = Field(default_factory=Expiry)
     birthday_bonus: int = Field(default=0, ge=0, le=1_000_000)
     profile_bonus: int = Field(default=0, ge=0, le=1_000_000, description="Once, for a complete profile")
-    timezone: str = "Asia/Shanghai"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+    timezone: TimeZoneName = "Asia/Shanghai"
 
     @model_validator(mode="after")
     def _tiers_rise(self) -> ProgramSettings:

@@ -6,11 +6,12 @@ Transactional messages (催付, shipment notices) bypass both; nothing bypasses 
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.kit.clock import TimeZoneName
 from services.messaging.models import Policy, Shop
 
 
@@ -31,20 +32,13 @@ class ShopPolicy(BaseModel):
         },
     )
 
-    timezone: str = Field("Asia/Shanghai", description="The shop's time zone for quiet hours and birthdays")
+    timezone: TimeZoneName = Field(
+        "Asia/Shanghai", description="The shop's time zone for quiet hours and birthdays"
+    )
     cap_messages: int = Field(3, ge=1, le=100, description="At most this many marketing messages …")
     cap_days: int = Field(7, ge=1, le=90, description="… per buyer in this many days, across channels")
     quiet_start: time | None = Field(time(21, 0), description="Marketing waits from this local time …")
     quiet_end: time | None = Field(time(9, 0), description="… until this one (null/null: no quiet hours)")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from exc
-        return value
 
     @property
     def zone(self) -> ZoneInfo:

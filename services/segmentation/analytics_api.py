@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
@@ -114,9 +114,9 @@ async def customer_analytics(
     timezone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
 ) -> CustomerAnalytics:
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise Unprocessable(f"unknown time zone {timezone!r}") from exc
+        clock.zone_name(timezone)
+    except ValueError as exc:
+        raise Unprocessable(str(exc)) from exc
     if finish <= start:
         raise Unprocessable("`to` must be after `from`")
     approx = {"day": 1, "week": 7, "month": 28}[interval]
