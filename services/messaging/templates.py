@@ -83,6 +83,7 @@ def used_variables(*sources: str | None) -> set[str]:
 _PLACEHOLDER = re.compile(r"{{\s*([A-Za-z_]\w*)")
 
 
-def variables_in_order(source: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def variables_in_order(source: str) -> tuple[str, ...]:
     """The variables a text uses, in order of first appearance (Tencent's positional {1}, {2} …)."""
-    return list(dict.fromkeys(v for v in _PLACEHOLDER.findall(source) if v in VARIABLES))
+    return tuple(dict.fromkeys(v for v in _PLACEHOLDER.findall(source) if v in VARIABLES))

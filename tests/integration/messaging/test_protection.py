@@ -3,6 +3,7 @@ dropping) marketing, the frequency cap, and SMS vendor failures retried without 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -233,3 +234,30 @@ async def test_sms_reports_settle_delivery_and_a_td_reply_opts_the_buyer_out(
     assert forged.status_code == 404
     await vendor.delete("/_local")
     await vendor.aclose()
+
+
+async def test_pause_resume_and_cancel_move_the_queued_messages(shop: ShopClient, travel: None) -> None:
+    clock.travel(LATE_EVENING)  # quiet hours: the campaign's messages wait, so there is a queue to steer
+    for i in range(3):
+        await buyer(shop, f"steer-{i}")
+    segment = await segment_of_everyone(shop, 3)
+    campaign = await _campaign(shop, segment, "inapp", await template(shop, "inapp", "晚安"))
+
+    async def statuses(expected: str) -> None:
+        found = await messages(shop, campaign_id=campaign)
+        assert [m["status"] for m in found] == [expected] * 3, found
+
+    await eventually(lambda: statuses("queued"), within=20)
+    assert (await ok(shop, "POST", f"/api/v1/campaigns/{campaign}/pause"))["status"] == "paused"
+    await statuses("paused")
+    refused = await call(shop, "POST", f"/api/v1/campaigns/{campaign}/launch")
+    assert refused.status_code == 409 and refused.json()["error"] == "conflict"
+    assert (await ok(shop, "POST", f"/api/v1/campaigns/{campaign}/resume"))["status"] == "sending"
+    await statuses("queued")
+    cancelled = await ok(shop, "POST", f"/api/v1/campaigns/{campaign}/cancel")
+    assert (cancelled["status"], cancelled["cancelled"], cancelled["queued"]) == ("cancelled", 3, 0)
+    clock.travel(NEXT_MORNING + timedelta(seconds=1))
+    await asyncio.sleep(1)  # many dispatcher cycles (50 ms apart in tests) after quiet hours ended
+    await statuses("cancelled")  # nothing went out after the cancel
+    again = await call(shop, "POST", f"/api/v1/campaigns/{campaign}/pause")
+    assert again.status_code == 409
