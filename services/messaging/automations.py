@@ -122,11 +122,11 @@ class Occurrence:
     variables: dict[str, Any] | None = None
 
 
-async def queue_many(session: AsyncSession, occurrences: Sequence[Occurrence]) -> int:
-    """Queue every occurrence's message in one statement, addressed from the contacts; returns how many
-    were new (an occurrence queued before adds nothing)."""
+async def queue_many(session: AsyncSession, occurrences: Sequence[Occurrence]) -> set[str]:
+    """Queue every occurrence's message in one statement, addressed from the contacts; returns the
+    sources of those that were new (an occurrence queued before adds nothing)."""
     if not occurrences:
-        return 0
+        return set()
     shop_id = occurrences[0].automation.shop_id
     customers = sorted({o.customer_id for o in occurrences})
     contacts = {
@@ -166,9 +166,9 @@ async def queue_many(session: AsyncSession, occurrences: Sequence[Occurrence]) -
         insert(Message)
         .values(rows)
         .on_conflict_do_nothing(constraint="uq_messages_once")
-        .returning(Message.id)
+        .returning(Message.source)
     )
-    return len(stored.all())
+    return set(stored.scalars())
 
 
 async def queue(
@@ -241,35 +241,35 @@ async def run_jobs(db: Database, settings: MessagingSettings, stop: asyncio.Even
             await asyncio.wait_for(stop.wait(), settings.jobs_seconds)
 
 
+async def _enabled(session: AsyncSession, kind: Kind) -> list[Automation]:
+    """Every shop's automation of `kind` that is on (the time-driven jobs run for all shops)."""
+    rows = await session.scalars(select(Automation).where(Automation.kind == kind.value, Automation.enabled))
+    return list(rows)
+
+
 async def due_problem_shipments(session: AsyncSession, now: datetime) -> int:
-    """疑难件: orders shipped longer ago than the shop's delay and still not completed."""
+    """疑难件: orders shipped longer ago than the shop's delay and still not completed; each gets its
+    message and a follow-up ticket, once."""
     queued = 0
-    automations = (
-        await session.scalars(
-            select(Automation).where(Automation.kind == Kind.PROBLEM_SHIPMENT.value, Automation.enabled)
-        )
-    ).all()
-    for automation in automations:
+    for automation in await _enabled(session, Kind.PROBLEM_SHIPMENT):
         since = now - timedelta(minutes=automation.delay_minutes)
-        rows = await session.execute(
-            text(
-                "SELECT o.order_id, o.customer_id, o.external_order_id FROM messaging.orders o "
-                "WHERE o.shop_id = :shop AND o.status = 'shipped' AND o.shipped_at <= :since "
-                "AND NOT EXISTS (SELECT 1 FROM messaging.messages m WHERE m.shop_id = o.shop_id "
-                "  AND m.source = 'problem_shipment:' || o.order_id) LIMIT 10000"
-            ),
-            {"shop": automation.shop_id, "since": since},
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT o.order_id, o.customer_id, o.external_order_id FROM messaging.orders o "
+                    "WHERE o.shop_id = :shop AND o.status = 'shipped' AND o.shipped_at <= :since "
+                    "AND NOT EXISTS (SELECT 1 FROM messaging.messages m WHERE m.shop_id = o.shop_id "
+                    "  AND m.source = 'problem_shipment:' || o.order_id) LIMIT 10000"
+                ),
+                {"shop": automation.shop_id, "since": since},
+            )
+        ).all()
+        new = await queue_many(
+            session,
+            [Occurrence(automation, c, o, None, o, {"order_id": external}) for o, c, external in rows],
         )
         for order_id, customer_id, external_id in rows:
-            if await queue(
-                session,
-                automation,
-                customer_id,
-                order_id,
-                order_id=order_id,
-                variables={"order_id": external_id},
-            ):
-                queued += 1
+            if f"{Kind.PROBLEM_SHIPMENT}:{order_id}" in new:
                 session.add(
                     Feedback(
                         shop_id=automation.shop_id,
@@ -280,18 +280,14 @@ async def due_problem_shipments(session: AsyncSession, now: datetime) -> int:
                         subject=f"疑难件: order {external_id} shipped but not completed",
                     )
                 )
+        queued += len(new)
     return queued
 
 
 async def due_birthdays(session: AsyncSession, now: datetime) -> int:
     """Birthdays on the shop-local date; the year makes one greeting per birthday."""
     queued = 0
-    automations = (
-        await session.scalars(
-            select(Automation).where(Automation.kind == Kind.BIRTHDAY.value, Automation.enabled)
-        )
-    ).all()
-    for automation in automations:
+    for automation in await _enabled(session, Kind.BIRTHDAY):
         today = now.astimezone((await policy.load(session, automation.shop_id)).zone).date()
         customers = await session.scalars(
             text(
@@ -300,6 +296,6 @@ async def due_birthdays(session: AsyncSession, now: datetime) -> int:
             ),
             {"shop": automation.shop_id, "m": today.month, "d": today.day},
         )
-        for customer_id in customers:
-            queued += await queue(session, automation, customer_id, f"{today.year}:{customer_id}")
+        occurrences = [Occurrence(automation, c, f"{today.year}:{c}") for c in customers]
+        queued += len(await queue_many(session, occurrences))
     return queued
