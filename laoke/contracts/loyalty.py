@@ -79,3 +79,44 @@ class PointsExpiredPayload(BaseModel):
     members: int
     points: int
     balances_path: str
+
+
+ACTIVITY_PARTICIPATED = "activity.participated"
+ACTIVITY_REWARDED = "activity.rewarded"
+CUSTOMER_ATTRIBUTES_UPDATED = "customer.attributes_updated"
+
+
+class ActivityParticipatedPayload(BaseModel):
+    """A member took part in an engagement activity (answered, voted, grabbed, guessed, was invited,
+    finished a task)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: str
+    activity_id: str
+    activity_type: str
+    participation_id: str
+    status: str
+
+
+class ActivityRewardedPayload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: str
+    activity_id: str
+    activity_type: str
+    participation_id: str
+    points: int = 0
+    coupon_code: str | None = None
+
+
+class AttributesUpdatedPayload(BaseModel):
+    """Custom customer attributes a member told the shop (a survey answer): segmentation stores them on
+    the profile, where segment rules read them (`attributes.skin_type`). A multiple-choice answer is a
+    list of strings; the newest answer of a key replaces the older one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: str
+    attributes: dict[str, str | list[str]]
+    source: str

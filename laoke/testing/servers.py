@@ -151,6 +151,8 @@ async def start_servers(
             extra["loyalty_url"] = loyalty_url
             if component.name == "messaging":
                 extra |= messaging
+            if component.name == "loyalty":
+                extra["activities_seconds"] = 0.5  # price guesses revealed soon after their window
             app, settings = build_app(component, **common, **extra)
             port = loyalty_port if component.name == "loyalty" else None
             servers.servers[component.name] = await serve(app, component.name, settings, port)

@@ -6,7 +6,7 @@ import hashlib
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from sqlalchemy import func, select
 
 from laoke.kit import clock
@@ -17,7 +17,7 @@ from laoke.kit.ids import new_id
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen
 from laoke.kit.service import CallerDep, OutboxDep
-from services.loyalty import program
+from services.loyalty import activity_tasks, program
 from services.loyalty.ledger import Ledger
 from services.loyalty.models import Member, PointsEntry, PointsLot, Program, idempotency_keys
 from services.loyalty.orders import progress
@@ -208,6 +208,7 @@ async def signin(
     caller: CallerDep,
     session: SessionDep,
     outbox: OutboxDep,
+    request: Request,
 ) -> SigninOut:
     settings = await program.load(session, caller.shop_id)
     ledger = Ledger(session, outbox, caller.shop_id, settings)
@@ -236,6 +237,16 @@ async def signin(
         await ledger.credit(
             member, "bonus", bonus, f"streak:{customer_id}:{today.isoformat()}", note=f"{streak}-day streak"
         )
+    await activity_tasks.happened(
+        session,
+        outbox,
+        request.app.state.settings,
+        settings,
+        caller.shop_id,
+        customer_id,
+        "signin",
+        clock.now(),
+    )
     await session.flush()
     return SigninOut(
         signed_in=True,

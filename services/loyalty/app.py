@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from laoke.contracts.topics import Topic
 from laoke.kit.service import create_service_app
-from services.loyalty import api, coupons_api, handlers, internal_api, rewards_api, schedule
+from services.loyalty import activities_api, api, coupons_api, handlers, internal_api, rewards_api, schedule
 from services.loyalty.models import plumbing
 from services.loyalty.settings import LoyaltySettings
 
@@ -16,10 +16,18 @@ def create_app(settings: LoyaltySettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Laoke loyalty",
-        description="VIP tiers, the points ledger, sign-in, rewards, coupons and lotteries.",
-        routers=[api.router, rewards_api.router, coupons_api.router, internal_api.internal],
+        description="VIP tiers, the points ledger, sign-in, rewards, coupons, lotteries and activities.",
+        routers=[
+            api.router,
+            rewards_api.router,
+            coupons_api.router,
+            activities_api.router,
+            internal_api.internal,
+        ],
         plumbing=plumbing,
         produces=(Topic.LOYALTY,),
         consumers=handlers.consumers(settings),
-        extra_lifespan=schedule.jobs_lifespan(settings.jobs_seconds, enabled=settings.run_consumers),
+        extra_lifespan=schedule.jobs_lifespan(
+            settings.jobs_seconds, settings.activities_seconds, enabled=settings.run_consumers
+        ),
     )

@@ -3,8 +3,10 @@ history imports are absorbed set-based; merges fold members."""
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.contracts.behaviour import BehaviourKind, BehaviourPayload
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
@@ -16,16 +18,16 @@ from laoke.kit.consumer import Batched, EventHandler
 from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
-from services.loyalty import history, ledger, program
+from services.loyalty import activity_tasks, history, ledger, program
 from services.loyalty.ledger import Ledger
-from services.loyalty.models import merged_customers, plumbing
+from services.loyalty.models import Participation, merged_customers, plumbing
 from services.loyalty.orders import apply_order
 from services.loyalty.settings import LoyaltySettings
 
 MERGES = Merges(merged_customers)
 
 
-def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
+def event_handlers(outbox: Outbox, service: LoyaltySettings) -> dict[str, EventHandler | Batched]:
     async def on_orders_changed(session: AsyncSession, events: list[EventEnvelope]) -> None:
         """A run of order events of one partition, in order, in one transaction (one claim, one commit,
         one merge lookup per shop); each order is still settled on its own, under its member's lock."""
@@ -39,6 +41,10 @@ def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
                 if order.customer_id in merged:  # an event of a customer merged away meanwhile
                     order = order.model_copy(update={"customer_id": merged[order.customer_id]})
                 await apply_order(session, outbox, shop_id, order, settings)
+            surviving = [
+                o.model_copy(update={"customer_id": merged.get(o.customer_id, o.customer_id)}) for o in orders
+            ]
+            await activity_tasks.orders_changed(session, outbox, service, settings, shop_id, surviving)
 
     async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
         await on_orders_changed(session, [event])
@@ -56,17 +62,51 @@ def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
             member.birthday = profile.birthday
         if profile.profile_complete and settings.profile_bonus:
             await book.credit(member, "bonus", settings.profile_bonus, "profile_complete:" + customer_id)
+        tasks = ["profile_completion"] if profile.profile_complete else []
+        if "birthday" in profile.changed and profile.birthday is not None:
+            tasks.append("birthday_registration")
+        for task in tasks:
+            await activity_tasks.happened(
+                session, outbox, service, settings, event.shop_id, customer_id, task, event.occurred_at
+            )
+
+    async def on_behaviour(session: AsyncSession, event: EventEnvelope) -> None:
+        """A favourite or a cart completes the matching tasks (browsing pays nothing)."""
+        behaviour = BehaviourPayload.model_validate(event.payload)
+        if behaviour.kind == BehaviourKind.BROWSE:
+            return
+        customer_id = await MERGES.surviving(session, event.shop_id, behaviour.customer_id)
+        settings = await program.load(session, event.shop_id)
+        await activity_tasks.happened(
+            session,
+            outbox,
+            service,
+            settings,
+            event.shop_id,
+            customer_id,
+            behaviour.kind.value,
+            behaviour.occurred_at,
+            item_id=behaviour.item_id,
+        )
 
     async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
         merged = CustomerMergedPayload.model_validate(event.payload)
         await MERGES.record(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
         await ledger.fold(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
+        await session.execute(
+            update(Participation)
+            .where(
+                Participation.shop_id == event.shop_id, Participation.customer_id == merged.from_customer_id
+            )
+            .values(customer_id=merged.into_customer_id)
+        )
 
     return {
         **dict.fromkeys(
             set(ORDER_EVENT_TYPES.values()), Batched(many=on_orders_changed, one=on_order_changed)
         ),
         PROFILE_UPDATED: on_profile_updated,
+        **{f"behaviour.{kind.value}": on_behaviour for kind in BehaviourKind},
         CUSTOMER_MERGED: on_customer_merged,
     }
 
@@ -94,7 +134,7 @@ def import_handler(settings: LoyaltySettings) -> EventHandler:
 
 def consumers(settings: LoyaltySettings) -> ConsumerFactory:
     def handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
-        return {**event_handlers(outbox), IMPORT_COMPLETED: import_handler(settings)}
+        return {**event_handlers(outbox, settings), IMPORT_COMPLETED: import_handler(settings)}
 
-    topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.SEGMENTATION)
+    topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.SEGMENTATION, Topic.BEHAVIOUR)
     return consumer_group(settings, plumbing.processed_events, topics, handlers)

@@ -302,3 +302,91 @@ class LotteryDraw(Base):
     points_awarded: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
     coupon_code: Mapped[str | None] = mapped_column(String(32))
     drawn_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Activity(Base):
+    """An engagement activity (日常互动): a task, survey, vote, grab, price guess, task chain or referral.
+    `rules` holds the validated type-specific settings (services/loyalty/activity_schemas.py); the
+    counters beside them are taken with conditional UPDATEs, so a budget or stock is never overspent."""
+
+    __tablename__ = "activities"
+    __table_args__ = (
+        Index("ix_activities_shop_status", "shop_id", "status", "type"),
+        CheckConstraint("stock IS NULL OR rewards_given <= stock", name="activity_stock_kept"),
+        CheckConstraint(
+            "budget_points IS NULL OR points_awarded <= budget_points", name="activity_budget_kept"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # draft, live, ended
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    reward_points: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    budget_points: Mapped[int | None] = mapped_column(BigInteger)  # None: no cap
+    stock: Mapped[int | None] = mapped_column(Integer)  # rewards in all; None: no cap
+    rewards_given: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
+    points_awarded: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    revealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # guess_price
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Participation(Base):
+    """One member taking part once. `dedupe_key` is unique per activity and says what may happen only
+    once: a task per member, a vote per member, a grab per member and slot, an invitation per invitee."""
+
+    __tablename__ = "participations"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "activity_id", "dedupe_key"),
+        Index("ix_participations_member", "shop_id", "activity_id", "customer_id", "day"),
+        Index("ix_participations_customer", "shop_id", "customer_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    activity_id: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(120))
+    day: Mapped[date] = mapped_column(Date)  # shop-local, for daily limits
+    slot: Mapped[str | None] = mapped_column(String(40))  # grab: "<day>#<slot index>"
+    # done, rewarded, won, lost, guessed, in_progress, pending (referral), unrewarded (budget), blocked
+    status: Mapped[str] = mapped_column(String(16))
+    answer: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    inviter_id: Mapped[str | None] = mapped_column(String(32))
+    points_cost: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    points_awarded: Mapped[int] = mapped_column(BigInteger, server_default=_ZERO)
+    coupon_code: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ActivitySlot(Base):
+    """How much of a grab's pool one time slot has given away (the row every grab of the slot takes)."""
+
+    __tablename__ = "activity_slots"
+    __table_args__ = (CheckConstraint("taken >= 0", name="slot_taken_not_negative"),)
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slot: Mapped[str] = mapped_column(String(40), primary_key=True)
+    taken: Mapped[int] = mapped_column(Integer, server_default=_ZERO)
+
+
+class Invitation(Base):
+    """A member's invite code for a referral activity (客户邀请)."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (UniqueConstraint("shop_id", "code"),)
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code: Mapped[str] = mapped_column(String(16))
+    mobile_hash: Mapped[str | None] = mapped_column(String(64))  # the inviter's, for the same-phone check
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

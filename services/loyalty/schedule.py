@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
 
 import structlog
@@ -24,11 +24,12 @@ from laoke.contracts.topics import Topic
 from laoke.kit import clock
 from laoke.kit.db import Database
 from laoke.kit.outbox import Outbox, envelope_sql
-from services.loyalty import program, tiers
+from services.loyalty import activities, program, tiers
 from services.loyalty.ledger import Ledger
-from services.loyalty.models import Member, Program
+from services.loyalty.models import Activity, Member, Program
 
 log = structlog.get_logger(__name__)
+Job = Callable[[Database, Outbox], Awaitable[object]]
 
 _LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended('loyalty.jobs', 0))")
 CHUNK = 50_000
@@ -267,26 +268,66 @@ async def run_jobs(db: Database, outbox: Outbox) -> dict[str, int] | None:
     return done
 
 
-async def _loop(db: Database, outbox: Outbox, every: float, stop: asyncio.Event) -> None:
+async def end_activities(db: Database, outbox: Outbox) -> int:
+    """Live activities past their window end; a price guess is revealed then (its winners paid)."""
+    now = clock.now()
+    ended = 0
+    async with db.transaction() as session:
+        due = list(
+            await session.scalars(
+                select(Activity)
+                .where(
+                    or_(
+                        (Activity.status == "live") & (Activity.ends_at <= now),
+                        (Activity.type == "guess_price")
+                        & (Activity.revealed_at.is_(None))
+                        & ((Activity.status == "ended") | (Activity.ends_at <= now)),
+                    )
+                )
+                .limit(100)
+            )
+        )
+        for activity in due:
+            activity.status = "ended"
+            activity.updated_at = now
+            ended += 1
+            if activity.type == "guess_price" and activity.revealed_at is None:
+                await session.flush()
+                await activities.reveal(
+                    session, outbox, activity, await program.load(session, activity.shop_id)
+                )
+    if ended:
+        log.info("activities_ended", activities=ended)
+    return ended
+
+
+async def _loop(db: Database, outbox: Outbox, every: float, stop: asyncio.Event, job: Job) -> None:
     while not stop.is_set():
         try:
-            await run_jobs(db, outbox)
+            await job(db, outbox)
         except Exception:  # a failed round is retried on the next one
-            log.exception("loyalty_jobs_failed")
+            log.exception("loyalty_jobs_failed", job=job.__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
 
 
-def jobs_lifespan(every: float, enabled: bool):  # type: ignore[no-untyped-def]
+def jobs_lifespan(every: float, activities_every: float, enabled: bool):  # type: ignore[no-untyped-def]
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(_loop(app.state.db, app.state.outbox, every, stop)) if enabled else None
+        db, outbox = app.state.db, app.state.outbox
+        tasks = (
+            [
+                asyncio.create_task(_loop(db, outbox, every, stop, run_jobs)),
+                asyncio.create_task(_loop(db, outbox, activities_every, stop, end_activities)),
+            ]
+            if enabled
+            else []
+        )
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
-                await task
+            await asyncio.gather(*tasks)
 
     return lifespan

@@ -14,3 +14,6 @@ class LoyaltySettings(ServiceSettings):
     # How often the scheduled jobs run: points expiry, expiring-points notices, birthday bonuses,
     # tier re-evaluation (LOYALTY_JOBS_SECONDS).
     jobs_seconds: float = 3600.0
+    # How often live activities past their window are ended and price guesses revealed
+    # (LOYALTY_ACTIVITIES_SECONDS).
+    activities_seconds: float = 30.0

@@ -13,9 +13,11 @@ from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
 from laoke.contracts.loyalty import (
+    CUSTOMER_ATTRIBUTES_UPDATED,
     POINTS_CHANGED,
     POINTS_EXPIRED,
     TIER_CHANGED,
+    AttributesUpdatedPayload,
     PointsChangedPayload,
     PointsExpiredPayload,
     TierChangedPayload,
@@ -121,6 +123,13 @@ def profile_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
             event.shop_id, customer_id, consent.channel, consent.subscribed
         )
 
+    async def on_attributes_updated(session: AsyncSession, event: EventEnvelope) -> None:
+        """Survey answers: stored on the profile, then the segments whose rules may read them."""
+        told = AttributesUpdatedPayload.model_validate(event.payload)
+        customer_id = await _surviving(session, event.shop_id, told.customer_id)
+        await ProfileRepository(session).set_attributes(event.shop_id, customer_id, told.attributes)
+        await segments.refresh_customers(session, outbox, event.shop_id, [customer_id], clock.now())
+
     async def on_customer_merged(session: AsyncSession, event: EventEnvelope) -> None:
         merged = CustomerMergedPayload.model_validate(event.payload)
         await MERGES.record(session, event.shop_id, merged.from_customer_id, merged.into_customer_id)
@@ -135,6 +144,7 @@ def profile_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
         POINTS_CHANGED: Batched(many=on_points_changed_many, one=on_points_changed),
         TIER_CHANGED: on_tier_changed,
         CONSENT_CHANGED: on_consent_changed,
+        CUSTOMER_ATTRIBUTES_UPDATED: on_attributes_updated,
         CUSTOMER_MERGED: on_customer_merged,
     }
 

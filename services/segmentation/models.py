@@ -95,6 +95,8 @@ class Profile(Base):
     tier: Mapped[str | None] = mapped_column(String(64))
     points_balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     consent: Mapped[dict[str, bool]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # What the buyer told the shop (survey answers from loyalty's activities): key → text or list of texts.
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     # RFM and lifecycle, as of `scored_at` (kept current on every order and by the scheduled refresh).
     r_score: Mapped[int | None] = mapped_column(SmallInteger)
     f_score: Mapped[int | None] = mapped_column(SmallInteger)

@@ -5,8 +5,10 @@ Hot statements are built once and take bound parameters (see services/ingest/rep
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.behaviour import BehaviourPayload
@@ -90,6 +92,7 @@ _FOLD_PROFILE = text(
         external_ids = s.external_ids || t.external_ids,
         edited_fields = ARRAY(SELECT DISTINCT unnest(t.edited_fields || s.edited_fields)),
         consent = s.consent || t.consent,
+        attributes = s.attributes || t.attributes,
         last_seen_at = greatest(t.last_seen_at, s.last_seen_at)
     FROM segmentation.profiles s
     WHERE t.shop_id = :shop_id AND t.customer_id = :target
@@ -227,6 +230,17 @@ class ProfileRepository:
             update(_profiles)
             .where(_profiles.c.shop_id == shop_id, _profiles.c.customer_id == customer_id)
             .values(consent=_profiles.c.consent.op("||")(func.jsonb_build_object(channel, subscribed)))
+        )
+
+    async def set_attributes(self, shop_id: str, customer_id: str, attributes: dict[str, Any]) -> None:
+        """The newest answer of each key replaces the older one; other keys stay."""
+        await self.session.execute(_ENSURE, {"shop_id": shop_id, "customer_id": customer_id})
+        await self.session.execute(
+            update(_profiles)
+            .where(_profiles.c.shop_id == shop_id, _profiles.c.customer_id == customer_id)
+            .values(
+                attributes=_profiles.c.attributes.op("||")(bindparam("attributes", attributes, type_=JSONB))
+            )
         )
 
     async def record_orders(self, shop_id: str, orders: list[OrderEventPayload]) -> None:

@@ -8,6 +8,7 @@ never SQL text. Any mistake is reported with where it is (`rule.all[1].value: ..
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,6 +98,11 @@ FIELDS: dict[str, Field] = {
     "clv_365d": Field("money", lambda _: Profile.clv_365d_fen),
 }
 
+# Custom attributes (survey answers from loyalty): `attributes.<key>`.
+ATTRIBUTE_PREFIX = "attributes."
+ATTRIBUTE_KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
+ATTRIBUTE_OPS = frozenset({"eq", "ne", "in", "not_in", "exists"})
+
 OPS = {
     "int": {"eq", "ne", "gt", "gte", "lt", "lte", "between", "in", "not_in"},
     "number": {"gt", "gte", "lt", "lte", "between"},
@@ -184,9 +190,13 @@ class Compiler:
         raise RuleError(f"{where}: expected all, any, not, or field/op/value; got keys {sorted(keys)}")
 
     def _condition(self, name: Any, op: Any, value: Any, where: str) -> ColumnElement[bool]:
+        if isinstance(name, str) and name.startswith(ATTRIBUTE_PREFIX):
+            return self._attribute(name, op, value, where)
         field = FIELDS.get(name) if isinstance(name, str) else None
         if field is None:
-            raise RuleError(f"{where}.field: unknown field {name!r}; known: {', '.join(sorted(FIELDS))}")
+            raise RuleError(
+                f"{where}.field: unknown field {name!r}; known: {', '.join(sorted(FIELDS))}, attributes.<key>"
+            )
         if op not in OPS[field.kind]:
             raise RuleError(
                 f"{where}.op: {op!r} does not apply to {name}; use one of {sorted(OPS[field.kind])}"
@@ -282,6 +292,35 @@ class Compiler:
             conditions.append(ProfileBehaviour.item_id == item_id)
         happened = exists(select(ProfileBehaviour.kind).where(*conditions))
         return happened if op == "within_days" else not_(happened)
+
+    def _attribute(self, name: str, op: Any, value: Any, where: str) -> ColumnElement[bool]:
+        """`{"field": "attributes.skin_type", "op": "eq", "value": "dry"}`: what the buyer answered. A
+        multiple-choice answer (a list) equals every option chosen. Containment (`@>`) keeps it one
+        index-friendly test per value."""
+        key = name[len(ATTRIBUTE_PREFIX) :]
+        if not ATTRIBUTE_KEY.fullmatch(key):
+            raise RuleError(
+                f"{where}.field: attribute names are lower-case letters, digits and _; got {key!r}"
+            )
+        if op not in ATTRIBUTE_OPS:
+            raise RuleError(
+                f"{where}.op: {op!r} does not apply to attributes; use one of {sorted(ATTRIBUTE_OPS)}"
+            )
+        at = f"{where}.value"
+        if op == "exists":
+            if not isinstance(value, bool):
+                raise RuleError(f"{at}: exists takes true or false")
+            answered = Profile.attributes.has_key(key)
+            return answered if value else not_(answered)
+        values = [_text(v, at) for v in _list(value, at)] if op in ("in", "not_in") else [_text(value, at)]
+        matches = or_(
+            false(),
+            *(
+                or_(Profile.attributes.contains({key: v}), Profile.attributes.contains({key: [v]}))
+                for v in values
+            ),
+        )
+        return matches if op in ("eq", "in") else not_(matches)
 
     def _tags(self, op: str, tags: list[str]) -> ColumnElement[bool]:
         def tagged(tag_filter: ColumnElement[bool]) -> ColumnElement[bool]:

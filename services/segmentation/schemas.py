@@ -63,6 +63,11 @@ class CustomerOut(BaseModel):
         examples=[{"sms": False}],
     )
     tags: list[str] = Field(default_factory=list, examples=[["VIP", "爱喝绿茶"]])
+    attributes: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="What the buyer told the shop (survey answers); segment rules read `attributes.<key>`",
+        examples=[{"skin_type": "dry", "wishes": ["面霜"]}],
+    )
     p_alive: float | None = Field(default=None, description="Probability the buyer is still a customer")
     expected_purchases_90d: float | None = None
     clv_365d: Yuan | None = Field(default=None, description="Predicted spend over the next 365 days")

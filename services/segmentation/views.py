@@ -79,6 +79,7 @@ def customer_fields(profile: Profile, tags: list[str], *, pii: bool) -> dict[str
         "points_balance": profile.points_balance or 0,
         "consent": profile.consent or {},
         "tags": tags,
+        "attributes": profile.attributes or {},
         "p_alive": round(profile.p_alive, 4) if profile.p_alive is not None else None,
         "expected_purchases_90d": (
             round(profile.expected_purchases_90d, 4) if profile.expected_purchases_90d is not None else None
