@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import httpx
@@ -166,7 +166,7 @@ async def check_eligible(
 
 
 async def check_limits(
-    session: AsyncSession, activity: Activity, rules: ActivityRules, customer_id: str, day: object
+    session: AsyncSession, activity: Activity, rules: ActivityRules, customer_id: str, day: date
 ) -> None:
     """Per-member limits count participations (rewarded or not); the member's lock serialises them."""
     if rules.per_member_limit is None and rules.per_member_daily_limit is None:
