@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from laoke.testing.infra import eventually
+from laoke.contracts.loyalty import ACTIVITY_PARTICIPATED, ACTIVITY_REWARDED
+from laoke.contracts.topics import Topic
+from laoke.testing.infra import Infra, events_on, eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet, extra_gateway
 from tests.integration.loyalty.helpers import invariants_hold, ledger, member, member_reaches, set_program
@@ -67,9 +69,22 @@ SURVEY = {
 }
 
 
-async def test_survey_answers_pay_once_and_become_segment_rules(shop: ShopClient, stack: ServerSet) -> None:
+async def test_survey_answers_pay_once_and_become_segment_rules(
+    shop: ShopClient, other_shop: ShopClient, stack: ServerSet, infra: Infra
+) -> None:
     survey = await activity(shop, **SURVEY)
     sid = survey["id"]
+    # Another shop's key sees none of it.
+    for method, path, body in (
+        ("GET", f"/api/v1/activities/{sid}", None),
+        ("PATCH", f"/api/v1/activities/{sid}", {"status": "ended"}),
+        ("GET", f"/api/v1/activities/{sid}/stats", None),
+        ("GET", f"/api/v1/activities/{sid}/participations", None),
+        ("POST", f"/api/v1/activities/{sid}/participations", {"customer_id": "cus_s1", "answers": {}}),
+        ("POST", f"/api/v1/activities/{sid}/invitations", {"customer_id": "cus_s1"}),
+    ):
+        refused(await call(other_shop, method, path, body), 404, "not_found")
+    assert (await ok(other_shop, "GET", "/api/v1/activities"))["items"] == []
     for answers, problem in (
         ({"skin_type": "dry", "wishes": ["面霜"], "colour": "red"}, "unknown question"),
         ({"skin_type": "wet", "wishes": ["面霜"]}, "no option 'wet'"),
@@ -118,6 +133,10 @@ async def test_survey_answers_pay_once_and_become_segment_rules(shop: ShopClient
         "advice": {"answered": 1},
     }
     assert [e["kind"] for e in await ledger(shop, "cus_s1")] == ["bonus"]
+    participated = await events_on(
+        infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 2, types=frozenset({ACTIVITY_PARTICIPATED})
+    )
+    assert sorted(e.payload["customer_id"] for e in participated) == ["cus_s1", "cus_s2"]
 
     # The answers reach segmentation as attributes, and segment rules read them.
     async def stored() -> None:
@@ -330,9 +349,23 @@ async def test_guesses_past_their_window_are_revealed_by_the_scheduled_job(shop:
     assert (await ok(shop, "GET", f"/api/v1/activities/{guess['id']}"))["status"] == "ended"
 
 
-async def test_tasks_complete_from_behaviour_once(shop: ShopClient, stack: ServerSet) -> None:
+async def test_tasks_complete_from_behaviour_once(shop: ShopClient, stack: ServerSet, infra: Infra) -> None:
     favourite = await activity(shop, type="favorite_shop", title="收藏店铺", reward_points=10)
     cart = await activity(shop, type="add_to_cart", title="加购新品", item_id="TEA-1", reward_points=15)
+    template = await ok(
+        shop,
+        "POST",
+        "/api/v1/coupons/templates",
+        {"name": "无门槛5元", "kind": "no_threshold", "amount": "5", "valid_days": 30},
+        status=201,
+    )
+    item = await activity(
+        shop,
+        type="favorite_item",
+        title="收藏新品得券",
+        item_id="TEA-1",
+        reward_coupon_template_id=template["id"],
+    )
     chain = await activity(
         shop,
         type="task_chain",
@@ -350,7 +383,16 @@ async def test_tasks_complete_from_behaviour_once(shop: ShopClient, stack: Serve
     await event_behaviour(shop, "tb_fan", "favorite_shop")  # the same task completed twice
     await event_behaviour(shop, "tb_fan", "add_to_cart", "TEA-2")  # another item: not this task
     await event_behaviour(shop, "tb_fan", "add_to_cart", "TEA-1")
+    await event_behaviour(shop, "tb_fan", "favorite_item", "TEA-1")
+    await event_behaviour(shop, "tb_fan", "favorite_item", "TEA-1")
     await member_reaches(shop, customer, points_available=25)
+
+    async def coupon_given() -> list[dict[str, Any]]:
+        coupons = (await ok(shop, "GET", f"/api/v1/loyalty/members/{customer}/coupons"))["items"]
+        assert [c["template_id"] for c in coupons] == [template["id"]]
+        return list(coupons)
+
+    coupons = await eventually(coupon_given, within=20)
     # The chain's favourite is done; sign-in finishes it ("activity" was the automatic favourite).
     progress = (
         await call(shop, "GET", f"/api/v1/activities/{chain['id']}/participations", customer_id=customer)
@@ -361,6 +403,17 @@ async def test_tasks_complete_from_behaviour_once(shop: ShopClient, stack: Serve
     assert (entries[("bonus", 10)], entries[("bonus", 15)], entries[("bonus", 30)]) == (1, 1, 1), entries
     assert (await stats(shop, favourite["id"]))["rewards_given"] == 1
     assert (await stats(shop, cart["id"]))["rewards_given"] == 1
+    assert (await stats(shop, item["id"]))["rewards_given"] == 1
+    given = await ok(shop, "GET", f"/api/v1/activities/{item['id']}/participations")
+    assert given["items"][0]["coupon_code"] == coupons[0]["code"]
+
+    rewarded = await events_on(
+        infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 4, types=frozenset({ACTIVITY_REWARDED})
+    )
+    assert sorted((e.payload["activity_id"], e.payload["points"]) for e in rewarded) == sorted(
+        [(favourite["id"], 10), (cart["id"], 15), (item["id"], 0), (chain["id"], 30)]
+    )
+    assert {e.payload["customer_id"] for e in rewarded} == {customer}
     await invariants_hold(stack, shop.shop_id)
 
 
