@@ -304,7 +304,12 @@ async def test_a_thousand_concurrent_grabs_on_a_pool_of_100_pay_exactly_100(
     small = await activity(
         shop, type="grab", title="抢积分", slots=[slot], slot_stock=5, reward_points=1, per_member_limit=None
     )
-    assert (await take_part(shop, small["id"], customer_id="cus_once")).status_code == 201
+    key = {**shop.headers(), "Idempotency-Key": "grab-once-1"}
+    path = f"/api/v1/activities/{small['id']}/participations"
+    first = await shop.client.post(path, json={"customer_id": "cus_once"}, headers=key)
+    retried = await shop.client.post(path, json={"customer_id": "cus_once"}, headers=key)
+    assert first.status_code == retried.status_code == 201
+    assert retried.headers["Idempotent-Replayed"] == "true" and retried.json()["id"] == first.json()["id"]
     refused(await take_part(shop, small["id"], customer_id="cus_once"), 409, "already_participated")
     await invariants_hold(stack, shop.shop_id)
 
