@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
 
-from gateway import routes
+from gateway import console, routes
 from gateway.auth import KeyStore, WebhookSecrets
 from gateway.models import plumbing
 from gateway.openapi import OpenAPIMerger
@@ -65,6 +65,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url=None,
         inner_middleware=[ProxyMiddleware],
     )
+
+    console.install(app)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONBody:

@@ -31,6 +31,9 @@ class GatewaySettings(ServiceSettings):
     webhook_rate_limit_burst: int = Field(default=4000, ge=1)
     upstream_connect_timeout: float = 2.0
     upstream_read_timeout: float = 30.0
+    # The local SMTP / SMS stand-ins of a development stack, shown in the console's dev inbox
+    # (`make run` sets it; unset in production).
+    providers_url: str | None = None
     upstream_pool_size: int = Field(default=10, ge=1, description="Keep-alive connections per service")
     key_cache_seconds: float = Field(default=5.0, ge=0, description="How long a replica trusts a cached key")
 

@@ -128,6 +128,8 @@ class Stack:
             env["MESSAGING_SMTP_PORT"] = str(c.smtp_port)
             env["MESSAGING_ALIYUN_SMS_ENDPOINT"] = f"http://{c.host}:{c.providers_port}/"
             env["MESSAGING_TENCENT_SMS_ENDPOINT"] = f"http://{c.host}:{c.providers_port}/tencent"
+            # The console's dev inbox shows what they received.
+            env["GATEWAY_PROVIDERS_URL"] = f"http://{c.host}:{c.providers_port}"
         env.setdefault("MESSAGING_PUBLIC_URL", c.url(GATEWAY))
         for component in SERVICES:
             env.setdefault(f"GATEWAY_{component.name.upper()}_URL", c.url(component))
@@ -316,6 +318,7 @@ def banner(stack: Stack) -> str:
     return f"""
 Laoke is running ({db}, {broker}).
 
+  Console      {gateway}/console   (sign in with a shop's API key)
   Gateway      {gateway}
   API docs     {gateway}/docs
   Admin token  {token}
@@ -324,6 +327,7 @@ Laoke is running ({db}, {broker}).
 Create a shop:
   curl -s -X POST {gateway}/api/v1/admin/shops -H 'Authorization: Bearer {token}' \\
        -H 'Content-Type: application/json' -d '{{"name": "My shop"}}'
+  (its "api_key" signs you in to the console)
 
 Press Ctrl-C to stop everything.
 """

@@ -159,6 +159,7 @@ async def start_servers(
         gateway_settings = {
             **common,
             "admin_token": TEST_ADMIN_TOKEN,
+            "providers_url": providers.url,
             **{f"{s.name}_url": servers[s.name].url for s in SERVICES},
             **(gateway_overrides or {}),
         }

@@ -29,6 +29,7 @@ from services.loyalty.schemas import (
     EntryOut,
     Expiring,
     LedgerPage,
+    LiabilityOut,
     MemberOut,
     NextTier,
     SigninOut,
@@ -112,6 +113,39 @@ async def _member(session: SessionDep, shop_id: str, customer_id: str) -> Member
     if member is None:
         raise NotFound(f"member {customer_id} not found")
     return member
+
+
+@router.get(
+    "/liability",
+    response_model=LiabilityOut,
+    summary="Points liability: outstanding, pending, and expiring within 30 / 60 / 90 days",
+)
+async def liability(caller: CallerDep, session: SessionDep) -> LiabilityOut:
+    totals = (
+        await session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(Member.points_balance), 0),
+                func.coalesce(func.sum(Member.points_pending), 0),
+            ).where(Member.shop_id == caller.shop_id)
+        )
+    ).one()
+    now = clock.now()
+    expiring: dict[str, int] = {}
+    for days in (30, 60, 90):
+        expiring[str(days)] = int(
+            await session.scalar(
+                select(func.coalesce(func.sum(PointsLot.remaining), 0)).where(
+                    PointsLot.shop_id == caller.shop_id,
+                    PointsLot.remaining > 0,
+                    PointsLot.expires_at <= now + timedelta(days=days),
+                )
+            )
+            or 0
+        )
+    return LiabilityOut(
+        members=totals[0], points_outstanding=int(totals[1]), points_pending=int(totals[2]), expiring=expiring
+    )
 
 
 @router.get(

@@ -23,6 +23,18 @@ class Expiring(BaseModel):
     expires_at: datetime = Field(description="When the first of these points expire")
 
 
+class LiabilityOut(BaseModel):
+    """What the shop owes its members in points."""
+
+    members: int
+    points_outstanding: int = Field(description="Available points of every member")
+    points_pending: int = Field(description="Points waiting for their orders to complete")
+    expiring: dict[str, int] = Field(
+        description="Points that expire within 30, 60 and 90 days",
+        examples=[{"30": 1200, "60": 3400, "90": 5000}],
+    )
+
+
 class MemberOut(BaseModel):
     customer_id: str = Field(examples=["cus_3f9a0c1e5b7d2a48"])
     tier_level: int = Field(description="0 before the first tier", examples=[2])

@@ -1,0 +1,147 @@
+"""What every console page shares: the signed-in session, the API client, rendering and language.
+
+The console is one more client of Laoke's own HTTP API. It calls the gateway in-process (through
+`httpx.ASGITransport`, so through the same authentication, scopes, rate limits and routing as any
+third-party app) with the shop's API key. The key is kept in an HttpOnly, SameSite=Strict cookie,
+signed with the gateway's internal secret, so a page can neither read it nor have it sent by another
+site.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from gateway.console.i18n import LANGUAGES, translator
+
+SESSION_COOKIE = "laoke_console"
+LANGUAGE_COOKIE = "laoke_lang"
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+class SignedOut(Exception):
+    """No valid session: the page redirects to the sign-in form."""
+
+
+def _mac(secret: str, payload: bytes) -> str:
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def session_value(secret: str, api_key: str) -> str:
+    payload = base64.urlsafe_b64encode(api_key.encode()).decode()
+    return f"{payload}.{_mac(secret, payload.encode())}"
+
+
+def api_key_of(request: Request) -> str | None:
+    raw = request.cookies.get(SESSION_COOKIE, "")
+    payload, _, mac = raw.partition(".")
+    secret = request.app.state.settings.internal_secret
+    if not payload or not hmac.compare_digest(mac, _mac(secret, payload.encode())):
+        return None
+    try:
+        return base64.urlsafe_b64decode(payload.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error(self) -> str:
+        if isinstance(self.body, dict) and "detail" in self.body:
+            return str(self.body["detail"])
+        return f"HTTP {self.status}"
+
+
+class Api:
+    """The shop's API, called in-process with its key."""
+
+    def __init__(self, request: Request, api_key: str) -> None:
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=request.app),
+            base_url="http://console.laoke",
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "X-Request-Id": request.headers.get("x-request-id", ""),
+            },
+            timeout=60,
+        )
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Answer:
+        response = await self.client.request(method, path, **kwargs)
+        if response.status_code == 401:
+            raise SignedOut
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = response.text
+        return Answer(response.status_code, body)
+
+    async def get(self, path: str, **params: Any) -> Any:
+        """The body of a GET that must succeed (a page cannot show anything without it)."""
+        answer = await self.call("GET", path, params={k: v for k, v in params.items() if v not in (None, "")})
+        if not answer.ok:
+            raise PageError(answer)
+        return answer.body
+
+    async def raw(self, path: str) -> httpx.Response:
+        return await self.client.get(path)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class PageError(Exception):
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.error)
+        self.answer = answer
+
+
+def language(request: Request) -> str:
+    chosen = request.cookies.get(LANGUAGE_COOKIE, "zh")
+    return chosen if chosen in LANGUAGES else "zh"
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    lang = language(request)
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"t": translator(lang), "lang": lang, "path": request.url.path, **context},
+        status_code=status_code,
+    )
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def field_errors(answer: Answer) -> dict[str, str]:
+    """A 422's detail split per field (`body.tiers.1.discount: …; name: …`) so each form field shows
+    its own message; what names no field goes under `_`."""
+    errors: dict[str, str] = {}
+    for part in answer.error.split("; "):
+        where, sep, message = part.partition(": ")
+        if not sep:
+            errors["_"] = part
+            continue
+        name = where.removeprefix("body.").split(".")[0]
+        errors["_" if name == "body" else name] = message
+    return errors

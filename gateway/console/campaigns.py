@@ -1,0 +1,200 @@
+"""Campaigns (from a segment, with template preview and per-tier variants, launch / pause, live
+progress, results with lift over the holdout) and automation switches."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from gateway.console.base import Api, field_errors, redirect, render
+from gateway.console.session import ApiDep
+
+router = APIRouter(prefix="/console")
+
+CHANNELS = ("inapp", "sms", "email")
+ACTIONS = ("launch", "pause", "resume", "cancel")
+
+
+def progress(campaign: dict[str, Any]) -> int:
+    """Percent of the audience settled: sent, failed, suppressed or cancelled."""
+    total = campaign["targeted"] - campaign["holdout"]
+    if campaign["status"] == "completed":
+        return 100
+    if total <= 0:
+        return 0
+    settled = campaign["sent"] + campaign["failed"] + campaign["suppressed"] + campaign["cancelled"]
+    return min(100, round(100 * settled / total))
+
+
+async def _new_page(request: Request, api: Api, form: dict[str, Any], errors: dict[str, str]) -> Response:
+    segments, templates, coupons, program = await asyncio.gather(
+        api.get("/api/v1/segments"),
+        api.get("/api/v1/templates"),
+        api.get("/api/v1/coupons/templates"),
+        api.get("/api/v1/loyalty/program"),
+    )
+    return render(
+        request,
+        "campaign_new.html",
+        status_code=422 if errors else 200,
+        form=form,
+        errors=errors,
+        segments=segments["items"],
+        templates=templates["items"],
+        coupons=coupons["items"],
+        tiers=[t["name"] for t in program["tiers"]],
+        channels=CHANNELS,
+    )
+
+
+@router.get("/campaigns", response_class=HTMLResponse)
+async def campaign_list(request: Request, api: ApiDep) -> Response:
+    campaigns = (await api.get("/api/v1/campaigns"))["items"]
+    return render(request, "campaigns.html", campaigns=campaigns, progress=progress)
+
+
+@router.get("/campaigns/new", response_class=HTMLResponse)
+async def new_campaign(request: Request, api: ApiDep) -> Response:
+    form = {
+        "segment_id": request.query_params.get("segment_id", ""),
+        "channel": "inapp",
+        "holdout_percent": "10",
+    }
+    return await _new_page(request, api, form, {})
+
+
+@router.post("/campaigns", response_class=HTMLResponse)
+async def create_campaign(request: Request, api: ApiDep) -> Response:
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    variants = {k.removeprefix("variant_"): v for k, v in form.items() if k.startswith("variant_") and v}
+    body = {
+        "name": form.get("name", ""),
+        "segment_id": form.get("segment_id", ""),
+        "channel": form.get("channel", ""),
+        "template_id": form.get("template_id") or None,
+        "variants_by_tier": variants or None,
+        "coupon_template_id": form.get("coupon_template_id") or None,
+        "holdout_percent": form.get("holdout_percent") or 0,
+    }
+    answer = await api.call("POST", "/api/v1/campaigns", json=body)
+    if not answer.ok:
+        return await _new_page(request, api, form, field_errors(answer))
+    return redirect(f"/console/campaigns/{answer.body['id']}")
+
+
+@router.post("/templates", response_class=HTMLResponse)
+async def create_template(request: Request, api: ApiDep) -> Response:
+    """A template made from the campaign form, which comes back with it chosen."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    body = {
+        "name": form.get("template_name", ""),
+        "channel": form.get("template_channel", ""),
+        "body": form.get("template_body", ""),
+    }
+    answer = await api.call("POST", "/api/v1/templates", json=body)
+    page = {**form, "channel": body["channel"]}
+    if not answer.ok:
+        errors = {f"template_{k}": v for k, v in field_errors(answer).items()}
+        return await _new_page(request, api, page, errors)
+    return await _new_page(request, api, {**page, "template_id": answer.body["id"]}, {})
+
+
+@router.get("/templates/{template_id}/preview", response_class=HTMLResponse)
+async def template_preview(template_id: str, request: Request, api: ApiDep) -> Response:
+    template = await api.get(f"/api/v1/templates/{template_id}")
+    answer = await api.call(
+        "POST",
+        "/api/v1/templates/preview",
+        json={"channel": template["channel"], "subject": template.get("subject"), "body": template["body"]},
+    )
+    return render(
+        request,
+        "_template_preview.html",
+        preview=answer.body if answer.ok else None,
+        error=None if answer.ok else answer.error,
+    )
+
+
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+async def campaign_page(campaign_id: str, request: Request, api: ApiDep) -> Response:
+    campaign = await api.get(f"/api/v1/campaigns/{campaign_id}")
+    fragment = request.headers.get("hx-request") == "true"
+    funnel = {
+        "type": "bar",
+        "labels": ["targeted", "sent", "delivered", "converted"],
+        "series": [
+            {
+                "label": campaign["name"],
+                "data": [
+                    campaign["targeted"],
+                    campaign["sent"],
+                    campaign["delivered"],
+                    campaign["converted"],
+                ],
+            }
+        ],
+    }
+    attribution = campaign["attribution"]
+    rates = {
+        "type": "bar",
+        "labels": ["campaign", "holdout"],
+        "series": [
+            {
+                "label": "conversion %",
+                "data": [
+                    round(100 * (attribution["conversion_rate"] or 0), 2),
+                    round(100 * (attribution["holdout_conversion_rate"] or 0), 2),
+                ],
+            }
+        ],
+    }
+    return render(
+        request,
+        "_campaign_status.html" if fragment else "campaign.html",
+        c=campaign,
+        pct=progress(campaign),
+        funnel=funnel,
+        rates=rates,
+        actions=ACTIONS,
+    )
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+async def campaign_action(campaign_id: str, action: str, request: Request, api: ApiDep) -> Response:
+    if action in ACTIONS:
+        await api.call("POST", f"/api/v1/campaigns/{campaign_id}/{action}")
+    return redirect(f"/console/campaigns/{campaign_id}")
+
+
+@router.get("/automations", response_class=HTMLResponse)
+async def automation_list(request: Request, api: ApiDep) -> Response:
+    automations, templates = await asyncio.gather(
+        api.get("/api/v1/automations"), api.get("/api/v1/templates")
+    )
+    return render(
+        request,
+        "automations.html",
+        automations=automations["items"],
+        templates=templates["items"],
+        error=request.query_params.get("error"),
+    )
+
+
+@router.post("/automations/{kind}")
+async def save_automation(kind: str, request: Request, api: ApiDep) -> Response:
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    body = {
+        "enabled": form.get("enabled") == "on",
+        "channel": form.get("channel", ""),
+        "template_id": form.get("template_id", ""),
+        "delay_minutes": int(form["delay_minutes"]) if form.get("delay_minutes", "").isdigit() else None,
+    }
+    answer = await api.call("PUT", f"/api/v1/automations/{kind}", json=body)
+    if not answer.ok:
+        from urllib.parse import quote
+
+        return redirect(f"/console/automations?error={quote(kind + ': ' + answer.error)}")
+    return redirect("/console/automations")

@@ -1,0 +1,199 @@
+"""Overview, the RFM grid, and customers (the list and one customer's page)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from gateway.console.base import Answer, field_errors, redirect, render
+from gateway.console.session import ApiDep
+
+router = APIRouter(prefix="/console")
+
+LIFECYCLES = ("active", "new", "sleeping", "churned", "prospect")
+RFM_CLASSES = (
+    "important_value",
+    "important_develop",
+    "important_retain",
+    "important_win_back",
+    "general_value",
+    "general_develop",
+    "general_retain",
+    "general_win_back",
+)
+PROFILE_FIELDS = ("name", "gender", "birthday", "mobile", "email", "province", "city")
+
+
+def segment_link(name: str, rule: dict[str, Any]) -> str:
+    """A link to the segment builder with this rule filled in."""
+    from urllib.parse import urlencode
+
+    return "/console/segments/new?" + urlencode({"name": name, "rule": json.dumps(rule, ensure_ascii=False)})
+
+
+@router.get("", response_class=HTMLResponse)
+async def overview(request: Request, api: ApiDep) -> Response:
+    now = datetime.now(UTC)
+    summary, analytics, liability, imports, campaigns = await asyncio.gather(
+        api.get("/api/v1/rfm/summary"),
+        api.get(
+            "/api/v1/analytics/customers",
+            **{"from": (now - timedelta(days=365)).isoformat(), "to": now.isoformat(), "interval": "month"},
+        ),
+        api.get("/api/v1/loyalty/liability"),
+        api.get("/api/v1/imports", limit=5),
+        api.get("/api/v1/campaigns"),
+    )
+    by_lifecycle = summary["by_lifecycle"]
+    returning = sum(by_lifecycle.get(k, 0) for k in ("active", "new", "sleeping"))
+    buckets = analytics["buckets"]
+    labels = [b["start"][:7] for b in buckets]
+    charts = {
+        "growth": {
+            "type": "bar",
+            "labels": labels,
+            "series": [
+                {"label": "new", "data": [b["new_customers"] for b in buckets]},
+                {"label": "returning", "data": [b["returning_customers"] for b in buckets]},
+            ],
+        },
+        "churn": {
+            "type": "line",
+            "labels": labels,
+            "series": [{"label": "churn rate %", "data": [round(100 * b["churn_rate"], 1) for b in buckets]}],
+        },
+        "revenue": {
+            "type": "bar",
+            "stacked": True,
+            "labels": labels,
+            "series": [
+                {"label": "returning", "data": [float(b["revenue_returning"]) for b in buckets]},
+                {"label": "new", "data": [float(b["revenue_new"]) for b in buckets]},
+            ],
+        },
+    }
+    return render(
+        request,
+        "overview.html",
+        summary=summary,
+        lifecycles=LIFECYCLES,
+        returning_share=(100 * returning / summary["customers"]) if summary["customers"] else 0,
+        charts=charts,
+        liability=liability,
+        imports=imports["items"],
+        campaigns=campaigns["items"][:5],
+    )
+
+
+@router.get("/rfm", response_class=HTMLResponse)
+async def rfm(request: Request, api: ApiDep) -> Response:
+    summary = await api.get("/api/v1/rfm/summary")
+    grid = summary["grid"]  # rows: R 5 → 1, columns: F 1 → 5
+    peak = max((count for row in grid for count in row), default=0) or 1
+    cells = [
+        [
+            {
+                "r": 5 - i,
+                "f": j + 1,
+                "count": count,
+                "heat": round(count / peak, 3),
+                "link": segment_link(
+                    f"R{5 - i} F{j + 1}",
+                    {
+                        "all": [
+                            {"field": "r_score", "op": "eq", "value": 5 - i},
+                            {"field": "f_score", "op": "eq", "value": j + 1},
+                        ]
+                    },
+                ),
+            }
+            for j, count in enumerate(row)
+        ]
+        for i, row in enumerate(grid)
+    ]
+    classes = [
+        {
+            "key": key,
+            "name": summary["class_names"].get(key, key),
+            "count": summary["by_class"].get(key, 0),
+            "link": segment_link(
+                summary["class_names"].get(key, key), {"field": "rfm_segment", "op": "eq", "value": key}
+            ),
+        }
+        for key in RFM_CLASSES
+    ]
+    return render(request, "rfm.html", cells=cells, classes=classes, summary=summary)
+
+
+@router.get("/customers", response_class=HTMLResponse)
+async def customer_list(request: Request, api: ApiDep) -> Response:
+    wanted = ("lifecycle", "rfm_segment", "tier", "tag", "segment_id", "q", "cursor")
+    filters = {k: request.query_params.get(k, "") for k in wanted}
+    page, segments = await asyncio.gather(
+        api.get("/api/v1/customers", limit=50, **filters), api.get("/api/v1/segments")
+    )
+    return render(
+        request,
+        "customers.html",
+        page=page,
+        filters=filters,
+        lifecycles=LIFECYCLES,
+        classes=RFM_CLASSES,
+        segments=segments["items"],
+    )
+
+
+async def _customer_page(
+    request: Request, api: ApiDep, customer_id: str, errors: dict[str, str] | None = None, saved: bool = False
+) -> Response:
+    profile = await api.get(f"/api/v1/customers/{customer_id}")
+
+    async def optional(path: str, **params: Any) -> Any:
+        answer = await api.call("GET", path, params=params)
+        return answer.body if answer.ok else None
+
+    orders, member, ledger, coupons, messages, tickets, consent = await asyncio.gather(
+        optional("/api/v1/orders", customer_id=customer_id, limit=20),
+        optional(f"/api/v1/loyalty/members/{customer_id}"),
+        optional(f"/api/v1/loyalty/members/{customer_id}/ledger", limit=20),
+        optional(f"/api/v1/loyalty/members/{customer_id}/coupons"),
+        optional("/api/v1/messaging/messages", customer_id=customer_id, limit=20),
+        optional("/api/v1/feedback", customer_id=customer_id),
+        optional(f"/api/v1/customers/{customer_id}/consent"),
+    )
+    return render(
+        request,
+        "customer.html",
+        status_code=422 if errors else 200,
+        c=profile,
+        orders=(orders or {}).get("items", []),
+        member=member,
+        ledger=(ledger or {}).get("items", []),
+        coupons=(coupons or {}).get("items", []),
+        messages=(messages or {}).get("items", []),
+        tickets=(tickets or {}).get("items", []),
+        consent=consent,
+        errors=errors or {},
+        saved=saved,
+        fields=PROFILE_FIELDS,
+    )
+
+
+@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+async def customer_page(customer_id: str, request: Request, api: ApiDep) -> Response:
+    return await _customer_page(request, api, customer_id, saved=request.query_params.get("saved") == "1")
+
+
+@router.post("/customers/{customer_id}", response_class=HTMLResponse)
+async def edit_customer(customer_id: str, request: Request, api: ApiDep) -> Response:
+    form = await request.form()
+    patch = {name: str(form[name]).strip() for name in PROFILE_FIELDS if str(form.get(name, "")).strip()}
+    answer: Answer = await api.call("PATCH", f"/api/v1/customers/{customer_id}", json=patch)
+    if not answer.ok:
+        return await _customer_page(request, api, customer_id, errors=field_errors(answer))
+    return redirect(f"/console/customers/{customer_id}?saved=1")

@@ -1,0 +1,164 @@
+"""Imports (upload, live progress, error rows), settings (keys, webhook secret, channels, messaging
+policy, RFM preset) and the dev inbox of a local stack."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from gateway.console.base import Api, field_errors, redirect, render
+from gateway.console.session import ApiDep
+
+router = APIRouter(prefix="/console")
+
+SCOPES = ("read", "write", "pii", "keys")
+PRESETS = ("default", "high_ticket", "fast_moving")
+
+
+@router.get("/imports", response_class=HTMLResponse)
+async def import_list(request: Request, api: ApiDep) -> Response:
+    imports = await api.get("/api/v1/imports", limit=50)
+    return render(request, "imports.html", imports=imports["items"], error=None)
+
+
+@router.post("/imports", response_class=HTMLResponse)
+async def upload(
+    request: Request,
+    api: ApiDep,
+    file: Annotated[UploadFile, File()],
+    award_points: Annotated[bool, Form()] = False,
+) -> Response:
+    """The file goes to the import API as it came (streamed from its temporary file)."""
+    answer = await api.call(
+        "POST",
+        "/api/v1/imports",
+        files={"file": (file.filename or "upload.csv", file.file, file.content_type or "text/csv")},
+        data={"award_points": "true" if award_points else "false"},
+    )
+    if not answer.ok:
+        imports = await api.get("/api/v1/imports", limit=50)
+        return render(request, "imports.html", status_code=422, imports=imports["items"], error=answer.error)
+    return redirect(f"/console/imports/{answer.body['import_id']}")
+
+
+@router.get("/imports/{import_id}", response_class=HTMLResponse)
+async def import_page(import_id: str, request: Request, api: ApiDep) -> Response:
+    found = await api.get(f"/api/v1/imports/{import_id}")
+    pct = (
+        100
+        if found["status"] in ("completed", "failed")
+        else round(100 * found["bytes_read"] / max(found["size_bytes"], 1))
+    )
+    fragment = request.headers.get("hx-request") == "true"
+    return render(request, "_import_status.html" if fragment else "import.html", i=found, pct=pct)
+
+
+@router.get("/imports/{import_id}/errors.csv")
+async def import_errors(import_id: str, api: ApiDep) -> Response:
+    upstream = await api.raw(f"/api/v1/imports/{import_id}/errors.csv")
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type", "text/csv"),
+        headers={"Content-Disposition": f'attachment; filename="import-{import_id}-errors.csv"'},
+    )
+
+
+async def _settings_page(request: Request, api: Api, **extra: Any) -> Response:
+    keys, channels, policy, rfm = await asyncio.gather(
+        api.call("GET", "/api/v1/keys"),
+        api.get("/api/v1/messaging/channels"),
+        api.get("/api/v1/messaging/policy"),
+        api.get("/api/v1/rfm/config"),
+    )
+    return render(
+        request,
+        "settings.html",
+        keys=keys.body["items"] if keys.ok else None,
+        channels=channels["items"],
+        policy=policy,
+        rfm=rfm,
+        scopes=SCOPES,
+        presets=PRESETS,
+        new_key=None,
+        secret=None,
+        errors={},
+        **extra,
+    )
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings_page(request: Request, api: ApiDep) -> Response:
+    return await _settings_page(request, api)
+
+
+@router.post("/settings/keys", response_class=HTMLResponse)
+async def create_key(request: Request, api: ApiDep) -> Response:
+    form = await request.form()
+    body = {
+        "name": str(form.get("name", "")).strip(),
+        "scopes": [s for s in SCOPES if form.get(f"scope_{s}")],
+    }
+    answer = await api.call("POST", "/api/v1/keys", json=body)
+    if not answer.ok:
+        return await _settings_page(request, api, errors={"key": answer.error})
+    return await _settings_page(request, api, new_key=answer.body["api_key"])
+
+
+@router.post("/settings/keys/{key_id}/revoke")
+async def revoke_key(key_id: str, api: ApiDep) -> Response:
+    await api.call("DELETE", f"/api/v1/keys/{key_id}")
+    return redirect("/console/settings")
+
+
+@router.post("/settings/webhook-secret", response_class=HTMLResponse)
+async def rotate_secret(request: Request, api: ApiDep) -> Response:
+    answer = await api.call("POST", "/api/v1/webhook-secret/rotate")
+    if not answer.ok:
+        return await _settings_page(request, api, errors={"secret": answer.error})
+    return await _settings_page(request, api, secret=answer.body)
+
+
+@router.post("/settings/policy", response_class=HTMLResponse)
+async def save_policy(request: Request, api: ApiDep) -> Response:
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    policy = await api.get("/api/v1/messaging/policy")
+    policy |= {
+        "cap_messages": form.get("cap_messages", ""),
+        "cap_days": form.get("cap_days", ""),
+        "quiet_start": form.get("quiet_start") or None,
+        "quiet_end": form.get("quiet_end") or None,
+    }
+    answer = await api.call("PUT", "/api/v1/messaging/policy", json=policy)
+    if not answer.ok:
+        return await _settings_page(request, api, errors={"policy": answer.error, **field_errors(answer)})
+    return redirect("/console/settings")
+
+
+@router.post("/settings/rfm")
+async def save_rfm(request: Request, api: ApiDep) -> Response:
+    form = await request.form()
+    await api.call("PUT", "/api/v1/rfm/config", json={"preset": str(form.get("preset", "default"))})
+    return redirect("/console/settings")
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+async def dev_inbox(request: Request, api: ApiDep) -> Response:
+    """What the local SMTP server and SMS endpoint received (a development stack only)."""
+    base = request.app.state.settings.providers_url
+    mail: list[dict[str, Any]] = []
+    sms: list[dict[str, Any]] = []
+    if base:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            try:
+                mail_answer, sms_answer = await asyncio.gather(
+                    client.get("/_local/mail"), client.get("/_local/sms")
+                )
+                mail, sms = mail_answer.json(), sms_answer.json()
+            except httpx.HTTPError:
+                base = None
+    return render(request, "inbox.html", enabled=bool(base), mail=mail[-100:][::-1], sms=sms[-100:][::-1])

@@ -1,0 +1,136 @@
+"""The console over HTTP: signing in, every page rendering for a shop with data, another shop's data
+staying out of reach, and form errors shown next to their fields. (The browser tests in
+tests/e2e/test_console_browser.py click through the same pages in Chromium.)"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from laoke.testing.infra import eventually
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
+from tests.integration.messaging.helpers import buyer
+
+
+@pytest.fixture
+async def browser_like(stack: ServerSet) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with its own cookie jar, as a browser has."""
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
+        yield client
+
+
+async def sign_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
+    return await client.post("/console/login", data={"api_key": key})
+
+
+async def test_pages_need_a_session_and_a_valid_key(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    first = await browser_like.get("/console")
+    assert first.status_code == 303 and first.headers["location"] == "/console/login"
+    bad = await sign_in(browser_like, "lk_nope_nope")
+    assert bad.status_code == 401 and "密钥无效" in bad.text
+    forged = browser_like.cookies.set("laoke_console", "bGtfeA.0000", path="/console")
+    assert forged is None and (await browser_like.get("/console")).status_code == 303
+    good = await sign_in(browser_like, shop.api_key)
+    assert good.status_code == 303 and good.headers["location"] == "/console"
+    assert (
+        "httponly" in good.headers["set-cookie"].lower()
+        and "samesite=strict" in good.headers["set-cookie"].lower()
+    )
+    assert (await browser_like.get("/console")).status_code == 200
+    assert (await browser_like.post("/console/logout")).status_code == 303
+    assert (await browser_like.get("/console")).status_code == 303
+
+
+async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
+    browser_like: httpx.AsyncClient, shop: ShopClient, other_shop: ShopClient
+) -> None:
+    customer = await buyer(shop, "console-buyer", name="王小明", mobile="13800138000", total="120.00")
+    stranger = await buyer(other_shop, "console-stranger")
+
+    async def profiled() -> None:
+        assert (
+            await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())
+        ).status_code == 200
+
+    await eventually(profiled, within=20)
+    await sign_in(browser_like, shop.api_key)
+    for path in (
+        "/console",
+        "/console/rfm",
+        "/console/customers",
+        f"/console/customers/{customer}",
+        "/console/segments",
+        "/console/segments/new",
+        "/console/loyalty",
+        "/console/activities",
+        "/console/campaigns",
+        "/console/campaigns/new",
+        "/console/automations",
+        "/console/imports",
+        "/console/settings",
+        "/console/inbox",
+    ):
+        page = await browser_like.get(path)
+        assert page.status_code == 200, (path, page.text[:500])
+        assert "<html" in page.text and "老客" in page.text, path
+    assert "王" in (await browser_like.get("/console/customers")).text
+    assert (await browser_like.get(f"/console/customers/{stranger}")).status_code == 404
+    english = await browser_like.get(
+        "/console/lang/en", headers={"referer": str(browser_like.base_url) + "/console/rfm"}
+    )
+    assert english.headers["location"].endswith("/console/rfm")
+    assert "RFM classes" in (await browser_like.get("/console/rfm")).text
+    for asset in ("/console/static/console.js", "/console/static/vendor/chart-4.6.1.umd.min.js"):
+        assert (await browser_like.get(asset)).status_code == 200
+
+
+async def test_form_errors_are_shown_next_to_their_fields(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    # A higher tier that gives a bigger discount is refused by the programme's rules.
+    rising = {
+        "earn_rate": "1",
+        "daily_points": "5",
+        "tier_level_0": "1",
+        "tier_name_0": "普通会员",
+        "tier_discount_0": "98",
+        "tier_level_1": "2",
+        "tier_name_1": "金卡",
+        "tier_min_spend_1": "1000",
+        "tier_discount_1": "100",
+    }
+    refused = await browser_like.post("/console/loyalty", data=rising)
+    assert refused.status_code == 422
+    assert 'data-field="tiers"' in refused.text and "discounts never rise" in refused.text
+    fixed = await browser_like.post("/console/loyalty", data={**rising, "tier_discount_1": "95"})
+    assert fixed.status_code == 303
+    program = (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json()
+    assert [(t["name"], t["discount"]) for t in program["tiers"]] == [("普通会员", 98), ("金卡", 95)]
+
+    bad_rule = await browser_like.post(
+        "/console/segments",
+        data={"name": "x", "combine": "all", "field_0": "orders_count", "op_0": "gte", "value_0": "many"},
+    )
+    assert bad_rule.status_code == 422 and "expected a whole number" in bad_rule.text
+    made = await browser_like.post(
+        "/console/segments",
+        data={
+            "name": "沉睡老客",
+            "combine": "all",
+            "field_0": "lifecycle",
+            "op_0": "eq",
+            "value_0": "sleeping",
+        },
+    )
+    assert made.status_code == 303 and made.headers["location"].startswith("/console/segments/seg_")
+    assert "沉睡老客" in (await browser_like.get(made.headers["location"])).text
+    empty = await browser_like.post(
+        "/console/campaigns", data={"name": "", "channel": "inapp", "holdout_percent": "5"}
+    )
+    assert empty.status_code == 422 and 'data-field="name"' in empty.text
