@@ -6,8 +6,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# The console's browser tests drive Debian's Chromium (no browser download at run time).
+# The console's browser tests drive Debian's Chromium (no browser download at run time), with a CJK
+# font so the screenshots under tests/artifacts/ show the Chinese.
 CHROMIUM := /usr/bin/chromium
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
 .PHONY: run test test-unit test-integration test-e2e stop status bench lint format install clean
 
@@ -22,11 +24,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(CHROMIUM):
-	@echo "Installing Chromium for the console's browser tests (apt-get) …"
+$(CHROMIUM) $(CJK_FONT):
+	@echo "Installing Chromium and a CJK font for the console's browser tests (apt-get) …"
 	@SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq > /dev/null && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei > /dev/null
 
 run: $(STAMP)                ## start the whole stack (embedded PostgreSQL + broker unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS)
 	@$(PY) -m laoke.cli run
@@ -37,7 +39,7 @@ stop: $(STAMP)               ## stop a stack started by `make run` in another te
 status: $(STAMP)             ## readiness of every process of a running stack
 	@$(PY) -m laoke.cli status
 
-test: $(STAMP) $(CHROMIUM)   ## the whole suite against real PostgreSQL and a real Kafka-protocol broker
+test: $(STAMP) $(CHROMIUM) $(CJK_FONT)   ## the whole suite against real PostgreSQL and a real Kafka-protocol broker
 	@$(PY) -m pytest -q
 
 test-unit: $(STAMP)
@@ -46,7 +48,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	@$(PY) -m pytest -q tests/integration
 
-test-e2e: $(STAMP) $(CHROMIUM)
+test-e2e: $(STAMP) $(CHROMIUM) $(CJK_FONT)
 	@$(PY) -m pytest -q tests/e2e
 
 bench: $(STAMP)              ## run every benchmark in bench/ against a stack it starts; results in bench/results/

@@ -151,9 +151,12 @@ async def campaign_page(campaign_id: str, request: Request, api: ApiDep) -> Resp
             }
         ],
     }
+    # 286 tells htmx to stop polling: a finished campaign changes no more.
+    finished = campaign["status"] in ("completed", "cancelled", "failed", "draft", "paused")
     return render(
         request,
         "_campaign_status.html" if fragment else "campaign.html",
+        status_code=286 if fragment and finished else 200,
         c=campaign,
         pct=progress(campaign),
         funnel=funnel,

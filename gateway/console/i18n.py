@@ -56,6 +56,8 @@ ZH: dict[str, str] = {
     "Any": "全部",
     "Next page": "下一页",
     "Name": "姓名",
+    "Title": "名称",
+    "attribute key": "属性名",
     "Mobile": "手机",
     "Orders": "订单数",
     "Spent": "消费金额",

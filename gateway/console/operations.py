@@ -54,7 +54,14 @@ async def import_page(import_id: str, request: Request, api: ApiDep) -> Response
         else round(100 * found["bytes_read"] / max(found["size_bytes"], 1))
     )
     fragment = request.headers.get("hx-request") == "true"
-    return render(request, "_import_status.html" if fragment else "import.html", i=found, pct=pct)
+    finished = found["status"] in ("completed", "failed")
+    return render(
+        request,
+        "_import_status.html" if fragment else "import.html",
+        status_code=286 if fragment and finished else 200,  # htmx stops polling
+        i=found,
+        pct=pct,
+    )
 
 
 @router.get("/imports/{import_id}/errors.csv")

@@ -46,5 +46,5 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () { draw(document); preview(); });
-  document.addEventListener("htmx:afterSwap", function (event) { draw(event.target); });
+  document.addEventListener("htmx:afterSettle", function (event) { draw(event.target); });
 })();

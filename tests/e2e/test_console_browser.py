@@ -1,0 +1,172 @@
+"""The console in a real browser (Debian's Chromium, headless, driven by Playwright): a new shop owner
+signs in, imports a history file and watches it finish, opens the RFM grid, builds a segment of
+sleeping customers, creates a template and runs a win-back campaign to its results, edits a tier (a bad
+value first), and signs out. Every page is saved as a screenshot under tests/artifacts/ for review."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from laoke.testing.plugin import ShopClient
+from laoke.testing.servers import ServerSet
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+HEADER = (
+    "order_id,channel,buyer_id,buyer_nick,email,mobile,status,currency,total_amount,paid_amount,"
+    "refunded_amount,placed_at,paid_at,shipped_at,completed_at,item_count,title,coupon_codes,"
+    "receiver_name,receiver_phone,province,city,district,address,zip"
+)
+
+
+def history_csv(path: Path) -> Path:
+    """Twelve buyers: eight last bought 120 days ago (sleeping), four last week (active), and one
+    broken row (a negative amount) that the import reports and skips."""
+    now = datetime.now(UTC)
+    rows = [HEADER]
+    for n in range(12):
+        placed = now - timedelta(days=120 if n < 8 else 7)
+        at = placed.isoformat(timespec="seconds")
+        rows.append(
+            f"H-{n},taobao,tb_hist_{n},老客{n},,1380000{n:04d},completed,CNY,{100 + n}.00,{100 + n}.00,0,"
+            f"{at},{at},{at},{at},1,明前龙井,,收件人{n},1380000{n:04d},浙江省,杭州市,西湖区,文三路{n}号,310000"
+        )
+    at = now.isoformat(timespec="seconds")
+    rows.append(f"H-bad,taobao,tb_bad,坏行,,,completed,CNY,-5.00,-5.00,0,{at},{at},{at},{at},1,x,,,,,,,,")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert HAVE_CHROMIUM, "Chromium is missing: `make test` installs it (apt-get install chromium)"
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
+
+
+async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
+    browser: Browser, stack: ServerSet, shop: ShopClient, tmp_path: Path
+) -> None:
+    context = await browser.new_context(base_url=stack.gateway_url, viewport={"width": 1366, "height": 900})
+    page = await context.new_page()
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+
+    # Sign in (a wrong key first).
+    await page.goto("/console")
+    await expect(page).to_have_url(f"{stack.gateway_url}/console/login")
+    await page.fill("#api-key", "lk_wrong_key")
+    await page.click("#sign-in")
+    await expect(page.locator("#login-error")).to_be_visible()
+    await shot(page, "login")
+    await page.fill("#api-key", shop.api_key)
+    await page.click("#sign-in")
+    await expect(page.locator("#customers-total")).to_have_text("0")
+
+    # Import a history file and watch it finish; the broken row is listed with its download.
+    await page.goto("/console/imports")
+    await page.set_input_files("#import-file", str(history_csv(tmp_path / "history.csv")))
+    await page.click("#upload")
+    await expect(page.locator("#import-state")).to_have_text("completed", timeout=30_000)
+    await expect(page.locator("#import-imported")).to_have_text("12")
+    await expect(page.locator("#import-failed")).to_have_text("1")
+    await expect(page.locator("#import-errors")).to_be_visible()
+    await shot(page, "import")
+
+    # The overview and the RFM grid count them once segmentation has absorbed the import.
+    await page.goto("/console")
+    for _ in range(60):
+        if await page.locator("#customers-total").inner_text() == "12":
+            break
+        await page.wait_for_timeout(500)
+        await page.reload()
+    await expect(page.locator("#customers-total")).to_have_text("12")
+    await page.wait_for_timeout(300)  # the charts draw
+    await shot(page, "overview")
+    await page.goto("/console/rfm")
+    await expect(page.locator("#rfm-grid")).to_be_visible()
+    await shot(page, "rfm")
+    await page.locator("#rfm-grid a").first.click()  # one click from a cell to the segment builder
+    await expect(page.locator("#segment-name")).to_have_value("R5 F1")
+
+    # Build the segment of sleeping customers, with its live size.
+    await page.goto("/console/segments/new")
+    await page.fill("#segment-name", "沉睡老客")
+    await page.select_option("#field-0", "lifecycle")
+    await page.select_option("#op-0", "eq")
+    await page.fill("#value-0", "sleeping")
+    await expect(page.locator("#preview-size b")).to_have_text("8")
+    await shot(page, "segment-builder")
+    await page.click("#create-segment")
+    await expect(page.locator("#segment-size")).to_have_text("8")
+    await page.wait_for_timeout(300)
+    await shot(page, "segment")
+
+    # A win-back campaign to it: a template made on the spot, previewed, then launched.
+    await page.click("#segment-campaign")
+    await page.fill("#template-name", "唤醒老客")
+    await page.select_option("#template-channel", "inapp")
+    await page.fill("#template-body", "{{ name }}，好久不见！回来看看新茶吧。")
+    await page.click("#create-template")
+    await expect(page.locator("#preview-body")).to_contain_text("好久不见")
+    await page.fill("#campaign-name", "沉睡唤醒")
+    await page.select_option("#campaign-channel", "inapp")
+    await page.fill("#campaign-holdout", "0")
+    await shot(page, "campaign-new")
+    await page.click("#create-campaign")
+    await expect(page.locator("#campaign-state")).to_have_text("draft")
+    await page.click("#launch")
+    await expect(page.locator("#campaign-state")).to_have_text("completed", timeout=30_000)
+    await expect(page.locator("#r-sent")).to_have_text("8")
+    await page.wait_for_timeout(300)
+    await shot(page, "campaign")
+
+    # Edit the tiers: a higher tier with a bigger discount is refused next to the table, then fixed.
+    await page.goto("/console/loyalty")
+    await page.fill("#tier-name-0", "普通会员")
+    await page.fill("#tier-discount-0", "98")
+    await page.fill("#tier-name-1", "金卡")
+    await page.fill("#tier-spend-1", "1000")
+    await page.fill("#tier-discount-1", "100")
+    await page.fill("input[name=tier_level_0]", "1")
+    await page.fill("input[name=tier_level_1]", "2")
+    await page.click("#save-programme")
+    await expect(page.locator('[data-field="tiers"]')).to_contain_text("discounts never rise")
+    await shot(page, "loyalty-error")
+    await page.fill("#tier-discount-1", "95")
+    await page.click("#save-programme")
+    await expect(page.locator("#programme-saved")).to_be_visible()
+    await shot(page, "loyalty")
+
+    # The other pages render too (screenshots for review), in English as well.
+    for name in ("customers", "activities", "automations", "settings", "inbox", "segments", "campaigns"):
+        await page.goto(f"/console/{name}")
+        await shot(page, name)
+    await page.goto("/console/customers")
+    await page.locator("#customer-list a").first.click()
+    await expect(page.locator("#profile-form")).to_be_visible()
+    await shot(page, "customer")
+    await page.click("#lang")
+    await expect(page.locator("#sign-out")).to_have_text("Sign out")
+    await shot(page, "customer-english")
+
+    await page.click("#sign-out")
+    await expect(page).to_have_url(f"{stack.gateway_url}/console/login")
+    assert failures == [], failures
+    await context.close()
