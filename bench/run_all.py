@@ -28,6 +28,7 @@ BENCHMARKS = (
     "redemptions",
     "campaigns",
     "automation_latency",
+    "console_pages",
 )
 
 
@@ -193,6 +194,19 @@ def summary(results: dict[str, dict[str, object]]) -> str:
             f"{al['messages_sent']:,} sent; p50 {x['p50_ms']} ms, p99 {x['p99_ms']} ms (target p99 ≤ 200 ms)",
             "",
         ]
+    cs = results.get("console_pages")
+    if cs:
+        lines += [
+            f"## Console pages ({cs['customers']:,} customers, {cs['orders']:,} orders; "
+            f"{cs['loads']} loads per page after a warm-up)",
+            "",
+            "| page | p50 ms | p90 ms | max ms |",
+            "|---|---|---|---|",
+        ]
+        for page, x in cs["pages"].items():  # type: ignore[attr-defined]
+            lines.append(f"| {page} | {x['p50_ms']} | {x['p90_ms']} | {x['max_ms']} |")
+        slow = cs["over_300ms_p50"] or "none"
+        lines += ["", f"- target: every page under 300 ms; over it at p50: {slow}", ""]
     return "\n".join(lines)
 
 

@@ -16,15 +16,16 @@ from gateway.console.session import ApiDep
 router = APIRouter(prefix="/console")
 
 LIFECYCLES = ("active", "new", "sleeping", "churned", "prospect")
+# The eight classes, as segmentation names them (services/segmentation/rfm.py, RfmClass).
 RFM_CLASSES = (
     "important_value",
     "important_develop",
+    "important_keep",
     "important_retain",
-    "important_win_back",
     "general_value",
     "general_develop",
+    "general_keep",
     "general_retain",
-    "general_win_back",
 )
 PROFILE_FIELDS = ("name", "gender", "birthday", "mobile", "email", "province", "city")
 
@@ -38,19 +39,36 @@ def segment_link(name: str, rule: dict[str, Any]) -> str:
 
 @router.get("", response_class=HTMLResponse)
 async def overview(request: Request, api: ApiDep) -> Response:
-    now = datetime.now(UTC)
-    summary, analytics, liability, imports, campaigns = await asyncio.gather(
+    """The counts at once; the charts over 12 months and the points liability follow
+    (`/console/overview/charts`, loaded by htmx) because for a big shop they take longer than the rest."""
+    summary, imports, campaigns = await asyncio.gather(
         api.get("/api/v1/rfm/summary"),
-        api.get(
-            "/api/v1/analytics/customers",
-            **{"from": (now - timedelta(days=365)).isoformat(), "to": now.isoformat(), "interval": "month"},
-        ),
-        api.get("/api/v1/loyalty/liability"),
         api.get("/api/v1/imports", limit=5),
         api.get("/api/v1/campaigns"),
     )
     by_lifecycle = summary["by_lifecycle"]
     returning = sum(by_lifecycle.get(k, 0) for k in ("active", "new", "sleeping"))
+    return render(
+        request,
+        "overview.html",
+        summary=summary,
+        lifecycles=LIFECYCLES,
+        returning_share=(100 * returning / summary["customers"]) if summary["customers"] else 0,
+        imports=imports["items"],
+        campaigns=campaigns["items"][:5],
+    )
+
+
+@router.get("/overview/charts", response_class=HTMLResponse)
+async def overview_charts(request: Request, api: ApiDep) -> Response:
+    now = datetime.now(UTC)
+    analytics, liability = await asyncio.gather(
+        api.get(
+            "/api/v1/analytics/customers",
+            **{"from": (now - timedelta(days=365)).isoformat(), "to": now.isoformat(), "interval": "month"},
+        ),
+        api.get("/api/v1/loyalty/liability"),
+    )
     buckets = analytics["buckets"]
     labels = [b["start"][:7] for b in buckets]
     charts = {
@@ -77,17 +95,7 @@ async def overview(request: Request, api: ApiDep) -> Response:
             ],
         },
     }
-    return render(
-        request,
-        "overview.html",
-        summary=summary,
-        lifecycles=LIFECYCLES,
-        returning_share=(100 * returning / summary["customers"]) if summary["customers"] else 0,
-        charts=charts,
-        liability=liability,
-        imports=imports["items"],
-        campaigns=campaigns["items"][:5],
-    )
+    return render(request, "_overview_charts.html", charts=charts, liability=liability)
 
 
 @router.get("/rfm", response_class=HTMLResponse)
@@ -101,6 +109,7 @@ async def rfm(request: Request, api: ApiDep) -> Response:
                 "r": 5 - i,
                 "f": j + 1,
                 "count": count,
+                "spend": summary["grid_spend"][i][j],
                 "heat": round(count / peak, 3),
                 "link": segment_link(
                     f"R{5 - i} F{j + 1}",
@@ -121,6 +130,7 @@ async def rfm(request: Request, api: ApiDep) -> Response:
             "key": key,
             "name": summary["class_names"].get(key, key),
             "count": summary["by_class"].get(key, 0),
+            "spend": summary["class_spend"].get(key, "0.00"),
             "link": segment_link(
                 summary["class_names"].get(key, key), {"field": "rfm_segment", "op": "eq", "value": key}
             ),

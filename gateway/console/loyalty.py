@@ -4,6 +4,7 @@ engagement activities with their results."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,10 +16,50 @@ from gateway.console.session import ApiDep
 router = APIRouter(prefix="/console")
 
 TIER_ROWS = 6
+# What the loyalty page can create, with the example each box starts from.
+CREATABLE: dict[str, tuple[str, dict[str, Any]]] = {
+    "coupon_templates": (
+        "/api/v1/coupons/templates",
+        {"name": "满200减20", "kind": "spend_save", "threshold": "200", "amount": "20", "valid_days": 30},
+    ),
+    "rewards": (
+        "/api/v1/loyalty/rewards",
+        {"name": "明前龙井小样", "kind": "gift", "points_cost": 500, "stock": 100, "per_member_limit": 1},
+    ),
+    "lotteries": (
+        "/api/v1/loyalty/lotteries",
+        {
+            "name": "签到抽奖",
+            "cost_points": 20,
+            "free_draws_per_day": 1,
+            "prizes": [{"name": "50 积分", "probability": "0.2", "points": 50}],
+        },
+    ),
+    "activities": (
+        "/api/v1/activities",
+        {
+            "type": "favorite_shop",
+            "title": "收藏店铺得积分",
+            "starts_at": "2026-12-01T00:00:00+08:00",
+            "ends_at": "2026-12-31T00:00:00+08:00",
+            "status": "live",
+            "reward_points": 10,
+        },
+    ),
+}
+
+
+def _example(what: str) -> str:
+    return json.dumps(CREATABLE[what][1], ensure_ascii=False, indent=1)
 
 
 async def _page(
-    request: Request, api: Api, program: dict[str, Any], errors: dict[str, str], saved: bool
+    request: Request,
+    api: Api,
+    program: dict[str, Any],
+    errors: dict[str, str],
+    saved: bool,
+    drafts: dict[str, str] | None = None,
 ) -> Response:
     rewards, templates, lotteries = await asyncio.gather(
         api.get("/api/v1/loyalty/rewards"),
@@ -37,6 +78,9 @@ async def _page(
         lotteries=lotteries["items"],
         errors=errors,
         saved=saved,
+        drafts={
+            what: (drafts or {}).get(what) or _example(what) for what in CREATABLE if what != "activities"
+        },
     )
 
 
@@ -86,11 +130,54 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
     return redirect("/console/loyalty?saved=1")
 
 
-@router.get("/activities", response_class=HTMLResponse)
-async def activities(request: Request, api: ApiDep) -> Response:
+async def _create(request: Request, api: Api, what: str) -> tuple[bool, str, str]:
+    """Create from the JSON box: (created, the JSON as sent, the API's error)."""
+    draft = str((await request.form()).get("body", ""))
+    try:
+        body = json.loads(draft)
+    except ValueError as exc:
+        return False, draft, f"not valid JSON: {exc}"
+    answer = await api.call("POST", CREATABLE[what][0], json=body)
+    return answer.ok, draft, "" if answer.ok else answer.error
+
+
+@router.post("/loyalty/{what}", response_class=HTMLResponse)
+async def create_in_loyalty(what: str, request: Request, api: ApiDep) -> Response:
+    if what not in CREATABLE or what == "activities":
+        return redirect("/console/loyalty")
+    created, draft, error = await _create(request, api, what)
+    if created:
+        return redirect("/console/loyalty")
+    program = await api.get("/api/v1/loyalty/program")
+    return await _page(request, api, program, {what: error}, False, {what: draft})
+
+
+async def _activities_page(
+    request: Request, api: Api, draft: str | None = None, error: str | None = None
+) -> Response:
     listed = (await api.get("/api/v1/activities"))["items"]
     stats = await asyncio.gather(*(api.get(f"/api/v1/activities/{a['id']}/stats") for a in listed[:30]))
-    return render(request, "activities.html", activities=list(zip(listed, stats, strict=False)))
+    return render(
+        request,
+        "activities.html",
+        status_code=422 if error else 200,
+        activities=list(zip(listed, stats, strict=False)),
+        draft=draft or _example("activities"),
+        error=error,
+    )
+
+
+@router.get("/activities", response_class=HTMLResponse)
+async def activities(request: Request, api: ApiDep) -> Response:
+    return await _activities_page(request, api)
+
+
+@router.post("/activities", response_class=HTMLResponse)
+async def create_activity(request: Request, api: ApiDep) -> Response:
+    created, draft, error = await _create(request, api, "activities")
+    if created:
+        return redirect("/console/activities")
+    return await _activities_page(request, api, draft, error)
 
 
 @router.get("/activities/{activity_id}", response_class=HTMLResponse)

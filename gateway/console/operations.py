@@ -4,6 +4,7 @@ policy, RFM preset) and the dev inbox of a local stack."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any
 
 import httpx
@@ -16,6 +17,19 @@ from gateway.console.session import ApiDep
 router = APIRouter(prefix="/console")
 
 SCOPES = ("read", "write", "pii", "keys")
+# What a channel's box starts from when the channel is not configured yet (docs/messaging.md).
+CHANNEL_EXAMPLES: dict[str, dict[str, Any]] = {
+    "sms": {
+        "enabled": True,
+        "provider": "aliyun",
+        "access_key_id": "LTAI…",
+        "access_key_secret": "…",
+        "sign_name": "西湖茶庄",
+        "rate_per_second": 50,
+    },
+    "email": {"enabled": True, "from_address": "hello@shop.example", "from_name": "西湖茶庄"},
+    "inapp": {"enabled": True},
+}
 PRESETS = ("default", "high_ticket", "fast_moving")
 
 
@@ -76,7 +90,8 @@ async def import_errors(import_id: str, api: ApiDep) -> Response:
 
 
 async def _settings_page(request: Request, api: Api, **extra: Any) -> Response:
-    keys, channels, policy, rfm = await asyncio.gather(
+    me, keys, channels, policy, rfm = await asyncio.gather(
+        api.get("/api/v1/me"),
         api.call("GET", "/api/v1/keys"),
         api.get("/api/v1/messaging/channels"),
         api.get("/api/v1/messaging/policy"),
@@ -86,15 +101,27 @@ async def _settings_page(request: Request, api: Api, **extra: Any) -> Response:
         request,
         "settings.html",
         keys=keys.body["items"] if keys.ok else None,
-        channels=channels["items"],
+        webhooks={
+            m: f"{request.base_url}api/v1/webhooks/{m}/{me['shop_id']}"
+            for m in ("taobao", "shopify", "woocommerce", "generic")
+        },
+        channels=[
+            {
+                **ch,
+                "draft": json.dumps(
+                    ch["settings"] if ch["configured"] else CHANNEL_EXAMPLES.get(ch["channel"], {}),
+                    ensure_ascii=False,
+                    indent=1,
+                ),
+            }
+            for ch in channels["items"]
+        ],
         policy=policy,
         rfm=rfm,
         scopes=SCOPES,
         presets=PRESETS,
-        new_key=None,
-        secret=None,
-        errors={},
-        **extra,
+        status_code=422 if extra.get("errors") else 200,
+        **({"new_key": None, "secret": None, "errors": {}} | extra),
     )
 
 
@@ -128,6 +155,19 @@ async def rotate_secret(request: Request, api: ApiDep) -> Response:
     if not answer.ok:
         return await _settings_page(request, api, errors={"secret": answer.error})
     return await _settings_page(request, api, secret=answer.body)
+
+
+@router.post("/settings/channels/{channel}", response_class=HTMLResponse)
+async def save_channel(channel: str, request: Request, api: ApiDep) -> Response:
+    draft = str((await request.form()).get("body", ""))
+    try:
+        body = json.loads(draft)
+    except ValueError as exc:
+        return await _settings_page(request, api, errors={f"channel_{channel}": f"not valid JSON: {exc}"})
+    answer = await api.call("PUT", f"/api/v1/messaging/channels/{channel}", json=body)
+    if not answer.ok:
+        return await _settings_page(request, api, errors={f"channel_{channel}": answer.error})
+    return redirect("/console/settings")
 
 
 @router.post("/settings/policy", response_class=HTMLResponse)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.datastructures import FormData
 
-from gateway.console.base import field_errors, redirect, render
+from gateway.console.base import Api, api_key_of, field_errors, redirect, render
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console/segments")
@@ -221,6 +221,10 @@ async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Respon
 async def export(segment_id: str, request: Request, api: ApiDep) -> Response:
     """Every member, page by page from the API, as CSV (UTF-8 with BOM so Excel reads the Chinese)."""
     await api.get(f"/api/v1/segments/{segment_id}")  # 404 before the download starts
+    # The request's client closes when the endpoint returns, before the body streams: the stream has its own.
+    key = api_key_of(request)
+    assert key is not None
+    stream_api = Api(request, key)
     columns = (
         "customer_id",
         "name",
@@ -239,16 +243,21 @@ async def export(segment_id: str, request: Request, api: ApiDep) -> Response:
         writer.writerow(columns)
         yield ("\ufeff" + buffer.getvalue()).encode()
         cursor: str | None = None
-        while True:
-            page = await api.get(f"/api/v1/segments/{segment_id}/members", limit=500, cursor=cursor)
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            for item in page["items"]:
-                writer.writerow([item.get(c) if item.get(c) is not None else "" for c in columns])
-            yield buffer.getvalue().encode()
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
+        try:
+            while True:
+                page = await stream_api.get(
+                    f"/api/v1/segments/{segment_id}/members", limit=200, cursor=cursor
+                )
+                buffer = io.StringIO()
+                writer = csv.writer(buffer)
+                for item in page["items"]:
+                    writer.writerow([item.get(c) if item.get(c) is not None else "" for c in columns])
+                yield buffer.getvalue().encode()
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    return
+        finally:
+            await stream_api.close()
 
     headers = {"Content-Disposition": f'attachment; filename="segment-{segment_id}.csv"'}
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)

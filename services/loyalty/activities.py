@@ -41,6 +41,7 @@ from services.loyalty.activity_schemas import ActivityRules
 from services.loyalty.ledger import Ledger
 from services.loyalty.models import Activity, Member, Participation
 from services.loyalty.program import ProgramSettings
+from services.loyalty.rewards import LimitReached
 
 
 class NotLive(Conflict):
@@ -57,10 +58,6 @@ class OutsideSlot(Conflict):
 
 class NotEligible(Forbidden):
     code = "not_eligible"
-
-
-class LimitReached(Conflict):
-    code = "limit_reached"
 
 
 class AlreadyTaken(Conflict):

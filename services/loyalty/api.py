@@ -131,18 +131,23 @@ async def liability(caller: CallerDep, session: SessionDep) -> LiabilityOut:
         )
     ).one()
     now = clock.now()
-    expiring: dict[str, int] = {}
-    for days in (30, 60, 90):
-        expiring[str(days)] = int(
-            await session.scalar(
-                select(func.coalesce(func.sum(PointsLot.remaining), 0)).where(
-                    PointsLot.shop_id == caller.shop_id,
-                    PointsLot.remaining > 0,
-                    PointsLot.expires_at <= now + timedelta(days=days),
-                )
-            )
-            or 0
+    # One pass over the lots that expire within 90 days, summed three ways.
+    within = [
+        func.coalesce(
+            func.sum(PointsLot.remaining).filter(PointsLot.expires_at <= now + timedelta(days=d)), 0
         )
+        for d in (30, 60, 90)
+    ]
+    sums = (
+        await session.execute(
+            select(*within).where(
+                PointsLot.shop_id == caller.shop_id,
+                PointsLot.remaining > 0,
+                PointsLot.expires_at <= now + timedelta(days=90),
+            )
+        )
+    ).one()
+    expiring = {str(d): int(v) for d, v in zip((30, 60, 90), sums, strict=True)}
     return LiabilityOut(
         members=totals[0], points_outstanding=int(totals[1]), points_pending=int(totals[2]), expiring=expiring
     )

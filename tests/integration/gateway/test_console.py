@@ -79,6 +79,8 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
         assert page.status_code == 200, (path, page.text[:500])
         assert "<html" in page.text and "老客" in page.text, path
     assert "王" in (await browser_like.get("/console/customers")).text
+    charts = await browser_like.get("/console/overview/charts")  # loaded into the overview by htmx
+    assert charts.status_code == 200 and 'id="growth"' in charts.text and "积分负债" in charts.text
     assert (await browser_like.get(f"/console/customers/{stranger}")).status_code == 404
     english = await browser_like.get(
         "/console/lang/en", headers={"referer": str(browser_like.base_url) + "/console/rfm"}
@@ -134,3 +136,86 @@ async def test_form_errors_are_shown_next_to_their_fields(
         "/console/campaigns", data={"name": "", "channel": "inapp", "holdout_percent": "5"}
     )
     assert empty.status_code == 422 and 'data-field="name"' in empty.text
+
+
+async def test_loyalty_objects_are_created_and_segments_exported(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    page = await browser_like.get("/console/loyalty")
+    assert "满200减20" in page.text  # the box starts from an example
+    coupon = '{"name": "无门槛10元", "kind": "no_threshold", "amount": "10", "valid_days": 7}'
+    made = await browser_like.post("/console/loyalty/coupon_templates", data={"body": coupon})
+    assert made.status_code == 303
+    assert "无门槛10元" in (await browser_like.get("/console/loyalty")).text
+    broken = await browser_like.post(
+        "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"'}
+    )
+    assert (
+        broken.status_code == 422
+        and 'data-field="rewards"' in broken.text
+        and "not valid JSON" in broken.text
+    )
+    refused = await browser_like.post(
+        "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"}'}
+    )
+    assert refused.status_code == 422 and "points_cost" in refused.text
+
+    activity = (
+        '{"type": "favorite_shop", "title": "收藏有礼", "starts_at": "2026-01-01T00:00:00+08:00", '
+        '"ends_at": "2027-01-01T00:00:00+08:00", "status": "live", "reward_points": 10}'
+    )
+    assert (await browser_like.post("/console/activities", data={"body": activity})).status_code == 303
+    assert "收藏有礼" in (await browser_like.get("/console/activities")).text
+
+    settings = await browser_like.get("/console/settings")
+    assert f"/api/v1/webhooks/taobao/{shop.shop_id}" in settings.text
+
+    for n in range(3):
+        await buyer(shop, f"export-{n}", name=f"导出{n}")
+    made = await browser_like.post(
+        "/console/segments",
+        data={"name": "全部", "combine": "all", "field_0": "orders_count", "op_0": "gte", "value_0": "1"},
+    )
+    segment = made.headers["location"].rsplit("/", 1)[1]
+
+    async def exported() -> str:
+        csv = await browser_like.get(f"/console/segments/{segment}/export.csv")
+        assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+        assert csv.content.startswith("\ufeff".encode())
+        assert len(csv.text.strip().splitlines()) == 1 + 3, csv.text
+        return csv.text
+
+    text = await eventually(exported, within=20)
+    assert text.splitlines()[0].lstrip("\ufeff").startswith("customer_id,name")
+
+
+async def test_channels_are_configured_from_settings(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    bad = await browser_like.post("/console/settings/channels/email", data={"body": '{"enabled": true}'})
+    assert bad.status_code == 422 and 'data-field="channel_email"' in bad.text and "from_address" in bad.text
+    good = '{"enabled": true, "from_address": "hello@shop.example", "from_name": "西湖茶庄"}'
+    assert (
+        await browser_like.post("/console/settings/channels/email", data={"body": good})
+    ).status_code == 303
+    channels = (await shop.client.get("/api/v1/messaging/channels", headers=shop.headers())).json()["items"]
+    email = next(c for c in channels if c["channel"] == "email")
+    assert email["configured"] and email["settings"]["from_address"] == "hello@shop.example"
+
+
+async def test_keys_are_made_and_revoked_from_settings(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    made = await browser_like.post("/console/settings/keys", data={"name": "只读报表", "scope_read": "on"})
+    assert made.status_code == 200 and 'id="new-key"' in made.text
+    keys = (await shop.client.get("/api/v1/keys", headers=shop.headers())).json()["items"]
+    new = next(k for k in keys if k["name"] == "只读报表")
+    assert new["scopes"] == ["read"]
+    assert (await browser_like.post(f"/console/settings/keys/{new['id']}/revoke")).status_code == 303
+    keys = (await shop.client.get("/api/v1/keys", headers=shop.headers())).json()["items"]
+    assert next(k for k in keys if k["id"] == new["id"])["revoked_at"] is not None
+    nameless = await browser_like.post("/console/settings/keys", data={"name": "", "scope_read": "on"})
+    assert nameless.status_code == 422

@@ -220,3 +220,23 @@ async def test_expiry_takes_only_what_a_redemption_left(
 
     await eventually(profile_follows, within=20)
     await invariants_hold(stack, shop.shop_id)
+
+
+async def test_liability_sums_outstanding_and_expiring_points(
+    shop: ShopClient, other_shop: ShopClient
+) -> None:
+    await set_program(shop, expiry={"mode": "rolling", "days": 45}, signin={"daily_points": 5})
+    for customer in ("cus_l1", "cus_l2"):
+        assert (
+            await shop.client.post(f"/api/v1/loyalty/members/{customer}/signin", headers=shop.headers())
+        ).status_code == 200
+    owed = (await shop.client.get("/api/v1/loyalty/liability", headers=shop.headers())).json()
+    # Sign-in points expire in 45 days: not within 30, within 60 and 90.
+    assert owed == {
+        "members": 2,
+        "points_outstanding": 10,
+        "points_pending": 0,
+        "expiring": {"30": 0, "60": 10, "90": 10},
+    }
+    theirs = (await other_shop.client.get("/api/v1/loyalty/liability", headers=other_shop.headers())).json()
+    assert theirs["members"] == 0 and theirs["points_outstanding"] == 0

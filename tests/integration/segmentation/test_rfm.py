@@ -41,6 +41,12 @@ async def test_scores_classes_and_labels_match_hand_computation(shop: ShopClient
     assert summary["grid"][0][0] == 1  # R5, F1
     assert summary["grid"][3][4] == 1  # R2, F5
     assert summary["grid"][4][0] == 1  # R1, F1
+    assert (summary["grid_spend"][0][0], summary["grid_spend"][3][4]) == ("500.00", "4000.00")
+    assert summary["class_spend"] == {
+        "important_develop": "500.00",
+        "important_keep": "4000.00",
+        "general_retain": "50.00",
+    }
 
 
 async def test_a_buyer_turns_sleeping_on_day_91_without_any_event(
