@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
-.PHONY: run test test-unit test-integration test-e2e stop status bench lint format install clean
+.PHONY: run test test-unit test-integration test-isolation test-e2e stop status bench lint format install clean
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -47,6 +47,9 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	@$(PY) -m pytest -q tests/integration
+
+test-isolation: $(STAMP)     ## shop B's key against every operation of the OpenAPI document naming shop A's objects
+	@$(PY) -m pytest -q tests/integration/test_tenant_matrix.py tests/integration/test_tenant_isolation.py
 
 test-e2e: $(STAMP) $(CHROMIUM) $(CJK_FONT)
 	@$(PY) -m pytest -q tests/e2e
