@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
-.PHONY: run test test-unit test-integration test-isolation test-e2e stop status bench lint format install clean
+.PHONY: run test test-unit test-integration test-isolation test-fuzz test-e2e stop status bench lint format install clean
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -50,6 +50,9 @@ test-integration: $(STAMP)
 
 test-isolation: $(STAMP)     ## shop B's key against every operation of the OpenAPI document naming shop A's objects
 	@$(PY) -m pytest -q tests/integration/test_tenant_matrix.py tests/integration/test_tenant_isolation.py
+
+test-fuzz: $(STAMP)          ## Schemathesis over the gateway's OpenAPI document, 50 examples an operation
+	@LAOKE_FUZZ_EXAMPLES=50 $(PY) -m pytest -q tests/integration/test_api_fuzz.py
 
 test-e2e: $(STAMP) $(CHROMIUM) $(CJK_FONT)
 	@$(PY) -m pytest -q tests/e2e

@@ -169,7 +169,11 @@ class Proxy:
             )
         )
         client = self.clients[service]
-        target = f"{path}?{request.url.query}" if request.url.query else path
+        # Forwarded as it arrived, still percent-encoded: a decoded path may hold characters no URL may
+        # carry (a control character in an id is the service's 404 to give, not a gateway crash).
+        raw_path = request.scope.get("raw_path")
+        wire_path = raw_path.decode("latin-1") if raw_path else path
+        target = f"{wire_path}?{request.url.query}" if request.url.query else wire_path
         upstream_request = client.build_request(request.method, target, headers=headers, content=body)
         try:
             upstream = await client.send(upstream_request, stream=True)

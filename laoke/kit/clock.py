@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 _offset = timedelta(0)
 
@@ -42,3 +42,24 @@ def zone_name(value: str) -> str:
 
 # A shop's business-day zone in any request model.
 TimeZoneName = Annotated[str, AfterValidator(zone_name)]
+
+
+def _without_offset(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("give the shop's local time of day without an offset, e.g. 21:00")
+    return value
+
+
+# A time of day on a shop's clock (quiet hours, activity slots): "21:00" or "21:00:00", no offset. The
+# schema says so with a pattern: JSON Schema's `format: time` means RFC 3339, which requires an offset.
+LocalTime = Annotated[
+    time,
+    AfterValidator(_without_offset),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$",
+            "examples": ["21:00"],
+        }
+    ),
+]

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from laoke.kit.jsonutil import JSONBody
@@ -109,6 +109,15 @@ def error_response(exc: LaokeError) -> JSONBody:
     return JSONBody(error_body(exc.code, exc.detail), exc.status_code, headers=exc.headers)
 
 
+_DATA_EXCEPTIONS = {
+    "22021": "text may not contain NUL (\\u0000) characters or invalid UTF-8",
+    "22P05": "text may not contain NUL (\\u0000) characters",
+    "22001": "a value is longer than its field allows",
+    "22003": "a number is out of range",
+}
+_DATA_DEFAULT = "a value is not valid for its field"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LaokeError)
     async def _laoke_error(_: Request, exc: LaokeError) -> JSONBody:
@@ -138,6 +147,17 @@ def install_error_handlers(app: FastAPI) -> None:
             503,
             headers={"Retry-After": "1"},
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_refused(request: Request, exc: DBAPIError) -> JSONBody:
+        # SQLSTATE class 22 (data exception): a value PostgreSQL cannot store as given — a NUL character
+        # in text, a string longer than its column, a number out of range. The input is at fault, and
+        # it was refused as a whole; anything else is a bug and stays a 500.
+        state = str(getattr(exc.orig, "sqlstate", "") or "")
+        if state.startswith("22"):
+            log.warning("input_refused_by_database", sqlstate=state, path=request.url.path)
+            return JSONBody(error_body("validation_error", _DATA_EXCEPTIONS.get(state, _DATA_DEFAULT)), 422)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONBody:

@@ -55,7 +55,7 @@ class CustomerIdentity(Base):
 
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(32), primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(254), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from laoke.kit.clock import LocalTime
+from laoke.kit.patches import refuse_nulls
 
 ActivityType = Literal[
     "favorite_shop",
@@ -42,8 +45,8 @@ class Slot(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
     @model_validator(mode="after")
     def _ordered(self) -> Slot:
@@ -247,6 +250,11 @@ class ActivityPatch(BaseModel):
     ends_at: AwareDatetime | None = None
     budget_points: int | None = Field(default=None, ge=0)
     stock: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _keeps_required(self) -> ActivityPatch:
+        refuse_nulls(self, "title", "status", "ends_at")
+        return self
 
 
 class ActivityOut(BaseModel):

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from laoke.kit.money import Yuan
+from laoke.kit.patches import refuse_nulls
 
 
 class NextTier(BaseModel):
@@ -143,6 +144,11 @@ class RewardPatch(BaseModel):
     min_tier_level: int | None = Field(default=None, ge=0, le=20)
     per_member_limit: int | None = Field(default=None, ge=1)
     active: bool | None = None
+
+    @model_validator(mode="after")
+    def _keeps_required(self) -> RewardPatch:
+        refuse_nulls(self, "name", "points_cost", "min_tier_level", "active")
+        return self
 
 
 class RewardOut(BaseModel):

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from laoke.kit.clock import TimeZoneName
+from laoke.kit.clock import LocalTime, TimeZoneName
 from services.messaging.models import Policy, Shop
 
 
@@ -37,8 +37,10 @@ class ShopPolicy(BaseModel):
     )
     cap_messages: int = Field(3, ge=1, le=100, description="At most this many marketing messages …")
     cap_days: int = Field(7, ge=1, le=90, description="… per buyer in this many days, across channels")
-    quiet_start: time | None = Field(time(21, 0), description="Marketing waits from this local time …")
-    quiet_end: time | None = Field(time(9, 0), description="… until this one (null/null: no quiet hours)")
+    quiet_start: LocalTime | None = Field(time(21, 0), description="Marketing waits from this local time …")
+    quiet_end: LocalTime | None = Field(
+        time(9, 0), description="… until this one (null/null: no quiet hours)"
+    )
 
     @property
     def zone(self) -> ZoneInfo:
