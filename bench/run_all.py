@@ -13,6 +13,7 @@ from pathlib import Path
 import uvloop
 
 from bench.common import RESULTS, BenchContext, machine
+from bench.report import report
 from laoke.devstack.supervisor import Stack, StackConfig
 from laoke.stack import GATEWAY
 from laoke.testing.infra import FAST_PG, free_port
@@ -250,6 +251,7 @@ def main() -> int:
         if name not in results and recorded.exists():
             results[name] = json.loads(recorded.read_text())
     (RESULTS / "SUMMARY.md").write_text(summary(results))
+    (RESULTS / "REPORT.md").write_text(report(results))
     print(f"\nResults in {RESULTS}/", flush=True)
     return 0
 
