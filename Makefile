@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
-.PHONY: run test test-unit test-integration test-isolation test-fuzz test-e2e stop status bench lint format install clean
+.PHONY: run test test-unit test-integration test-isolation test-fuzz test-pii test-e2e stop status bench lint format install clean
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -53,6 +53,9 @@ test-isolation: $(STAMP)     ## shop B's key against every operation of the Open
 
 test-fuzz: $(STAMP)          ## Schemathesis over the gateway's OpenAPI document, 50 examples an operation
 	@LAOKE_FUZZ_EXAMPLES=50 $(PY) -m pytest -q tests/integration/test_api_fuzz.py
+
+test-pii: $(STAMP)           ## canary phone, e-mail and birthday through every door; none unmasked in logs or DLQs
+	@$(PY) -m pytest -q tests/integration/test_pii_canary.py
 
 test-e2e: $(STAMP) $(CHROMIUM) $(CJK_FONT)
 	@$(PY) -m pytest -q tests/e2e

@@ -67,6 +67,17 @@ def _render(_: Any, __: str, event_dict: dict[str, Any]) -> str:
     return dumps(event_dict).decode()
 
 
+class _Stdout:
+    """Whatever `sys.stdout` is when a line is written, not when logging was configured (a test that
+    captures output sees every line; so would a process that redirects its stdout later)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """JSON lines on stdout; the standard library's loggers (uvicorn, aiokafka) go through the same path."""
     shared: list[Any] = [
@@ -79,11 +90,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, _render],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(_Stdout()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(_Stdout())  # type: ignore[arg-type]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _render],
