@@ -54,6 +54,8 @@ async def _fuzz(gateway_url: str, api_key: str) -> tuple[str, int | None]:
         "--phases",
         "examples,coverage,fuzzing",
         "--generation-deterministic",
+        "--generation-database",
+        "none",  # nothing written into the working tree
         "--request-timeout",
         "30",
         "--no-color",
