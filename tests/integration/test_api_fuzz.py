@@ -54,8 +54,6 @@ async def _fuzz(gateway_url: str, api_key: str) -> tuple[str, int | None]:
         "--phases",
         "examples,coverage,fuzzing",
         "--generation-deterministic",
-        "--generation-database",
-        "none",  # nothing written into the working tree
         "--request-timeout",
         "30",
         "--no-color",
