@@ -36,5 +36,15 @@ class MessagingSettings(ServiceSettings):
     # Outbound webhooks: how often due deliveries are looked for; failures in a row that disable one.
     webhook_seconds: float = Field(default=0.5, gt=0)
     webhook_disable_after: int = Field(default=20, ge=1)
+    # May subscriptions point at loopback, private, link-local or reserved addresses
+    # (MESSAGING_WEBHOOK_ALLOW_PRIVATE)? Unset: only outside production, where local receivers are the norm.
+    webhook_allow_private: bool | None = None
+
+    @property
+    def private_webhooks_allowed(self) -> bool:
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return self.environment != "production"
+
     # How often automations that wait on time (problem shipments, birthdays) are checked.
     jobs_seconds: float = Field(default=60, gt=0)

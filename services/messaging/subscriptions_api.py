@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import delete, select
 
 from laoke.kit import clock
@@ -13,7 +13,7 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.service import CallerDep
-from services.messaging import webhooks
+from services.messaging import targets, webhooks
 from services.messaging.models import Subscription, WebhookDelivery
 from services.messaging.schemas import (
     DeliveryOut,
@@ -58,10 +58,17 @@ async def _load(session: SessionDep, shop_id: str, subscription_id: str) -> Subs
     + ", ".join(webhooks.EVENT_TYPES)
     + ', or "*".',
 )
-async def subscribe(body: SubscriptionIn, caller: CallerDep, session: SessionDep) -> SubscriptionCreated:
+async def subscribe(
+    body: SubscriptionIn, caller: CallerDep, session: SessionDep, request: Request
+) -> SubscriptionCreated:
     unknown = sorted(set(body.events) - set(webhooks.EVENT_TYPES) - {"*"})
     if unknown:
         raise Unprocessable(f"unknown event type(s) {', '.join(unknown)}")
+    if not request.app.state.settings.private_webhooks_allowed:
+        try:
+            targets.check_url(body.url)
+        except targets.PrivateTarget as exc:
+            raise Unprocessable(str(exc)) from exc
     subscription = Subscription(
         shop_id=caller.shop_id,
         id=new_id("sub"),

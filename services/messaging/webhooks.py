@@ -26,6 +26,7 @@ from laoke.contracts.envelope import EventEnvelope
 from laoke.kit import clock
 from laoke.kit.cache import TtlCache
 from laoke.kit.db import Database
+from services.messaging import targets
 from services.messaging.models import Subscription, WebhookDelivery
 from services.messaging.settings import MessagingSettings
 
@@ -157,7 +158,11 @@ async def deliver_due(db: Database, client: httpx.AsyncClient, settings: Messagi
                 "X-Laoke-Signature": signature(row.secret, stamp, row.body),  # type: ignore[attr-defined]
             }
             try:
+                if not settings.private_webhooks_allowed:
+                    await targets.check_resolved(row.url)  # type: ignore[attr-defined]
                 response = await client.post(row.url, content=row.body.encode(), headers=headers)  # type: ignore[attr-defined]
+            except targets.PrivateTarget as exc:
+                return None, f"refused: {exc}"[:300]
             except httpx.HTTPError as exc:
                 return None, f"{type(exc).__name__}: {exc}"[:300]
             if 200 <= response.status_code < 300:
