@@ -59,11 +59,13 @@ LOYALTY = [
               CAST(:as_of AS timestamptz) + make_interval(days => (n % 365)::int)
        FROM generate_series(0, CAST(:customers AS bigint) - 1) n""",
 ]
+# VACUUM too: autovacuum would otherwise start on the freshly written millions of rows while the
+# first pages are being timed (the first page measured came out twice as slow as it is).
 ANALYZE = [
-    "ANALYZE segmentation.profile_orders",
-    "ANALYZE segmentation.profiles",
-    "ANALYZE loyalty.members",
-    "ANALYZE loyalty.points_lots",
+    "VACUUM (ANALYZE) segmentation.profile_orders",
+    "VACUUM (ANALYZE) segmentation.profiles",
+    "VACUUM (ANALYZE) loyalty.members",
+    "VACUUM (ANALYZE) loyalty.points_lots",
 ]
 
 
@@ -144,18 +146,35 @@ async def run(ctx: BenchContext) -> dict[str, object]:
             "imports": "/console/imports",
             "settings": "/console/settings",
         }
-        timings: dict[str, Any] = {}
-        for name, path in pages.items():
+        for path in pages.values():
             first = await client.get(path)
             assert first.status_code == 200, (path, first.status_code, first.text[:300])
+        # Rounds over every page, so whatever the machine does meanwhile falls on all pages alike.
+        samples: dict[str, list[float]] = {name: [] for name in pages}
+        for _ in range(LOADS):
+            for name, path in pages.items():
+                started = time.perf_counter()
+                response = await client.get(path)
+                samples[name].append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200
+        timings: dict[str, Any] = {name: summarize_ms(values) for name, values in samples.items()}
+        result["pages"] = timings
+        # The API calls behind the overview, one by one (what a page costs is mostly these).
+        calls: dict[str, Any] = {}
+        for path in (
+            "/api/v1/rfm/summary",
+            "/api/v1/imports?limit=5",
+            "/api/v1/campaigns",
+            "/api/v1/loyalty/liability",
+        ):
             samples = []
             for _ in range(LOADS):
                 started = time.perf_counter()
-                response = await client.get(path)
+                response = await client.get(path, headers=headers)
                 samples.append((time.perf_counter() - started) * 1000)
-                assert response.status_code == 200
-            timings[name] = summarize_ms(samples)
-        result["pages"] = timings
+                assert response.status_code == 200, (path, response.text[:200])
+            calls[path] = summarize_ms(samples)
+        result["api_calls"] = calls
         slow = {n: t["p50_ms"] for n, t in timings.items() if t["p50_ms"] > 300}
         result["over_300ms_p50"] = slow
         result["met"] = {"every_page_p50_under_300ms": not slow}
