@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
-.PHONY: run test test-unit test-integration test-isolation test-fuzz test-pii test-e2e stop status bench lint format install clean
+.PHONY: run test test-unit test-integration test-isolation test-fuzz test-pii test-faults test-e2e stop status bench lint format install clean
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -56,6 +56,9 @@ test-fuzz: $(STAMP)          ## Schemathesis over the gateway's OpenAPI document
 
 test-pii: $(STAMP)           ## canary phone, e-mail and birthday through every door; none unmasked in logs or DLQs
 	@$(PY) -m pytest -q tests/integration/test_pii_canary.py
+
+test-faults: $(STAMP)         ## 20,000 orders while every process is SIGKILLed, the broker restarted, PostgreSQL crashed
+	@LAOKE_FAULT_ORDERS=20000 $(PY) -m pytest -q tests/faults
 
 test-e2e: $(STAMP) $(CHROMIUM) $(CJK_FONT)
 	@$(PY) -m pytest -q tests/e2e

@@ -58,6 +58,9 @@ class StackConfig:
     database: str = "laoke"
     extra_env: dict[str, str] = field(default_factory=dict)
     pg_settings: dict[str, str] = field(default_factory=dict)
+    # Services run as two processes, an API one and a worker (consumers + outbox relay), as in
+    # production; each can then be stopped, killed or scaled on its own.
+    split_workers: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -83,13 +86,23 @@ class StackConfig:
     def url(self, component: Component) -> str:
         return f"http://{self.host}:{self.port(component)}"
 
+    def worker_port(self, component: Component) -> int:
+        """A split worker's port (health and metrics only): after the gateway's and the services' ports."""
+        return self.port_base + len(SERVICES) + 1 + SERVICES.index(component)
+
 
 @dataclass
 class Child:
+    name: str  # the component's name, or `<component>-worker` for a split worker
     component: Component
     process: subprocess.Popen[bytes]
+    role: str = "all"
     restarts: int = 0
     next_restart: float = 0.0
+
+    @property
+    def log_name(self) -> str:
+        return f"{self.name}.log"
 
 
 class Stack:
@@ -146,30 +159,29 @@ class Stack:
         return asyncio.run(ensure_topics(self.env["KAFKA_BOOTSTRAP_SERVERS"], ALL_TOPICS, partitions))
 
     # -- processes ------------------------------------------------------------------------------
-    def spawn(self, component: Component, extra_env: dict[str, str] | None = None) -> Child:
+    def spawn(self, component: Component, role: str = "all") -> Child:
+        name = f"{component.name}-worker" if role == "worker" else component.name
+        port = self.config.worker_port(component) if role == "worker" else self.config.port(component)
         command = [
-            sys.executable,
-            "-m",
-            "laoke.cli",
-            "serve",
-            component.name,
-            "--host",
-            self.config.host,
-            "--port",
-            str(self.config.port(component)),
-        ]
-        with open(self.logs / f"{component.name}.log", "ab") as log:
+            sys.executable, "-m", "laoke.cli", "serve", component.name,
+            "--host", self.config.host, "--port", str(port), "--role", role,
+        ]  # fmt: skip
+        with open(self.logs / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
                 command,
-                env={**self.env, **(extra_env or {})},
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C goes to the supervisor, which stops children in order
             )
-        previous = self.children.get(component.name)
-        child = Child(component, process, restarts=previous.restarts if previous else 0)
-        self.children[component.name] = child
+        previous = self.children.get(name)
+        child = Child(name, component, process, role, restarts=previous.restarts if previous else 0)
+        self.children[name] = child
         return child
+
+    def child_url(self, child: Child) -> str:
+        port = self.config.worker_port(child.component) if child.role == "worker" else None
+        return f"http://{self.config.host}:{port}" if port else self.config.url(child.component)
 
     def start_providers(self) -> None:
         c = self.config
@@ -191,23 +203,27 @@ class Stack:
                     f"port {self.config.port(component)} for {component.name} is taken; "
                     "is another stack running? (`make stop`, or set LAOKE_PORT_BASE)"
                 )
-            self.spawn(component)
+            if component.name in self.config.split_workers:
+                self.spawn(component, role="api")
+                self.spawn(component, role="worker")
+            else:
+                self.spawn(component)
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 90, names: list[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        pending = {c.name: c for c in COMPONENTS}
+        pending = set(names or self.children)
         with httpx.Client(timeout=2) as client:
             while pending:
-                for name, component in list(pending.items()):
+                for name in sorted(pending):
                     child = self.children[name]
                     if child.process.poll() is not None:
-                        log_file = self.logs / f"{name}.log"
+                        log_file = self.logs / child.log_name
                         raise RuntimeError(
                             f"{name} exited with code {child.process.returncode}; see {log_file}"
                         )
                     try:
-                        if client.get(self.config.url(component) + "/readyz").status_code == 200:
-                            del pending[name]
+                        if client.get(self.child_url(child) + "/readyz").status_code == 200:
+                            pending.discard(name)
                     except httpx.HTTPError:
                         pass
                 if time.monotonic() > deadline:
@@ -231,7 +247,7 @@ class Stack:
             if child.next_restart == 0.0:
                 child.next_restart = now + min(2**child.restarts * 0.5, 30)
             elif now >= child.next_restart:
-                new = self.spawn(child.component)
+                new = self.spawn(child.component, child.role)
                 new.restarts = child.restarts + 1
                 restarted.append(name)
         return restarted
@@ -250,6 +266,7 @@ class Stack:
     def stop(self) -> None:
         for component in (GATEWAY, *SERVICES):
             self.stop_component(component.name)
+            self.stop_component(f"{component.name}-worker")
         self.children.clear()
         if self.providers is not None and self.providers.poll() is None:
             self.providers.terminate()

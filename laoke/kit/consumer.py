@@ -24,7 +24,6 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import Table, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.envelope import EventEnvelope
@@ -32,6 +31,7 @@ from laoke.contracts.topics import dlq_topic
 from laoke.kit import failpoints
 from laoke.kit.context import correlation_id_var
 from laoke.kit.db import Database
+from laoke.kit.errors import database_unavailable
 from laoke.kit.kafka import make_producer
 from laoke.kit.logging import mask_text
 from laoke.kit.settings import ServiceSettings
@@ -72,12 +72,6 @@ class _JoinTracker(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.owner.joined = True
         log.info("consumer_assigned", consumer=self.owner.name, partitions=len(assigned))
-
-
-def _is_infrastructure_error(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class EventConsumer:
@@ -198,7 +192,7 @@ class EventConsumer:
                     raise
                 except Exception as exc:
                     error = f"{type(exc).__name__}: {exc}"
-                    if not _is_infrastructure_error(exc) or (stop is not None and stop.is_set()):
+                    if not database_unavailable(exc) or (stop is not None and stop.is_set()):
                         # One event of the run is bad (or the handler is): find it one by one.
                         log.warning(
                             "batch_failed_retrying_singly", consumer=self.name, error=error, size=len(run)
@@ -262,7 +256,7 @@ class EventConsumer:
                 raise
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                if _is_infrastructure_error(exc):
+                if database_unavailable(exc):
                     # Not the event's fault: wait for the database without giving up on the event.
                     log.warning("consumer_infrastructure_error", consumer=self.name, error=error)
                     if stop is not None and stop.is_set():

@@ -118,6 +118,31 @@ _DATA_EXCEPTIONS = {
 _DATA_DEFAULT = "a value is not valid for its field"
 
 
+# SQLSTATE class 08 (connection exception) and the server going away under us: shutdown, crash
+# shutdown, not accepting connections yet (a restart in progress).
+_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Did this fail because the database (or the connection to it) is gone, so a retry may succeed?"""
+    if isinstance(exc, OperationalError | InterfaceError | OSError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = str(getattr(exc.orig, "sqlstate", "") or "")
+    if state.startswith("08") or state in _UNAVAILABLE_STATES:
+        return True
+    # The driver's own error can hide the socket's: walk the chain for a connection that broke.
+    cause: BaseException | None = exc.orig
+    while cause is not None:
+        if isinstance(cause, OSError) or type(cause).__name__ == "ConnectionDoesNotExistError":
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LaokeError)
     async def _laoke_error(_: Request, exc: LaokeError) -> JSONBody:
@@ -152,7 +177,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_refused(request: Request, exc: DBAPIError) -> JSONBody:
         # SQLSTATE class 22 (data exception): a value PostgreSQL cannot store as given — a NUL character
         # in text, a string longer than its column, a number out of range. The input is at fault, and
-        # it was refused as a whole; anything else is a bug and stays a 500.
+        # it was refused as a whole. A connection lost mid-request is the database being unavailable.
+        # Anything else is a bug and stays a 500.
+        if database_unavailable(exc):
+            return await _database_unavailable(request, exc)
         state = str(getattr(exc.orig, "sqlstate", "") or "")
         if state.startswith("22"):
             log.warning("input_refused_by_database", sqlstate=state, path=request.url.path)

@@ -55,7 +55,6 @@ SMS_BATCH = 100
 TENCENT_BATCH = 200
 EMAIL_CONCURRENCY = 20
 # How long a send may be in flight before recovery asks the vendor what became of it.
-SEND_LEASE = timedelta(minutes=5)
 RECOVER_EVERY_SECONDS = 30
 
 
@@ -65,12 +64,14 @@ class Dispatcher:
         self.limiter = RateLimiter()
         self.position: tuple[datetime, int] | None = None
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sms_timeout_seconds))
+        self.lease = timedelta(seconds=settings.send_lease_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
         recovered_at = 0.0
+        recover_every = min(RECOVER_EVERY_SECONDS, self.lease.total_seconds() / 2)
         while not stop.is_set():
             try:
-                if time.monotonic() - recovered_at > RECOVER_EVERY_SECONDS:
+                if time.monotonic() - recovered_at > recover_every:
                     recovered_at = time.monotonic()
                     await self.recover()
                 handled = await self.cycle()
@@ -108,7 +109,7 @@ class Dispatcher:
             for shop_id, messages in by_shop.items():
                 await self._shop(session, shop_id, messages, now, verdicts)
             await queue.record(session, verdicts, now, self.settings.send_max_attempts)
-            await queue.mark_sending(session, verdicts, now + SEND_LEASE)
+            await queue.mark_sending(session, verdicts, now + self.lease)
         if verdicts.calls:
             failpoints.hit(f"{self.name}.before_vendor_calls")
             outcomes = [o for call in verdicts.calls for o in await call()]
@@ -146,7 +147,7 @@ class Dispatcher:
                 if shop_id not in vendors:
                     vendors[shop_id] = await self._vendor(session, shop_id)
                 vendor = vendors[shop_id]
-                day = lease_end - SEND_LEASE
+                day = lease_end - self.lease
                 known = await vendor.sent_out_ids(recipient, day) if vendor is not None else None
                 if known is None:
                     continue  # the vendor cannot say now: ask again on the next round
@@ -158,7 +159,7 @@ class Dispatcher:
                         "sent_at = not_before - CAST(:lease AS interval), "
                         "attempts = attempts + 1 WHERE id = ANY(:ids)"
                     ),
-                    {"ids": sent, "lease": SEND_LEASE},
+                    {"ids": sent, "lease": self.lease},
                 )
             if again:
                 await session.execute(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from laoke.kit.settings import ServiceSettings
@@ -31,6 +31,10 @@ class MessagingSettings(ServiceSettings):
     dispatch_batch: int = Field(default=1000, ge=1, le=10_000)
     dispatch_loops: int = Field(default=2, ge=1, le=16)
     send_max_attempts: int = Field(default=4, ge=1)
+    # How long an SMS or e-mail stays `sending` before a dispatcher presumes the one sending it died and
+    # asks the vendor whether it went out. Longer than any vendor call can take (a live send must never
+    # be presumed dead), short enough that a crash delays its messages only this long.
+    send_lease_seconds: float = Field(default=300, ge=1)
     # How often scheduled campaigns are looked for.
     campaign_seconds: float = Field(default=0.5, gt=0)
     # Outbound webhooks: how often due deliveries are looked for; failures in a row that disable one.
@@ -39,6 +43,16 @@ class MessagingSettings(ServiceSettings):
     # May subscriptions point at loopback, private, link-local or reserved addresses
     # (MESSAGING_WEBHOOK_ALLOW_PRIVATE)? Unset: only outside production, where local receivers are the norm.
     webhook_allow_private: bool | None = None
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> MessagingSettings:
+        if self.send_lease_seconds < 2 * self.sms_timeout_seconds:
+            raise ValueError(
+                f"MESSAGING_SEND_LEASE_SECONDS ({self.send_lease_seconds:g}) must be at least twice "
+                f"MESSAGING_SMS_TIMEOUT_SECONDS ({self.sms_timeout_seconds:g}), or a live send could be "
+                "taken for a dead one and sent again"
+            )
+        return self
 
     @property
     def private_webhooks_allowed(self) -> bool:

@@ -19,7 +19,7 @@ from laoke.kit import clock, failpoints
 from laoke.kit.db import Database
 from laoke.testing.plugin import Isolated
 from laoke.testing.servers import ServerSet
-from services.messaging.dispatcher import SEND_LEASE, Dispatcher
+from services.messaging.dispatcher import Dispatcher
 from services.messaging.settings import MessagingSettings
 
 SHOP = "shp_crash_test_0001"
@@ -105,7 +105,7 @@ async def test_a_crash_mid_send_ends_with_exactly_one_sms_per_buyer(
     restarted = Dispatcher(Database(queued), queued, name="restarted")
     try:
         assert await restarted.recover() == 0
-        clock.travel(clock.now() + SEND_LEASE + timedelta(seconds=1))
+        clock.travel(clock.now() + restarted.lease + timedelta(seconds=1))
         assert await restarted.recover() == 250
         while await restarted.cycle():
             pass
