@@ -136,6 +136,32 @@ def _rows_console(r: dict[str, Any]) -> Iterator[Row]:
         )
 
 
+def _rows_mixed(r: dict[str, Any]) -> Iterator[Row]:
+    for route, x in r["routes"].items():
+        lat = x["latency"]
+        ok = x["errors"] == 0 and x["ok"] == sum(x["statuses"].values())
+        yield (
+            f"mixed load, {route} at {x['rate_per_second']}/s (achieved; p50 / p99)",
+            f"{x['achieved_per_second']}/s; {lat['p50_ms']} / {lat['p99_ms']} ms",
+            "rate held, every request answered 2xx",
+            ok and x["achieved_per_second"] >= 0.95 * x["rate_per_second"],
+        )
+    c = r["campaign"]
+    yield (
+        f"mixed load, in-app campaign to {c['targeted']:,} buyers launched mid-run",
+        f"{c['status']} in {c['launch_to_completed_seconds']} s",
+        "completes",
+        c["status"] == "completed",
+    )
+    for process, m in r["memory"].items():
+        yield (
+            f"mixed load, {process} resident memory over {r['seconds']:.0f} s",
+            f"{m['before_mib']} → {m['after_mib']} MiB ({m['slope_mib_per_minute']:+} MiB/min)",
+            "no growth trend",
+            not m["growing"],
+        )
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "gateway_overhead": _rows_gateway,
     "order_to_points": _rows_orders,
@@ -148,6 +174,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "campaigns": _rows_campaigns,
     "automation_latency": _rows_automation,
     "console_pages": _rows_console,
+    "mixed_load": _rows_mixed,
 }
 
 

@@ -30,6 +30,7 @@ BENCHMARKS = (
     "campaigns",
     "automation_latency",
     "console_pages",
+    "mixed_load",
 )
 
 
@@ -208,6 +209,37 @@ def summary(results: dict[str, dict[str, object]]) -> str:
             lines.append(f"| {page} | {x['p50_ms']} | {x['p90_ms']} | {x['max_ms']} |")
         slow = cs["over_300ms_p50"] or "none"
         lines += ["", f"- target: every page under 300 ms; over it at p50: {slow}", ""]
+    mx = results.get("mixed_load")
+    if mx:
+        lines += [
+            f"## Mixed load ({mx['seconds']:.0f} s open loop after a {mx['warmup_seconds']:.0f} s warm-up, "
+            "every route at once, a campaign launched a third of the way in)",
+            "",
+            "| route | rate/s | achieved/s | statuses | p50 ms | p90 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for route, x in mx["routes"].items():  # type: ignore[attr-defined]
+            lat = x["latency"]
+            statuses = ", ".join(f"{k}: {v}" for k, v in x["statuses"].items())
+            lines.append(
+                f"| {route} | {x['rate_per_second']} | {x['achieved_per_second']} | {statuses} "
+                f"| {lat['p50_ms']} | {lat['p90_ms']} | {lat['p99_ms']} | {lat['max_ms']} |"
+            )
+        c = mx["campaign"]
+        lines += [
+            "",
+            f"- campaign to {c['targeted']:,} buyers: {c['status']}, {c['launch_to_completed_seconds']} s "
+            "from launch",
+            "",
+            "| process | RSS before MiB | after MiB | peak MiB | trend MiB/min | growing |",
+            "|---|---|---|---|---|---|",
+        ]
+        for process, m in mx["memory"].items():  # type: ignore[attr-defined]
+            lines.append(
+                f"| {process} | {m['before_mib']} | {m['after_mib']} | {m['peak_mib']} "
+                f"| {m['slope_mib_per_minute']} | {'yes' if m['growing'] else 'no'} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
