@@ -58,7 +58,7 @@ def _route(pattern: str, service: str, public: bool = False, streamed: bool = Fa
 # First match wins, so specific paths come before the prefixes they sit under.
 ROUTES: tuple[Route, ...] = (
     # What buyers and SMS vendors reach without a key: one-click unsubscribe, SMS replies and reports.
-    _route(r"^/api/v1/webhooks/(unsubscribe|aliyunsms)/[^/]+/?$", "messaging", public=True),
+    _route(r"^/api/v1/webhooks/(unsubscribe|aliyunsms|tencentsms)/[^/]+/?$", "messaging", public=True),
     _route(r"^/api/v1/webhooks/[a-z]+/[^/]+/?$", "ingest", public=True),
     _route(r"^/api/v1/imports/?$", "ingest", streamed=True),
     _route(r"^/api/v1/customers/lookup$", "ingest"),

@@ -4,7 +4,10 @@ whole sending path for real:
 - an SMTP server (aiosmtpd) that keeps every mail it receives;
 - an SMS endpoint speaking Aliyun's Dysmsapi RPC protocol (`SendSms`, `SendBatchSms`, version
   2017-05-25): it checks the request signature (HMAC-SHA1, signature version 1.0) against the access keys
-  it was given, answers with Aliyun's response shape and error codes, and keeps what it accepted.
+  it was given, answers with Aliyun's response shape and error codes, and keeps what it accepted;
+  `QuerySendDetails` looks sends up, and reports (SmsReport) are pushed to a callback when one is set;
+- the same for Tencent Cloud SMS (API 3.0, TC3-HMAC-SHA256): `SendSms`, the lookup
+  `PullSmsSendStatusByPhoneNumber`, and status callbacks (回执) in Tencent's shape.
 
 Both are visible over HTTP (`GET /_local/sms`, `GET /_local/mail`) for the console and the tests.
 Failures can be injected (`POST /_local/sms/faults`) to exercise retries and timeouts.
@@ -20,6 +23,7 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -70,6 +74,43 @@ class LocalProviders:
     def keep_mail(self, record: dict[str, Any]) -> None:
         with self._lock:  # the SMTP server runs in its own thread
             self.mail.append(record)
+
+
+def _pull_send_status(
+    state: LocalProviders, body: str, request_id: str, error: Callable[[str, str], JSONResponse]
+) -> JSONResponse:
+    """Tencent `PullSmsSendStatusByPhoneNumber`: the status of each SMS sent to one number in a time
+    range (every SMS here is delivered the moment it is received)."""
+    try:
+        call = json.loads(body)
+        phone = str(call["PhoneNumber"]).removeprefix("+86")
+        begin, offset, limit = int(call["BeginTime"]), int(call["Offset"]), int(call["Limit"])
+        end = int(call.get("EndTime") or datetime.now(UTC).timestamp())
+    except (ValueError, KeyError, TypeError):
+        return error("InvalidParameter", "PhoneNumber, BeginTime, Offset and Limit are required")
+    if not 0 < limit <= 100:
+        return error("InvalidParameterValue.LimitExceeded", "Limit is 1 to 100")
+    found = [
+        s
+        for s in state.sms
+        if s.get("provider") == "tencent"
+        and s["phone"] == phone
+        and begin <= datetime.fromisoformat(s["received_at"]).timestamp() <= end
+    ]
+    statuses = [
+        {
+            "UserReceiveTime": int(datetime.fromisoformat(s["received_at"]).timestamp()),
+            "CountryCode": "86",
+            "SubscriberNumber": phone,
+            "PhoneNumber": f"+86{phone}",
+            "SerialNo": s["biz_id"],
+            "ReportStatus": "SUCCESS",
+            "Description": "DELIVRD",
+            "SessionContext": s.get("out_id") or "",
+        }
+        for s in found[offset : offset + limit]
+    ]
+    return JSONResponse({"Response": {"PullSmsSendStatusSet": statuses, "RequestId": request_id}})
 
 
 def _query_send_details(state: LocalProviders, params: dict[str, str]) -> JSONResponse:
@@ -216,7 +257,7 @@ def sms_app(state: LocalProviders) -> FastAPI:
         return JSONResponse({"RequestId": str(uuid.uuid4()), "BizId": biz_id, "Code": "OK", "Message": "OK"})
 
     @app.post("/tencent")
-    async def tencent_sms(request: Request) -> JSONResponse:
+    async def tencent_sms(request: Request, background: BackgroundTasks) -> JSONResponse:
         """Tencent Cloud SMS `SendSms` (API 3.0, version 2021-01-11), TC3-HMAC-SHA256 signed."""
         body = (await request.body()).decode()
         request_id = str(uuid.uuid4())
@@ -248,8 +289,11 @@ def sms_app(state: LocalProviders) -> FastAPI:
         )
         if not hmac.compare_digest(authorization, expected):
             return error("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")
-        if request.headers.get("x-tc-action") != "SendSms":
-            return error("InvalidAction", f"unknown action {request.headers.get('x-tc-action')}")
+        action = request.headers.get("x-tc-action")
+        if action == "PullSmsSendStatusByPhoneNumber":
+            return _pull_send_status(state, body, request_id, error)
+        if action != "SendSms":
+            return error("InvalidAction", f"unknown action {action}")
         if state.faults.errors > 0:
             state.faults.errors -= 1
             return error("InternalError.RequestTimeException", "fault")
@@ -263,6 +307,7 @@ def sms_app(state: LocalProviders) -> FastAPI:
         if not numbers or len(numbers) > 200:
             return error("LimitExceeded.PhoneNumberCountLimit", "1 to 200 numbers per call")
         statuses = []
+        reports: list[dict[str, Any]] = []  # what Tencent's status callback (回执) pushes
         for number in numbers:
             if not _MOBILE.match(str(number)):
                 statuses.append(
@@ -277,6 +322,18 @@ def sms_app(state: LocalProviders) -> FastAPI:
                 )
                 continue
             serial = f"{uuid.uuid4().int % 10**20:020d}"
+            failed = str(number).removeprefix("+86") in state.faults.undeliverable
+            reports.append(
+                {
+                    "user_receive_time": datetime.now(_CHINA).strftime("%Y-%m-%d %H:%M:%S"),
+                    "nationcode": "86",
+                    "mobile": str(number).removeprefix("+86"),
+                    "report_status": "FAIL" if failed else "SUCCESS",
+                    "errmsg": "MK:0001" if failed else "DELIVRD",
+                    "description": "用户停机" if failed else "用户短信送达成功",
+                    "sid": serial,
+                }
+            )
             statuses.append(
                 {
                     "SerialNo": serial,
@@ -301,6 +358,8 @@ def sms_app(state: LocalProviders) -> FastAPI:
                     "received_at": datetime.now(UTC).isoformat(),
                 }
             )
+        if state.callback_url and reports:
+            background.add_task(_push, state.callback_url, reports)
         return JSONResponse({"Response": {"SendStatusSet": statuses, "RequestId": request_id}})
 
     @app.post("/_local/sms/callback")

@@ -46,7 +46,8 @@ def _channel_out(channel: str, row: ChannelConfig | None, request: Request) -> C
     out = _stored_channel(channel, row)
     if channel == Channel.SMS:
         shop_id = row.shop_id if row else request.headers.get(SHOP_HEADER, "")
-        out.callback_url = consent.sms_callback_url(request.app.state.settings, shop_id)
+        provider = str((row.settings if row else {}).get("provider", "aliyun"))
+        out.callback_url = consent.sms_callback_url(request.app.state.settings, shop_id, provider)
     return out
 
 

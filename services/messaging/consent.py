@@ -32,14 +32,18 @@ def _token(settings: MessagingSettings, shop_id: str, customer_id: str, channel:
     return hmac.new(settings.internal_secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
-def sms_callback_url(settings: MessagingSettings, shop_id: str) -> str:
-    """Where the shop's SMS vendor pushes delivery reports and replies (Aliyun: HTTP batch push)."""
-    token = _token(settings, shop_id, "-", "aliyunsms")
-    return f"{settings.public_url.rstrip('/')}/api/v1/webhooks/aliyunsms/{shop_id}?t={token}"
+def sms_callback_url(settings: MessagingSettings, shop_id: str, provider: str = "aliyun") -> str:
+    """Where the shop's SMS vendor pushes delivery reports and replies (Aliyun: HTTP batch push;
+    Tencent: 回执 and 回复 callbacks), each vendor to its own path."""
+    kind = f"{provider}sms"
+    token = _token(settings, shop_id, "-", kind)
+    return f"{settings.public_url.rstrip('/')}/api/v1/webhooks/{kind}/{shop_id}?t={token}"
 
 
-def sms_callback_valid(settings: MessagingSettings, shop_id: str, token: str) -> bool:
-    return hmac.compare_digest(_token(settings, shop_id, "-", "aliyunsms"), token)
+def sms_callback_valid(
+    settings: MessagingSettings, shop_id: str, token: str, provider: str = "aliyun"
+) -> bool:
+    return hmac.compare_digest(_token(settings, shop_id, "-", f"{provider}sms"), token)
 
 
 def unsubscribe_url(settings: MessagingSettings, shop_id: str, customer_id: str, channel: str) -> str:

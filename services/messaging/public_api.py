@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import NotFound, Unprocessable
+from laoke.kit.outbox import Outbox
 from laoke.kit.service import OutboxDep
 from services.messaging import consent, deliveries
 from services.messaging.channels import Channel
@@ -74,11 +76,52 @@ async def aliyun_sms_push(
     replies = [i for i in items if "content" in i and "phone_number" in i]
     await deliveries.record_reports(session, shop_id, reports)
     for reply in replies:
-        if consent.wants_out(str(reply["content"])):
-            for customer_id in await deliveries.customers_with_mobile(
-                session, shop_id, str(reply["phone_number"])
-            ):
-                await consent.set_consent(
-                    session, outbox, shop_id, customer_id, Channel.SMS, False, "sms_reply"
-                )
+        await _reply(session, outbox, shop_id, str(reply["phone_number"]), str(reply["content"]))
     return {"code": 0, "msg": "成功"}
+
+
+async def _reply(session: AsyncSession, outbox: Outbox, shop_id: str, phone: str, content: str) -> None:
+    """A buyer's SMS reply: 退订 / TD opts them out of SMS."""
+    if consent.wants_out(content):
+        for customer_id in await deliveries.customers_with_mobile(session, shop_id, phone):
+            await consent.set_consent(session, outbox, shop_id, customer_id, Channel.SMS, False, "sms_reply")
+
+
+@public.post(
+    "/api/v1/webhooks/tencentsms/{shop_id}",
+    summary="Tencent Cloud's SMS callbacks: delivery status (回执, an array) and replies (回复, an object)",
+    description="Set the SMS channel's `callback_url` as both callback addresses in the Tencent Cloud "
+    "console. Status reports mark messages `delivered` or `failed` with the carrier's reason; a reply "
+    "of 退订/TD opts the buyer out of SMS.",
+)
+async def tencent_sms_push(
+    shop_id: str, request: Request, session: SessionDep, outbox: OutboxDep
+) -> dict[str, Any]:
+    token = request.query_params.get("t", "")
+    if not consent.sms_callback_valid(request.app.state.settings, shop_id, token, "tencent"):
+        raise NotFound("unknown callback")
+    problem = "the body must be a JSON array of status reports or a reply object"
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise Unprocessable(problem) from exc
+    if isinstance(body, dict) and "mobile" in body and "text" in body:
+        await _reply(session, outbox, shop_id, str(body["mobile"]), str(body["text"]))
+        return {"result": 0, "errmsg": "OK"}
+    if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
+        raise Unprocessable(problem)
+    # Tencent's report fields, read as Aliyun's (the vendor's serial number is our provider message id).
+    reports = [
+        {
+            "biz_id": r["sid"],
+            "phone_number": r["mobile"],
+            "success": r.get("report_status") == "SUCCESS",
+            "report_time": r.get("user_receive_time"),
+            "err_code": r.get("errmsg", ""),
+            "err_msg": r.get("description", ""),
+        }
+        for r in body
+        if "sid" in r and "mobile" in r
+    ]
+    await deliveries.record_reports(session, shop_id, reports)
+    return {"result": 0, "errmsg": "OK"}

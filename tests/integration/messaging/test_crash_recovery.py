@@ -1,4 +1,5 @@
-"""A dispatcher killed in the middle of sending: restarted, every buyer still gets exactly one SMS.
+"""A dispatcher killed in the middle of sending: restarted, every buyer still gets exactly one SMS,
+through Aliyun (looked up by `QuerySendDetails`) and through Tencent Cloud (`PullSmsSendStatusByPhoneNumber`).
 
 The dispatcher runs here on a database of its own (the `isolated` fixture) so that nothing else claims
 its messages; the vendor is the stack's local Aliyun endpoint. The crash is a failpoint that raises
@@ -7,6 +8,7 @@ its messages; the vendor is the stack's local Aliyun endpoint. The crash is a fa
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -14,7 +16,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from laoke.devstack.providers import LOCAL_ACCESS_KEY_ID, LOCAL_ACCESS_KEY_SECRET
+from laoke.devstack.providers import (
+    LOCAL_ACCESS_KEY_ID,
+    LOCAL_ACCESS_KEY_SECRET,
+    LOCAL_TENCENT_SECRET_ID,
+    LOCAL_TENCENT_SECRET_KEY,
+)
 from laoke.kit import clock, failpoints
 from laoke.kit.db import Database
 from laoke.testing.plugin import Isolated
@@ -25,12 +32,32 @@ from services.messaging.settings import MessagingSettings
 SHOP = "shp_crash_test_0001"
 
 
-@pytest.fixture
-async def queued(isolated: Isolated, stack: ServerSet) -> AsyncIterator[MessagingSettings]:
+VENDORS = {
+    "aliyun": {
+        "provider": "aliyun",
+        "access_key_id": LOCAL_ACCESS_KEY_ID,
+        "access_key_secret": LOCAL_ACCESS_KEY_SECRET,
+        "region": "cn-hangzhou",
+    },
+    "tencent": {
+        "provider": "tencent",
+        "access_key_id": LOCAL_TENCENT_SECRET_ID,
+        "access_key_secret": LOCAL_TENCENT_SECRET_KEY,
+        "sdk_app_id": "1400000001",
+    },
+}
+
+
+@pytest.fixture(params=sorted(VENDORS))
+async def queued(
+    request: pytest.FixtureRequest, isolated: Isolated, stack: ServerSet
+) -> AsyncIterator[MessagingSettings]:
+    vendor = VENDORS[request.param] | {"sign_name": "老客小店", "rate_per_second": 1000}
     settings = MessagingSettings(
         database_url=isolated.database_url,
         kafka_bootstrap_servers=isolated.broker.bootstrap_servers,
         aliyun_sms_endpoint=stack.providers_url + "/",
+        tencent_sms_endpoint=stack.providers_url + "/tencent",
         internal_secret=stack["messaging"].settings.internal_secret,
         environment="test",
         dispatch_batch=1000,
@@ -43,12 +70,7 @@ async def queued(isolated: Isolated, stack: ServerSet) -> AsyncIterator[Messagin
                 "INSERT INTO messaging.channel_configs (shop_id, channel, enabled, settings) "
                 "VALUES (:shop, 'sms', true, CAST(:settings AS jsonb))"
             ),
-            {
-                "shop": SHOP,
-                "settings": f'{{"provider": "aliyun", "access_key_id": "{LOCAL_ACCESS_KEY_ID}", '
-                f'"access_key_secret": "{LOCAL_ACCESS_KEY_SECRET}", "sign_name": "老客小店", '
-                f'"region": "cn-hangzhou", "rate_per_second": 1000}}',
-            },
+            {"shop": SHOP, "settings": json.dumps(vendor, ensure_ascii=False)},
         )
         await session.execute(
             text(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from laoke.devstack.providers import LOCAL_TENCENT_SECRET_ID, LOCAL_TENCENT_SECRET_KEY
 from laoke.kit import clock
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
@@ -232,6 +233,54 @@ async def test_sms_reports_settle_delivery_and_a_td_reply_opts_the_buyer_out(
 
     forged = await shop.client.post(sms["callback_url"].split("?")[0] + "?t=nope", json=[])
     assert forged.status_code == 404
+    await vendor.delete("/_local")
+    await vendor.aclose()
+
+
+async def test_tencent_status_callbacks_settle_delivery_and_a_td_reply_opts_the_buyer_out(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    await configure_sms(
+        shop,
+        provider="tencent",
+        access_key_id=LOCAL_TENCENT_SECRET_ID,
+        access_key_secret=LOCAL_TENCENT_SECRET_KEY,
+        sdk_app_id="1400000001",
+    )
+    channels = (await ok(shop, "GET", "/api/v1/messaging/channels"))["items"]
+    sms = next(c for c in channels if c["channel"] == "sms")
+    assert f"/api/v1/webhooks/tencentsms/{shop.shop_id}?t=" in sms["callback_url"]
+    vendor = httpx.AsyncClient(base_url=stack.providers_url)
+    await vendor.post("/_local/sms/callback", json={"url": sms["callback_url"]})
+    await vendor.post("/_local/sms/faults", json={"undeliverable": ["13500000012"]})
+    stays = await buyer(shop, "tc-td-1", mobile="13500000011")
+    await buyer(shop, "tc-td-2", mobile="13500000012")
+    segment = await segment_of_everyone(shop, 2)
+    first = await _campaign(shop, segment, "sms", await template(shop, "sms", "上新啦，回TD退订"))
+
+    async def settled() -> None:
+        report = await ok(shop, "GET", f"/api/v1/campaigns/{first}")
+        assert (report["delivered"], report["failed"]) == (1, 1), report
+
+    await eventually(settled, within=20)
+    failed = [m for m in await messages(shop, campaign_id=first) if m["status"] == "failed"]
+    assert failed[0]["reason"] == "MK:0001: 用户停机"
+
+    # Tencent's reply callback (回复) is one object: 退订 opts the buyer out of SMS.
+    reply = {"extend": "", "mobile": "13500000011", "nationcode": "86", "sign": "老客小店", "text": "TD",
+             "time": 1763870000}  # fmt: skip
+    answer = await shop.client.post(sms["callback_url"], json=reply)
+    assert answer.json() == {"result": 0, "errmsg": "OK"}
+    consent = await ok(shop, "GET", f"/api/v1/customers/{stays}/consent")
+    assert consent["channels"]["sms"] is False
+
+    # A forged token, the Tencent token on Aliyun's path, and a body of neither shape are refused.
+    forged = await shop.client.post(sms["callback_url"].split("?")[0] + "?t=nope", json=[])
+    assert forged.status_code == 404
+    crossed = await shop.client.post(sms["callback_url"].replace("tencentsms", "aliyunsms"), json=[])
+    assert crossed.status_code == 404
+    assert (await shop.client.post(sms["callback_url"], json={"a": 1})).status_code == 422
     await vendor.delete("/_local")
     await vendor.aclose()
 
