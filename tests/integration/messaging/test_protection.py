@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -196,51 +197,61 @@ async def test_bad_templates_and_campaigns_are_refused_clearly(
     assert (await call(other_shop, "GET", f"/api/v1/campaigns/{draft['id']}")).status_code == 404
 
 
-async def test_sms_reports_settle_delivery_and_a_td_reply_opts_the_buyer_out(
-    shop: ShopClient, stack: ServerSet
-) -> None:
+async def _one_delivered_one_failed(
+    shop: ShopClient, vendor: httpx.AsyncClient, prefix: str, failure: str
+) -> tuple[dict[str, Any], str, str]:
+    """The SMS channel's callback registered with the local vendor, two buyers messaged, one of them
+    undeliverable: the vendor's reports settle one `delivered` and one `failed` with its reason.
+    Returns the channel, the deliverable buyer's customer id and the segment of both."""
     await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
-    await configure_sms(shop)
-    sms = next(
-        c for c in (await ok(shop, "GET", "/api/v1/messaging/channels"))["items"] if c["channel"] == "sms"
-    )
+    channels = (await ok(shop, "GET", "/api/v1/messaging/channels"))["items"]
+    sms = next(c for c in channels if c["channel"] == "sms")
     assert sms["settings"]["access_key_secret"] == "********"
-    vendor = httpx.AsyncClient(base_url=stack.providers_url)
     await vendor.post("/_local/sms/callback", json={"url": sms["callback_url"]})
-    await vendor.post("/_local/sms/faults", json={"undeliverable": ["13500000002"]})
-    stays = await buyer(shop, "td-1", mobile="13500000001")
-    await buyer(shop, "td-2", mobile="13500000002")
+    await vendor.post("/_local/sms/faults", json={"undeliverable": [f"{prefix}2"]})
+    stays = await buyer(shop, f"td-{prefix}-1", mobile=f"{prefix}1")
+    await buyer(shop, f"td-{prefix}-2", mobile=f"{prefix}2")
     segment = await segment_of_everyone(shop, 2)
     first = await _campaign(shop, segment, "sms", await template(shop, "sms", "上新啦，回TD退订"))
 
     async def settled() -> None:
         report = await ok(shop, "GET", f"/api/v1/campaigns/{first}")
-        assert (report["delivered"], report["failed"]) == (1, 1), report
+        assert (report["delivered"], report["failed"]) == (1, 1), {
+            k: report[k] for k in ("status", "sent", "failed", "delivered", "suppressed")
+        }
 
     await eventually(settled, within=20)
     failed = [m for m in await messages(shop, campaign_id=first) if m["status"] == "failed"]
-    assert failed[0]["reason"] == "MOBILE_NOT_ON_SERVICE: 用户停机"
+    assert failed[0]["reason"] == failure
+    return sms, stays, segment
 
-    # The buyer texts back 退订; the next campaign skips them.
-    answer = (
-        await vendor.post("/_local/sms/reply", json={"phone": "13500000001", "content": " 退订 "})
-    ).json()
-    assert answer == {"ok": True, "answer": {"code": 0, "msg": "成功"}}
-    consent = await ok(shop, "GET", f"/api/v1/customers/{stays}/consent")
-    assert consent["channels"]["sms"] is False
-    second = await _campaign(shop, segment, "sms", await template(shop, "sms", "再次上新"))
-    assert (await campaign_done(shop, second))["suppressed_by"] == {"opt_out": 1}
 
-    forged = await shop.client.post(sms["callback_url"].split("?")[0] + "?t=nope", json=[])
-    assert forged.status_code == 404
-    await vendor.delete("/_local")
-    await vendor.aclose()
+async def test_sms_reports_settle_delivery_and_a_td_reply_opts_the_buyer_out(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    await configure_sms(shop)
+    async with httpx.AsyncClient(base_url=stack.providers_url) as vendor:
+        sms, stays, segment = await _one_delivered_one_failed(
+            shop, vendor, "1350000000", "MOBILE_NOT_ON_SERVICE: 用户停机"
+        )
+        # The buyer texts back 退订; the next campaign skips them.
+        answer = (
+            await vendor.post("/_local/sms/reply", json={"phone": "13500000001", "content": " 退订 "})
+        ).json()
+        assert answer == {"ok": True, "answer": {"code": 0, "msg": "成功"}}
+        consent = await ok(shop, "GET", f"/api/v1/customers/{stays}/consent")
+        assert consent["channels"]["sms"] is False
+        second = await _campaign(shop, segment, "sms", await template(shop, "sms", "再次上新"))
+        assert (await campaign_done(shop, second))["suppressed_by"] == {"opt_out": 1}
+
+        forged = await shop.client.post(sms["callback_url"].split("?")[0] + "?t=nope", json=[])
+        assert forged.status_code == 404
+        await vendor.delete("/_local")
 
 
 async def test_tencent_status_callbacks_settle_delivery_and_a_td_reply_opts_the_buyer_out(
     shop: ShopClient, stack: ServerSet
 ) -> None:
-    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
     await configure_sms(
         shop,
         provider="tencent",
@@ -248,41 +259,25 @@ async def test_tencent_status_callbacks_settle_delivery_and_a_td_reply_opts_the_
         access_key_secret=LOCAL_TENCENT_SECRET_KEY,
         sdk_app_id="1400000001",
     )
-    channels = (await ok(shop, "GET", "/api/v1/messaging/channels"))["items"]
-    sms = next(c for c in channels if c["channel"] == "sms")
-    assert f"/api/v1/webhooks/tencentsms/{shop.shop_id}?t=" in sms["callback_url"]
-    vendor = httpx.AsyncClient(base_url=stack.providers_url)
-    await vendor.post("/_local/sms/callback", json={"url": sms["callback_url"]})
-    await vendor.post("/_local/sms/faults", json={"undeliverable": ["13500000012"]})
-    stays = await buyer(shop, "tc-td-1", mobile="13500000011")
-    await buyer(shop, "tc-td-2", mobile="13500000012")
-    segment = await segment_of_everyone(shop, 2)
-    first = await _campaign(shop, segment, "sms", await template(shop, "sms", "上新啦，回TD退订"))
+    async with httpx.AsyncClient(base_url=stack.providers_url) as vendor:
+        sms, stays, _ = await _one_delivered_one_failed(shop, vendor, "1350000001", "MK:0001: 用户停机")
+        assert f"/api/v1/webhooks/tencentsms/{shop.shop_id}?t=" in sms["callback_url"]
 
-    async def settled() -> None:
-        report = await ok(shop, "GET", f"/api/v1/campaigns/{first}")
-        assert (report["delivered"], report["failed"]) == (1, 1), report
+        # Tencent's reply callback (回复) is one object: TD opts the buyer out of SMS.
+        reply = {"extend": "", "mobile": "13500000011", "nationcode": "86", "sign": "老客小店", "text": "TD",
+                 "time": 1763870000}  # fmt: skip
+        answer = await shop.client.post(sms["callback_url"], json=reply)
+        assert answer.json() == {"result": 0, "errmsg": "OK"}
+        consent = await ok(shop, "GET", f"/api/v1/customers/{stays}/consent")
+        assert consent["channels"]["sms"] is False
 
-    await eventually(settled, within=20)
-    failed = [m for m in await messages(shop, campaign_id=first) if m["status"] == "failed"]
-    assert failed[0]["reason"] == "MK:0001: 用户停机"
-
-    # Tencent's reply callback (回复) is one object: 退订 opts the buyer out of SMS.
-    reply = {"extend": "", "mobile": "13500000011", "nationcode": "86", "sign": "老客小店", "text": "TD",
-             "time": 1763870000}  # fmt: skip
-    answer = await shop.client.post(sms["callback_url"], json=reply)
-    assert answer.json() == {"result": 0, "errmsg": "OK"}
-    consent = await ok(shop, "GET", f"/api/v1/customers/{stays}/consent")
-    assert consent["channels"]["sms"] is False
-
-    # A forged token, the Tencent token on Aliyun's path, and a body of neither shape are refused.
-    forged = await shop.client.post(sms["callback_url"].split("?")[0] + "?t=nope", json=[])
-    assert forged.status_code == 404
-    crossed = await shop.client.post(sms["callback_url"].replace("tencentsms", "aliyunsms"), json=[])
-    assert crossed.status_code == 404
-    assert (await shop.client.post(sms["callback_url"], json={"a": 1})).status_code == 422
-    await vendor.delete("/_local")
-    await vendor.aclose()
+        # A forged token, the Tencent token on Aliyun's path, and a body of neither shape are refused.
+        forged = await shop.client.post(sms["callback_url"].split("?")[0] + "?t=nope", json=[])
+        assert forged.status_code == 404
+        crossed = await shop.client.post(sms["callback_url"].replace("tencentsms", "aliyunsms"), json=[])
+        assert crossed.status_code == 404
+        assert (await shop.client.post(sms["callback_url"], json={"a": 1})).status_code == 422
+        await vendor.delete("/_local")
 
 
 async def test_pause_resume_and_cancel_move_the_queued_messages(shop: ShopClient, travel: None) -> None:
