@@ -313,7 +313,9 @@ class TencentSms:
                 "SmsSdkAppId": self.config.sdk_app_id,
                 "PhoneNumber": f"+86{phone}",
                 "BeginTime": int(day.timestamp()) - 60,
-                "EndTime": int(time.time()),
+                # Whole seconds: rounded up (and a minute's leeway for clock skew), or a send earlier in
+                # this very second would fall outside the window and be taken for unsent.
+                "EndTime": int(time.time()) + 60,
                 "Offset": offset,
                 "Limit": 100,
             }
