@@ -120,6 +120,7 @@ ZH: dict[str, str] = {
     "Cancel": "取消",
     "Targeted": "目标人数",
     "Sent": "已发送",
+    "Held back by quiet hours": "免打扰时段内暂缓",
     "Delivered": "已送达",
     "Converted": "已转化",
     "Revenue": "带来收入",

@@ -119,6 +119,16 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
     await page.wait_for_timeout(300)
     await shot(page, "segment")
 
+    # The owner wants it out now, whatever the hour the suite runs at: quiet hours switched off in the
+    # settings (inside them a campaign waits, shown on its page as held back).
+    await page.goto("/console/settings")
+    await page.fill("input[name=quiet_start]", "")
+    await page.fill("input[name=quiet_end]", "")
+    await page.click("form[action='/console/settings/policy'] button")
+    await expect(page.locator("input[name=quiet_start]")).to_have_value("")
+    await page.goto("/console/segments")
+    await page.get_by_role("link", name="沉睡老客").click()
+
     # A win-back campaign to it: a template made on the spot, previewed, then launched.
     await page.click("#segment-campaign")
     await page.fill("#template-name", "唤醒老客")

@@ -61,6 +61,11 @@ async def test_quiet_hours_defer_marketing_and_an_opt_out_meanwhile_is_honoured(
         assert {m["not_before"] for m in found} == {"2026-11-24T01:00:00Z"}
 
     await eventually(deferred, within=20)
+    # The shop owner sees why nothing has gone out yet.
+    async with httpx.AsyncClient(base_url=shop.client.base_url, timeout=30) as console:
+        await console.post("/console/login", data={"api_key": shop.api_key})
+        page = (await console.get(f"/console/campaigns/{campaign}")).text
+    assert '<b id="r-deferred">2</b>' in page, page
     await ok(shop, "PUT", f"/api/v1/customers/{leave}/consent", {"channel": "inapp", "subscribed": False})
 
     clock.travel(NEXT_MORNING + timedelta(seconds=1))
