@@ -12,6 +12,7 @@ from laoke.kit import clock
 from laoke.kit.db import Database
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
+from services.segmentation import rfm
 from services.segmentation.schedule import refresh_all
 from tests.integration.segmentation.shopping import NOW, buy, profile
 
@@ -182,3 +183,49 @@ async def test_an_order_leaving_the_window_lowers_frequency_without_any_event(
     after = (await shop.client.get(f"/api/v1/customers/{w}", headers=shop.headers())).json()
     assert (after["f_score"], after["m_score"]) == (1, 3)  # 1 order, 500 yuan left in the window
     assert after["orders_count"] == 2, "the lifetime aggregates are not windowed"
+
+
+LIFECYCLE_NULL_FRACTION = text(
+    "SELECT null_frac FROM pg_stats WHERE schemaname = 'segmentation' AND tablename = 'profiles' "
+    "AND attname = 'lifecycle'"
+)
+
+
+async def test_a_rescore_relabelling_most_profiles_refreshes_the_planner_statistics(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    # 30,000 buyers of a history, unscored, with statistics taken before scoring (all labels NULL) …
+    db = Database(stack["segmentation"].settings)
+    params = {"shop": shop.shop_id, "n": 30_000, "now": clock.now()}
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    """INSERT INTO segmentation.profile_orders (shop_id, order_id, customer_id, status,
+                           paid_fen, refunded_fen, placed_at, source_modified_at)
+                       SELECT CAST(:shop AS text), 'ord_' || n, 'cus_' || n, 'completed', 5000, 0,
+                              CAST(:now AS timestamptz) - make_interval(days => n % 700), :now
+                       FROM generate_series(1, :n) n"""
+                ),
+                params,
+            )
+            await session.execute(
+                text(
+                    """INSERT INTO segmentation.profiles (shop_id, customer_id, orders_count, total_spent_fen,
+                           first_order_at, last_order_at)
+                       SELECT CAST(:shop AS text), customer_id, 1, paid_fen, placed_at, placed_at
+                       FROM segmentation.profile_orders WHERE shop_id = :shop"""
+                ),
+                params,
+            )
+            await session.execute(text("ANALYZE segmentation.profiles"))
+        async with db.transaction() as session:
+            assert await session.scalar(LIFECYCLE_NULL_FRACTION) > 0.5
+            settings = await rfm.load(session, shop.shop_id)
+            changed, _, _ = await rfm.rescore(session, shop.shop_id, settings, clock.now())
+            assert changed == 30_000
+        # … describe the labels as soon as the rescore commits, not when autovacuum comes round.
+        async with db.transaction() as session:
+            assert await session.scalar(LIFECYCLE_NULL_FRACTION) < 0.5
+    finally:
+        await db.dispose()
