@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.orders import PAID_STATUSES
 from laoke.kit import clock
@@ -24,7 +25,7 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.money import Yuan, from_fen
 from laoke.kit.service import CallerDep
-from services.segmentation import rfm
+from services.segmentation import rfm, summaries
 from services.segmentation.models import Group, Segment
 from services.segmentation.rules import SHOP_TIME_ZONE
 
@@ -130,6 +131,10 @@ class Bucket(BaseModel):
 class CustomerAnalytics(BaseModel):
     interval: str
     timezone: str
+    computed_at: datetime = Field(
+        description="When these figures were counted (for the largest shops, up to "
+        "`SEGMENTATION_SUMMARY_REFRESH_SECONDS` old: the last count is answered while a new one runs)"
+    )
     buckets: list[Bucket]
 
 
@@ -143,7 +148,7 @@ class CustomerAnalytics(BaseModel):
 )
 async def customer_analytics(
     caller: CallerDep,
-    session: SessionDep,
+    request: Request,
     start: Annotated[AwareDatetime, Query(alias="from", examples=["2026-01-01T00:00:00+08:00"])],
     finish: Annotated[AwareDatetime, Query(alias="to", examples=["2026-07-01T00:00:00+08:00"])],
     interval: Literal["day", "week", "month"] = "month",
@@ -158,11 +163,21 @@ async def customer_analytics(
     approx = {"day": 1, "week": 7, "month": 28}[interval]
     if (finish - start) / timedelta(days=approx) > MAX_BUCKETS:
         raise Unprocessable(f"at most {MAX_BUCKETS} buckets; use a longer interval or a shorter range")
-    settings = await rfm.load(session, caller.shop_id)
+    key = f"analytics:{caller.shop_id}:{start.isoformat()}:{finish.isoformat()}:{interval}:{timezone}"
+    counted = await summaries.answer(
+        request, key, lambda session: _series(session, caller.shop_id, start, finish, interval, timezone)
+    )
+    return counted.value.model_copy(update={"computed_at": counted.computed_at})
+
+
+async def _series(
+    session: AsyncSession, shop_id: str, start: datetime, finish: datetime, interval: str, timezone: str
+) -> CustomerAnalytics:
+    settings = await rfm.load(session, shop_id)
     rows = await session.execute(
         _SERIES,
         {
-            "shop": caller.shop_id,
+            "shop": shop_id,
             "bounds": bucket_starts(start, finish, interval, ZoneInfo(timezone)),
             "start": start,
             "finish": finish,
@@ -174,6 +189,7 @@ async def customer_analytics(
     return CustomerAnalytics(
         interval=interval,
         timezone=timezone,
+        computed_at=clock.now(),
         buckets=[
             Bucket(
                 start=r.start.replace(tzinfo=zone),

@@ -14,3 +14,11 @@ class SegmentationSettings(ServiceSettings):
     service_name: str = "segmentation"
     # How often the worker rescores every shop so labels follow the calendar (one replica per round).
     rfm_refresh_seconds: float = Field(default=3600.0, gt=0)
+    # Whole-shop dashboard answers (the RFM summary, customer analytics over time) are computed afresh
+    # while that takes under `summary_live_below_seconds`, which it does for all but the largest shops.
+    # Slower ones (a shop of a million customers: 0.3 s to 3 s a scan) are served from the last answer
+    # at once and recounted in the background once it is `summary_refresh_seconds` old; an answer is
+    # never served past `summary_max_age_seconds`.
+    summary_live_below_seconds: float = Field(default=0.1, ge=0)
+    summary_refresh_seconds: float = Field(default=15.0, gt=0)
+    summary_max_age_seconds: float = Field(default=300.0, gt=0)
