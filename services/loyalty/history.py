@@ -46,6 +46,9 @@ async def absorb(
         ),
         params,
     )
+    # The statements below join the members just added (a million, maybe into an empty table): planned
+    # with the statistics from before, the lock alone took a nested loop over them for minutes.
+    await session.execute(text("ANALYZE loyalty.members"))
     # Members of this import are locked in a fixed order, as every ledger change locks them.
     await session.execute(
         text(
@@ -109,4 +112,5 @@ async def absorb(
         ),
         params | {"award": award, "topic": Topic.LOYALTY.value, "expires_at": program.expires_at(now)},
     )
+    await session.execute(text("ANALYZE loyalty.orders"))  # as above: the tier count reads them all
     await tiers.evaluate(session, shop_id, program, only_customers_in=table)
