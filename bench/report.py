@@ -75,7 +75,7 @@ def _rows_rfm(r: dict[str, Any]) -> Iterator[Row]:
         r["met"]["full_recompute_15s"],
     )
     yield (
-        "RFM rescore with nothing changing",
+        "RFM scheduled refresh, window counts current",
         f"{r['unchanged_rescore']['seconds']} s",
         "≤ 3 s",
         r["unchanged_rescore"]["seconds"] <= 3,

@@ -137,7 +137,14 @@ def summary(results: dict[str, dict[str, object]]) -> str:
             "",
             f"- full rescore, every profile changing: {first['seconds']} s "
             f"({first['changed']:,} changed, {first['lifecycle_events']:,} lifecycle events) — target ≤ 15 s",
-            f"- full rescore, nothing changing: {again['seconds']} s",
+            f"- scheduled refresh with the window counts current: {again['seconds']} s — target ≤ 3 s"
+            + (
+                f"; counting every order again instead: {rf['full_unchanged_rescore']['seconds']} s; "
+                f"the next day's refresh: {rf['next_day_refresh']['seconds']} s "
+                f"({rf['next_day_refresh']['changed']:,} changed)"
+                if "next_day_refresh" in rf
+                else ""
+            ),
             f"- segment preview (count + first page) for a three-condition rule: {preview['seconds']} s "
             f"({preview['size']:,} members) — target ≤ 1 s",
             "",

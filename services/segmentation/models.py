@@ -104,6 +104,12 @@ class Profile(Base):
     rfm_segment: Mapped[str | None] = mapped_column(String(32))
     lifecycle: Mapped[str | None] = mapped_column(String(16))
     scored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The look-back window's paid orders and spend behind F and M, kept with the scores so the scheduled
+    # refresh rescores from them without reading orders; recounted when `rfm_recount_at` passes (the
+    # counted order placed first leaves the window) or anything about the buyer's orders changes.
+    rfm_orders: Mapped[int | None] = mapped_column(Integer)
+    rfm_spent_fen: Mapped[int | None] = mapped_column(BigInteger)
+    rfm_recount_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Predictions of the shop's last CLV fit (services/segmentation/clv.py).
     p_alive: Mapped[float | None] = mapped_column(Float)
     expected_purchases_90d: Mapped[float | None] = mapped_column(Float)
@@ -125,6 +131,16 @@ class ProfileBehaviour(Base):
     item_id: Mapped[str] = mapped_column(String(128), primary_key=True)  # "" for the shop itself
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     item_title: Mapped[str | None] = mapped_column(String(500))
+
+
+class RfmRun(Base):
+    """When a shop's profiles were last rescored as a whole: the scheduled refresh counts on the kept
+    window aggregates only when it moves forward from here."""
+
+    __tablename__ = "rfm_runs"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class RfmConfig(Base):

@@ -230,22 +230,30 @@ def _envelope(event_type: str, payload: str) -> str:
     return envelope_sql("segmentation", event_type, payload)
 
 
-# One statement: score, compare, update, and announce changes. `:customers` NULL means the whole shop.
-_RESCORE = text(
-    f"""
-WITH facts AS (
-    SELECT p.customer_id, p.lifecycle AS old_lifecycle, p.rfm_segment AS old_segment,
-           p.first_order_at, p.last_order_at,
-           floor(extract(epoch FROM (:as_of - p.last_order_at)) / 86400)::int AS days,
-           count(o.order_id) AS f,
-           coalesce(sum(o.paid_fen - o.refunded_fen), 0) AS m
+# The look-back window's paid orders of the selected customers, counted from their orders; also when
+# that count next changes by itself: when the first counted order leaves the window, or an order placed
+# after `as_of` enters it.
+_COUNT = f"""
+    SELECT {{columns}},
+           count(o.order_id) FILTER (WHERE o.placed_at <= :as_of) AS f,
+           coalesce(sum(o.paid_fen - o.refunded_fen) FILTER (WHERE o.placed_at <= :as_of), 0) AS m,
+           least(min(o.placed_at) FILTER (WHERE o.placed_at <= :as_of) + make_interval(secs => :window_secs),
+                 min(o.placed_at) FILTER (WHERE o.placed_at > :as_of)) AS recount_at
     FROM segmentation.profiles p
     LEFT JOIN segmentation.profile_orders o
       ON o.shop_id = p.shop_id AND o.customer_id = p.customer_id AND o.status IN ({_PAID})
-     AND o.placed_at >= :window_start AND o.placed_at <= :as_of
-    WHERE p.shop_id = :shop AND (CAST(:customers AS text[]) IS NULL OR p.customer_id = ANY(:customers))
-    GROUP BY p.shop_id, p.customer_id
-), scored AS (
+     AND o.placed_at >= :window_start
+    WHERE p.shop_id = :shop AND {{which}}
+    GROUP BY p.shop_id, p.customer_id"""  # noqa: S608 - constants of this module only
+_SOME = "p.customer_id = ANY(:customers)"
+# The scheduled refresh recounts only profiles whose count has moved (or was never taken).
+_RECOUNT_DUE = "(p.rfm_orders IS NULL OR p.rfm_recount_at <= :as_of)"
+_KEPT = "(p.rfm_orders IS NOT NULL AND (p.rfm_recount_at <= :as_of) IS NOT TRUE)"  # exactly the others
+
+# Score, compare, update, and announce changes, in one statement. `{facts}` yields each profile's
+# window count (`f`, `m`, `recount_at`) and its stored labels.
+_SCORE = f"""
+scored AS (
     SELECT *,
         CASE WHEN last_order_at IS NULL THEN NULL
              WHEN days <= (CAST(:recency AS int[]))[1] THEN 5 WHEN days <= (CAST(:recency AS int[]))[2] THEN 4
@@ -267,47 +275,104 @@ WITH facts AS (
              WHEN days <= :sleeping_days THEN 'sleeping'
              ELSE 'churned' END AS lifecycle
     FROM facts
+    OFFSET 0  -- computed once per row: inlined, every CASE would be re-evaluated inside the next ones
 ), classed AS (
     SELECT *, CASE WHEN r IS NULL THEN NULL {_CLASS_SQL} END AS segment
     FROM (SELECT *, r >= {HIGH_SCORE} AS r_high, fs >= {HIGH_SCORE} AS f_high, ms >= {HIGH_SCORE} AS m_high
           FROM scored) x
+), changes AS MATERIALIZED (
+    -- Usually a few rows of a million: found in one pass, then written by key (no join of the table
+    -- with itself).
+    SELECT customer_id, r, fs, ms, segment, lifecycle, f, m, recount_at, old_lifecycle, old_segment,
+           old_r, old_f, old_m
+    FROM classed c
+    WHERE (c.old_r, c.old_f, c.old_m, c.old_segment, c.old_lifecycle, c.old_orders, c.old_spent,
+           c.old_recount_at)
+          IS DISTINCT FROM (c.r, c.fs, c.ms, c.segment, c.lifecycle, c.f, c.m, c.recount_at)
 ), updated AS (
     UPDATE segmentation.profiles p
     SET r_score = c.r, f_score = c.fs, m_score = c.ms, rfm_segment = c.segment, lifecycle = c.lifecycle,
-        scored_at = :as_of
-    FROM classed c
+        rfm_orders = c.f, rfm_spent_fen = c.m, rfm_recount_at = c.recount_at, scored_at = :as_of
+    FROM changes c
     WHERE p.shop_id = :shop AND p.customer_id = c.customer_id
-      AND (p.r_score, p.f_score, p.m_score, p.rfm_segment, p.lifecycle)
-          IS DISTINCT FROM (c.r, c.fs, c.ms, c.segment, c.lifecycle)
-    RETURNING c.customer_id, c.old_lifecycle, c.lifecycle, c.old_segment, c.segment, c.r, c.fs, c.ms
+    RETURNING c.customer_id, c.old_lifecycle, c.lifecycle, c.old_segment, c.segment, c.r, c.fs, c.ms,
+              (c.old_r, c.old_f, c.old_m, c.old_segment, c.old_lifecycle)
+                  IS DISTINCT FROM (c.r, c.fs, c.ms, c.segment, c.lifecycle) AS rescored
 ), lifecycle_events AS (
     INSERT INTO segmentation.outbox (event_id, topic, key, event_type, shop_id, envelope)
     SELECT (e->>'event_id')::uuid, :topic, :shop || ':' || customer_id, 'customer.lifecycle_changed', :shop, e
     FROM (SELECT customer_id, {
-        _envelope(
-            "customer.lifecycle_changed",
-            "jsonb_build_object('customer_id', customer_id, 'from', old_lifecycle, 'to', lifecycle)",
-        )
-    } AS e
+    _envelope(
+        "customer.lifecycle_changed",
+        "jsonb_build_object('customer_id', customer_id, 'from', old_lifecycle, 'to', lifecycle)",
+    )
+} AS e
           FROM updated WHERE old_lifecycle IS NOT NULL AND old_lifecycle IS DISTINCT FROM lifecycle) l
     RETURNING 1
 ), rfm_events AS (
     INSERT INTO segmentation.outbox (event_id, topic, key, event_type, shop_id, envelope)
     SELECT (e->>'event_id')::uuid, :topic, :shop || ':' || customer_id, 'customer.rfm_changed', :shop, e
     FROM (SELECT customer_id, {
-        _envelope(
-            "customer.rfm_changed",
-            "jsonb_build_object("
-            "'customer_id', customer_id, 'from', old_segment, 'to', segment, 'r', r, 'f', fs, 'm', ms)",
-        )
-    } AS e
+    _envelope(
+        "customer.rfm_changed",
+        "jsonb_build_object("
+        "'customer_id', customer_id, 'from', old_segment, 'to', segment, 'r', r, 'f', fs, 'm', ms)",
+    )
+} AS e
           FROM updated WHERE old_segment IS NOT NULL AND old_segment IS DISTINCT FROM segment) s
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM updated) AS changed,
+SELECT (SELECT count(*) FROM updated WHERE rescored) AS changed,
        (SELECT count(*) FROM lifecycle_events) AS lifecycle_changes,
        (SELECT count(*) FROM rfm_events) AS rfm_changes
 """  # noqa: S608 - every interpolated piece is a constant of this module; values are bound
+
+_STORED = """p.customer_id, p.lifecycle AS old_lifecycle, p.rfm_segment AS old_segment, p.r_score AS old_r,
+           p.f_score AS old_f, p.m_score AS old_m, p.rfm_orders AS old_orders, p.rfm_spent_fen AS old_spent,
+           p.rfm_recount_at AS old_recount_at, p.first_order_at, p.last_order_at,
+           floor(extract(epoch FROM (:as_of - p.last_order_at)) / 86400)::int AS days"""
+
+# Some customers (those of a run of order events), counted from their orders.
+_RESCORE = text(
+    f"""
+WITH counted AS MATERIALIZED ({_COUNT.format(columns="p.customer_id", which=_SOME)}
+), facts AS (
+    SELECT {_STORED}, c.f, c.m, c.recount_at
+    FROM segmentation.profiles p JOIN counted c ON c.customer_id = p.customer_id
+    WHERE p.shop_id = :shop
+), {_SCORE}"""  # noqa: S608 - constants of this module only
+)
+
+# A whole shop counted from its orders, with what scoring needs of each profile, into a table of its
+# own first: a statement that writes runs on one core, while this one joins and counts the shop's orders
+# in parallel (7 s → 3.5 s for 10,000,000), and scoring then reads the profiles no more.
+_COUNT_SHOP = text(f"CREATE TEMP TABLE rfm_counted AS {_COUNT.format(columns=_STORED, which='true')}")
+_DROP_COUNTED = text("DROP TABLE rfm_counted")
+_RESCORE_SHOP = text(f"WITH facts AS (SELECT * FROM rfm_counted), {_SCORE}")  # noqa: S608 - constants
+
+# The scheduled refresh: every profile scored from its kept count, recounting only those whose count
+# has moved since. With nothing moved it reads no order at all.
+_REFRESH = text(
+    f"""
+WITH counted AS MATERIALIZED ({_COUNT.format(columns="p.customer_id", which=_RECOUNT_DUE)}
+), facts AS (
+    SELECT {_STORED}, p.rfm_orders AS f, p.rfm_spent_fen AS m, p.rfm_recount_at AS recount_at
+    FROM segmentation.profiles p
+    WHERE p.shop_id = :shop AND {_KEPT}
+    UNION ALL
+    SELECT {_STORED}, c.f, c.m, c.recount_at
+    FROM segmentation.profiles p JOIN counted c ON c.customer_id = p.customer_id
+    WHERE p.shop_id = :shop
+), {_SCORE}"""  # noqa: S608 - constants of this module only
+)
+
+WHOLE_SHOP_WORK_MEM = "128MB"
+_CURRENT_WORK_MEM = text("SELECT current_setting('work_mem')")
+_SET_WORK_MEM = text("SELECT set_config('work_mem', :value, true)")  # until the transaction ends
+_LAST_RUN = text("SELECT as_of FROM segmentation.rfm_runs WHERE shop_id = :shop")
+_RECORD_RUN = text(
+    "INSERT INTO segmentation.rfm_runs (shop_id, as_of) VALUES (:shop, :as_of) "
+    "ON CONFLICT (shop_id) DO UPDATE SET as_of = excluded.as_of"
 )
 
 
@@ -317,28 +382,50 @@ async def rescore(
     settings: RfmSettings,
     as_of: datetime,
     customers: list[str] | None = None,
+    *,
+    incremental: bool = False,
 ) -> tuple[int, int, int]:
     """Rescore one shop (or some of its customers) as of a moment; returns (changed, lifecycle
-    changes, rfm class changes)."""
-    row = (
-        await session.execute(
-            _RESCORE,
-            {
-                "shop": shop_id,
-                "customers": customers,
-                "as_of": as_of,
-                "window_start": as_of - timedelta(days=settings.window_days),
-                "active_start": as_of - timedelta(days=settings.active_days),
-                "recency": settings.recency_days,
-                "frequency": settings.frequency,
-                "monetary": settings.monetary_fen,
-                "active_days": settings.active_days,
-                "sleeping_days": settings.sleeping_days,
-                "topic": Topic.SEGMENTATION.value,
-            },
-        )
-    ).one()
-    if customers is None:
+    changes, rfm class changes).
+
+    Some customers, or a whole shop by default, are counted from their orders. `incremental` (the
+    scheduled refresh of a whole shop) scores every profile from its kept window count and recounts
+    only those whose count has moved since; it falls back to counting everything when the shop has no
+    earlier whole-shop run or the clock went back since. Kept counts are current because every change
+    to a buyer's orders rescores that buyer, and a change of thresholds or window rescores the shop."""
+    params: dict[str, object] = {
+        "shop": shop_id,
+        "customers": customers,
+        "as_of": as_of,
+        "window_start": as_of - timedelta(days=settings.window_days),
+        "window_secs": float(settings.window_days * 86400),
+        "active_start": as_of - timedelta(days=settings.active_days),
+        "recency": settings.recency_days,
+        "frequency": settings.frequency,
+        "monetary": settings.monetary_fen,
+        "active_days": settings.active_days,
+        "sleeping_days": settings.sleeping_days,
+        "topic": Topic.SEGMENTATION.value,
+    }
+    whole_shop = customers is None
+    if whole_shop and incremental:
+        last = await session.scalar(_LAST_RUN, {"shop": shop_id})
+        incremental = last is not None and last <= as_of
+    if not whole_shop:
+        row = (await session.execute(_RESCORE, params)).one()
+    elif incremental:
+        row = (await session.execute(_REFRESH, params)).one()
+    else:
+        # A million profiles' counts hashed and joined in memory rather than sorted on disk in batches
+        # (15 s → 11 s for 1,000,000 profiles); for this statement pair only.
+        default = await session.scalar(_CURRENT_WORK_MEM)
+        await session.execute(_SET_WORK_MEM, {"value": WHOLE_SHOP_WORK_MEM})
+        await session.execute(_COUNT_SHOP, params)
+        row = (await session.execute(_RESCORE_SHOP, params)).one()
+        await session.execute(_DROP_COUNTED)
+        await session.execute(_SET_WORK_MEM, {"value": default})
+    if whole_shop:
+        await session.execute(_RECORD_RUN, {"shop": shop_id, "as_of": as_of})
         await _refresh_statistics(session, row.changed)
     return row.changed, row.lifecycle_changes, row.rfm_changes
 

@@ -33,7 +33,7 @@ async def refresh_all(db: Database) -> int:
         for shop_id in shops:
             settings = await rfm.load(session, shop_id)
             now = clock.now()
-            count, lifecycle, classes = await rfm.rescore(session, shop_id, settings, now)
+            count, lifecycle, classes = await rfm.rescore(session, shop_id, settings, now, incremental=True)
             # Rules over time (recency_days, "carted within 7 days") move without any event.
             entered, exited = await segments.refresh_shop(session, shop_id, now)
             changed += count

@@ -229,3 +229,91 @@ async def test_a_rescore_relabelling_most_profiles_refreshes_the_planner_statist
             assert await session.scalar(LIFECYCLE_NULL_FRACTION) < 0.5
     finally:
         await db.dispose()
+
+
+SCORES_AND_COUNTS = text(
+    "SELECT customer_id, r_score, f_score, m_score, rfm_segment, lifecycle, rfm_orders, rfm_spent_fen, "
+    "rfm_recount_at FROM segmentation.profiles WHERE shop_id = :shop ORDER BY customer_id"
+)
+
+
+async def test_the_scheduled_refresh_from_kept_counts_agrees_with_counting_every_order(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    """2,000 buyers with orders over two years (some unpaid, some partly refunded): at each later moment
+    the refresh that reads only the orders whose count moved leaves exactly what counting every order
+    of the shop leaves, down to the kept counts, while R, lifecycle and the window move with time."""
+    db = Database(stack["segmentation"].settings)
+    t0 = NOW
+    params = {"shop": shop.shop_id, "t0": t0}
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    """INSERT INTO segmentation.profile_orders (shop_id, order_id, customer_id, status,
+                           paid_fen, refunded_fen, placed_at, source_modified_at)
+                       SELECT CAST(:shop AS text), 'ord_' || n, 'cus_' || (n % 2000),
+                              CASE WHEN n % 9 = 0 THEN 'closed' ELSE 'completed' END,
+                              1000 + (hashint4(n) & 65535), CASE WHEN n % 7 = 0 THEN 500 ELSE 0 END,
+                              CAST(:t0 AS timestamptz)
+                                - make_interval(secs => (hashint4(n + 1) & 2147483647) % (730 * 86400)),
+                              CAST(:t0 AS timestamptz)
+                       FROM generate_series(1, 12000) n"""
+                ),
+                params,
+            )
+            await session.execute(
+                text(
+                    """INSERT INTO segmentation.profiles (shop_id, customer_id, orders_count, total_spent_fen,
+                           first_order_at, last_order_at)
+                       SELECT CAST(:shop AS text), customer_id, count(*), sum(paid_fen - refunded_fen),
+                              min(placed_at), max(placed_at)
+                       FROM segmentation.profile_orders
+                       WHERE shop_id = CAST(:shop AS text) AND status <> 'closed' GROUP BY customer_id"""
+                ),
+                params,
+            )
+            settings = await rfm.load(session, shop.shop_id)
+            assert (await rfm.rescore(session, shop.shop_id, settings, t0))[0] == 2000
+
+        moved_by_refresh = 0
+        for days in (0.04, 1, 3, 30, 100, 200, 400):
+            at = t0 + timedelta(days=days)
+            async with db.transaction() as session:
+                changed, _, _ = await rfm.rescore(session, shop.shop_id, settings, at, incremental=True)
+                moved_by_refresh += changed
+                kept = (await session.execute(SCORES_AND_COUNTS, params)).all()
+            async with db.transaction() as session:
+                assert (await rfm.rescore(session, shop.shop_id, settings, at))[0] == 0, days
+                counted = (await session.execute(SCORES_AND_COUNTS, params)).all()
+            assert kept == counted, days
+        assert moved_by_refresh > 1000  # time did move labels and scores
+    finally:
+        await db.dispose()
+
+
+async def test_the_scheduled_refresh_counts_everything_when_the_clock_went_back(
+    shop: ShopClient, stack: ServerSet, frozen: None
+) -> None:
+    old = await buy(shop, "B-1", "buyer-back", 300, "500.00")  # in the window at NOW, not 100 days on
+    await profile(shop, old, 1)
+    db = Database(stack["segmentation"].settings)
+    try:
+        async with db.transaction() as session:
+            settings = await rfm.load(session, shop.shop_id)
+            await rfm.rescore(session, shop.shop_id, settings, NOW + timedelta(days=100))
+            assert (
+                await session.scalar(
+                    text("SELECT f_score FROM segmentation.profiles WHERE shop_id = :shop"),
+                    {"shop": shop.shop_id},
+                )
+            ) == 1
+            # Back to NOW: the kept count (no order in the window) is no longer true, so it is redone.
+            await rfm.rescore(session, shop.shop_id, settings, NOW, incremental=True)
+            rows = await session.execute(
+                text("SELECT f_score, rfm_orders FROM segmentation.profiles WHERE shop_id = :shop"),
+                {"shop": shop.shop_id},
+            )
+            assert rows.one() == (1, 1)
+    finally:
+        await db.dispose()
