@@ -43,8 +43,8 @@ LOCAL_ACCESS_KEY_ID = "LTAI-local-laoke"
 LOCAL_ACCESS_KEY_SECRET = "local-laoke-sms-secret"  # noqa: S105 - the local stand-in's published key
 _CHINA = ZoneInfo("Asia/Shanghai")  # Aliyun writes its times in China time
 MAX_BATCH = 100  # SendBatchSms takes at most 100 numbers per call
-# Carriers report seconds after a send. A report pushed at once could overtake messaging recording the
-# vendor's answer, and such a report is dropped (a known gap, docs/messaging.md "Not built yet").
+# Carriers report seconds after a send. A report can still overtake messaging recording the vendor's
+# answer (messaging keeps it until then); `SmsFaults.report_before_answer` makes that happen every time.
 REPORT_DELAY_SECONDS = 1.0
 _MOBILE = re.compile(r"^(\+?86)?1[3-9]\d{9}$")  # what both vendors accept
 
@@ -58,6 +58,9 @@ class SmsFaults:
     timeouts: int = 0
     hang_seconds: float = 30.0
     undeliverable: list[str] = field(default_factory=list)  # accepted, then reported failed
+    # Push the delivery reports before answering the send call: they reach messaging while it still
+    # waits for the answer that names the vendor's message ids.
+    report_before_answer: bool = False
 
 
 @dataclass
@@ -255,8 +258,7 @@ def sms_app(state: LocalProviders) -> FastAPI:
                     "received_at": datetime.now(UTC).isoformat(),
                 }
             )
-        if state.callback_url:
-            background.add_task(_push, state.callback_url, reports, REPORT_DELAY_SECONDS)
+        await _report(state, background, reports)
         return JSONResponse({"RequestId": str(uuid.uuid4()), "BizId": biz_id, "Code": "OK", "Message": "OK"})
 
     @app.post("/tencent")
@@ -361,8 +363,7 @@ def sms_app(state: LocalProviders) -> FastAPI:
                     "received_at": datetime.now(UTC).isoformat(),
                 }
             )
-        if state.callback_url and reports:
-            background.add_task(_push, state.callback_url, reports, REPORT_DELAY_SECONDS)
+        await _report(state, background, reports)
         return JSONResponse({"Response": {"SendStatusSet": statuses, "RequestId": request_id}})
 
     @app.post("/_local/sms/callback")
@@ -409,6 +410,16 @@ def sms_app(state: LocalProviders) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+async def _report(state: LocalProviders, background: BackgroundTasks, reports: list[dict[str, Any]]) -> None:
+    """Push delivery reports to the callback: a second after the answer, or before it (a fault)."""
+    if not state.callback_url or not reports:
+        return
+    if state.faults.report_before_answer:
+        await _push(state.callback_url, reports)
+    else:
+        background.add_task(_push, state.callback_url, reports, REPORT_DELAY_SECONDS)
 
 
 async def _push(url: str, items: list[dict[str, Any]], delay: float = 0.0) -> Any:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.kit import clock, failpoints
 from laoke.kit.db import Database
 from laoke.kit.errors import LaokeError
-from services.messaging import automations, coupons, policy, queue, templates
+from services.messaging import automations, coupons, deliveries, policy, queue, templates
 from services.messaging.channels import (
     AliyunSms,
     Channel,
@@ -172,6 +172,9 @@ class Dispatcher:
                 )
             if rows:
                 log.warning("sends_recovered", sent=len(sent), queued_again=len(again))
+            # A report kept while its message was `sending` whose answer was recorded by a transaction
+            # that could not see it yet (both committed at once) is applied here.
+            await deliveries.apply_early_reports(session)
             return len(sent) + len(again)
 
     async def _vendor(self, session: AsyncSession, shop_id: str) -> AliyunSms | TencentSms | None:

@@ -254,6 +254,21 @@ class Message(Base):
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class EarlySmsReport(Base):
+    """A delivery report that reached us before the vendor's answer to the send did (the message is
+    still `sending`, under our own OutId): kept until that answer names the vendor's id, then applied."""
+
+    __tablename__ = "early_sms_reports"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider_message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(254), primary_key=True)
+    success: Mapped[bool] = mapped_column(Boolean)
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Feedback(Base):
     """A complaint, suggestion or return problem (客户反馈), tracked to resolution."""
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.messaging import deliveries
 from services.messaging.channels import Outcome
 
 
@@ -154,6 +155,9 @@ async def record(
                 "codes": [verdicts.codes.get(i) for i in ids],
             },
         )
+        vendor_ids = [o.id for o in verdicts.sent if o.provider_message_id]
+        if vendor_ids:  # reports the vendor pushed before this answer reached us, kept meanwhile
+            await deliveries.apply_early_reports(session, vendor_ids)
     if verdicts.retry:
         # Backoff 30 s, 2 min, 8 min …; the last attempt fails the message for good.
         await session.execute(

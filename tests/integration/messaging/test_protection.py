@@ -203,7 +203,12 @@ async def test_bad_templates_and_campaigns_are_refused_clearly(
 
 
 async def _one_delivered_one_failed(
-    shop: ShopClient, vendor: httpx.AsyncClient, prefix: str, failure: str
+    shop: ShopClient,
+    vendor: httpx.AsyncClient,
+    prefix: str,
+    failure: str,
+    *,
+    report_before_answer: bool = False,
 ) -> tuple[dict[str, Any], str, str]:
     """The SMS channel's callback registered with the local vendor, two buyers messaged, one of them
     undeliverable: the vendor's reports settle one `delivered` and one `failed` with its reason.
@@ -213,7 +218,8 @@ async def _one_delivered_one_failed(
     sms = next(c for c in channels if c["channel"] == "sms")
     assert sms["settings"]["access_key_secret"] == "********"
     await vendor.post("/_local/sms/callback", json={"url": sms["callback_url"]})
-    await vendor.post("/_local/sms/faults", json={"undeliverable": [f"{prefix}2"]})
+    faults = {"undeliverable": [f"{prefix}2"], "report_before_answer": report_before_answer}
+    await vendor.post("/_local/sms/faults", json=faults)
     stays = await buyer(shop, f"td-{prefix}-1", mobile=f"{prefix}1")
     await buyer(shop, f"td-{prefix}-2", mobile=f"{prefix}2")
     segment = await segment_of_everyone(shop, 2)
@@ -310,3 +316,30 @@ async def test_pause_resume_and_cancel_move_the_queued_messages(shop: ShopClient
     await statuses("cancelled")  # nothing went out after the cancel
     again = await call(shop, "POST", f"/api/v1/campaigns/{campaign}/pause")
     assert again.status_code == 409
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+async def test_reports_that_overtake_the_vendors_answer_still_settle_their_messages(
+    shop: ShopClient, stack: ServerSet, provider: str
+) -> None:
+    """The vendor pushes its delivery reports before answering the send: they name ids messaging does
+    not know yet (the messages are still `sending`), are kept, and settle them once the answer lands."""
+    if provider == "tencent":
+        await configure_sms(
+            shop,
+            provider="tencent",
+            access_key_id=LOCAL_TENCENT_SECRET_ID,
+            access_key_secret=LOCAL_TENCENT_SECRET_KEY,
+            sdk_app_id="1400000001",
+        )
+    else:
+        await configure_sms(shop)
+    async with httpx.AsyncClient(base_url=stack.providers_url) as vendor:
+        await _one_delivered_one_failed(
+            shop,
+            vendor,
+            "1350000003",
+            "MK:0001: 用户停机" if provider == "tencent" else "MOBILE_NOT_ON_SERVICE: 用户停机",
+            report_before_answer=True,
+        )
+        await vendor.delete("/_local")
