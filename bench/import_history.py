@@ -93,9 +93,8 @@ async def import_once(ctx: BenchContext, client: httpx.AsyncClient, path: Path) 
     if status["status"] == "completed":
         # Counted live by a segment preview: the RFM summary of a shop this size answers from its last
         # count (refreshed every 15 s), which would add up to that to the figure.
-        scored = {
-            "rule": {"field": "lifecycle", "op": "in", "value": ["new", "active", "sleeping", "churned"]}
-        }
+        labels = ["new", "active", "sleeping", "churned", "prospect"]  # every label: scored
+        scored = {"rule": {"field": "lifecycle", "op": "in", "value": labels}}
         while time.perf_counter() - started < total + 600:
             preview = await client.post(
                 f"{ctx.gateway_url}/api/v1/segments/preview", json=scored, headers=headers
