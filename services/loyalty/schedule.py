@@ -2,10 +2,10 @@
 
 Any number of replicas may run the loop; a PostgreSQL advisory lock lets one of them work per round.
 Expiry is set-based in chunks of members: the chunk's members are locked first (in a fixed order, as
-every ledger change locks them), then one statement zeroes their expired lots, books one `expire`
-entry per member and moves their balances. Because spending also happens under the member lock,
-expiry only ever takes what is left of a lot. One `loyalty.points_expired` event per shop and run
-(not one per member) tells consumers where to read the new balances.
+every ledger change locks them: the chunk's keys come sorted), then one statement zeroes their expired
+lots, books one `expire` entry per member and moves their balances. Because spending also happens
+under the member lock, expiry only ever takes what is left of a lot. One `loyalty.points_expired`
+event per shop and run (not one per member) tells consumers where to read the new balances.
 """
 
 from __future__ import annotations
@@ -46,24 +46,31 @@ _DUE_MEMBERS = text(
     ORDER BY shop_id, customer_id LIMIT :chunk
     """
 )
+# Statements over a chunk's members go member by member through the key (a nested loop over the
+# chunk's keys, in their order): as a join, the planner hashed every member and due lot of the database
+# for each chunk of 50,000 (0.45 s a chunk in the lock and again in the expiry).
 _LOCK_MEMBERS = text(
     """
-    SELECT count(*) FROM (
+    SELECT count(*)
+    FROM unnest(CAST(:shops AS text[]), CAST(:customers AS text[])) AS x(shop_id, customer_id)
+    CROSS JOIN LATERAL (
         SELECT 1 FROM loyalty.members m
-        JOIN unnest(CAST(:shops AS text[]), CAST(:customers AS text[])) AS x(shop_id, customer_id)
-          ON m.shop_id = x.shop_id AND m.customer_id = x.customer_id
-        ORDER BY m.shop_id, m.customer_id FOR UPDATE OF m
+        WHERE m.shop_id = x.shop_id AND m.customer_id = x.customer_id
+        FOR UPDATE
     ) locked
     """
 )
 _EXPIRE = text(
     """
     WITH due AS (
-        SELECT l.id, l.shop_id, l.customer_id, l.remaining
-        FROM loyalty.points_lots l
-        JOIN unnest(CAST(:shops AS text[]), CAST(:customers AS text[])) AS x(shop_id, customer_id)
-          ON l.shop_id = x.shop_id AND l.customer_id = x.customer_id
-        WHERE l.remaining > 0 AND l.expires_at <= :as_of
+        SELECT l.id, x.shop_id, x.customer_id, l.remaining
+        FROM unnest(CAST(:shops AS text[]), CAST(:customers AS text[])) AS x(shop_id, customer_id)
+        CROSS JOIN LATERAL (
+            SELECT l.id, l.remaining FROM loyalty.points_lots l
+            WHERE l.shop_id = x.shop_id AND l.customer_id = x.customer_id
+              AND l.remaining > 0 AND l.expires_at <= :as_of
+            OFFSET 0  -- kept a subquery: probed per member, not flattened into a hash join
+        ) l
     ), zeroed AS (
         UPDATE loyalty.points_lots l SET remaining = 0 FROM due WHERE l.id = due.id
         RETURNING due.shop_id, due.customer_id, due.remaining
