@@ -7,7 +7,12 @@ from typing import Any
 
 import httpx
 
-from laoke.devstack.providers import LOCAL_ACCESS_KEY_ID, LOCAL_ACCESS_KEY_SECRET
+from laoke.devstack.providers import (
+    LOCAL_ACCESS_KEY_ID,
+    LOCAL_ACCESS_KEY_SECRET,
+    LOCAL_TENCENT_SECRET_ID,
+    LOCAL_TENCENT_SECRET_KEY,
+)
 from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
@@ -96,6 +101,20 @@ async def configure_sms(shop: ShopClient, **overrides: Any) -> None:
             **overrides,
         },
     )
+
+
+TENCENT_APP_ID = "1400000001"
+
+
+async def configure_tencent_sms(shop: ShopClient, **overrides: Any) -> None:
+    """The SMS channel on Tencent Cloud, with the local stand-in's keys."""
+    tencent = {
+        "provider": "tencent",
+        "access_key_id": LOCAL_TENCENT_SECRET_ID,
+        "access_key_secret": LOCAL_TENCENT_SECRET_KEY,
+        "sdk_app_id": TENCENT_APP_ID,
+    }
+    await configure_sms(shop, **(tencent | overrides))
 
 
 async def campaign_done(shop: ShopClient, campaign_id: str, within: float = 30) -> dict[str, Any]:

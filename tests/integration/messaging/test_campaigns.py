@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import httpx
 
-from laoke.devstack.providers import LOCAL_TENCENT_SECRET_ID, LOCAL_TENCENT_SECRET_KEY
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from tests.integration.messaging.helpers import (
@@ -13,6 +12,7 @@ from tests.integration.messaging.helpers import (
     buyer,
     campaign_done,
     configure_sms,
+    configure_tencent_sms,
     messages,
     ok,
     segment_of_everyone,
@@ -134,13 +134,7 @@ async def test_sms_through_tencent_cloud_with_positional_parameters(
     shop: ShopClient, stack: ServerSet
 ) -> None:
     await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
-    await configure_sms(
-        shop,
-        provider="tencent",
-        access_key_id=LOCAL_TENCENT_SECRET_ID,
-        access_key_secret=LOCAL_TENCENT_SECRET_KEY,
-        sdk_app_id="1400000001",
-    )
+    await configure_tencent_sms(shop)
     for i in range(3):
         await buyer(shop, f"tc-{i}", name="陈" if i < 2 else "林", mobile=f"1370013{i:04d}")
     segment = await segment_of_everyone(shop, 3)
@@ -165,13 +159,7 @@ async def test_sms_through_tencent_cloud_with_positional_parameters(
     assert {r["app_id"] for r in received} == {"1400000001"}
 
     # A wrong SecretKey: Tencent refuses the signature and the messages fail with its reason.
-    await configure_sms(
-        shop,
-        provider="tencent",
-        access_key_id=LOCAL_TENCENT_SECRET_ID,
-        access_key_secret="wrong",
-        sdk_app_id="1400000001",
-    )
+    await configure_tencent_sms(shop, access_key_secret="wrong")
     again = await ok(
         shop,
         "POST",

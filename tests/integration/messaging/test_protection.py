@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from laoke.devstack.providers import LOCAL_TENCENT_SECRET_ID, LOCAL_TENCENT_SECRET_KEY
 from laoke.kit import clock
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
@@ -22,6 +21,7 @@ from tests.integration.messaging.helpers import (
     call,
     campaign_done,
     configure_sms,
+    configure_tencent_sms,
     messages,
     ok,
     segment_of_everyone,
@@ -263,13 +263,7 @@ async def test_sms_reports_settle_delivery_and_a_td_reply_opts_the_buyer_out(
 async def test_tencent_status_callbacks_settle_delivery_and_a_td_reply_opts_the_buyer_out(
     shop: ShopClient, stack: ServerSet
 ) -> None:
-    await configure_sms(
-        shop,
-        provider="tencent",
-        access_key_id=LOCAL_TENCENT_SECRET_ID,
-        access_key_secret=LOCAL_TENCENT_SECRET_KEY,
-        sdk_app_id="1400000001",
-    )
+    await configure_tencent_sms(shop)
     async with httpx.AsyncClient(base_url=stack.providers_url) as vendor:
         sms, stays, _ = await _one_delivered_one_failed(shop, vendor, "1350000001", "MK:0001: 用户停机")
         assert f"/api/v1/webhooks/tencentsms/{shop.shop_id}?t=" in sms["callback_url"]
@@ -325,13 +319,7 @@ async def test_reports_that_overtake_the_vendors_answer_still_settle_their_messa
     """The vendor pushes its delivery reports before answering the send: they name ids messaging does
     not know yet (the messages are still `sending`), are kept, and settle them once the answer lands."""
     if provider == "tencent":
-        await configure_sms(
-            shop,
-            provider="tencent",
-            access_key_id=LOCAL_TENCENT_SECRET_ID,
-            access_key_secret=LOCAL_TENCENT_SECRET_KEY,
-            sdk_app_id="1400000001",
-        )
+        await configure_tencent_sms(shop)
     else:
         await configure_sms(shop)
     async with httpx.AsyncClient(base_url=stack.providers_url) as vendor:
