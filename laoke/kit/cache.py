@@ -62,11 +62,12 @@ class SlowAnswers(Generic[V]):
     call gets the last answer at once while it is under `max_age` seconds old; when it is over
     `refresh_after` old, one computation per key starts in the background to replace it. A call that
     finds nothing, or an answer over `max_age`, waits for a computation (shared with any other caller
-    of that key). Callers are told `computed_at`, so they can say how old the figures are.
+    of that key). Callers are told `computed_at`, so they can say how old the figures are. Only slow
+    answers are kept (at most `max_entries`), so questions about small shops cost no memory.
     """
 
     def __init__(
-        self, *, live_below: float, refresh_after: float, max_age: float, max_entries: int = 10_000
+        self, *, live_below: float, refresh_after: float, max_age: float, max_entries: int = 1_000
     ) -> None:
         self.live_below = live_below
         self.refresh_after = refresh_after
@@ -106,7 +107,11 @@ class SlowAnswers(Generic[V]):
         value = await compute()
         answer = Computed(value, at, started, time.monotonic() - started)
         current = self._answers.get(key)
-        if current is None or current.started <= started:  # an older computation never wins
+        if answer.seconds < self.live_below:
+            # Cheap: nothing to keep (the next call counts afresh); only slow answers take memory.
+            if current is not None and current.started <= started:
+                del self._answers[key]
+        elif current is None or current.started <= started:  # an older computation never wins
             if len(self._answers) >= self.max_entries:
                 self._answers.clear()
             self._answers[key] = answer

@@ -47,10 +47,22 @@ class Counter:
         return answer
 
 
-async def test_cheap_answers_are_computed_afresh_every_time() -> None:
+async def test_cheap_answers_are_computed_afresh_every_time_and_kept_nowhere() -> None:
     answers: SlowAnswers[int] = SlowAnswers(live_below=0.05, refresh_after=60, max_age=600)
     compute = Counter(0)
-    assert [(await answers.get("shop", compute)).value for _ in range(3)] == [1, 2, 3]
+    assert [(await answers.get(f"shop-{i % 2}", compute)).value for i in range(3)] == [1, 2, 3]
+    assert answers._answers == {}  # a client asking many cheap questions costs no memory
+
+
+async def test_a_shop_that_grew_slow_is_kept_and_one_that_became_cheap_is_dropped() -> None:
+    answers: SlowAnswers[int] = SlowAnswers(live_below=0.02, refresh_after=0.01, max_age=600)
+    compute = Counter(0.03)
+    assert (await answers.get("shop", compute)).value == 1  # slow: kept
+    compute.seconds = 0
+    await asyncio.sleep(0.02)
+    assert (await answers.get("shop", compute)).value == 1  # served while the recount runs
+    await asyncio.sleep(0.01)
+    assert (await answers.get("shop", compute)).value == 3  # the recount was cheap: live from now on
 
 
 async def test_slow_answers_are_served_at_once_and_replaced_in_the_background() -> None:
