@@ -250,8 +250,8 @@ _SOME = "p.customer_id = ANY(:customers)"
 _RECOUNT_DUE = "(p.rfm_orders IS NULL OR p.rfm_recount_at <= :as_of)"
 _KEPT = "(p.rfm_orders IS NOT NULL AND (p.rfm_recount_at <= :as_of) IS NOT TRUE)"  # exactly the others
 
-# Score, compare, update, and announce changes, in one statement. `{facts}` yields each profile's
-# window count (`f`, `m`, `recount_at`) and its stored labels.
+# Score, compare, update, and announce changes, in one statement: the tail of each statement below,
+# after its `facts` CTE has given each profile's window count (`f`, `m`, `recount_at`) and stored labels.
 _SCORE = f"""
 scored AS (
     SELECT *,
