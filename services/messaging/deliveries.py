@@ -46,7 +46,10 @@ _RECORD_REPORTS = text(
         INSERT INTO messaging.early_sms_reports
             (shop_id, provider_message_id, recipient, success, reported_at, reason)
         SELECT :shop, v.biz, v.phone, v.success, v.at, v.reason FROM v
-        WHERE NOT EXISTS (
+        -- An id longer than any we store names none of our messages: not kept (and no data error
+        -- failing the vendor's whole push).
+        WHERE length(v.biz) <= 100 AND length(v.phone) <= 254
+          AND NOT EXISTS (
             SELECT 1 FROM messaging.messages m
             WHERE m.shop_id = :shop AND m.channel = 'sms' AND m.provider_message_id = v.biz
               AND m.recipient = v.phone)
