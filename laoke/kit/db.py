@@ -15,6 +15,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
+from laoke.kit.jsonutil import dumps_text, loads
 from laoke.kit.settings import ServiceSettings
 
 NAMING_CONVENTION = {
@@ -51,6 +52,10 @@ class Database:
             # No pre-ping round trip per checkout: a connection lost to a database restart fails its
             # request with 503 (see errors.py) and is discarded by the pool.
             connect_args={"server_settings": {"application_name": f"laoke-{settings.service_name}"}},
+            # JSONB in and out through orjson: the standard library's decoder was 8 % of a dispatcher
+            # busy with a campaign (every queued message carries its variables).
+            json_serializer=dumps_text,
+            json_deserializer=loads,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 

@@ -22,6 +22,12 @@ def dumps(value: Any) -> bytes:
 loads = orjson.loads
 
 
+def dumps_text(value: Any) -> str:
+    """For JSONB parameters (the database engine's serializer): keys that are not strings are written as
+    strings, as the standard library does."""
+    return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode()
+
+
 class JSONBody(Response):
     media_type = "application/json"
 
