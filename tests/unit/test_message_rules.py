@@ -59,6 +59,30 @@ def test_template_refuses_unknown_variables_escapes_and_bad_syntax(source: str, 
         templates.check(source)
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{name}}，{{tier}}专享礼遇",
+        "Hi {{ name }}\n\n",
+        "",
+        "{{points}}分 {{ points }}",
+        "{{name|upper}} and {{tier}}",
+        "{% if points > 100 %}{{name}}{% else %}顾客{% endif %}",
+        "{{ '{{' }}{{name}}",
+    ],
+)
+def test_placeholder_templates_render_as_jinja_does(source: str) -> None:
+    variables = {"name": "王小明", "tier": None, "points": 1280}
+    expected = templates._env.from_string(source).render(**variables)
+    assert templates.render(source, variables) == expected
+
+
+def test_a_missing_variable_is_refused_the_same_way_on_either_path() -> None:
+    for source in ("{{name}}您好", "{{name|upper}}您好"):
+        with pytest.raises(Unprocessable, match="'name' is undefined"):
+            templates.render(source, {})
+
+
 def test_sms_parts_count_the_signature_and_split_at_67() -> None:
     assert templates.sms_parts("好" * 64, "老客小店") == (70, 1)
     assert templates.sms_parts("好" * 65, "老客小店") == (71, 2)
