@@ -14,6 +14,7 @@ handler's) fault: retried a bounded number of times with backoff, then sent with
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -143,8 +144,12 @@ class EventConsumer:
             await _stop_quietly(self._dlq_producer)
 
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        pacing = FetchPacing(
+            consumer, self.settings.consumer_fetch_max_wait_ms, self.settings.consumer_fetch_idle_wait_ms
+        )
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200)
+            pacing.saw(bool(batches))
             if not batches:
                 continue
             # Partitions are independent (a buyer's events share one), so they are handled
@@ -297,6 +302,34 @@ class EventConsumer:
     def _count(self, outcome: str) -> str:
         EVENTS_HANDLED.labels(self.name, outcome).inc()
         return outcome
+
+
+class FetchPacing:
+    """Fetches wait `busy_ms` on the broker while records flow and `idle_ms` once none came for
+    `IDLE_AFTER_SECONDS`. aiokafka reads the wait from its fetcher for every fetch request it builds;
+    it has no public setter, so a version without that attribute keeps the busy wait throughout."""
+
+    IDLE_AFTER_SECONDS = 2.0
+
+    def __init__(self, consumer: AIOKafkaConsumer, busy_ms: int, idle_ms: int | None) -> None:
+        self.fetcher = getattr(consumer, "_fetcher", None)
+        self.busy_ms, self.idle_ms = busy_ms, idle_ms
+        self.adjustable = idle_ms is not None and hasattr(self.fetcher, "_fetch_max_wait_ms")
+        self.last_record = time.monotonic()
+        self.idle = False
+
+    def saw(self, records: bool) -> None:
+        if not self.adjustable:
+            return
+        now = time.monotonic()
+        if records:
+            self.last_record = now
+            if self.idle:
+                self.idle = False
+                self.fetcher._fetch_max_wait_ms = self.busy_ms
+        elif not self.idle and now - self.last_record > self.IDLE_AFTER_SECONDS:
+            self.idle = True
+            self.fetcher._fetch_max_wait_ms = self.idle_ms
 
 
 def _parse(record: ConsumerRecord) -> EventEnvelope | None:

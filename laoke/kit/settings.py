@@ -30,6 +30,7 @@ _SHARED_ENV = {
     "topic_partitions": "LAOKE_TOPIC_PARTITIONS",
     "topic_replication_factor": "LAOKE_TOPIC_REPLICATION_FACTOR",
     "consumer_fetch_max_wait_ms": "LAOKE_CONSUMER_FETCH_MAX_WAIT_MS",
+    "consumer_fetch_idle_wait_ms": "LAOKE_CONSUMER_FETCH_IDLE_WAIT_MS",
     "relay_verify_topics": "LAOKE_RELAY_VERIFY_TOPICS",
     "ingest_url": "LAOKE_INGEST_URL",
     "segmentation_url": "LAOKE_SEGMENTATION_URL",
@@ -67,6 +68,11 @@ class ServiceSettings(BaseSettings):
     # so this mostly bounds idle polling; the embedded broker holds the fetch for the full wait, so a
     # long wait there is added straight onto event latency.
     consumer_fetch_max_wait_ms: int = Field(default=500, ge=1)
+    # The wait once a consumer has seen no record for a few seconds (unset: always the one above). On
+    # the embedded broker each fetch costs it work for every partition asked about, so a stack polling
+    # every 10 ms burns most of a core doing nothing; idle, it polls less often, and the first event
+    # after a lull waits up to this long.
+    consumer_fetch_idle_wait_ms: int | None = Field(default=None, ge=1)
     # Before each relay batch, check the broker still has our topics (see OutboxRelay._check_topics).
     # Essential on a broker that can forget topics; on a Kafka cluster with auto-creation off it only
     # adds a metadata request per batch, and ops may turn it off.

@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from laoke.devstack.providers import LocalProviders, sms_app, start_smtp
-from laoke.devstack.supervisor import EMBEDDED_FETCH_MAX_WAIT_MS
+from laoke.devstack.supervisor import EMBEDDED_FETCH_IDLE_WAIT_MS, EMBEDDED_FETCH_MAX_WAIT_MS
 from laoke.stack import GATEWAY, SERVICES, Component
 from laoke.testing.infra import free_port
 
@@ -113,6 +113,7 @@ def common_settings(database_url: str, bootstrap_servers: str) -> dict[str, Any]
         "environment": "test",
         "db_pool_size": 5,
         "consumer_fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS,
+        "consumer_fetch_idle_wait_ms": EMBEDDED_FETCH_IDLE_WAIT_MS,
     }
 
 
