@@ -8,6 +8,7 @@ breaks the connection mid-way is 502.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -175,6 +176,7 @@ class Proxy:
         wire_path = raw_path.decode("latin-1") if raw_path else path
         target = f"{wire_path}?{request.url.query}" if request.url.query else wire_path
         upstream_request = client.build_request(request.method, target, headers=headers, content=body)
+        started = time.perf_counter()
         try:
             upstream = await client.send(upstream_request, stream=True)
         except httpx.ConnectError as exc:
@@ -193,13 +195,24 @@ class Proxy:
                 raise BadGateway(f"the {service} service failed mid-response") from exc
             finally:
                 await upstream.aclose()
+            _time_upstream(response_headers, started)
             return Response(content, status_code=upstream.status_code, headers=response_headers)
+        _time_upstream(response_headers, started)
         return StreamingResponse(
             upstream.aiter_raw(),
             status_code=upstream.status_code,
             headers=response_headers,
             background=BackgroundTask(upstream.aclose),
         )
+
+
+def _time_upstream(headers: dict[str, str], started: float) -> None:
+    """`Server-Timing: upstream;dur=<ms>`: the time from sending to the service until its answer was
+    read (its head, for a streamed answer). What a client waits beyond it is the gateway's own cost,
+    measured per request (bench/gateway_overhead.py) and visible in a browser's network panel."""
+    timing = f"upstream;dur={(time.perf_counter() - started) * 1000:.2f}"
+    own = headers.get("server-timing")
+    headers["server-timing"] = f"{own}, {timing}" if own else timing
 
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

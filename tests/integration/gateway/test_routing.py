@@ -69,6 +69,21 @@ async def test_request_id_is_returned_and_carried_into_events(shop: ShopClient, 
     assert correlation == "req-abc-123"
 
 
+async def test_forwarded_answers_say_how_long_the_service_took(shop: ShopClient) -> None:
+    """`Server-Timing: upstream;dur=<ms>` on what the gateway forwarded, none on its own answers: what
+    a client waits beyond it is the gateway's cost (bench/gateway_overhead.py measures it so)."""
+    created = await shop.client.post(
+        "/api/v1/orders", json={**ORDER, "order_id": "ST-1"}, headers=shop.headers()
+    )
+    assert created.status_code == 201
+    name, _, duration = created.headers["server-timing"].partition(";dur=")
+    assert name == "upstream" and 0 < float(duration) < 30_000
+    listed = await shop.client.get("/api/v1/orders", headers=shop.headers())  # streamed or buffered alike
+    assert listed.headers["server-timing"].startswith("upstream;dur=")
+    own = await shop.client.get("/api/v1/me", headers=shop.headers())
+    assert "server-timing" not in own.headers
+
+
 async def test_correlation_id_flows_from_request_through_consumers(
     shop: ShopClient, stack: ServerSet
 ) -> None:
