@@ -1,8 +1,13 @@
 """Gateway overhead: the same read straight to ingest and through the gateway, at a fixed rate.
 
-Both paths are driven in alternating rounds in one run, so drift on the machine affects both alike.
-The load generator is open-loop (bench/loadgen.py) and runs in this process, apart from the stack.
-Target (issue 2): overhead ≤ 1 ms p50 and ≤ 5 ms p99 at 1,000 req/s.
+The overhead is measured per request: what the client waited for an answer through the gateway beyond
+the time the gateway spent waiting on ingest (its `Server-Timing: upstream;dur=…`), i.e. the gateway's
+own work (parse, key check, rate limit, signing, relaying) plus its loopback hop and any queueing in
+it. Its p50 and p99 are the figures. (Subtracting the direct path's percentiles from the gateway
+path's, as this benchmark first did, compares two separately measured distributions; near saturation
+that gave a p99 "overhead" of −131 ms.) The direct path is still driven, in alternating rounds, for
+the reader's comparison. The load generator is open-loop (bench/loadgen.py) and runs in this
+process, apart from the stack. Target (issue 2): overhead ≤ 1 ms p50 and ≤ 5 ms p99 at 1,000 req/s.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ async def run_at(ctx: BenchContext, rate: float) -> dict[str, object]:
             if round_no:
                 total = totals[name]
                 total.latencies_ms += result.latencies_ms
+                total.beyond_upstream_ms += result.beyond_upstream_ms
                 total.statuses.update(result.statuses)
                 total.errors += result.errors
                 total.elapsed_s += result.elapsed_s
@@ -81,9 +87,14 @@ async def run_at(ctx: BenchContext, rate: float) -> dict[str, object]:
         }
 
     direct_s, gateway_s = describe(totals["direct"]), describe(totals["gateway"])
+    timed = totals["gateway"].beyond_upstream_ms
+    per_request = summarize_ms(timed)
     overhead = {
-        "p50_ms": round(float(gateway_s["p50_ms"]) - float(direct_s["p50_ms"]), 3),  # type: ignore[arg-type]
-        "p99_ms": round(float(gateway_s["p99_ms"]) - float(direct_s["p99_ms"]), 3),  # type: ignore[arg-type]
+        "p50_ms": per_request["p50_ms"],
+        "p90_ms": per_request["p90_ms"],
+        "p99_ms": per_request["p99_ms"],
+        # Answers the gateway gave itself (an error before forwarding) carry no upstream time.
+        "answers_without_upstream_time": len(totals["gateway"].latencies_ms) - len(timed),
     }
     return {
         "rate_per_second": rate,

@@ -20,6 +20,9 @@ KEEPALIVE_SECONDS = 3.0
 @dataclass
 class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
+    # Per request, what the client waited beyond the upstream time the gateway reported in
+    # `Server-Timing: upstream;dur=…` (only for answers that carry it).
+    beyond_upstream_ms: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
     elapsed_s: float = 0.0
@@ -35,7 +38,15 @@ def build_request(method: str, path: str, headers: dict[str, str], body: bytes =
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+def _upstream_ms(server_timing: bytes | None) -> float | None:
+    for metric in (server_timing or b"").split(b","):
+        name, _, params = metric.strip().partition(b";")
+        if name == b"upstream" and params.startswith(b"dur="):
+            return float(params[4:].split(b";")[0])
+    return None
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, float | None]:
     head = await reader.readuntil(b"\r\n\r\n")
     status_line, _, header_block = head.partition(b"\r\n")
     status = int(status_line.split(b" ", 2)[1])
@@ -52,7 +63,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             await reader.readexactly(size + 2)
             if size == 0:
                 break
-    return status
+    return status, _upstream_ms(headers.get(b"server-timing"))
 
 
 async def open_loop(
@@ -86,12 +97,15 @@ async def open_loop(
                 open_count += 1
             try:
                 writer.write(request_for(i))
-                status = await _read_response(reader)
+                status, upstream_ms = await _read_response(reader)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 result.errors += 1
                 writer.close()
                 return
-            result.latencies_ms.append((time.perf_counter() - due) * 1000)
+            latency_ms = (time.perf_counter() - due) * 1000
+            result.latencies_ms.append(latency_ms)
+            if upstream_ms is not None:
+                result.beyond_upstream_ms.append(latency_ms - upstream_ms)
             result.statuses[status] += 1
             idle.append((reader, writer, time.perf_counter()))
 

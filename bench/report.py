@@ -19,7 +19,7 @@ def _rows_gateway(r: dict[str, Any]) -> Iterator[Row]:
     for rate, x in r["rates"].items():
         o = x["overhead"]
         yield (
-            f"gateway overhead at {rate} req/s (p50 / p99)",
+            f"gateway overhead per request at {rate} req/s (p50 / p99)",
             f"{o['p50_ms']} / {o['p99_ms']} ms",
             "≤ 1 / ≤ 5 ms at 1,000 req/s",
             x["met"],
