@@ -21,7 +21,7 @@ from sqlalchemy import text
 from bench.common import BenchContext, summarize_ms, write_result
 from laoke.kit.db import Database
 from laoke.kit.settings import ServiceSettings
-from services.segmentation import rfm
+from services.segmentation import rfm, rfm_config
 
 CUSTOMERS = int(os.environ.get("LAOKE_BENCH_CONSOLE_CUSTOMERS", "1000000"))
 ORDERS_PER_CUSTOMER = 2
@@ -90,7 +90,7 @@ async def _generate(ctx: BenchContext, shop: str, as_of: datetime) -> dict[str, 
         generated = time.perf_counter() - started
         started = time.perf_counter()
         async with db.transaction() as session:
-            await rfm.rescore(session, shop, rfm.PRESETS["default"], as_of)
+            await rfm.rescore(session, shop, rfm_config.PRESETS["default"], as_of)
             # The rescore's million lifecycle events are not what this benchmark measures.
             await session.execute(text("DELETE FROM segmentation.outbox WHERE shop_id = :shop"), params)
         return {

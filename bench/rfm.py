@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text
 from bench.common import BenchContext, write_result
 from laoke.kit.db import Database
 from laoke.kit.settings import ServiceSettings
-from services.segmentation import rfm
+from services.segmentation import rfm, rfm_config
 from services.segmentation.models import Profile
 from services.segmentation.rules import compile_rule
 
@@ -81,7 +81,7 @@ async def run(ctx: BenchContext) -> dict[str, object]:
             for statement in GENERATE[4:]:
                 await autocommit.execute(text(statement))
         result["generate_seconds"] = round(time.perf_counter() - started, 1)
-        settings = rfm.PRESETS["default"]
+        settings = rfm_config.PRESETS["default"]
         runs = (
             # Counting every order: every profile changes (its first scoring) …
             ("first_rescore", AS_OF, False),

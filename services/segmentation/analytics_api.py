@@ -25,7 +25,7 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.money import Yuan, from_fen
 from laoke.kit.service import CallerDep
-from services.segmentation import rfm, summaries
+from services.segmentation import rfm_config, summaries
 from services.segmentation.models import Group, Segment
 from services.segmentation.rules import SHOP_TIME_ZONE
 
@@ -173,7 +173,7 @@ async def customer_analytics(
 async def _series(
     session: AsyncSession, shop_id: str, start: datetime, finish: datetime, interval: str, timezone: str
 ) -> CustomerAnalytics:
-    settings = await rfm.load(session, shop_id)
+    settings = await rfm_config.load(session, shop_id)
     rows = await session.execute(
         _SERIES,
         {

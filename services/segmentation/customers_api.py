@@ -19,7 +19,7 @@ from laoke.kit.service import CallerDep, OutboxDep
 from services.segmentation import segments
 from services.segmentation.models import CustomerTag, GroupMember, Profile, Segment, SegmentMember
 from services.segmentation.repository import ProfileRepository
-from services.segmentation.rfm import Lifecycle, RfmClass
+from services.segmentation.rfm_config import Lifecycle, RfmClass
 from services.segmentation.schemas import CustomerDetail, CustomerOut, CustomerPatch
 from services.segmentation.views import customer_fields, customer_out, tags_of
 

@@ -31,7 +31,7 @@ from laoke.kit.consumer import Batched, EventHandler
 from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
-from services.segmentation import rfm, segments
+from services.segmentation import rfm, rfm_config, segments
 from services.segmentation.models import merged_customers, plumbing
 from services.segmentation.repository import ProfileRepository
 from services.segmentation.settings import SegmentationSettings
@@ -50,7 +50,7 @@ async def _rescore_customers(
 ) -> None:
     """After anything changed some profiles: their RFM and lifecycle, then their segment memberships."""
     now = clock.now()
-    await rfm.rescore(session, shop_id, await rfm.load(session, shop_id), now, customer_ids)
+    await rfm.rescore(session, shop_id, await rfm_config.load(session, shop_id), now, customer_ids)
     await segments.refresh_customers(session, outbox, shop_id, customer_ids, now)
 
 
@@ -168,7 +168,7 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
         await ProfileRepository(session).absorb_import(event.shop_id, "imported_orders")
         absorbed = time.perf_counter()
         now = clock.now()
-        await rfm.rescore(session, event.shop_id, await rfm.load(session, event.shop_id), now)
+        await rfm.rescore(session, event.shop_id, await rfm_config.load(session, event.shop_id), now)
         rescored = time.perf_counter()
         entered, exited = await segments.refresh_shop(session, event.shop_id, now)
         log.info(

@@ -16,14 +16,14 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Unprocessable
 from laoke.kit.money import Yuan, from_fen
 from laoke.kit.service import CallerDep
-from services.segmentation import rfm, segments, summaries
+from services.segmentation import rfm, rfm_config, segments, summaries
 from services.segmentation.models import Profile, RfmConfig
 
 router = APIRouter(prefix="/api/v1/rfm", tags=["rfm"], responses=ERROR_RESPONSES)
 
 
 class RfmConfigOut(BaseModel):
-    preset: rfm.Preset
+    preset: rfm_config.Preset
     window_days: int = Field(examples=[365])
     recency_days: list[int] = Field(examples=[[30, 60, 90, 180]])
     frequency: list[int] = Field(examples=[[2, 3, 5, 8]])
@@ -49,7 +49,7 @@ class RfmSummary(BaseModel):
     computed_at: datetime = Field(description="When these figures were counted")
 
 
-def _out(settings: rfm.RfmSettings) -> RfmConfigOut:
+def _out(settings: rfm_config.RfmSettings) -> RfmConfigOut:
     return RfmConfigOut(
         preset=settings.preset,
         window_days=settings.window_days,
@@ -63,7 +63,7 @@ def _out(settings: rfm.RfmSettings) -> RfmConfigOut:
 
 @router.get("/config", response_model=RfmConfigOut, summary="The shop's RFM thresholds and lifecycle days")
 async def get_config(caller: CallerDep, session: SessionDep) -> RfmConfigOut:
-    return _out(await rfm.load(session, caller.shop_id))
+    return _out(await rfm_config.load(session, caller.shop_id))
 
 
 @router.put(
@@ -76,10 +76,10 @@ async def get_config(caller: CallerDep, session: SessionDep) -> RfmConfigOut:
     "once and label changes are announced.",
 )
 async def put_config(
-    body: Annotated[rfm.RfmConfigIn, Body()], caller: CallerDep, session: SessionDep
+    body: Annotated[rfm_config.RfmConfigIn, Body()], caller: CallerDep, session: SessionDep
 ) -> RfmConfigOut:
     try:
-        settings = rfm.settings_from(body)
+        settings = rfm_config.settings_from(body)
     except ValidationError as exc:
         raise Unprocessable("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from exc
     except ValueError as exc:
@@ -98,7 +98,7 @@ async def put_config(
 
 @router.post("/refresh", response_model=RescoreOut, summary="Rescore every customer of the shop now")
 async def refresh(caller: CallerDep, session: SessionDep) -> RescoreOut:
-    settings = await rfm.load(session, caller.shop_id)
+    settings = await rfm_config.load(session, caller.shop_id)
     now = clock.now()
     changed, lifecycle, classes = await rfm.rescore(session, caller.shop_id, settings, now)
     await segments.refresh_shop(session, caller.shop_id, now)
@@ -154,7 +154,7 @@ async def _count(session: AsyncSession, shop_id: str) -> RfmSummary:
         by_lifecycle={str(k): v for k, v in by_lifecycle.items() if k is not None},
         by_class=by_class,
         class_spend=class_spend,
-        class_names={c.value: name for c, name in rfm.CHINESE.items()},
+        class_names={c.value: name for c, name in rfm_config.CHINESE.items()},
         grid=grid,
         grid_spend=grid_spend,
         computed_at=clock.now(),

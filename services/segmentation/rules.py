@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, and_, cast, exists, extract, false, func, 
 
 from laoke.kit.errors import Unprocessable
 from services.segmentation.models import CustomerTag, GroupMember, Profile, ProfileBehaviour
-from services.segmentation.rfm import Lifecycle, RfmClass
+from services.segmentation.rfm_config import Lifecycle, RfmClass
 
 # Business days are the shop's; Laoke's default shop time zone (DESIGN.md §5).
 SHOP_TIME_ZONE = ZoneInfo("Asia/Shanghai")

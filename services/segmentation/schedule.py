@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from laoke.kit import clock
 from laoke.kit.db import Database
-from services.segmentation import rfm, segments
+from services.segmentation import rfm, rfm_config, segments
 from services.segmentation.models import Profile
 
 log = structlog.get_logger(__name__)
@@ -31,7 +31,7 @@ async def refresh_all(db: Database) -> int:
         shops = list(await session.scalars(select(Profile.shop_id).distinct()))
         changed = 0
         for shop_id in shops:
-            settings = await rfm.load(session, shop_id)
+            settings = await rfm_config.load(session, shop_id)
             now = clock.now()
             count, lifecycle, classes = await rfm.rescore(session, shop_id, settings, now, incremental=True)
             # Rules over time (recency_days, "carted within 7 days") move without any event.

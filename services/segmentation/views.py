@@ -13,7 +13,7 @@ from laoke.kit import clock
 from laoke.kit.money import from_fen
 from laoke.kit.pii import mask_email, mask_name, mask_phone
 from services.segmentation.models import CustomerTag, Profile
-from services.segmentation.rfm import CHINESE, RfmClass
+from services.segmentation.rfm_config import CHINESE, RfmClass
 from services.segmentation.rules import SHOP_TIME_ZONE
 from services.segmentation.schemas import CustomerOut
 

@@ -33,7 +33,7 @@ from laoke.devstack.providers import LOCAL_ACCESS_KEY_ID, LOCAL_ACCESS_KEY_SECRE
 from laoke.devstack.supervisor import Stack, StackConfig
 from laoke.stack import GATEWAY
 from laoke.testing.infra import free_port, free_port_block
-from services.segmentation.rfm import PRESETS
+from services.segmentation.rfm_config import PRESETS
 from tests.faults.harness import (
     OrderStream,
     PlannedOrder,

@@ -12,7 +12,7 @@ from laoke.kit import clock
 from laoke.kit.db import Database
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
-from services.segmentation import rfm
+from services.segmentation import rfm, rfm_config
 from services.segmentation.schedule import refresh_all
 from tests.integration.segmentation.shopping import NOW, buy, profile
 
@@ -221,7 +221,7 @@ async def test_a_rescore_relabelling_most_profiles_refreshes_the_planner_statist
             await session.execute(text("ANALYZE segmentation.profiles"))
         async with db.transaction() as session:
             assert await session.scalar(LIFECYCLE_NULL_FRACTION) > 0.5
-            settings = await rfm.load(session, shop.shop_id)
+            settings = await rfm_config.load(session, shop.shop_id)
             changed, _, _ = await rfm.rescore(session, shop.shop_id, settings, clock.now())
             assert changed == 30_000
         # … describe the labels as soon as the rescore commits, not when autovacuum comes round.
@@ -273,7 +273,7 @@ async def test_the_scheduled_refresh_from_kept_counts_agrees_with_counting_every
                 ),
                 params,
             )
-            settings = await rfm.load(session, shop.shop_id)
+            settings = await rfm_config.load(session, shop.shop_id)
             assert (await rfm.rescore(session, shop.shop_id, settings, t0))[0] == 2000
 
         moved_by_refresh = 0
@@ -300,7 +300,7 @@ async def test_the_scheduled_refresh_counts_everything_when_the_clock_went_back(
     db = Database(stack["segmentation"].settings)
     try:
         async with db.transaction() as session:
-            settings = await rfm.load(session, shop.shop_id)
+            settings = await rfm_config.load(session, shop.shop_id)
             await rfm.rescore(session, shop.shop_id, settings, NOW + timedelta(days=100))
             assert (
                 await session.scalar(
