@@ -25,6 +25,13 @@ from scipy.special import gammaln, hyp2f1
 
 Array = NDArray[np.float64]
 
+# Both fits search log-parameters inside these bounds. Data without a sign of dropout (every buyer
+# still buying) or with identical order values have no finite maximum: unbounded, the search ran to
+# a ≈ 1e-9, b ≈ 1e9, where equation (10) loses every digit to cancellation and predicted negative
+# purchases. Inside the bounds it agrees with the same model at the limit to five digits.
+_BGNBD_BOUNDS = [(-9.0, 9.0), (-9.0, 15.0), (-9.0, 9.0), (-9.0, 9.0)]  # r, α (days), a, b
+_GG_BOUNDS = [(-9.0, 20.0), (-9.0, 20.0), (-9.0, 30.0)]  # p, q, γ
+
 
 @dataclass(frozen=True)
 class BgNbd:
@@ -72,6 +79,7 @@ def fit_bgnbd(x: Array, t_x: Array, T: Array) -> BgNbd:
         lambda p: -_bgnbd_log_likelihood(p, x, t_x, T),
         x0=np.log([1.0, max(float(np.mean(T)), 1.0), 1.0, 1.0]),
         method="Nelder-Mead",
+        bounds=_BGNBD_BOUNDS,
         options={"maxiter": 20_000, "xatol": 1e-8, "fatol": 1e-10},
     )
     r, alpha, a, b = (float(v) for v in np.exp(result.x))
@@ -90,8 +98,11 @@ class GammaGamma:
         """E[spend per purchase | x, z̄]; buyers without repeat purchases get the population mean."""
         p, q, g = self.p, self.q, self.gamma
         population = p * g / (q - 1) if q > 1 else overall
-        weight = (q - 1) / (p * x + q - 1)
-        return np.where(x > 0, weight * population + (1 - weight) * zbar, population)
+        # p(γ + x z̄) / (px + q − 1): the weighted form (weight × population mean + ...) is the same
+        # only for q > 1; this one holds whenever px + q > 1, and otherwise the buyer's own mean is used.
+        denominator = p * x + q - 1
+        posterior = p * (g + x * zbar) / np.where(denominator > 0, denominator, 1.0)
+        return np.where(x > 0, np.where(denominator > 0, posterior, zbar), population)
 
 
 def _gg_log_likelihood(params: Array, x: Array, zbar: Array) -> float:
@@ -117,6 +128,7 @@ def fit_gamma_gamma(x: Array, zbar: Array) -> GammaGamma:
         lambda p: -_gg_log_likelihood(p, x, zbar),
         x0=np.log([1.0, 1.0, max(float(np.mean(zbar)), 1.0)]),
         method="Nelder-Mead",
+        bounds=_GG_BOUNDS,
         options={"maxiter": 20_000, "xatol": 1e-8, "fatol": 1e-10},
     )
     p, q, g = (float(v) for v in np.exp(result.x))

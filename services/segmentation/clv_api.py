@@ -92,6 +92,10 @@ def _fit(rows: list[Any]) -> tuple[BgNbd, GammaGamma | None, np.ndarray, np.ndar
     e365 = model.expected_purchases(365, x, t_x, age)
     value = spend.expected_spend(x, zbar, mean_spend) if spend else np.full(len(x), mean_spend)
     clv = np.round(e365 * value * 100)
+    for name, values in (("P(alive)", alive), ("expected purchases", e90), ("CLV", clv)):
+        # Never stored: a profile would show it and the customer API refuses negative values.
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(f"the fitted model gives invalid {name} for some buyers")
     return model, spend, alive, e90, clv
 
 

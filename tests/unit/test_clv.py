@@ -39,3 +39,34 @@ def test_gamma_gamma_matches_the_published_fit() -> None:
     # Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value": p = 6.25, q = 3.74, γ = 15.44.
     assert (model.p, model.q, model.gamma) == pytest.approx((6.25, 3.74, 15.44), abs=0.02)
     assert model.customers == 946
+
+
+def test_history_without_dropout_gives_sane_predictions() -> None:
+    """Loyal buyers who never stopped and one-off buyers, all spending the same (the integration test's
+    shop): the unbounded fit ran off to a ≈ 1e-9, b ≈ 1e9 and predicted negative purchases."""
+    for offset in (0.0, 0.1, 0.37, 0.9):  # the run's time of day moves every age a little
+        x, t_x, age, zbar = [], [], [], []
+        for i in range(12):
+            first = 300 - i + offset
+            x += [3, 0]
+            t_x += [270.0, 0.0]
+            age += [first, 400 + i * 3 + offset]
+            zbar += [120.0, 0.0]
+        xs, txs, ages, zbars = (np.array(v) for v in (x, t_x, age, zbar))
+        model = fit_bgnbd(xs, txs, ages)
+        spend = fit_gamma_gamma(xs, zbars)
+        purchases = model.expected_purchases(365, xs, txs, ages)
+        assert np.all(np.isfinite(purchases)) and np.all(purchases > 0)
+        assert purchases[0] > purchases[1]  # the loyal buyer beats the one-off buyer
+        assert np.all((model.p_alive(xs, txs, ages) > 0) & (model.p_alive(xs, txs, ages) <= 1))
+        assert spend.expected_spend(xs, zbars, 84.0)[0] == pytest.approx(120.0, rel=1e-3)
+
+
+def test_expected_spend_when_q_is_below_one() -> None:
+    """The posterior mean p(γ + x z̄)/(px + q − 1) stays between prior and observation for q < 1."""
+    from services.segmentation.clv import GammaGamma
+
+    model = GammaGamma(p=2.0, q=0.5, gamma=50.0, log_likelihood=0.0, customers=10)
+    spend = model.expected_spend(np.array([1.0, 4.0, 0.0]), np.array([100.0, 100.0, 0.0]), 80.0)
+    assert spend[0] == pytest.approx(2 * (50 + 100) / 1.5) and spend[1] == pytest.approx(2 * 450 / 7.5)
+    assert spend[2] == 80.0  # no repeat purchase and no finite population mean: the shop's mean
