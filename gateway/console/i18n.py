@@ -148,6 +148,9 @@ ZH: dict[str, str] = {
     "Messages per customer per week": "每位客户每周最多消息",
     "Quiet hours": "免打扰时段",
     "RFM preset": "RFM 预设",
+    "Rescoring every customer in the background; labels follow the new preset when it is done.": (
+        "正在后台为全部客户重新计算评分，完成后标签将按新预设更新。"
+    ),
     "Mail": "邮件",
     "SMS": "短信",
     "Nothing yet.": "暂无数据。",

@@ -105,6 +105,11 @@ async def wait_ready(servers: ServerSet, within: float = 60) -> None:
                 await asyncio.sleep(0.05)
 
 
+# Shops of more customers than this are rescored in the background after a configuration change; low
+# enough for a test to build such a shop in a second.
+INLINE_RESCORE_LIMIT = 20
+
+
 def common_settings(database_url: str, bootstrap_servers: str) -> dict[str, Any]:
     return {
         "database_url": database_url,
@@ -154,6 +159,8 @@ async def start_servers(
                 extra |= messaging
             if component.name == "loyalty":
                 extra["activities_seconds"] = 0.5  # price guesses revealed soon after their window
+            if component.name == "segmentation":
+                extra["rfm_inline_rescore_limit"] = INLINE_RESCORE_LIMIT
             app, settings = build_app(component, **common, **extra)
             port = loyalty_port if component.name == "loyalty" else None
             servers.servers[component.name] = await serve(app, component.name, settings, port)

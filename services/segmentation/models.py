@@ -143,6 +143,16 @@ class RfmRun(Base):
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class RfmRescoreRequest(Base):
+    """A whole-shop rescore asked for (a changed configuration of a large shop) and not yet done; done by
+    a background task of the replica that took the request, or else by the next scheduled refresh."""
+
+    __tablename__ = "rfm_rescore_requests"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class RfmConfig(Base):
     """A shop's RFM thresholds and lifecycle boundaries. A shop without a row uses the default preset."""
 

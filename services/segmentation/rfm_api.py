@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Request, Response, status
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -16,10 +16,19 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Unprocessable
 from laoke.kit.money import Yuan, from_fen
 from laoke.kit.service import CallerDep
-from services.segmentation import rfm, rfm_config, segments, summaries
+from services.segmentation import rescores, rfm_config, summaries
 from services.segmentation.models import Profile, RfmConfig
+from services.segmentation.settings import SegmentationSettings
 
 router = APIRouter(prefix="/api/v1/rfm", tags=["rfm"], responses=ERROR_RESPONSES)
+
+
+class RescoreState(BaseModel):
+    status: Literal["current", "pending"] = Field(
+        description="`pending`: a whole-shop rescore (after a change of a large shop's configuration) "
+        "is under way in the background; scores and labels follow the configuration when it is `current`"
+    )
+    requested_at: datetime | None = Field(default=None, description="When the pending rescore was asked for")
 
 
 class RfmConfigOut(BaseModel):
@@ -30,12 +39,17 @@ class RfmConfigOut(BaseModel):
     monetary: list[Yuan]
     active_days: int = Field(examples=[90])
     sleeping_days: int = Field(examples=[180])
+    rescore: RescoreState
 
 
 class RescoreOut(BaseModel):
-    customers_changed: int
-    lifecycle_changes: int
-    rfm_class_changes: int
+    status: Literal["done", "pending"] = Field(
+        description="`pending` (202): a large shop, rescored in the background; follow "
+        "`GET /api/v1/rfm/config` → `rescore`"
+    )
+    customers_changed: int | None = Field(description="Customers whose scores or labels changed (when done)")
+    lifecycle_changes: int | None
+    rfm_class_changes: int | None
 
 
 class RfmSummary(BaseModel):
@@ -49,7 +63,7 @@ class RfmSummary(BaseModel):
     computed_at: datetime = Field(description="When these figures were counted")
 
 
-def _out(settings: rfm_config.RfmSettings) -> RfmConfigOut:
+def _out(settings: rfm_config.RfmSettings, requested: datetime | None) -> RfmConfigOut:
     return RfmConfigOut(
         preset=settings.preset,
         window_days=settings.window_days,
@@ -58,12 +72,26 @@ def _out(settings: rfm_config.RfmSettings) -> RfmConfigOut:
         monetary=[from_fen(v) for v in settings.monetary_fen],
         active_days=settings.active_days,
         sleeping_days=settings.sleeping_days,
+        rescore=RescoreState(status="pending" if requested else "current", requested_at=requested),
     )
+
+
+async def _in_background(request: Request, session: AsyncSession, shop_id: str) -> datetime | None:
+    """For a large shop: record a whole-shop rescore, commit, and start it in the background (its time
+    when so); None for a shop small enough to rescore within the request."""
+    settings: SegmentationSettings = request.app.state.settings
+    if not await rescores.is_large(session, shop_id, settings.rfm_inline_rescore_limit):
+        return None
+    asked = await rescores.request(session, shop_id)
+    await session.commit()  # the task's own transaction must see the request and the configuration
+    rescores.start(request.app.state.db, shop_id)
+    return asked
 
 
 @router.get("/config", response_model=RfmConfigOut, summary="The shop's RFM thresholds and lifecycle days")
 async def get_config(caller: CallerDep, session: SessionDep) -> RfmConfigOut:
-    return _out(await rfm_config.load(session, caller.shop_id))
+    settings = await rfm_config.load(session, caller.shop_id)
+    return _out(settings, await rescores.requested_at(session, caller.shop_id))
 
 
 @router.put(
@@ -72,11 +100,13 @@ async def get_config(caller: CallerDep, session: SessionDep) -> RfmConfigOut:
     summary="Set RFM thresholds (a preset or custom) and recompute the shop",
     description="Presets: `default`; `high_ticket` (appliances: one purchase a year is loyal); `fast_moving` "
     "(food and daily goods). Custom lists hold four strictly increasing boundaries: recency days for "
-    "R = 5, 4, 3, 2; orders for F = 2, 3, 4, 5; spend for M = 2, 3, 4, 5. Every customer is rescored at "
-    "once and label changes are announced.",
+    "R = 5, 4, 3, 2; orders for F = 2, 3, 4, 5; spend for M = 2, 3, 4, 5. Every customer is rescored "
+    "and label changes are announced: within the request for most shops, in the background for a shop "
+    "of more than `SEGMENTATION_RFM_INLINE_RESCORE_LIMIT` (100,000) customers, with `rescore.status` "
+    "`pending` until it is done.",
 )
 async def put_config(
-    body: Annotated[rfm_config.RfmConfigIn, Body()], caller: CallerDep, session: SessionDep
+    body: Annotated[rfm_config.RfmConfigIn, Body()], caller: CallerDep, session: SessionDep, request: Request
 ) -> RfmConfigOut:
     try:
         settings = rfm_config.settings_from(body)
@@ -90,19 +120,30 @@ async def put_config(
         .values(shop_id=caller.shop_id, **values)
         .on_conflict_do_update(index_elements=["shop_id"], set_={**values, "updated_at": func.now()})
     )
-    now = clock.now()
-    await rfm.rescore(session, caller.shop_id, settings, now)
-    await segments.refresh_shop(session, caller.shop_id, now)
-    return _out(settings)
+    asked = await _in_background(request, session, caller.shop_id)
+    if asked is None:
+        await rescores.rescore_shop(session, caller.shop_id)
+    return _out(settings, asked)
 
 
-@router.post("/refresh", response_model=RescoreOut, summary="Rescore every customer of the shop now")
-async def refresh(caller: CallerDep, session: SessionDep) -> RescoreOut:
-    settings = await rfm_config.load(session, caller.shop_id)
-    now = clock.now()
-    changed, lifecycle, classes = await rfm.rescore(session, caller.shop_id, settings, now)
-    await segments.refresh_shop(session, caller.shop_id, now)
-    return RescoreOut(customers_changed=changed, lifecycle_changes=lifecycle, rfm_class_changes=classes)
+@router.post(
+    "/refresh",
+    response_model=RescoreOut,
+    summary="Rescore every customer of the shop now",
+    description="200 with what changed; 202 with `status` `pending` for a shop of more than "
+    "`SEGMENTATION_RFM_INLINE_RESCORE_LIMIT` customers, rescored in the background.",
+    responses={202: {"model": RescoreOut, "description": "A large shop: rescoring in the background"}},
+)
+async def refresh(caller: CallerDep, session: SessionDep, request: Request, response: Response) -> RescoreOut:
+    if await _in_background(request, session, caller.shop_id) is not None:
+        response.status_code = status.HTTP_202_ACCEPTED
+        return RescoreOut(
+            status="pending", customers_changed=None, lifecycle_changes=None, rfm_class_changes=None
+        )
+    changed, lifecycle, classes = await rescores.rescore_shop(session, caller.shop_id)
+    return RescoreOut(
+        status="done", customers_changed=changed, lifecycle_changes=lifecycle, rfm_class_changes=classes
+    )
 
 
 @router.get(

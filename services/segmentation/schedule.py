@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from laoke.kit import clock
 from laoke.kit.db import Database
-from services.segmentation import rfm, rfm_config, segments
+from services.segmentation import rescores, rfm, rfm_config, segments
 from services.segmentation.models import Profile
 
 log = structlog.get_logger(__name__)
@@ -31,9 +31,17 @@ async def refresh_all(db: Database) -> int:
         shops = list(await session.scalars(select(Profile.shop_id).distinct()))
         changed = 0
         for shop_id in shops:
+            if not await rescores.try_lock(session, shop_id):
+                continue  # a requested whole-shop rescore is under way: it brings the shop up to date
+            asked = await rescores.requested_at(session, shop_id)
             settings = await rfm_config.load(session, shop_id)
             now = clock.now()
-            count, lifecycle, classes = await rfm.rescore(session, shop_id, settings, now, incremental=True)
+            # A requested rescore still waiting (its replica stopped first) counts every order afresh.
+            count, lifecycle, classes = await rfm.rescore(
+                session, shop_id, settings, now, incremental=asked is None
+            )
+            if asked is not None:
+                await rescores.done(session, shop_id, asked)
             # Rules over time (recency_days, "carted within 7 days") move without any event.
             entered, exited = await segments.refresh_shop(session, shop_id, now)
             changed += count

@@ -14,6 +14,10 @@ class SegmentationSettings(ServiceSettings):
     service_name: str = "segmentation"
     # How often the worker rescores every shop so labels follow the calendar (one replica per round).
     rfm_refresh_seconds: float = Field(default=3600.0, gt=0)
+    # A changed RFM configuration (or a rescore on demand) rescores a shop of up to this many customers
+    # within the request; a larger one in the background (a million takes ~40 s with its label events,
+    # beyond the gateway's 30 s), its progress in `GET /api/v1/rfm/config` → `rescore`.
+    rfm_inline_rescore_limit: int = Field(default=100_000, ge=0)
     # Whole-shop dashboard answers (the RFM summary, customer analytics over time) are computed afresh
     # while that takes under `summary_live_below_seconds`, which it does for all but the largest shops.
     # Slower ones (a shop of a million customers: 0.3 s to 3 s a scan) are served from the last answer

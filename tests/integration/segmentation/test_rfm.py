@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.kit import clock
 from laoke.kit.db import Database
+from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
-from laoke.testing.servers import ServerSet
+from laoke.testing.servers import INLINE_RESCORE_LIMIT, ServerSet
 from services.segmentation import rfm, rfm_config
+from services.segmentation.models import RfmConfig
 from services.segmentation.schedule import refresh_all
 from tests.integration.segmentation.shopping import NOW, buy, profile
 
@@ -60,6 +64,7 @@ async def test_a_buyer_turns_sleeping_on_day_91_without_any_event(
     clock.travel(NOW + timedelta(days=1))  # day 91
     refreshed = await shop.client.post("/api/v1/rfm/refresh", headers=shop.headers())
     assert refreshed.status_code == 200 and refreshed.json()["lifecycle_changes"] == 1
+    assert refreshed.json()["status"] == "done"
     after = await shop.client.get(f"/api/v1/customers/{d}", headers=shop.headers())
     assert after.json()["lifecycle"] == "sleeping" and after.json()["r_score"] == 2
 
@@ -87,6 +92,7 @@ async def test_presets_and_custom_thresholds_rescore_the_shop(shop: ShopClient, 
         "/api/v1/rfm/config", json={"preset": "high_ticket"}, headers=shop.headers()
     )
     assert changed.status_code == 200 and changed.json()["active_days"] == 365
+    assert changed.json()["rescore"] == {"status": "current", "requested_at": None}  # a small shop: at once
     # High-ticket: R by days [180, 365, 540, 730] → 4; M by yuan [2000, 5000, …] → 2. Its only purchase
     # lies inside the 365-day active window, so the buyer is `new` again rather than churned.
     after = (await shop.client.get(f"/api/v1/customers/{c}", headers=shop.headers())).json()
@@ -317,3 +323,74 @@ async def test_the_scheduled_refresh_counts_everything_when_the_clock_went_back(
             assert rows.one() == (1, 1)
     finally:
         await db.dispose()
+
+
+async def _labels(shop: ShopClient) -> dict[str, int]:
+    summary = await shop.client.get("/api/v1/rfm/summary", headers=shop.headers())
+    return summary.json()["by_lifecycle"]
+
+
+async def _rescore_state(shop: ShopClient) -> dict[str, Any]:
+    return (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()["rescore"]
+
+
+async def test_a_large_shop_is_rescored_in_the_background(shop: ShopClient, frozen: None) -> None:
+    """Above the inline limit (100,000 customers by default; 20 in the test stack) a change of
+    configuration is answered at once with the rescore pending, and the shop's labels follow the new
+    thresholds when it is done."""
+    buyers = INLINE_RESCORE_LIMIT + 5
+    await asyncio.gather(*(buy(shop, f"G-{i}", f"buyer-g{i}", 200, "2500.00") for i in range(buyers)))
+
+    async def all_churned() -> None:
+        assert await _labels(shop) == {"churned": buyers}
+
+    await eventually(all_churned, within=30)
+    changed = await shop.client.put(
+        "/api/v1/rfm/config", json={"preset": "high_ticket"}, headers=shop.headers()
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["preset"] == "high_ticket" and changed.json()["rescore"]["status"] == "pending"
+    assert changed.json()["rescore"]["requested_at"] is not None
+
+    async def rescored() -> None:
+        assert await _rescore_state(shop) == {"status": "current", "requested_at": None}
+        # High-ticket: a purchase 200 days ago lies inside its 365-day active window (see above).
+        assert await _labels(shop) == {"new": buyers}
+
+    await eventually(rescored, within=30)
+
+    refreshed = await shop.client.post("/api/v1/rfm/refresh", headers=shop.headers())
+    assert refreshed.status_code == 202, refreshed.text
+    assert refreshed.json() == {
+        "status": "pending",
+        "customers_changed": None,
+        "lifecycle_changes": None,
+        "rfm_class_changes": None,
+    }
+    await eventually(rescored, within=30)
+
+
+async def test_a_requested_rescore_left_behind_is_done_by_the_scheduled_refresh(
+    shop: ShopClient, stack: ServerSet, frozen: None
+) -> None:
+    """The replica that took a large shop's change stopped before rescoring: the next scheduled round
+    counts the shop afresh under its new configuration and clears the request."""
+    customer = await buy(shop, "H-1", "buyer-h", 200, "2500.00")
+    assert (await profile(shop, customer, 1))["lifecycle"] == "churned"
+    db = Database(stack["segmentation"].settings)
+    params = {"shop": shop.shop_id}
+    try:
+        async with db.transaction() as session:
+            # The configuration and the request as the API leaves them, without its task.
+            values = rfm_config.PRESETS["high_ticket"].model_dump()
+            await session.execute(insert(RfmConfig).values(shop_id=shop.shop_id, **values))
+            await session.execute(
+                text("INSERT INTO segmentation.rfm_rescore_requests VALUES (:shop, now())"), params
+            )
+        assert (await _rescore_state(shop))["status"] == "pending"
+        await refresh_all(db)
+    finally:
+        await db.dispose()
+    assert await _rescore_state(shop) == {"status": "current", "requested_at": None}
+    after = (await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())).json()
+    assert after["lifecycle"] == "new"
