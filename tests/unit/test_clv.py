@@ -70,3 +70,33 @@ def test_expected_spend_when_q_is_below_one() -> None:
     spend = model.expected_spend(np.array([1.0, 4.0, 0.0]), np.array([100.0, 100.0, 0.0]), 80.0)
     assert spend[0] == pytest.approx(2 * (50 + 100) / 1.5) and spend[1] == pytest.approx(2 * 450 / 7.5)
     assert spend[2] == 80.0  # no repeat purchase and no finite population mean: the shop's mean
+
+
+def test_a_large_shop_is_fitted_on_a_sample_and_predicted_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above FIT_SAMPLE buyers the models are fitted on a fixed random sample; every buyer is predicted."""
+    from types import SimpleNamespace
+
+    from services.segmentation import clv_api
+
+    monkeypatch.setattr(clv_api, "FIT_SAMPLE", 300)
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(1_000):
+        repeat = int(rng.poisson(1.2))
+        age = float(rng.uniform(60, 700))
+        rows.append(
+            SimpleNamespace(
+                customer_id=f"cus_{i}",
+                x=repeat,
+                t_x=float(rng.uniform(0, age)) if repeat else 0.0,
+                age=age,
+                zbar=float(rng.gamma(3, 40)) if repeat else 0.0,
+                mean_spend=float(rng.gamma(3, 40)),
+            )
+        )
+    model, spend, alive, e90, clv = clv_api._fit(rows)
+    assert model.customers == 300 and spend is not None and spend.customers < 300
+    assert len(alive) == len(e90) == len(clv) == 1_000
+    assert np.all(clv >= 0) and np.all((alive > 0) & (alive <= 1))
+    again, *_ = clv_api._fit(rows)
+    assert (again.r, again.alpha, again.a, again.b) == (model.r, model.alpha, model.a, model.b)  # same sample
