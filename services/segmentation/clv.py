@@ -25,13 +25,13 @@ from scipy.special import gammaln, hyp2f1
 
 Array = NDArray[np.float64]
 
-# Both fits search log-parameters with L-BFGS-B (gradients by finite differences): ~200 likelihood
-# evaluations. Nelder-Mead with tolerances below the likelihood's rounding (a sum over every buyer) never
-# converged on a large shop and ran its 20,000 iterations: minutes for 20,000 buyers.
-# Both search inside these bounds. Data without a sign of dropout (every buyer
-# still buying) or with identical order values have no finite maximum: unbounded, the search ran to
-# a ≈ 1e-9, b ≈ 1e9, where equation (10) loses every digit to cancellation and predicted negative
-# purchases. Inside the bounds it agrees with the same model at the limit to five digits.
+# Both fits search log-parameters with L-BFGS-B (gradients by finite differences, ~200 likelihood
+# evaluations). Nelder-Mead, used before, asked for a precision below the rounding of a likelihood summed
+# over every buyer; on a large shop it never converged and ran all 20,000 iterations (minutes).
+# The search stays inside these bounds: a history where nobody has left (or where every order has the
+# same value) has no finite maximum, and unbounded the search ran to a ≈ 1e-9, b ≈ 1e9, where equation
+# (10) loses every digit to cancellation and predicted negative purchases. Inside the bounds the model
+# agrees with its no-dropout limit to five digits.
 _BGNBD_BOUNDS = [(-9.0, 9.0), (-9.0, 15.0), (-9.0, 9.0), (-9.0, 9.0)]  # r, α (days), a, b
 _GG_BOUNDS = [(-9.0, 20.0), (-9.0, 20.0), (-9.0, 30.0)]  # p, q, γ
 
