@@ -108,6 +108,8 @@ async def wait_ready(servers: ServerSet, within: float = 60) -> None:
 # Shops of more customers than this are rescored in the background after a configuration change; low
 # enough for a test to build such a shop in a second.
 INLINE_RESCORE_LIMIT = 20
+# Likewise for CLV fits: shops of more customers than this are fitted in the background.
+CLV_INLINE_FIT_LIMIT = 30
 
 
 def common_settings(database_url: str, bootstrap_servers: str) -> dict[str, Any]:
@@ -161,6 +163,7 @@ async def start_servers(
                 extra["activities_seconds"] = 0.5  # price guesses revealed soon after their window
             if component.name == "segmentation":
                 extra["rfm_inline_rescore_limit"] = INLINE_RESCORE_LIMIT
+                extra["clv_inline_fit_limit"] = CLV_INLINE_FIT_LIMIT
             app, settings = build_app(component, **common, **extra)
             port = loyalty_port if component.name == "loyalty" else None
             servers.servers[component.name] = await serve(app, component.name, settings, port)

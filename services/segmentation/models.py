@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Text,
     func,
     text,
 )
@@ -245,3 +246,16 @@ class ClvModel(Base):
     log_likelihood: Mapped[float] = mapped_column(Float)
     fit_seconds: Mapped[float] = mapped_column(Float)
     fitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ClvFitRequest(Base):
+    """A CLV fit of a large shop asked for and not yet done (done by a background task of the replica
+    that took the request, or else by the next scheduled refresh), or the last such fit that failed."""
+
+    __tablename__ = "clv_fit_requests"
+
+    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # None: when the fit runs
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)

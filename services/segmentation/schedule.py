@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from laoke.kit import clock
 from laoke.kit.db import Database
-from services.segmentation import rescores, rfm, rfm_config, segments
+from services.segmentation import clv_fits, rescores, rfm, rfm_config, segments
 from services.segmentation.models import Profile
 
 log = structlog.get_logger(__name__)
@@ -24,10 +24,12 @@ _LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended('segmentation.rf
 
 
 async def refresh_all(db: Database) -> int:
-    """Rescore every shop once (one transaction per shop); 0 when another replica holds the round."""
+    """Rescore every shop once (one transaction per shop), then run the CLV fits whose replica stopped
+    before doing them; 0 when another replica holds the round."""
     async with db.transaction() as session:
         if not await session.scalar(_LOCK):
             return 0
+        left_behind = await clv_fits.waiting(session)
         shops = list(await session.scalars(select(Profile.shop_id).distinct()))
         changed = 0
         for shop_id in shops:
@@ -51,6 +53,8 @@ async def refresh_all(db: Database) -> int:
                 )
             if entered or exited:
                 log.info("segments_refreshed", shop_id=shop_id, entered=entered, exited=exited)
+    for shop_id in left_behind:  # each in its own transactions; one being fitted right now is skipped
+        await clv_fits.run_requested(db, shop_id, give_up_after=0)
     return changed
 
 

@@ -18,6 +18,10 @@ class SegmentationSettings(ServiceSettings):
     # within the request; a larger one in the background (a million takes ~40 s with its label events,
     # beyond the gateway's 30 s), its progress in `GET /api/v1/rfm/config` → `rescore`.
     rfm_inline_rescore_limit: int = Field(default=100_000, ge=0)
+    # A CLV fit of a shop of up to this many customers runs within the request; a larger one in the
+    # background (a million took ~35 s on the benchmark box, 78 s on a slower one), its progress in
+    # `GET /api/v1/clv/fit`.
+    clv_inline_fit_limit: int = Field(default=100_000, ge=0)
     # Whole-shop dashboard answers (the RFM summary, customer analytics over time) are computed afresh
     # while that takes under `summary_live_below_seconds`, which it does for all but the largest shops.
     # Slower ones (a shop of a million customers: 0.3 s to 3 s a scan) are served from the last answer

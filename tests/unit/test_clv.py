@@ -76,9 +76,9 @@ def test_a_large_shop_is_fitted_on_a_sample_and_predicted_whole(monkeypatch: pyt
     """Above FIT_SAMPLE buyers the models are fitted on a fixed random sample; every buyer is predicted."""
     from types import SimpleNamespace
 
-    from services.segmentation import clv_api
+    from services.segmentation import clv_fits
 
-    monkeypatch.setattr(clv_api, "FIT_SAMPLE", 300)
+    monkeypatch.setattr(clv_fits, "FIT_SAMPLE", 300)
     rng = np.random.default_rng(3)
     rows = []
     for i in range(1_000):
@@ -94,9 +94,9 @@ def test_a_large_shop_is_fitted_on_a_sample_and_predicted_whole(monkeypatch: pyt
                 mean_spend=float(rng.gamma(3, 40)),
             )
         )
-    model, spend, alive, e90, clv = clv_api._fit(rows)
+    model, spend, alive, e90, clv = clv_fits._fit(rows)
     assert model.customers == 300 and spend is not None and spend.customers < 300
     assert len(alive) == len(e90) == len(clv) == 1_000
     assert np.all(clv >= 0) and np.all((alive > 0) & (alive <= 1))
-    again, *_ = clv_api._fit(rows)
+    again, *_ = clv_fits._fit(rows)
     assert (again.r, again.alpha, again.a, again.b) == (model.r, model.alpha, model.a, model.b)  # same sample
