@@ -145,9 +145,27 @@ WITH counted AS MATERIALIZED ({_COUNT.format(columns="p.customer_id", which=_SOM
 )
 
 # A whole shop counted from its orders, with what scoring needs of each profile, into a table of its
-# own first: a statement that writes runs on one core, while this one joins and counts the shop's orders
-# in parallel (7 s → 3.5 s for 10,000,000), and scoring then reads the profiles no more.
-_COUNT_SHOP = text(f"CREATE TEMP TABLE rfm_counted AS {_COUNT.format(columns=_STORED, which='true')}")
+# own first: a statement that writes runs on one core, while this one counts the shop's orders in
+# parallel (7 s → 3.5 s for 10,000,000), and scoring then reads the profiles no more. The orders are
+# counted per buyer before meeting the profiles: grouping the joined rows instead sorted a million wide
+# rows on disk (5.2 s → 3.9 s for 1,000,000 profiles and 10,000,000 orders); same counts as `_COUNT`.
+_COUNT_SHOP = text(
+    f"""
+CREATE TEMP TABLE rfm_counted AS
+SELECT {_STORED}, coalesce(o.f, 0) AS f, coalesce(o.m, 0) AS m, o.recount_at
+FROM segmentation.profiles p
+LEFT JOIN (
+    SELECT customer_id,
+           count(*) FILTER (WHERE placed_at <= :as_of) AS f,
+           sum(paid_fen - refunded_fen) FILTER (WHERE placed_at <= :as_of) AS m,
+           least(min(placed_at) FILTER (WHERE placed_at <= :as_of) + make_interval(secs => :window_secs),
+                 min(placed_at) FILTER (WHERE placed_at > :as_of)) AS recount_at
+    FROM segmentation.profile_orders
+    WHERE shop_id = :shop AND status IN ({_PAID}) AND placed_at >= :window_start
+    GROUP BY customer_id
+) o ON o.customer_id = p.customer_id
+WHERE p.shop_id = :shop"""  # noqa: S608 - constants of this module only
+)
 _DROP_COUNTED = text("DROP TABLE rfm_counted")
 _RESCORE_SHOP = text(f"WITH facts AS (SELECT * FROM rfm_counted), {_SCORE}")  # noqa: S608 - constants
 
