@@ -165,10 +165,13 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
             columns=IMPORT_FEED_COLUMNS,
         )
         fetched = time.perf_counter()
-        await ProfileRepository(session).absorb_import(event.shop_id, "imported_orders")
-        absorbed = time.perf_counter()
         now = clock.now()
-        await rfm.rescore(session, event.shop_id, await rfm_config.load(session, event.shop_id), now)
+        scoring = await rfm_config.load(session, event.shop_id)
+        await ProfileRepository(session).absorb_import(event.shop_id, "imported_orders", scoring, now)
+        absorbed = time.perf_counter()
+        # The profiles the import created are scored already; this scores the others (and announces
+        # changed labels), or corrects any new one scored otherwise.
+        await rfm.rescore(session, event.shop_id, scoring, now)
         rescored = time.perf_counter()
         entered, exited = await segments.refresh_shop(session, event.shop_id, now)
         log.info(

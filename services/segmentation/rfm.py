@@ -51,11 +51,10 @@ _SOME = "p.customer_id = ANY(:customers)"
 _RECOUNT_DUE = "(p.rfm_orders IS NULL OR p.rfm_recount_at <= :as_of)"
 _KEPT = "(p.rfm_orders IS NOT NULL AND (p.rfm_recount_at <= :as_of) IS NOT TRUE)"  # exactly the others
 
-# Score, compare, update, and announce changes, in one statement: the tail of each statement below,
-# after its `facts` CTE has given each profile's window count (`f`, `m`, `recount_at`) and stored labels.
-_SCORE = f"""
-scored AS (
-    SELECT *,
+# A profile's scores and lifecycle label from its facts: `days` since its last paid order, the window's
+# count `f` and spend `m`, `first_order_at` and `last_order_at`. Shared by every rescore and by the
+# profiles a history import creates (services/segmentation/repository.py), which are written scored.
+SCORES = """
         CASE WHEN last_order_at IS NULL THEN NULL
              WHEN days <= (CAST(:recency AS int[]))[1] THEN 5 WHEN days <= (CAST(:recency AS int[]))[2] THEN 4
              WHEN days <= (CAST(:recency AS int[]))[3] THEN 3 WHEN days <= (CAST(:recency AS int[]))[4] THEN 2
@@ -74,13 +73,24 @@ scored AS (
              WHEN days <= :active_days AND first_order_at >= :active_start THEN 'new'
              WHEN days <= :active_days THEN 'active'
              WHEN days <= :sleeping_days THEN 'sleeping'
-             ELSE 'churned' END AS lifecycle
+             ELSE 'churned' END AS lifecycle"""
+# The RFM class (`segment`) of rows with `r`, `fs` and `ms`: `SELECT *, {CLASS} FROM ({CLASS_INPUT} …)`.
+CLASS = f"CASE WHEN r IS NULL THEN NULL {_CLASS_SQL} END AS segment"
+CLASS_INPUT = (
+    f"SELECT *, r >= {HIGH_SCORE} AS r_high, fs >= {HIGH_SCORE} AS f_high, ms >= {HIGH_SCORE} AS m_high"
+)
+# Days since the last order as the scores count them.
+DAYS = "floor(extract(epoch FROM (:as_of - {last})) / 86400)::int"
+
+# Score, compare, update, and announce changes, in one statement: the tail of each statement below,
+# after its `facts` CTE has given each profile's window count (`f`, `m`, `recount_at`) and stored labels.
+_SCORE = f"""
+scored AS (
+    SELECT *,{SCORES}
     FROM facts
     OFFSET 0  -- computed once per row: inlined, every CASE would be re-evaluated inside the next ones
 ), classed AS (
-    SELECT *, CASE WHEN r IS NULL THEN NULL {_CLASS_SQL} END AS segment
-    FROM (SELECT *, r >= {HIGH_SCORE} AS r_high, fs >= {HIGH_SCORE} AS f_high, ms >= {HIGH_SCORE} AS m_high
-          FROM scored) x
+    SELECT *, {CLASS} FROM ({CLASS_INPUT} FROM scored) x
 ), changes AS MATERIALIZED (
     -- Usually a few rows of a million: found in one pass, then written by key (no join of the table
     -- with itself).
@@ -128,10 +138,10 @@ SELECT (SELECT count(*) FROM updated WHERE rescored) AS changed,
        (SELECT count(*) FROM rfm_events) AS rfm_changes
 """  # noqa: S608 - every interpolated piece is a constant of this module; values are bound
 
-_STORED = """p.customer_id, p.lifecycle AS old_lifecycle, p.rfm_segment AS old_segment, p.r_score AS old_r,
+_STORED = f"""p.customer_id, p.lifecycle AS old_lifecycle, p.rfm_segment AS old_segment, p.r_score AS old_r,
            p.f_score AS old_f, p.m_score AS old_m, p.rfm_orders AS old_orders, p.rfm_spent_fen AS old_spent,
            p.rfm_recount_at AS old_recount_at, p.first_order_at, p.last_order_at,
-           floor(extract(epoch FROM (:as_of - p.last_order_at)) / 86400)::int AS days"""
+           {DAYS.format(last="p.last_order_at")} AS days"""
 
 # Some customers (those of a run of order events), counted from their orders.
 _RESCORE = text(
@@ -195,6 +205,21 @@ _RECORD_RUN = text(
 )
 
 
+def score_parameters(settings: RfmSettings, as_of: datetime) -> dict[str, object]:
+    """The values `SCORES`, `DAYS` and the window counts are bound to."""
+    return {
+        "as_of": as_of,
+        "window_start": as_of - timedelta(days=settings.window_days),
+        "window_secs": float(settings.window_days * 86400),
+        "active_start": as_of - timedelta(days=settings.active_days),
+        "recency": settings.recency_days,
+        "frequency": settings.frequency,
+        "monetary": settings.monetary_fen,
+        "active_days": settings.active_days,
+        "sleeping_days": settings.sleeping_days,
+    }
+
+
 async def rescore(
     session: AsyncSession,
     shop_id: str,
@@ -212,18 +237,9 @@ async def rescore(
     only those whose count has moved since; it falls back to counting everything when the shop has no
     earlier whole-shop run or the clock went back since. Kept counts are current because every change
     to a buyer's orders rescores that buyer, and a change of thresholds or window rescores the shop."""
-    params: dict[str, object] = {
+    params = score_parameters(settings, as_of) | {
         "shop": shop_id,
         "customers": customers,
-        "as_of": as_of,
-        "window_start": as_of - timedelta(days=settings.window_days),
-        "window_secs": float(settings.window_days * 86400),
-        "active_start": as_of - timedelta(days=settings.active_days),
-        "recency": settings.recency_days,
-        "frequency": settings.frequency,
-        "monetary": settings.monetary_fen,
-        "active_days": settings.active_days,
-        "sleeping_days": settings.sleeping_days,
         "topic": Topic.SEGMENTATION.value,
     }
     whole_shop = customers is None
