@@ -44,6 +44,30 @@ class ClvModelOut(BaseModel):
 
 
 class ClvFitState(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "pending",
+                    "requested_at": "2026-12-05T10:00:00+08:00",
+                    "as_of": None,
+                    "failed_at": None,
+                    "error": None,
+                    "model": None,
+                },
+                {
+                    "status": "failed",
+                    "requested_at": "2026-12-05T10:00:00+08:00",
+                    "as_of": "2000-01-01T00:00:00+08:00",
+                    "failed_at": "2026-12-05T10:00:02+08:00",
+                    "error": "cannot fit: at least 10 customers are needed to fit the model "
+                    "(this shop has 0 buyers up to 2000-01-01 00:00:00+08:00)",
+                    "model": None,
+                },
+            ]
+        }
+    )
+
     status: Literal["none", "pending", "failed", "done"] = Field(
         description="`pending`: a fit of a large shop is under way in the background; `failed`: the last "
         "background fit could not be made (`error` says why; the earlier model, if any, stays); "
