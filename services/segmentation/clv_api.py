@@ -15,7 +15,7 @@ from laoke.kit import clock
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.service import CallerDep
-from services.segmentation import clv_fits, rescores
+from services.segmentation import background, clv_fits
 from services.segmentation.models import ClvModel
 from services.segmentation.settings import SegmentationSettings
 
@@ -109,7 +109,7 @@ async def fit(
     body: FitIn, caller: CallerDep, session: SessionDep, request: Request
 ) -> ClvModelOut | JSONResponse:
     settings: SegmentationSettings = request.app.state.settings
-    if await rescores.is_large(session, caller.shop_id, settings.clv_inline_fit_limit):
+    if await background.is_large(session, caller.shop_id, settings.clv_inline_fit_limit):
         asked = await clv_fits.request(session, caller.shop_id, body.as_of)
         model = await _model(session, caller.shop_id)
         state = ClvFitState(status="pending", requested_at=asked.requested_at, as_of=asked.as_of, model=model)

@@ -30,6 +30,7 @@ from laoke.contracts.orders import PAID_STATUSES
 from laoke.kit import clock
 from laoke.kit.db import Database
 from laoke.kit.errors import Unprocessable
+from services.segmentation import background
 from services.segmentation.clv import BgNbd, GammaGamma, fit_bgnbd, fit_gamma_gamma
 from services.segmentation.models import ClvFitRequest, ClvModel
 
@@ -138,8 +139,6 @@ async def fit_shop(session: AsyncSession, shop_id: str, as_of: datetime) -> ClvM
 
 
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended('segmentation.clv_fit:' || :shop, 0))")
-# Strong references: the event loop keeps only weak ones to running tasks.
-_running: set[asyncio.Task[None]] = set()
 
 
 async def request(session: AsyncSession, shop_id: str, as_of: datetime | None) -> ClvFitRequest:
@@ -198,31 +197,12 @@ async def _fit_requested(session: AsyncSession, shop_id: str) -> bool:
 
 
 async def run_requested(db: Database, shop_id: str, *, give_up_after: float = 600.0) -> None:
-    """Do the shop's requested fits until none waits. While another transaction holds the shop's fit
-    lock look again every second; after `give_up_after` seconds leave the request to the scheduled
-    refresh."""
-    deadline = time.monotonic() + give_up_after
-    while True:
-        async with db.transaction() as session:
-            locked = bool(await session.scalar(_TRY_LOCK, {"shop": shop_id}))
-            if locked and not await _fit_requested(session, shop_id):
-                return
-        if locked:  # committed; a newer request may have come meanwhile
-            continue
-        if time.monotonic() > deadline:
-            return
-        await asyncio.sleep(1.0)
+    """Do the shop's requested fits until none waits (background.work_through)."""
+    await background.work_through(
+        db, _TRY_LOCK, shop_id, lambda session: _fit_requested(session, shop_id), give_up_after=give_up_after
+    )
 
 
 def start(db: Database, shop_id: str) -> None:
     """Run the shop's requested fit in this process, after the request has been committed."""
-
-    async def guarded() -> None:
-        try:
-            await run_requested(db, shop_id)
-        except Exception:  # the request stays; the scheduled refresh does it
-            log.exception("clv_fit_crashed", shop_id=shop_id)
-
-    task = asyncio.create_task(guarded())
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+    background.start(run_requested(db, shop_id), "clv_fit_crashed", shop_id)

@@ -12,33 +12,23 @@ scheduled refresh for every shop it rescores); a task that does not get it waits
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import datetime
 
 import structlog
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock
 from laoke.kit.db import Database
-from services.segmentation import rfm, rfm_config, segments
-from services.segmentation.models import Profile, RfmRescoreRequest
+from services.segmentation import background, rfm, rfm_config, segments
+from services.segmentation.models import RfmRescoreRequest
 
 log = structlog.get_logger(__name__)
 
 _TRY_LOCK = text(
     "SELECT pg_try_advisory_xact_lock(hashtextextended('segmentation.rfm_rescore:' || :shop, 0))"
 )
-# Strong references: the event loop keeps only weak ones to running tasks.
-_running: set[asyncio.Task[None]] = set()
-
-
-async def is_large(session: AsyncSession, shop_id: str, limit: int) -> bool:
-    """More than `limit` customers (counted no further than that)."""
-    some = select(Profile.customer_id).where(Profile.shop_id == shop_id).limit(limit + 1).subquery()
-    return int(await session.scalar(select(func.count()).select_from(some)) or 0) > limit
 
 
 async def request(session: AsyncSession, shop_id: str) -> datetime:
@@ -79,37 +69,28 @@ async def done(session: AsyncSession, shop_id: str, asked: datetime) -> None:
     )
 
 
+async def _rescore_requested(session: AsyncSession, shop_id: str) -> bool:
+    """Under the shop's rescore lock: the waiting request done; False when none waits."""
+    asked = await requested_at(session, shop_id)
+    if asked is None:
+        return False
+    changed, lifecycle, classes = await rescore_shop(session, shop_id)
+    await done(session, shop_id, asked)
+    log.info("rfm_rescored", shop_id=shop_id, changed=changed, lifecycle=lifecycle, classes=classes)
+    return True
+
+
 async def run_requested(db: Database, shop_id: str, *, give_up_after: float = 600.0) -> None:
-    """Do the shop's requested rescores until none is left. While another transaction holds the shop's
-    rescore lock (another such task, or a scheduled refresh round) look again every second; after
-    `give_up_after` seconds leave the request to the scheduled refresh."""
-    deadline = time.monotonic() + give_up_after
-    while True:
-        async with db.transaction() as session:
-            locked = await try_lock(session, shop_id)
-            if locked:
-                asked = await requested_at(session, shop_id)
-                if asked is None:
-                    return
-                changed, lifecycle, classes = await rescore_shop(session, shop_id)
-                await done(session, shop_id, asked)
-        if locked:  # done and committed; a newer request may have come meanwhile
-            log.info("rfm_rescored", shop_id=shop_id, changed=changed, lifecycle=lifecycle, classes=classes)
-            continue
-        if time.monotonic() > deadline:
-            return
-        await asyncio.sleep(1.0)
+    """Do the shop's requested rescores until none is left (background.work_through)."""
+    await background.work_through(
+        db,
+        _TRY_LOCK,
+        shop_id,
+        lambda session: _rescore_requested(session, shop_id),
+        give_up_after=give_up_after,
+    )
 
 
 def start(db: Database, shop_id: str) -> None:
     """Run the shop's requested rescore in this process, after the request has been committed."""
-
-    async def guarded() -> None:
-        try:
-            await run_requested(db, shop_id)
-        except Exception:  # the request stays; the scheduled refresh does it
-            log.exception("rfm_rescore_failed", shop_id=shop_id)
-
-    task = asyncio.create_task(guarded())
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+    background.start(run_requested(db, shop_id), "rfm_rescore_failed", shop_id)

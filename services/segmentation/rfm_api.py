@@ -16,7 +16,7 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Unprocessable
 from laoke.kit.money import Yuan, from_fen
 from laoke.kit.service import CallerDep
-from services.segmentation import rescores, rfm_config, summaries
+from services.segmentation import background, rescores, rfm_config, summaries
 from services.segmentation.models import Profile, RfmConfig
 from services.segmentation.settings import SegmentationSettings
 
@@ -80,7 +80,7 @@ async def _in_background(request: Request, session: AsyncSession, shop_id: str) 
     """For a large shop: record a whole-shop rescore, commit, and start it in the background (its time
     when so); None for a shop small enough to rescore within the request."""
     settings: SegmentationSettings = request.app.state.settings
-    if not await rescores.is_large(session, shop_id, settings.rfm_inline_rescore_limit):
+    if not await background.is_large(session, shop_id, settings.rfm_inline_rescore_limit):
         return None
     asked = await rescores.request(session, shop_id)
     await session.commit()  # the task's own transaction must see the request and the configuration
