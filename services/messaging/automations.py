@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock
 from laoke.kit.cache import TtlCache
 from laoke.kit.db import Database
 from laoke.kit.ids import new_id
+from laoke.kit.jsonutil import dumps_text
 from services.messaging import policy
 from services.messaging.channels import recipient_for
-from services.messaging.models import Automation, Contact, Feedback, Message
+from services.messaging.models import Automation, Contact, Feedback
 from services.messaging.settings import MessagingSettings
 
 if TYPE_CHECKING:
@@ -110,6 +110,35 @@ def forget(shop_id: str) -> None:
     _settings.forget(shop_id)
 
 
+# Built once (a multi-row `insert().values(rows)` is compiled again for every run of events).
+_QUEUE_COLUMNS = (
+    "source",
+    "customer_id",
+    "channel",
+    "marketing",
+    "automation",
+    "order_id",
+    "template_id",
+    "recipient",
+    "variables",
+    "coupon_template_id",
+    "not_before",
+)
+_QUEUE_MESSAGES = text(
+    "INSERT INTO messaging.messages (shop_id, source, customer_id, channel, marketing, automation, "
+    "order_id, template_id, recipient, variables, coupon_template_id, not_before) "
+    "SELECT :shop, v.source, v.customer_id, v.channel, v.marketing, v.automation, v.order_id, "
+    "v.template_id, v.recipient, CAST(v.variables AS jsonb), v.coupon_template_id, v.not_before "
+    "FROM unnest(CAST(:source AS text[]), CAST(:customer_id AS text[]), CAST(:channel AS text[]), "
+    "CAST(:marketing AS boolean[]), CAST(:automation AS text[]), CAST(:order_id AS text[]), "
+    "CAST(:template_id AS text[]), CAST(:recipient AS text[]), CAST(:variables AS text[]), "
+    "CAST(:coupon_template_id AS text[]), CAST(:not_before AS timestamptz[])) "
+    "AS v(source, customer_id, channel, marketing, automation, order_id, template_id, recipient, "
+    "variables, coupon_template_id, not_before) "
+    "ON CONFLICT ON CONSTRAINT uq_messages_once DO NOTHING RETURNING source"
+)
+
+
 @dataclass(frozen=True)
 class Occurrence:
     """One automation message to queue: whose, for which occurrence, when, with what order details."""
@@ -136,37 +165,36 @@ async def queue_many(session: AsyncSession, occurrences: Sequence[Occurrence]) -
         )
     }
     now = clock.now()
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for o in occurrences:
         contact, automation = contacts.get(o.customer_id), o.automation
+        variables = {
+            "name": contact.name if contact else None,
+            "tier": contact.tier if contact else None,
+            "points": contact.points if contact else None,
+            **(o.variables or {}),
+        }
         rows.append(
-            {
-                "shop_id": shop_id,
-                "source": f"{automation.kind}:{o.occurrence}",
-                "customer_id": o.customer_id,
-                "channel": automation.channel,
-                "marketing": automation.kind in MARKETING,
-                "automation": automation.kind,
-                "order_id": o.order_id,
-                "template_id": automation.template_id,
-                "recipient": recipient_for(
+            (
+                f"{automation.kind}:{o.occurrence}",
+                o.customer_id,
+                automation.channel,
+                automation.kind in MARKETING,
+                automation.kind,
+                o.order_id,
+                automation.template_id,
+                recipient_for(
                     automation.channel, contact and contact.mobile, contact and contact.email, o.customer_id
                 ),
-                "variables": {
-                    "name": contact.name if contact else None,
-                    "tier": contact.tier if contact else None,
-                    "points": contact.points if contact else None,
-                    **(o.variables or {}),
-                },
-                "coupon_template_id": automation.coupon_template_id,
-                "not_before": o.not_before or now,
-            }
+                dumps_text(variables),
+                automation.coupon_template_id,
+                o.not_before or now,
+            )
         )
+    rows.sort(key=lambda row: row[:3])  # one lock order on the once-only key across transactions
+    columns = list(zip(*rows, strict=True))
     stored = await session.execute(
-        insert(Message)
-        .values(rows)
-        .on_conflict_do_nothing(constraint="uq_messages_once")
-        .returning(Message.source)
+        _QUEUE_MESSAGES, {"shop": shop_id} | dict(zip(_QUEUE_COLUMNS, map(list, columns), strict=True))
     )
     return set(stored.scalars())
 

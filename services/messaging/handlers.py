@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,11 +36,44 @@ from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
 from services.messaging import automations, webhooks
 from services.messaging.automations import Kind
-from services.messaging.models import Contact, Order, Shop, merged_customers, plumbing
+from services.messaging.models import Order, Shop, merged_customers, plumbing
 from services.messaging.settings import MessagingSettings
 
 MERGES = Merges(merged_customers)
 SHOP_CREATED = "shop.created"
+
+
+# Built once: a multi-row `insert().values(rows)` is compiled again for every run of events (its shape
+# changes with the row count), which cost messaging about a fifth of its CPU under order load.
+_CONTACT_FIELDS = ("name", "mobile", "email", "tier", "points", "birthday")
+_UPSERT_CONTACTS = text(
+    "INSERT INTO messaging.contacts AS c (shop_id, customer_id, name, mobile, email, tier, points, birthday) "
+    "SELECT :shop, v.* FROM unnest(CAST(:customer_id AS text[]), CAST(:name AS text[]), "
+    "CAST(:mobile AS text[]), CAST(:email AS text[]), CAST(:tier AS text[]), CAST(:points AS bigint[]), "
+    "CAST(:birthday AS date[])) AS v(customer_id, name, mobile, email, tier, points, birthday) "
+    "ON CONFLICT (shop_id, customer_id) DO UPDATE SET name = coalesce(excluded.name, c.name), "
+    "mobile = coalesce(excluded.mobile, c.mobile), email = coalesce(excluded.email, c.email), "
+    "tier = coalesce(excluded.tier, c.tier), points = coalesce(excluded.points, c.points), "
+    "birthday = coalesce(excluded.birthday, c.birthday), updated_at = now()"
+)
+_UPSERT_ORDERS = text(
+    "INSERT INTO messaging.orders AS o (shop_id, order_id, customer_id, external_order_id, status, "
+    "total_fen, paid_fen, refunded_fen, placed_at, paid_at, shipped_at, source_modified_at) "
+    "SELECT :shop, v.* FROM unnest(CAST(:order_id AS text[]), CAST(:customer_id AS text[]), "
+    "CAST(:external_order_id AS text[]), CAST(:status AS text[]), CAST(:total_fen AS bigint[]), "
+    "CAST(:paid_fen AS bigint[]), CAST(:refunded_fen AS bigint[]), CAST(:placed_at AS timestamptz[]), "
+    "CAST(:paid_at AS timestamptz[]), CAST(:shipped_at AS timestamptz[]), "
+    "CAST(:source_modified_at AS timestamptz[])) AS v(order_id, customer_id, external_order_id, status, "
+    "total_fen, paid_fen, refunded_fen, placed_at, paid_at, shipped_at, source_modified_at) "
+    "ON CONFLICT (shop_id, order_id) DO UPDATE SET customer_id = excluded.customer_id, "
+    "external_order_id = excluded.external_order_id, status = excluded.status, "
+    "total_fen = excluded.total_fen, paid_fen = excluded.paid_fen, refunded_fen = excluded.refunded_fen, "
+    "placed_at = excluded.placed_at, paid_at = excluded.paid_at, shipped_at = excluded.shipped_at, "
+    "source_modified_at = excluded.source_modified_at "
+    # A stale event (older than what is stored) changes nothing.
+    "WHERE o.source_modified_at <= excluded.source_modified_at "
+    "RETURNING o.order_id"
+)
 
 
 async def _touch_contact(session: AsyncSession, shop_id: str, customer_id: str, **values: Any) -> None:
@@ -51,17 +84,11 @@ async def _touch_contacts(session: AsyncSession, shop_id: str, contacts: dict[st
     """Create contacts or fill what the events know; a value an event lacks keeps the stored one."""
     if not contacts:
         return
-    fields = sorted({k for values in contacts.values() for k in values})
-    rows = [
-        {"shop_id": shop_id, "customer_id": c, **{f: v.get(f) for f in fields}} for c, v in contacts.items()
-    ]
-    statement = insert(Contact).values(rows)
-    update = {f: func.coalesce(getattr(statement.excluded, f), getattr(Contact, f)) for f in fields}
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["shop_id", "customer_id"], set_=update | {"updated_at": func.now()}
-        )
-    )
+    ordered = sorted(contacts)  # one lock order for every transaction that touches these rows
+    params: dict[str, Any] = {"shop": shop_id, "customer_id": ordered}
+    for field in _CONTACT_FIELDS:
+        params[field] = [contacts[c].get(field) for c in ordered]
+    await session.execute(_UPSERT_CONTACTS, params)
 
 
 async def absorb_orders(
@@ -96,38 +123,22 @@ async def absorb_orders(
             )
         )
     await _touch_contacts(session, shop_id, {c: v for c, v in contacts.items() if v})
-    rows = [
-        {
-            "shop_id": shop_id,
-            "order_id": order.order_id,
-            "customer_id": customer_id,
-            "external_order_id": order.external_order_id,
-            "status": order.status.value,
-            "total_fen": order.total_fen,
-            "paid_fen": order.paid_fen,
-            "refunded_fen": order.refunded_fen,
-            "placed_at": order.placed_at,
-            "paid_at": order.paid_at,
-            "shipped_at": order.shipped_at,
-            "source_modified_at": order.source_modified_at,
-        }
-        for order, customer_id in latest.values()
-    ]
-    statement = insert(Order).values(rows)
-    changed = set(
-        (
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["shop_id", "order_id"],
-                    set_={
-                        k: getattr(statement.excluded, k) for k in rows[0] if k not in ("shop_id", "order_id")
-                    },
-                    # A stale event (older than what is stored) changes nothing.
-                    where=Order.source_modified_at <= statement.excluded.source_modified_at,
-                ).returning(Order.order_id)
-            )
-        ).scalars()
-    )
+    kept = sorted(latest.values(), key=lambda pair: pair[0].order_id)
+    params: dict[str, Any] = {
+        "shop": shop_id,
+        "order_id": [o.order_id for o, _ in kept],
+        "customer_id": [c for _, c in kept],
+        "external_order_id": [o.external_order_id for o, _ in kept],
+        "status": [o.status.value for o, _ in kept],
+        "total_fen": [o.total_fen for o, _ in kept],
+        "paid_fen": [o.paid_fen for o, _ in kept],
+        "refunded_fen": [o.refunded_fen for o, _ in kept],
+        "placed_at": [o.placed_at for o, _ in kept],
+        "paid_at": [o.paid_at for o, _ in kept],
+        "shipped_at": [o.shipped_at for o, _ in kept],
+        "source_modified_at": [o.source_modified_at for o, _ in kept],
+    }
+    changed = set((await session.execute(_UPSERT_ORDERS, params)).scalars())
     reminder = await automations.setting(session, shop_id, Kind.UNPAID_REMINDER)
     notice = await automations.setting(session, shop_id, Kind.SHIPMENT_NOTICE)
     due: list[automations.Occurrence] = []
