@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,3 +81,57 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+# A stack is quiet when its processes together use less than this share of one core (idle polling and
+# the relays' wake-ups stay well below it).
+QUIET_CORES = 0.15
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def wait_until_quiet(stack: Stack, quiet_seconds: float = 3.0, give_up_after: float = 300.0) -> float:
+    """Wait until the previous benchmark's leftover work is done (a consumer still absorbing its
+    events, say): a benchmark measured while another one's backlog drains measures both. Returns how
+    long it waited."""
+    pids = [child.process.pid for child in stack.children.values() if child.process is not None]
+    if stack.postgres is not None:
+        pids += _postgres_pids(stack)
+    started = time.monotonic()
+    quiet_since: float | None = None
+    last = sum(_cpu_seconds(pid) for pid in pids)
+    while time.monotonic() - started < give_up_after:
+        time.sleep(1.0)
+        now = sum(_cpu_seconds(pid) for pid in pids)
+        busy, last = now - last, now
+        if busy < QUIET_CORES:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= quiet_seconds:
+                break
+        else:
+            quiet_since = None
+    return time.monotonic() - started
+
+
+def _postgres_pids(stack: Stack) -> list[int]:
+    """The embedded server's processes (its backends do the consumers' database work)."""
+    pid_file = stack.config.folder / "pgdata" / "postmaster.pid"
+    try:
+        postmaster = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return [postmaster, *children]

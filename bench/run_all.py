@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench.common import RESULTS, BenchContext, machine
+from bench.common import RESULTS, BenchContext, machine, wait_until_quiet
 from bench.report import report
 from laoke.devstack.supervisor import Stack, StackConfig
 from laoke.stack import GATEWAY
@@ -277,7 +277,8 @@ def main() -> int:
         )
         selected = sys.argv[1:] or list(BENCHMARKS)
         for name in selected:
-            print(f"Running {name} …", flush=True)
+            waited = wait_until_quiet(stack)
+            print(f"Running {name} … (after {waited:.0f} s for the stack to go quiet)", flush=True)
             module = importlib.import_module(f"bench.{name}")
             print(json.dumps(uvloop.run(module.run(ctx)), indent=2, ensure_ascii=False), flush=True)
             # The recorded file, which also holds when and on what it was measured.
