@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Annotated, Any
@@ -106,6 +107,9 @@ def create_service_app(
                 asyncio.create_task(c.run(stop), name=f"consumer-{c.name}") for c in app.state.consumers
             ]
         log.info("service_started", relay=settings.run_relay, consumers=settings.run_consumers)
+        # What start-up made (modules, routes, schemas: most of the heap) stays for the process's life:
+        # out of the collector's sight, a full collection no longer walks it in the middle of requests.
+        gc.freeze()
         try:
             if extra_lifespan is None:
                 yield
