@@ -100,7 +100,7 @@ def wait_until_quiet(stack: Stack, quiet_seconds: float = 3.0, give_up_after: fl
     """Wait until the previous benchmark's leftover work is done (a consumer still absorbing its
     events, say): a benchmark measured while another one's backlog drains measures both. Returns how
     long it waited."""
-    pids = [child.process.pid for child in stack.children.values() if child.process is not None]
+    pids = [child.process.pid for child in stack.children.values()]
     if stack.postgres is not None:
         pids += _postgres_pids(stack)
     started = time.monotonic()

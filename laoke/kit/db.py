@@ -6,9 +6,9 @@ never sees a 2xx for work that was then rolled back; any exception rolls everyth
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, text
@@ -25,6 +25,19 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def as_arrays(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict[str, list[Any]]:
+    """Rows as one list per column, for a statement that takes them through
+    `unnest(CAST(:name AS type[]), …)`: one constant statement whatever the number of rows, where a
+    multi-row `VALUES` is compiled again for each count and an executemany costs a parameter set per
+    row in Python."""
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    lists = list(columns.values())
+    for row in rows:
+        for values, value in zip(lists, row, strict=True):
+            values.append(value)
+    return columns
 
 
 def service_metadata(schema: str) -> MetaData:

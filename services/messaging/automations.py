@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock
 from laoke.kit.cache import TtlCache
-from laoke.kit.db import Database
+from laoke.kit.db import Database, as_arrays
 from laoke.kit.ids import new_id
 from laoke.kit.jsonutil import dumps_text
 from services.messaging import policy
@@ -192,10 +192,7 @@ async def queue_many(session: AsyncSession, occurrences: Sequence[Occurrence]) -
             )
         )
     rows.sort(key=lambda row: row[:3])  # one lock order on the once-only key across transactions
-    columns = list(zip(*rows, strict=True))
-    stored = await session.execute(
-        _QUEUE_MESSAGES, {"shop": shop_id} | dict(zip(_QUEUE_COLUMNS, map(list, columns), strict=True))
-    )
+    stored = await session.execute(_QUEUE_MESSAGES, {"shop": shop_id} | as_arrays(_QUEUE_COLUMNS, rows))
     return set(stored.scalars())
 
 

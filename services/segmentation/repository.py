@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.contracts.behaviour import BehaviourPayload
 from laoke.contracts.customers import BuyerSnapshot
 from laoke.contracts.orders import PAID_STATUSES, OrderEventPayload
+from laoke.kit.db import as_arrays
 from services.segmentation import rfm, rfm_config
 from services.segmentation.models import (
     CustomerTag,
@@ -211,10 +212,7 @@ class ProfileRepository:
                 )
             )
         for rows in rounds:
-            columns = [list(column) for column in zip(*rows, strict=True)]
-            await self.session.execute(
-                _TOUCH, {"shop_id": shop_id} | dict(zip(_TOUCH_COLUMNS, columns, strict=True))
-            )
+            await self.session.execute(_TOUCH, {"shop_id": shop_id} | as_arrays(_TOUCH_COLUMNS, rows))
 
     async def record_behaviour(self, shop_id: str, event: BehaviourPayload) -> None:
         params = {"shop_id": shop_id, "customer_id": event.customer_id}

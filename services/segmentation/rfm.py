@@ -262,10 +262,11 @@ async def rescore(
     only those whose count has moved since; it falls back to counting everything when the shop has no
     earlier whole-shop run or the clock went back since. Kept counts are current because every change
     to a buyer's orders rescores that buyer, and a change of thresholds or window rescores the shop."""
+    wanted = sorted(set(customers)) if customers is not None else None  # each once, in key order
     params = score_parameters(settings, as_of) | {
         "shop": shop_id,
-        "customers": sorted(set(customers)) if customers is not None else None,
-        "shops": [shop_id] * len(set(customers)) if customers is not None else None,
+        "customers": wanted,
+        "shops": [shop_id] * len(wanted) if wanted is not None else None,
         "topic": Topic.SEGMENTATION.value,
     }
     whole_shop = customers is None
