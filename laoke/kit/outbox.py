@@ -108,6 +108,18 @@ def outbox_trigger_ddl(schema: str) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class OutboxEvent:
+    """An event to write, before it has an envelope."""
+
+    topic: str
+    event_type: str
+    shop_id: str
+    key: str
+    payload: BaseModel | dict[str, Any]
+    occurred_at: datetime | None = None
+
+
 class Outbox:
     """Writes events into the service's outbox inside the caller's transaction."""
 
@@ -128,29 +140,42 @@ class Outbox:
         payload: BaseModel | dict[str, Any],
         occurred_at: datetime | None = None,
     ) -> EventEnvelope:
+        event = OutboxEvent(topic, event_type, shop_id, key, payload, occurred_at)
+        return (await self.add_many(session, [event]))[0]
+
+    async def add_many(self, session: AsyncSession, events: list[OutboxEvent]) -> list[EventEnvelope]:
+        """Several events in one statement, in this order (the relay publishes them in `id` order)."""
+        envelopes = [self._envelope(event) for event in events]
+        if envelopes:
+            await session.execute(
+                self._insert,
+                [
+                    {
+                        "event_id": envelope.event_id,
+                        "topic": event.topic,
+                        "key": event.key,
+                        "event_type": event.event_type,
+                        "shop_id": event.shop_id,
+                        "envelope": envelope.model_dump(mode="json"),
+                    }
+                    for event, envelope in zip(events, envelopes, strict=True)
+                ],
+            )
+        return envelopes
+
+    def _envelope(self, event: OutboxEvent) -> EventEnvelope:
+        payload = event.payload
         body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
         fields: dict[str, Any] = {
-            "type": event_type,
-            "shop_id": shop_id,
+            "type": event.event_type,
+            "shop_id": event.shop_id,
             "producer": self.producer,
             "payload": body,
             "correlation_id": current_correlation_id(),
         }
-        if occurred_at is not None:
-            fields["occurred_at"] = occurred_at.astimezone(UTC)  # the contract says UTC
-        envelope = EventEnvelope(**fields)
-        await session.execute(
-            self._insert,
-            {
-                "event_id": envelope.event_id,
-                "topic": topic,
-                "key": key,
-                "event_type": event_type,
-                "shop_id": shop_id,
-                "envelope": envelope.model_dump(mode="json"),
-            },
-        )
-        return envelope
+        if event.occurred_at is not None:
+            fields["occurred_at"] = event.occurred_at.astimezone(UTC)  # the contract says UTC
+        return EventEnvelope(**fields)
 
 
 def envelope_sql(producer: str, event_type: str, payload_sql: str, shop_sql: str = ":shop") -> str:

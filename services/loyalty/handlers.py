@@ -21,7 +21,7 @@ from laoke.kit.service import ConsumerFactory, consumer_group
 from services.loyalty import activity_tasks, history, ledger, program
 from services.loyalty.ledger import Ledger
 from services.loyalty.models import Participation, merged_customers, plumbing
-from services.loyalty.orders import apply_order
+from services.loyalty.orders import apply_orders
 from services.loyalty.settings import LoyaltySettings
 
 MERGES = Merges(merged_customers)
@@ -30,20 +30,19 @@ MERGES = Merges(merged_customers)
 def event_handlers(outbox: Outbox, service: LoyaltySettings) -> dict[str, EventHandler | Batched]:
     async def on_orders_changed(session: AsyncSession, events: list[EventEnvelope]) -> None:
         """A run of order events of one partition, in order, in one transaction (one claim, one commit,
-        one merge lookup per shop); each order is still settled on its own, under its member's lock."""
+        one merge lookup per shop); the run's members are locked together, in customer order."""
         by_shop: dict[str, list[OrderEventPayload]] = {}
         for event in events:
             by_shop.setdefault(event.shop_id, []).append(OrderEventPayload.model_validate(event.payload))
         for shop_id, orders in by_shop.items():
             merged = await MERGES.surviving_many(session, shop_id, {o.customer_id for o in orders})
             settings = await program.load(session, shop_id)
-            for order in orders:
-                if order.customer_id in merged:  # an event of a customer merged away meanwhile
-                    order = order.model_copy(update={"customer_id": merged[order.customer_id]})
-                await apply_order(session, outbox, shop_id, order, settings)
+            # Events of customers merged away meanwhile count for the surviving customer.
             surviving = [
-                o.model_copy(update={"customer_id": merged.get(o.customer_id, o.customer_id)}) for o in orders
+                o.model_copy(update={"customer_id": merged[o.customer_id]}) if o.customer_id in merged else o
+                for o in orders
             ]
+            await apply_orders(session, outbox, shop_id, surviving, settings)
             await activity_tasks.orders_changed(session, outbox, service, settings, shop_id, surviving)
 
     async def on_order_changed(session: AsyncSession, event: EventEnvelope) -> None:
