@@ -127,7 +127,10 @@ class Order(Base):
     campaign revenue."""
 
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_customer_paid", "shop_id", "customer_id", "paid_at"),)
+    __table_args__ = (
+        Index("ix_orders_customer_paid", "shop_id", "customer_id", "paid_at"),
+        Index("ix_orders_paid", "shop_id", "paid_at"),  # a campaign's conversions: orders in its window
+    )
 
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -217,6 +220,12 @@ class Message(Base):
             "campaign_id",
             "status",
             postgresql_where=text("campaign_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_messages_deferred",
+            "shop_id",
+            "campaign_id",
+            postgresql_where=text("deferred AND campaign_id IS NOT NULL"),
         ),
         Index(
             "ix_messages_provider",
