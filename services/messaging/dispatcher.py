@@ -17,6 +17,7 @@ a batch in the instant before our commit; the vendor's `OutId` (our message id) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import defaultdict
@@ -31,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.kit import clock, failpoints
 from laoke.kit.db import Database
 from laoke.kit.errors import LaokeError
-from laoke.kit.notify import Wakeup
 from services.messaging import automations, coupons, deliveries, policy, queue, templates
 from services.messaging.channels import (
     AliyunSms,
@@ -59,18 +59,8 @@ RECOVER_EVERY_SECONDS = 30
 
 
 class Dispatcher:
-    def __init__(
-        self,
-        db: Database,
-        settings: MessagingSettings,
-        name: str = "dispatcher",
-        *,
-        wakeup: Wakeup | None = None,
-    ) -> None:
+    def __init__(self, db: Database, settings: MessagingSettings, name: str = "dispatcher") -> None:
         self.db, self.settings, self.name = db, settings, name
-        # The loops of one process share one LISTEN connection; a dispatcher on its own has its own.
-        self.wakeup = wakeup or Wakeup(settings.database_url, queue.QUEUED_CHANNEL)
-        self._own_wakeup = wakeup is None
         self.limiter = RateLimiter()
         self.position: tuple[datetime, int] | None = None
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sms_timeout_seconds))
@@ -81,7 +71,6 @@ class Dispatcher:
         recover_every = min(RECOVER_EVERY_SECONDS, self.lease.total_seconds() / 2)
         while not stop.is_set():
             try:
-                seen = self.wakeup.count
                 if time.monotonic() - recovered_at > recover_every:
                     recovered_at = time.monotonic()
                     await self.recover()
@@ -90,12 +79,9 @@ class Dispatcher:
                 log.exception("dispatch_cycle_failed")
                 handled = 0
             if handled < self.settings.dispatch_batch:
-                # Until messages are queued (NOTIFY at their commit) or, for those that become due
-                # later (quiet hours, retries, a reminder's delay), until the next poll.
-                await self.wakeup.wait(stop, self.settings.dispatch_seconds, seen)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.dispatch_seconds)
         await self.http.aclose()
-        if self._own_wakeup:
-            await self.wakeup.close()
 
     async def cycle(self) -> int:
         """One claim, check and render (committed, with SMS and e-mail marked `sending`), then the vendor

@@ -52,9 +52,6 @@ class Verdicts:
     sending: list[tuple[int, str | None]] = field(default_factory=list)  # (message, our OutId)
 
 
-# Migration 0006's trigger NOTIFYs this channel when messages are inserted (once per statement).
-QUEUED_CHANNEL = "laoke_messages_queued"
-
 CLAIM = """
     SELECT not_before, id, shop_id, source, customer_id, channel, marketing, automation, order_id,
            campaign_id, template_id, recipient, variables, coupon_template_id, coupon_code, attempts

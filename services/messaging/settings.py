@@ -26,10 +26,8 @@ class MessagingSettings(ServiceSettings):
     sms_timeout_seconds: float = 5
     # Where buyers reach Laoke (unsubscribe links in e-mail): the gateway's public address.
     public_url: str = "http://127.0.0.1:8000"
-    # The dispatcher: how often it looks for due messages when no NOTIFY woke it (messages queued for
-    # now wake it at once; this bounds the delay of those that become due later, and of any wake-up
-    # missed), and how many it takes at once.
-    dispatch_seconds: float = Field(default=0.25, gt=0)
+    # The dispatcher: how often it looks for due messages and how many it takes at once.
+    dispatch_seconds: float = Field(default=0.1, gt=0)
     dispatch_batch: int = Field(default=1000, ge=1, le=10_000)
     dispatch_loops: int = Field(default=2, ge=1, le=16)
     send_max_attempts: int = Field(default=4, ge=1)

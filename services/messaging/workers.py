@@ -12,8 +12,7 @@ from fastapi import FastAPI
 
 from laoke.kit import clock
 from laoke.kit.db import Database
-from laoke.kit.notify import Wakeup
-from services.messaging import automations, campaigns, queue, webhooks
+from services.messaging import automations, campaigns, webhooks
 from services.messaging.dispatcher import Dispatcher
 from services.messaging.settings import MessagingSettings
 
@@ -46,13 +45,10 @@ def dispatcher_lifespan(
             yield
             return
         stop = asyncio.Event()
-        wakeup = Wakeup(settings.database_url, queue.QUEUED_CHANNEL)
         loops = [
             # Several loops per process: while one waits on PostgreSQL another renders and sends.
             *(
-                asyncio.create_task(
-                    Dispatcher(app.state.db, settings, wakeup=wakeup).run(stop), name=f"dispatcher-{n}"
-                )
+                asyncio.create_task(Dispatcher(app.state.db, settings).run(stop), name=f"dispatcher-{n}")
                 for n in range(settings.dispatch_loops)
             ),
             asyncio.create_task(automations.run_jobs(app.state.db, settings, stop), name="automation-jobs"),
@@ -64,6 +60,5 @@ def dispatcher_lifespan(
         finally:
             stop.set()
             await asyncio.gather(*loops, return_exceptions=True)
-            await wakeup.close()
 
     return lifespan

@@ -1,4 +1,4 @@
-"""campaign report indexes, and a NOTIFY that wakes dispatchers when messages are queued
+"""campaign report indexes: conversions from the orders of the window, deferred messages alone
 
 Revision ID: 0006
 Revises: 0005
@@ -26,21 +26,8 @@ def upgrade() -> None:
         schema="messaging",
         postgresql_where=sa.text("deferred AND campaign_id IS NOT NULL"),
     )
-    # Once per statement, delivered at commit: a million-message campaign snapshot is one wake-up.
-    op.execute(
-        """
-        CREATE OR REPLACE FUNCTION messaging.notify_queued() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN PERFORM pg_notify('laoke_messages_queued', ''); RETURN NULL; END $$;
-        """
-    )
-    op.execute(
-        "CREATE TRIGGER messages_queued AFTER INSERT ON messaging.messages "
-        "FOR EACH STATEMENT EXECUTE FUNCTION messaging.notify_queued()"
-    )
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER messages_queued ON messaging.messages")
-    op.execute("DROP FUNCTION messaging.notify_queued()")
     op.drop_index("ix_messages_deferred", table_name="messages", schema="messaging")
     op.drop_index("ix_orders_paid", table_name="orders", schema="messaging")
