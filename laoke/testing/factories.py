@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from laoke.contracts.orders import OrderEventPayload, OrderStatus
 
 PLACED_AT = "2026-11-20T09:30:00+08:00"
 
@@ -32,3 +35,34 @@ def order_json(
         "placed_at": placed_at,
         **extra,
     }
+
+
+RUN_START = datetime(2026, 11, 1, 10, tzinfo=UTC)
+
+
+def order_payload(
+    order_id: str,
+    customer: str,
+    status: OrderStatus,
+    minutes: int,
+    paid: int,
+    refunded: int = 0,
+    *,
+    channel: str = "api",
+    completed: bool = False,
+) -> OrderEventPayload:
+    """An order event's payload placed at `RUN_START`, in the state it reached `minutes` later: for tests
+    that hand a run of events straight to a service's handler code."""
+    return OrderEventPayload(
+        order_id=order_id,
+        customer_id=customer,
+        channel=channel,
+        external_order_id=order_id.upper(),
+        status=status,
+        total_fen=paid,
+        paid_fen=paid,
+        refunded_fen=refunded,
+        placed_at=RUN_START,
+        completed_at=RUN_START + timedelta(minutes=minutes) if completed else None,
+        source_modified_at=RUN_START + timedelta(minutes=minutes),
+    )

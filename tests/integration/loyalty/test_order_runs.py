@@ -5,21 +5,20 @@ events were cut into runs."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 
 from laoke.contracts.loyalty import POINTS_CHANGED, TIER_CHANGED
-from laoke.contracts.orders import OrderEventPayload, OrderStatus
+from laoke.contracts.orders import OrderStatus
 from laoke.kit.db import Database
 from laoke.kit.outbox import Outbox
+from laoke.testing.factories import order_payload
 from laoke.testing.servers import ServerSet
 from services.loyalty.models import plumbing
 from services.loyalty.orders import apply_orders
 from services.loyalty.program import ProgramSettings
 
-AT = datetime(2026, 11, 1, 10, tzinfo=UTC)
 PROGRAM = ProgramSettings.model_validate(
     {
         "credit_on": "paid",
@@ -32,47 +31,22 @@ PROGRAM = ProgramSettings.model_validate(
 )
 
 
-def _order(
-    order_id: str,
-    customer: str,
-    status: OrderStatus,
-    minutes: int,
-    paid: int,
-    refunded: int = 0,
-    *,
-    completed: bool = False,
-) -> OrderEventPayload:
-    return OrderEventPayload(
-        order_id=order_id,
-        customer_id=customer,
-        channel="api",
-        external_order_id=order_id.upper(),
-        status=status,
-        total_fen=paid,
-        paid_fen=paid,
-        refunded_fen=refunded,
-        placed_at=AT,
-        completed_at=AT + timedelta(minutes=minutes) if completed else None,
-        source_modified_at=AT + timedelta(minutes=minutes),
-    )
-
-
 RUN = [
     # Wang: paid (pending), completed (released), then half refunded (points taken back from a lot
     # credited earlier in the same run), and a second order that lifts him two tiers, one at a time.
-    _order("ord_w1", "cus_wang", OrderStatus.PAID, 1, 60_000),
-    _order("ord_w1", "cus_wang", OrderStatus.COMPLETED, 2, 60_000, completed=True),
-    _order("ord_w1", "cus_wang", OrderStatus.PARTIALLY_REFUNDED, 3, 60_000, 30_000, completed=True),
-    _order("ord_w2", "cus_wang", OrderStatus.COMPLETED, 4, 40_000, completed=True),
-    _order("ord_w3", "cus_wang", OrderStatus.COMPLETED, 5, 30_000, completed=True),
+    order_payload("ord_w1", "cus_wang", OrderStatus.PAID, 1, 60_000),
+    order_payload("ord_w1", "cus_wang", OrderStatus.COMPLETED, 2, 60_000, completed=True),
+    order_payload("ord_w1", "cus_wang", OrderStatus.PARTIALLY_REFUNDED, 3, 60_000, 30_000, completed=True),
+    order_payload("ord_w2", "cus_wang", OrderStatus.COMPLETED, 4, 40_000, completed=True),
+    order_payload("ord_w3", "cus_wang", OrderStatus.COMPLETED, 5, 30_000, completed=True),
     # Li: an order whose older state arrives after its newer one, and one closed before payment.
-    _order("ord_l1", "cus_li", OrderStatus.COMPLETED, 9, 20_000, completed=True),
-    _order("ord_l1", "cus_li", OrderStatus.PAID, 8, 20_000),
-    _order("ord_l2", "cus_li", OrderStatus.CREATED, 1, 0),
-    _order("ord_l2", "cus_li", OrderStatus.CLOSED, 2, 0),
+    order_payload("ord_l1", "cus_li", OrderStatus.COMPLETED, 9, 20_000, completed=True),
+    order_payload("ord_l1", "cus_li", OrderStatus.PAID, 8, 20_000),
+    order_payload("ord_l2", "cus_li", OrderStatus.CREATED, 1, 0),
+    order_payload("ord_l2", "cus_li", OrderStatus.CLOSED, 2, 0),
     # Zhao: paid, then refunded in full before completion: the pending points lapse.
-    _order("ord_z1", "cus_zhao", OrderStatus.PAID, 1, 10_000),
-    _order("ord_z1", "cus_zhao", OrderStatus.REFUNDED, 2, 10_000, 10_000),
+    order_payload("ord_z1", "cus_zhao", OrderStatus.PAID, 1, 10_000),
+    order_payload("ord_z1", "cus_zhao", OrderStatus.REFUNDED, 2, 10_000, 10_000),
 ]
 
 

@@ -4,31 +4,15 @@ each buyer and order ends up as must not depend on how the run was cut."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
 from laoke.contracts.customers import BuyerSnapshot
-from laoke.contracts.orders import OrderEventPayload, OrderStatus
+from laoke.contracts.orders import OrderStatus
 from laoke.kit.db import Database
+from laoke.testing.factories import order_payload
 from laoke.testing.servers import ServerSet
 from services.segmentation.repository import ProfileRepository
-
-AT = datetime(2026, 11, 1, 10, tzinfo=UTC)
-
-
-def _order(order_id: str, customer: str, status: OrderStatus, minutes: int, paid: int) -> OrderEventPayload:
-    return OrderEventPayload(
-        order_id=order_id,
-        customer_id=customer,
-        channel="taobao",
-        external_order_id=order_id.upper(),
-        status=status,
-        total_fen=paid,
-        paid_fen=paid,
-        placed_at=AT,
-        source_modified_at=AT + timedelta(minutes=minutes),
-    )
 
 
 async def test_a_run_with_a_buyer_on_two_channels_an_edited_name_and_stale_states(stack: ServerSet) -> None:
@@ -58,12 +42,14 @@ async def test_a_run_with_a_buyer_on_two_channels_an_edited_name_and_stale_state
             await profiles.record_orders(
                 shop,
                 [
-                    _order("ord_1", "cus_li", OrderStatus.PAID, 1, 10_000),
-                    _order("ord_1", "cus_li", OrderStatus.COMPLETED, 5, 10_000),
-                    _order("ord_2", "cus_wang", OrderStatus.REFUNDED, 9, 5_000),
+                    order_payload("ord_1", "cus_li", OrderStatus.PAID, 1, 10_000, channel="taobao"),
+                    order_payload("ord_1", "cus_li", OrderStatus.COMPLETED, 5, 10_000, channel="taobao"),
+                    order_payload("ord_2", "cus_wang", OrderStatus.REFUNDED, 9, 5_000, channel="taobao"),
                 ],
             )
-            await profiles.record_orders(shop, [_order("ord_2", "cus_wang", OrderStatus.PAID, 2, 5_000)])
+            await profiles.record_orders(
+                shop, [order_payload("ord_2", "cus_wang", OrderStatus.PAID, 2, 5_000, channel="taobao")]
+            )
             await profiles.recompute(shop, ["cus_li", "cus_wang"])
 
             rows = await session.execute(
