@@ -49,11 +49,13 @@ async def redeem(
     program: ProgramSettings,
     customer_id: str,
     reward_id: str,
-) -> Redemption:
+) -> tuple[Redemption, int]:
+    """The redemption, and the member's balance after it."""
     reward = await session.scalar(select(Reward).where(Reward.shop_id == shop_id, Reward.id == reward_id))
     if reward is None or not reward.active:
         raise NotFound(f"reward {reward_id} not found")
-    ledger = Ledger(session, outbox, shop_id, program)
+    # Batched: the member's new balance, the redemption and the points event go out in one flush.
+    ledger = Ledger(session, outbox, shop_id, program, batched=True)
     member = await existing_member(ledger, customer_id)
     if member.tier_level < reward.min_tier_level:
         raise TierTooLow(
@@ -78,6 +80,7 @@ async def redeem(
     await ledger.debit(member, "redeem", reward.points_cost, f"redemption:{redemption_id}", note=reward.name)
     code = None
     if reward.kind == "coupon" and reward.coupon_template_id:
+        await ledger.write()  # the points event before the coupon's, as they happened
         template = await coupons.load_template(session, shop_id, reward.coupon_template_id, lock=True)
         issued, _ = await coupons.issue(session, outbox, template, [customer_id], source="redemption")
         code = issued.get(customer_id)
@@ -92,7 +95,7 @@ async def redeem(
         created_at=clock.now(),
     )
     session.add(redemption)
-    await session.flush()
+    await ledger.write()
     if reward.stock is not None:
         # Taken last: the reward row is shared by every member redeeming it, so its lock is held for
         # as short a time as possible. Out of stock rolls the whole redemption back.
@@ -104,7 +107,7 @@ async def redeem(
         )
         if stocked.first() is None:
             raise OutOfStock(f"reward {reward_id} is out of stock")
-    return redemption
+    return redemption, member.points_balance
 
 
 @dataclass(frozen=True)

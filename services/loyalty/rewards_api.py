@@ -140,11 +140,8 @@ async def redeem(
 ) -> Response:
     async def work() -> tuple[int, bytes]:
         settings = await program.load(session, caller.shop_id)
-        done = await rewards.redeem(session, outbox, caller.shop_id, settings, customer_id, body.reward_id)
-        balance = await session.scalar(
-            select(Member.points_balance).where(
-                Member.shop_id == caller.shop_id, Member.customer_id == customer_id
-            )
+        done, balance = await rewards.redeem(
+            session, outbox, caller.shop_id, settings, customer_id, body.reward_id
         )
         out = RedemptionOut(
             id=done.id,
@@ -152,7 +149,7 @@ async def redeem(
             points=done.points,
             cash=from_fen(done.cash_fen),
             coupon_code=done.coupon_code,
-            points_available=int(balance or 0),
+            points_available=balance,
             created_at=done.created_at,
         )
         return status.HTTP_201_CREATED, dumps(out.model_dump(mode="json"))
@@ -289,7 +286,7 @@ async def draw(
             prize=_prize_out(result.prize) if result.prize else None,
             points_awarded=result.draw.points_awarded,
             coupon_code=result.draw.coupon_code,
-            points_available=int(balance or 0),
+            points_available=balance,
         )
         return status.HTTP_201_CREATED, dumps(out.model_dump(mode="json"))
 
