@@ -29,7 +29,6 @@ from services.loyalty.program import ProgramSettings
 # Kinds that add to lifetime earnings (a manual plus is not earned by the member).
 EARNING_KINDS = frozenset({"earn", "release", "signin", "bonus"})
 
-_ENSURE_MEMBER = insert(Member.__table__).on_conflict_do_nothing()
 _ENSURE_MEMBERS = text(
     "INSERT INTO loyalty.members (shop_id, customer_id) "
     "SELECT :shop_id, unnest(CAST(:customer_ids AS text[])) ON CONFLICT DO NOTHING"
@@ -91,24 +90,17 @@ class Ledger:
 
     async def member(self, customer_id: str, *, create: bool = True) -> Member | None:
         """The member, locked for this transaction (created first when `create`)."""
-        # Sessions do not autoflush, and reloading the row below would drop changes made to it earlier in
-        # this transaction (an earlier event of the same run): write them first.
-        await self.session.flush()
-        if create:
-            await self.session.execute(_ENSURE_MEMBER, {"shop_id": self.shop_id, "customer_id": customer_id})
-        return await self.session.scalar(
-            select(Member)
-            .where(Member.shop_id == self.shop_id, Member.customer_id == customer_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        return (await self.members({customer_id}, create=create)).get(customer_id)
 
-    async def members(self, customer_ids: set[str]) -> dict[str, Member]:
-        """Each of these members (created when new), locked in customer order, so two runs that share
-        members cannot each hold one the other waits for."""
+    async def members(self, customer_ids: set[str], *, create: bool = True) -> dict[str, Member]:
+        """Each of these members (created first when new and `create`), locked in customer order, so two
+        runs that share members cannot each hold one the other waits for."""
+        # Sessions do not autoflush, and reloading the rows below would drop changes made to them earlier
+        # in this transaction (an earlier event of the same run): write them first.
         await self.session.flush()
         ordered = sorted(customer_ids)
-        await self.session.execute(_ENSURE_MEMBERS, {"shop_id": self.shop_id, "customer_ids": ordered})
+        if create:
+            await self.session.execute(_ENSURE_MEMBERS, {"shop_id": self.shop_id, "customer_ids": ordered})
         found = await self.session.scalars(
             select(Member)
             .where(Member.shop_id == self.shop_id, Member.customer_id.in_(ordered))

@@ -156,6 +156,8 @@ class TierProgress:
         return cls(program, reached)
 
     def _counts(self, row: LoyaltyOrder) -> tuple[int, int]:
+        # The same rule as `progress_of`'s WHERE; test_order_runs checks the two agree (one run reads
+        # progress once and moves it here, one-by-one runs read it from SQL each time).
         qualifies = (
             row.completed
             and row.paid_fen > row.refunded_fen

@@ -286,7 +286,7 @@ async def draw(
             prize=_prize_out(result.prize) if result.prize else None,
             points_awarded=result.draw.points_awarded,
             coupon_code=result.draw.coupon_code,
-            points_available=balance,
+            points_available=int(balance or 0),
         )
         return status.HTTP_201_CREATED, dumps(out.model_dump(mode="json"))
 
