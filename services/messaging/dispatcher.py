@@ -58,124 +58,39 @@ EMAIL_CONCURRENCY = 20
 RECOVER_EVERY_SECONDS = 30
 
 
-class Dispatcher:
-    def __init__(self, db: Database, settings: MessagingSettings, name: str = "dispatcher") -> None:
-        self.db, self.settings, self.name = db, settings, name
+class Sender:
+    """Decides what becomes of messages (the checks above), renders and sends them; the dispatcher
+    feeds it what it claims from the queue, and an automation its in-app messages as it queues them."""
+
+    def __init__(self, settings: MessagingSettings) -> None:
+        self.settings = settings
         self.limiter = RateLimiter()
-        self.position: tuple[datetime, int] | None = None
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sms_timeout_seconds))
-        self.lease = timedelta(seconds=settings.send_lease_seconds)
+        self._http: httpx.AsyncClient | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        recovered_at = 0.0
-        recover_every = min(RECOVER_EVERY_SECONDS, self.lease.total_seconds() / 2)
-        while not stop.is_set():
-            try:
-                if time.monotonic() - recovered_at > recover_every:
-                    recovered_at = time.monotonic()
-                    await self.recover()
-                handled = await self.cycle()
-            except Exception:  # a bad cycle must not stop sending; its claim rolled back
-                log.exception("dispatch_cycle_failed")
-                handled = 0
-            if handled < self.settings.dispatch_batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.dispatch_seconds)
-        await self.http.aclose()
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:  # only SMS needs one
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.sms_timeout_seconds))
+        return self._http
 
-    async def cycle(self) -> int:
-        """One claim, check and render (committed, with SMS and e-mail marked `sending`), then the vendor
-        calls outside any transaction, then their outcomes. Returns how many messages it handled."""
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def send_inapp_now(
+        self, session: AsyncSession, shop_id: str, messages: list[queue.Claimed]
+    ) -> None:
+        """Send in-app messages in the transaction that queued them: nothing leaves Laoke, so there is
+        no vendor call to wait for after commit, and the buyer's inbox has the message the moment the
+        event that caused it is handled (no dispatcher cycle in between). Every check applies as at
+        any send: an opt-out is suppressed, marketing in quiet hours stays queued for later."""
+        if not messages:
+            return
         verdicts = queue.Verdicts()
-        async with self.db.transaction() as session:
-            now = clock.now()
-            limit = self.settings.dispatch_batch
-            if self.position is None:
-                rows = (await session.execute(queue.CLAIM_FROM_START, {"now": now, "limit": limit})).all()
-            else:
-                after_time, after_id = self.position
-                params = {"now": now, "limit": limit, "after_time": after_time, "after_id": after_id}
-                rows = (await session.execute(queue.CLAIM_AFTER, params)).all()
-            if len(rows) < limit:
-                self.position = None
-            if not rows:
-                return 0
-            if len(rows) == limit:
-                self.position = (rows[-1][0], rows[-1][1])
-            claimed = [queue.Claimed(*row[1:]) for row in rows]
-            by_shop: dict[str, list[queue.Claimed]] = defaultdict(list)
-            for message in claimed:
-                by_shop[message.shop_id].append(message)
-            for shop_id, messages in by_shop.items():
-                await self._shop(session, shop_id, messages, now, verdicts)
-            await queue.record(session, verdicts, now, self.settings.send_max_attempts)
-            await queue.mark_sending(session, verdicts, now + self.lease)
-        if verdicts.calls:
-            failpoints.hit(f"{self.name}.before_vendor_calls")
-            outcomes = [o for call in verdicts.calls for o in await call()]
-            failpoints.hit(f"{self.name}.after_vendor_calls")
-            sent = queue.Verdicts(rendered=verdicts.rendered)
-            for outcome in outcomes:
-                _file(sent, outcome)
-            async with self.db.transaction() as session:
-                await queue.record(
-                    session, sent, clock.now(), self.settings.send_max_attempts, in_flight=True
-                )
-        return len(claimed)
-
-    async def recover(self) -> int:
-        """Sends whose process stopped between the vendor call and its record (the lease ran out): an SMS
-        the vendor has under our OutId is `sent`; anything else is queued again."""
-        async with self.db.transaction() as session:
-            rows = (
-                await session.execute(
-                    text(
-                        "SELECT id, shop_id, channel, recipient, provider_message_id, not_before "
-                        "FROM messaging.messages WHERE status = 'sending' AND not_before <= :now "
-                        "ORDER BY not_before, id LIMIT 500 FOR UPDATE SKIP LOCKED"
-                    ),
-                    {"now": clock.now()},
-                )
-            ).all()
-            sent: list[int] = []
-            again: list[int] = []
-            vendors: dict[str, AliyunSms | None] = {}
-            for message_id, shop_id, channel, recipient, out_id, lease_end in rows:
-                if channel != Channel.SMS or not out_id:
-                    again.append(message_id)
-                    continue
-                if shop_id not in vendors:
-                    vendors[shop_id] = await self._vendor(session, shop_id)
-                vendor = vendors[shop_id]
-                day = lease_end - self.lease
-                known = await vendor.sent_out_ids(recipient, day) if vendor is not None else None
-                if known is None:
-                    continue  # the vendor cannot say now: ask again on the next round
-                (sent if out_id.removeprefix("out:") in known else again).append(message_id)
-            if sent:
-                await session.execute(
-                    text(
-                        "UPDATE messaging.messages SET status = 'sent', "
-                        "sent_at = not_before - CAST(:lease AS interval), "
-                        "attempts = attempts + 1 WHERE id = ANY(:ids)"
-                    ),
-                    {"ids": sent, "lease": self.lease},
-                )
-            if again:
-                await session.execute(
-                    text(
-                        "UPDATE messaging.messages SET status = 'queued', not_before = :now, "
-                        "reason = 'sent again: the last attempt stopped before its outcome was known' "
-                        "WHERE id = ANY(:ids)"
-                    ),
-                    {"ids": again, "now": clock.now()},
-                )
-            if rows:
-                log.warning("sends_recovered", sent=len(sent), queued_again=len(again))
-            # A report kept while its message was `sending` whose answer was recorded by a transaction
-            # that could not see it yet (both committed at once) is applied here.
-            await deliveries.apply_early_reports(session)
-            return len(sent) + len(again)
+        now = clock.now()
+        await self._shop(session, shop_id, messages, now, verdicts)
+        assert not verdicts.calls, "only in-app messages are sent where they are queued"
+        await queue.record(session, verdicts, now, self.settings.send_max_attempts)
 
     async def _vendor(self, session: AsyncSession, shop_id: str) -> AliyunSms | TencentSms | None:
         config = await load_config(session, shop_id, Channel.SMS)
@@ -348,6 +263,125 @@ class Dispatcher:
 
                 verdicts.sending += [(m.id, f"out:{out_id}") for m in batch]
                 verdicts.calls.append(call)
+
+
+class Dispatcher(Sender):
+    def __init__(self, db: Database, settings: MessagingSettings, name: str = "dispatcher") -> None:
+        super().__init__(settings)
+        self.db, self.name = db, name
+        self.position: tuple[datetime, int] | None = None
+        self.lease = timedelta(seconds=settings.send_lease_seconds)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        recovered_at = 0.0
+        recover_every = min(RECOVER_EVERY_SECONDS, self.lease.total_seconds() / 2)
+        while not stop.is_set():
+            try:
+                if time.monotonic() - recovered_at > recover_every:
+                    recovered_at = time.monotonic()
+                    await self.recover()
+                handled = await self.cycle()
+            except Exception:  # a bad cycle must not stop sending; its claim rolled back
+                log.exception("dispatch_cycle_failed")
+                handled = 0
+            if handled < self.settings.dispatch_batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.dispatch_seconds)
+        await self.aclose()
+
+    async def cycle(self) -> int:
+        """One claim, check and render (committed, with SMS and e-mail marked `sending`), then the vendor
+        calls outside any transaction, then their outcomes. Returns how many messages it handled."""
+        verdicts = queue.Verdicts()
+        async with self.db.transaction() as session:
+            now = clock.now()
+            limit = self.settings.dispatch_batch
+            if self.position is None:
+                rows = (await session.execute(queue.CLAIM_FROM_START, {"now": now, "limit": limit})).all()
+            else:
+                after_time, after_id = self.position
+                params = {"now": now, "limit": limit, "after_time": after_time, "after_id": after_id}
+                rows = (await session.execute(queue.CLAIM_AFTER, params)).all()
+            if len(rows) < limit:
+                self.position = None
+            if not rows:
+                return 0
+            if len(rows) == limit:
+                self.position = (rows[-1][0], rows[-1][1])
+            claimed = [queue.Claimed(*row[1:]) for row in rows]
+            by_shop: dict[str, list[queue.Claimed]] = defaultdict(list)
+            for message in claimed:
+                by_shop[message.shop_id].append(message)
+            for shop_id, messages in by_shop.items():
+                await self._shop(session, shop_id, messages, now, verdicts)
+            await queue.record(session, verdicts, now, self.settings.send_max_attempts)
+            await queue.mark_sending(session, verdicts, now + self.lease)
+        if verdicts.calls:
+            failpoints.hit(f"{self.name}.before_vendor_calls")
+            outcomes = [o for call in verdicts.calls for o in await call()]
+            failpoints.hit(f"{self.name}.after_vendor_calls")
+            sent = queue.Verdicts(rendered=verdicts.rendered)
+            for outcome in outcomes:
+                _file(sent, outcome)
+            async with self.db.transaction() as session:
+                await queue.record(
+                    session, sent, clock.now(), self.settings.send_max_attempts, in_flight=True
+                )
+        return len(claimed)
+
+    async def recover(self) -> int:
+        """Sends whose process stopped between the vendor call and its record (the lease ran out): an SMS
+        the vendor has under our OutId is `sent`; anything else is queued again."""
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT id, shop_id, channel, recipient, provider_message_id, not_before "
+                        "FROM messaging.messages WHERE status = 'sending' AND not_before <= :now "
+                        "ORDER BY not_before, id LIMIT 500 FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"now": clock.now()},
+                )
+            ).all()
+            sent: list[int] = []
+            again: list[int] = []
+            vendors: dict[str, AliyunSms | None] = {}
+            for message_id, shop_id, channel, recipient, out_id, lease_end in rows:
+                if channel != Channel.SMS or not out_id:
+                    again.append(message_id)
+                    continue
+                if shop_id not in vendors:
+                    vendors[shop_id] = await self._vendor(session, shop_id)
+                vendor = vendors[shop_id]
+                day = lease_end - self.lease
+                known = await vendor.sent_out_ids(recipient, day) if vendor is not None else None
+                if known is None:
+                    continue  # the vendor cannot say now: ask again on the next round
+                (sent if out_id.removeprefix("out:") in known else again).append(message_id)
+            if sent:
+                await session.execute(
+                    text(
+                        "UPDATE messaging.messages SET status = 'sent', "
+                        "sent_at = not_before - CAST(:lease AS interval), "
+                        "attempts = attempts + 1 WHERE id = ANY(:ids)"
+                    ),
+                    {"ids": sent, "lease": self.lease},
+                )
+            if again:
+                await session.execute(
+                    text(
+                        "UPDATE messaging.messages SET status = 'queued', not_before = :now, "
+                        "reason = 'sent again: the last attempt stopped before its outcome was known' "
+                        "WHERE id = ANY(:ids)"
+                    ),
+                    {"ids": again, "now": clock.now()},
+                )
+            if rows:
+                log.warning("sends_recovered", sent=len(sent), queued_again=len(again))
+            # A report kept while its message was `sending` whose answer was recorded by a transaction
+            # that could not see it yet (both committed at once) is applied here.
+            await deliveries.apply_early_reports(session)
+            return len(sent) + len(again)
 
 
 def _file(verdicts: queue.Verdicts, outcome: Outcome) -> None:

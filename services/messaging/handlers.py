@@ -36,6 +36,7 @@ from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
 from services.messaging import automations, webhooks
 from services.messaging.automations import Kind
+from services.messaging.dispatcher import Sender
 from services.messaging.models import Order, Shop, merged_customers, plumbing
 from services.messaging.settings import MessagingSettings
 
@@ -92,7 +93,7 @@ async def _touch_contacts(session: AsyncSession, shop_id: str, contacts: dict[st
 
 
 async def absorb_orders(
-    session: AsyncSession, shop_id: str, orders: list[tuple[OrderEventPayload, str]]
+    session: AsyncSession, sender: Sender, shop_id: str, orders: list[tuple[OrderEventPayload, str]]
 ) -> None:
     """A run of order events of one shop (with the surviving customer of each), set-based: contacts and
     orders upserted in one statement each, then 催付, shipment notices and welcomes queued in one."""
@@ -170,10 +171,10 @@ async def absorb_orders(
             welcomed.add(customer_id)
             due.append(automations.Occurrence(welcome, customer_id, customer_id, None, None, details))
     await automations.cancel_reminders(session, shop_id, no_longer_unpaid)
-    await automations.queue_many(session, due)
+    await automations.queue_many(session, sender, due)
 
 
-def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
+def event_handlers(outbox: Outbox, sender: Sender) -> dict[str, EventHandler | Batched]:
     async def on_orders(session: AsyncSession, events: list[EventEnvelope]) -> None:
         """A run of order events: one merge lookup per shop, then set-based per shop."""
         by_shop: dict[str, list[OrderEventPayload]] = {}
@@ -182,7 +183,7 @@ def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
         for shop_id, orders in by_shop.items():
             merged = await MERGES.surviving_many(session, shop_id, {o.customer_id for o in orders})
             await absorb_orders(
-                session, shop_id, [(o, merged.get(o.customer_id, o.customer_id)) for o in orders]
+                session, sender, shop_id, [(o, merged.get(o.customer_id, o.customer_id)) for o in orders]
             )
 
     async def on_one_order(session: AsyncSession, event: EventEnvelope) -> None:
@@ -196,7 +197,7 @@ def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
         if winback is not None:
             customer_id = await MERGES.surviving(session, event.shop_id, change.customer_id)
             day = event.occurred_at.strftime("%Y%m%d")
-            await automations.queue(session, winback, customer_id, f"{customer_id}:{day}")
+            await automations.queue(session, sender, winback, customer_id, f"{customer_id}:{day}")
 
     async def on_tier(session: AsyncSession, event: EventEnvelope) -> None:
         change = TierChangedPayload.model_validate(event.payload)
@@ -207,7 +208,7 @@ def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
             if upgrade is not None:
                 day = event.occurred_at.strftime("%Y%m%d")
                 await automations.queue(
-                    session, upgrade, customer_id, f"{customer_id}:{change.to_level}:{day}"
+                    session, sender, upgrade, customer_id, f"{customer_id}:{change.to_level}:{day}"
                 )
 
     async def on_points(session: AsyncSession, event: EventEnvelope) -> None:
@@ -223,6 +224,7 @@ def event_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
             day = notice.expires_at.date().isoformat()
             await automations.queue(
                 session,
+                sender,
                 reminder,
                 customer_id,
                 f"{customer_id}:{day}",
@@ -342,8 +344,9 @@ def forwarding_to_subscribers(
 
 def consumers(settings: MessagingSettings) -> ConsumerFactory:
     topics = (Topic.ORDERS, Topic.CUSTOMERS, Topic.LOYALTY, Topic.SEGMENTATION, Topic.SHOPS)
+    sender = Sender(settings)  # sends the in-app messages automations queue, as they queue them
 
     def handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
-        return forwarding_to_subscribers(event_handlers(outbox))
+        return forwarding_to_subscribers(event_handlers(outbox, sender))
 
     return consumer_group(settings, plumbing.processed_events, topics, handlers)

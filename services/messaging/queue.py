@@ -52,15 +52,19 @@ class Verdicts:
     sending: list[tuple[int, str | None]] = field(default_factory=list)  # (message, our OutId)
 
 
-CLAIM = """
-    SELECT not_before, id, shop_id, source, customer_id, channel, marketing, automation, order_id,
-           campaign_id, template_id, recipient, variables, coupon_template_id, coupon_code, attempts
+# The columns of a `Claimed`, in its order.
+CLAIMED_COLUMNS = (
+    "id, shop_id, source, customer_id, channel, marketing, automation, order_id, campaign_id, template_id, "
+    "recipient, variables, coupon_template_id, coupon_code, attempts"
+)
+CLAIM = f"""
+    SELECT not_before, {CLAIMED_COLUMNS}
     FROM messaging.messages
-    WHERE status = 'queued' AND not_before <= :now {after}
+    WHERE status = 'queued' AND not_before <= :now {{after}}
     ORDER BY not_before, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-"""
+"""  # noqa: S608 - a constant of this module
 # A queue table's index keeps the entries of rows that left the queue until vacuum; scanning from the
 # start every cycle would wade through all of them during a big campaign. So a dispatcher carries on
 # after the last row it claimed, and goes back to the start whenever that finds less than a batch

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from laoke.kit import clock
 from laoke.kit.db import Database
 from services.messaging import automations, campaigns, webhooks
-from services.messaging.dispatcher import Dispatcher
+from services.messaging.dispatcher import Dispatcher, Sender
 from services.messaging.settings import MessagingSettings
 
 log = structlog.get_logger(__name__)
@@ -51,7 +51,9 @@ def dispatcher_lifespan(
                 asyncio.create_task(Dispatcher(app.state.db, settings).run(stop), name=f"dispatcher-{n}")
                 for n in range(settings.dispatch_loops)
             ),
-            asyncio.create_task(automations.run_jobs(app.state.db, settings, stop), name="automation-jobs"),
+            asyncio.create_task(
+                automations.run_jobs(app.state.db, Sender(settings), stop), name="automation-jobs"
+            ),
             asyncio.create_task(run_campaigns(app.state.db, settings, stop), name="campaign-jobs"),
             asyncio.create_task(webhooks.run(app.state.db, settings, stop), name="webhook-deliveries"),
         ]
