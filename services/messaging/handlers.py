@@ -170,7 +170,10 @@ async def absorb_orders(
         ):
             welcomed.add(customer_id)
             due.append(automations.Occurrence(welcome, customer_id, customer_id, None, None, details))
-    await automations.cancel_reminders(session, shop_id, no_longer_unpaid)
+    if reminder is not None:
+        # With 催付 off nothing is queued; one queued before it was turned off is still cancelled at
+        # its send time (the dispatcher checks the order again), so a shop without it pays no lookup.
+        await automations.cancel_reminders(session, shop_id, no_longer_unpaid)
     await automations.queue_many(session, sender, due)
 
 
