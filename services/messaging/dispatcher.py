@@ -9,6 +9,9 @@ so any number of replicas share the queue and none takes a row another holds), t
 4. marketing over the frequency cap (sent in the last `cap_days`, across channels) → `suppressed`;
 5. the rest is rendered and sent: in-app by recording it, e-mail over SMTP, SMS in vendor batches.
 
+The same checks decide the in-app messages an automation queues, in the transaction that queues them
+(`Sender.send_inapp_now`), and an in-app campaign's at its snapshot (services/messaging/campaigns.py).
+
 Outcomes are written in the same transaction that holds the claim, so a process killed mid-send rolls
 its claim back and another cycle sends those messages again. The one window left is a vendor accepting
 a batch in the instant before our commit; the vendor's `OutId` (our message id) records it.
@@ -52,6 +55,8 @@ from services.messaging.settings import MessagingSettings
 log = structlog.get_logger(__name__)
 
 SMS_BATCH = 100
+# What a message may carry of its buyer, and the contact fills when it does not.
+CONTACT_VARIABLES = ("name", "tier", "points")
 TENCENT_BATCH = 200
 EMAIL_CONCURRENCY = 20
 # How long a send may be in flight before recovery asks the vendor what became of it.
@@ -173,13 +178,15 @@ class Sender:
         by_id = {row[0]: row for row in found}
         shop = await session.get(Shop, shop_id)
         # Events of other topics may overtake the order that tells us who the buyer is: what the message
-        # did not know when it was queued is taken from the contact as it is now.
-        unnamed = {m.customer_id for m in messages if m.variables.get("name") is None}
+        # did not know when it was queued (name, tier, points) is taken from the contact as it is now.
+        unknowing = {
+            m.customer_id for m in messages if any(m.variables.get(k) is None for k in CONTACT_VARIABLES)
+        }
         known: dict[str, dict[str, Any]] = {}
-        if unnamed:
+        if unknowing:
             rows = await session.execute(
                 select(Contact.customer_id, Contact.name, Contact.tier, Contact.points).where(
-                    Contact.shop_id == shop_id, Contact.customer_id.in_(unnamed)
+                    Contact.shop_id == shop_id, Contact.customer_id.in_(unknowing)
                 )
             )
             known = {r.customer_id: {"name": r.name, "tier": r.tier, "points": r.points} for r in rows}
@@ -191,7 +198,7 @@ class Sender:
                 continue
             now_known = {k: v for k, v in known.get(message.customer_id, {}).items() if v is not None}
             variables = now_known | {k: v for k, v in message.variables.items() if v is not None}
-            variables.setdefault("name", "顾客")
+            variables.setdefault("name", templates.DEFAULT_NAME)
             variables.setdefault("shop_name", shop.name if shop else "")
             if message.coupon_code:
                 variables["coupon_code"] = message.coupon_code

@@ -28,6 +28,8 @@ VARIABLES: dict[str, Any] = {
     "shop_name": "老客小店",
     "unsubscribe_url": "https://example.com/u/abc",
 }
+# How a buyer whose name nobody knows is greeted.
+DEFAULT_NAME = "顾客"
 MAX_RENDERED_CHARS = {"sms": 500, "email": 100_000, "inapp": 5_000}
 # Aliyun (and the carriers) count every character alike, the 【signature】 included: 70 fit one SMS,
 # a longer text is sent as parts of 67.
@@ -79,6 +81,12 @@ def _placeholders_only(parsed: nodes.Template) -> tuple[str | tuple[str], ...] |
 def _compiled(source: str) -> _Compiled:
     # Compiling is ~1,000 times dearer than rendering; a campaign renders one text a million times.
     return _Compiled(_env.from_string(source), _placeholders_only(_env.parse(source)))
+
+
+def placeholders(source: str) -> tuple[str | tuple[str], ...] | None:
+    """A text of plain placeholders as its literal pieces and `(variable,)` pieces, in order; None for a
+    text with anything more (filters, conditions), which only Jinja renders."""
+    return _compiled(source).pieces
 
 
 def render(source: str, variables: dict[str, Any]) -> str:
