@@ -300,13 +300,14 @@ async def _send_inapp(session: AsyncSession, campaign: Campaign, now: datetime, 
                                        CAST(:shop_name AS text) AS shop_name) v
             CROSS JOIN LATERAL (SELECT CASE t.id {" ".join(subjects)} END AS subject,
                                        CASE t.id {" ".join(bodies)} END AS body,
-                                       CASE t.id {" ".join(whys)} END AS why) r
+                                       CASE t.id {" ".join(whys)} END AS why OFFSET 0) r
             CROSS JOIN LATERAL (
               SELECT a.customer_id IN (SELECT o.customer_id FROM messaging.consents o WHERE o.shop_id = :shop
                                        AND o.channel = 'inapp' AND NOT o.subscribed) AS opted_out,
                      (SELECT count(*) FROM messaging.messages m WHERE m.shop_id = :shop
                       AND m.customer_id = a.customer_id AND m.marketing AND m.status IN ('sent', 'delivered')
-                      AND m.sent_at > :since) AS sent_lately) k
+                      AND m.sent_at > :since) AS sent_lately
+              OFFSET 0) k  -- once per buyer: inlined, the planner ran the probes once per use below
             CROSS JOIN LATERAL (
               SELECT CASE WHEN k.opted_out OR k.sent_lately >= :cap THEN 'suppressed'
                           WHEN r.why IS NOT NULL THEN 'failed' ELSE 'sent' END AS status,
