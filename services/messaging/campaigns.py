@@ -147,11 +147,11 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
         {**params, "held": held},
     )
     campaign.targeted, campaign.holdout = total - held, held
-    campaign.snapshot_at, campaign.status = clock.now(), "sending"
     inapp = await _sendable_at_snapshot(session, campaign, now)
     if inapp is not None:
         await _send_inapp(session, campaign, now, inapp)
-        campaign.status, campaign.completed_at = "completed", clock.now()
+        campaign.snapshot_at = campaign.completed_at = clock.now()
+        campaign.status = "completed"
         return
     variants = campaign.variants_by_tier or {}
     await session.execute(
@@ -184,6 +184,7 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
             "now": now,
         },
     )
+    campaign.snapshot_at, campaign.status = clock.now(), "sending"
 
 
 # What an in-app campaign's text may use to be sent at the snapshot: what the audience row, the contact
