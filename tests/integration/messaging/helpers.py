@@ -15,9 +15,21 @@ from laoke.devstack.providers import (
 )
 from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
-from laoke.testing.plugin import ShopClient
+from laoke.testing.plugin import Isolated, ShopClient
+from services.messaging.settings import MessagingSettings
 
 NO_QUIET_HOURS = {"quiet_start": None, "quiet_end": None}
+
+
+def isolated_settings(isolated: Isolated, **overrides: Any) -> MessagingSettings:
+    """Messaging's settings on the test's own database and broker (nothing else sends from them)."""
+    return MessagingSettings(
+        database_url=isolated.database_url,
+        kafka_bootstrap_servers=isolated.broker.bootstrap_servers,
+        environment="test",
+        db_pool_size=2,
+        **overrides,
+    )
 
 
 async def call(shop: ShopClient, method: str, path: str, body: Any = None, **params: Any) -> httpx.Response:

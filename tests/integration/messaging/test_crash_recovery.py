@@ -28,6 +28,7 @@ from laoke.testing.plugin import Isolated
 from laoke.testing.servers import ServerSet
 from services.messaging.dispatcher import Dispatcher
 from services.messaging.settings import MessagingSettings
+from tests.integration.messaging.helpers import isolated_settings
 
 SHOP = "shp_crash_test_0001"
 
@@ -53,15 +54,12 @@ async def queued(
     request: pytest.FixtureRequest, isolated: Isolated, stack: ServerSet
 ) -> AsyncIterator[MessagingSettings]:
     vendor = VENDORS[request.param] | {"sign_name": "老客小店", "rate_per_second": 1000}
-    settings = MessagingSettings(
-        database_url=isolated.database_url,
-        kafka_bootstrap_servers=isolated.broker.bootstrap_servers,
+    settings = isolated_settings(
+        isolated,
         aliyun_sms_endpoint=stack.providers_url + "/",
         tencent_sms_endpoint=stack.providers_url + "/tencent",
         internal_secret=stack["messaging"].settings.internal_secret,
-        environment="test",
         dispatch_batch=1000,
-        db_pool_size=2,
     )
     db = Database(settings)
     async with db.transaction() as session:

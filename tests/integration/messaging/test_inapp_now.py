@@ -19,7 +19,7 @@ from laoke.testing.plugin import Isolated
 from services.messaging import automations
 from services.messaging.automations import Kind, Occurrence, Setting
 from services.messaging.dispatcher import Sender
-from services.messaging.settings import MessagingSettings
+from tests.integration.messaging.helpers import isolated_settings
 
 SHOP = "shp_inapp_now_0001"
 # 22:00 in Shanghai: inside the default quiet hours (21:00–09:00), which end at 01:00 UTC the next day.
@@ -28,12 +28,7 @@ EVENING = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def db(isolated: Isolated) -> AsyncIterator[Database]:
-    settings = MessagingSettings(
-        database_url=isolated.database_url,
-        kafka_bootstrap_servers=isolated.broker.bootstrap_servers,
-        environment="test",
-        db_pool_size=2,
-    )
+    settings = isolated_settings(isolated)
     database = Database(settings)
     async with database.transaction() as session:
         await session.execute(
@@ -78,7 +73,9 @@ def _setting(kind: Kind, channel: str, template: str, delay: int = 0) -> Setting
     return Setting(SHOP, kind.value, channel, template, delay, None)
 
 
-async def test_inapp_automation_messages_are_sent_as_they_are_queued(db: Database) -> None:
+async def test_inapp_automation_messages_are_sent_as_they_are_queued(
+    db: Database, isolated: Isolated
+) -> None:
     notice = _setting(Kind.SHIPMENT_NOTICE, "inapp", "tpl_ship")
     winback = _setting(Kind.WINBACK, "inapp", "tpl_back")
     sms_notice = _setting(Kind.SHIPMENT_NOTICE, "sms", "tpl_sms")
@@ -92,7 +89,7 @@ async def test_inapp_automation_messages_are_sent_as_they_are_queued(db: Databas
             notice, "cus_a", "ord_3", not_before=later, order_id="ord_3", variables={"order_id": "TB-3"}
         ),
     ]
-    sender = Sender(MessagingSettings(database_url="postgresql+asyncpg://unused/x", environment="test"))
+    sender = Sender(isolated_settings(isolated))
     async with db.transaction() as session:
         new = await automations.queue_many(session, sender, occurrences)
         assert new == {

@@ -23,6 +23,7 @@ from services.messaging import campaigns
 from services.messaging.dispatcher import Dispatcher
 from services.messaging.models import Campaign
 from services.messaging.settings import MessagingSettings
+from tests.integration.messaging.helpers import isolated_settings
 
 SHOP = "shp_inapp_snap_0001"
 NOON = datetime(2026, 12, 6, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -44,12 +45,7 @@ CONTACTS = [("cus_contact_name", "联系人甲", None), ("cus_contact_points", N
 
 @pytest.fixture
 async def settings(isolated: Isolated) -> AsyncIterator[MessagingSettings]:
-    settings = MessagingSettings(
-        database_url=isolated.database_url,
-        kafka_bootstrap_servers=isolated.broker.bootstrap_servers,
-        environment="test",
-        db_pool_size=2,
-    )
+    settings = isolated_settings(isolated)
     db = Database(settings)
     async with db.transaction() as session:
         await _seed(session)
