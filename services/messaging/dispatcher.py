@@ -115,6 +115,9 @@ class Sender:
         now: datetime,
         verdicts: queue.Verdicts,
     ) -> None:
+        # Held for the whole decision: policy.load and the rendering get it from the session's identity
+        # map then (which keeps an object only while something references it) instead of querying again.
+        shop = await session.get(Shop, shop_id)
         rules = await policy.load(session, shop_id)
         opted_out = await queue.opted_out(session, shop_id, {m.customer_id for m in messages})
         gone = await automations.no_longer_due(session, shop_id, messages)
@@ -143,7 +146,7 @@ class Sender:
         if not ready:
             return
         ready = await coupons.attach(session, self.settings, shop_id, ready, verdicts)
-        outgoing = await self._render(session, shop_id, ready, verdicts)
+        outgoing = await self._render(session, shop, shop_id, ready, verdicts)
         by_channel: dict[str, list[tuple[queue.Claimed, Outgoing]]] = defaultdict(list)
         for message, out in outgoing:
             by_channel[message.channel].append((message, out))
@@ -163,7 +166,12 @@ class Sender:
                 await self._sms(session, shop_id, outs, verdicts)
 
     async def _render(
-        self, session: AsyncSession, shop_id: str, messages: list[queue.Claimed], verdicts: queue.Verdicts
+        self,
+        session: AsyncSession,
+        shop: Shop | None,
+        shop_id: str,
+        messages: list[queue.Claimed],
+        verdicts: queue.Verdicts,
     ) -> list[tuple[queue.Claimed, Outgoing]]:
         wanted = {m.template_id for m in messages}
         found = (
@@ -176,7 +184,6 @@ class Sender:
             )
         ).all()
         by_id = {row[0]: row for row in found}
-        shop = await session.get(Shop, shop_id)
         # Events of other topics may overtake the order that tells us who the buyer is: what the message
         # did not know when it was queued (name, tier, points) is taken from the contact as it is now.
         unknowing = {
