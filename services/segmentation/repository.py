@@ -57,15 +57,20 @@ _RECOMPUTE = text(
     INSERT INTO segmentation.profiles AS p
         (shop_id, customer_id, orders_count, total_spent_fen, first_order_at, last_order_at,
          refunded_fen, refunds_count)
-    SELECT :shop_id, c.customer_id,
-           count(o.order_id) FILTER (WHERE o.status IN ({_PAID})),
-           coalesce(sum(o.paid_fen - o.refunded_fen) FILTER (WHERE o.status IN ({_PAID})), 0),
-           min(o.placed_at) FILTER (WHERE o.status IN ({_PAID})),
-           max(o.placed_at) FILTER (WHERE o.status IN ({_PAID})),
-           coalesce(sum(o.refunded_fen), 0), count(o.order_id) FILTER (WHERE o.refunded_fen > 0)
+    SELECT :shop_id, c.customer_id, o.*
     FROM unnest(CAST(:customers AS text[])) AS c(customer_id)
-    LEFT JOIN segmentation.profile_orders o ON o.shop_id = :shop_id AND o.customer_id = c.customer_id
-    GROUP BY c.customer_id
+    -- One lookup per customer. As a join, a shop the statistics did not know yet (estimated at a row)
+    -- made merging with the shop's every order look cheapest, and each run of events read them all.
+    CROSS JOIN LATERAL (
+        SELECT count(o.order_id) FILTER (WHERE o.status IN ({_PAID})),
+               coalesce(sum(o.paid_fen - o.refunded_fen) FILTER (WHERE o.status IN ({_PAID})), 0),
+               min(o.placed_at) FILTER (WHERE o.status IN ({_PAID})),
+               max(o.placed_at) FILTER (WHERE o.status IN ({_PAID})),
+               coalesce(sum(o.refunded_fen), 0), count(o.order_id) FILTER (WHERE o.refunded_fen > 0)
+        FROM segmentation.profile_orders o
+        WHERE o.shop_id = :shop_id AND o.customer_id = c.customer_id
+        OFFSET 0
+    ) o
     ON CONFLICT (shop_id, customer_id) DO UPDATE SET
         orders_count = excluded.orders_count, total_spent_fen = excluded.total_spent_fen,
         first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at,
