@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.orders import OrderEventPayload, OrderStatus
@@ -45,6 +45,16 @@ def deserved(program: ProgramSettings, row: LoyaltyOrder) -> tuple[int, int]:
     return 0, 0
 
 
+def orders_by_id(shop_id: str, order_ids: set[str]) -> Select[tuple[LoyaltyOrder]]:
+    """A run's orders as stored, locked in key order (one lock order for every run)."""
+    return (
+        select(LoyaltyOrder)
+        .where(LoyaltyOrder.shop_id == shop_id, LoyaltyOrder.order_id.in_(order_ids))
+        .order_by(LoyaltyOrder.order_id)
+        .with_for_update()
+    )
+
+
 async def apply_orders(
     session: AsyncSession,
     outbox: Outbox,
@@ -60,12 +70,7 @@ async def apply_orders(
     members = await ledger.members({order.customer_id for order in orders})
     known = {
         row.order_id: row
-        for row in await session.scalars(
-            select(LoyaltyOrder)
-            .where(LoyaltyOrder.shop_id == shop_id, LoyaltyOrder.order_id.in_({o.order_id for o in orders}))
-            .order_by(LoyaltyOrder.order_id)
-            .with_for_update()
-        )
+        for row in await session.scalars(orders_by_id(shop_id, {o.order_id for o in orders}))
     }
     tiers = await TierProgress.read(session, program, shop_id, list(members))
     for order in orders:

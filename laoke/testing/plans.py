@@ -1,0 +1,49 @@
+"""Reading `EXPLAIN (ANALYZE, FORMAT JSON)` output in tests: how many rows each scan of a table read.
+
+Plan tests pin down that a statement run once per run of events reads its rows by key, also while the
+statistics do not know the shop (a new shop, before autovacuum has analysed its rows): the planner then
+takes the shop for a row or two, and an index or a join over the whole shop looks as cheap as a lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def scans(plan: dict[str, Any], tables: set[str]) -> list[dict[str, Any]]:
+    """Every scan of `tables` in a plan node and below."""
+    found = [plan] if plan.get("Relation Name") in tables else []
+    for child in plan.get("Plans", []):
+        found += scans(child, tables)
+    return found
+
+
+def rows_read(scan: dict[str, Any]) -> int:
+    """Rows a scan produced over all its loops plus those it read and filtered out."""
+    loops = scan["Actual Loops"]
+    return round(
+        scan["Actual Rows"] * loops
+        + scan.get("Rows Removed by Filter", 0) * loops
+        + scan.get("Rows Removed by Index Recheck", 0) * loops
+    )
+
+
+async def explain(
+    session: AsyncSession, statement: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The executed plan's root node (the statement really runs: roll back if it writes)."""
+    result = await session.execute(text("EXPLAIN (ANALYZE, FORMAT JSON) " + statement), params or {})
+    return dict(result.scalar_one()[0]["Plan"])
+
+
+def assert_reads_by_key(plan: dict[str, Any], tables: set[str], most: int) -> None:
+    found = scans(plan, tables)
+    assert found, f"the plan reads none of {sorted(tables)}"
+    for scan in found:
+        read = rows_read(scan)
+        assert read <= most, (
+            f"{scan['Node Type']} on {scan['Relation Name']} read {read} rows (at most {most})"
+        )
