@@ -30,7 +30,6 @@ VARIABLES: dict[str, Any] = {
 }
 # How a buyer whose name nobody knows is greeted.
 DEFAULT_NAME = "顾客"
-MAX_RENDERED_CHARS = {"sms": 500, "email": 100_000, "inapp": 5_000}
 # Aliyun (and the carriers) count every character alike, the 【signature】 included: 70 fit one SMS,
 # a longer text is sent as parts of 67.
 SMS_SINGLE, SMS_PART = 70, 67
