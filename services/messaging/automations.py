@@ -87,6 +87,13 @@ class Setting:
 _settings: TtlCache[dict[str, Setting]] = TtlCache(seconds=5)
 
 
+# Of some orders (by id), those no longer waiting for payment: a 催付 for them is cancelled.
+PAID_OR_CLOSED = text(
+    "SELECT order_id, status FROM messaging.orders "
+    "WHERE shop_id = :shop AND order_id = ANY(:ids) AND status <> 'created'"
+)
+
+
 async def setting(session: AsyncSession, shop_id: str, kind: Kind) -> Setting | None:
     """The shop's automation of `kind`, when it is on."""
     hit, cached = _settings.get(shop_id)
@@ -265,13 +272,7 @@ async def no_longer_due(session: AsyncSession, shop_id: str, messages: Sequence[
     reminders = {m.order_id: m.id for m in messages if m.automation == Kind.UNPAID_REMINDER and m.order_id}
     if not reminders:
         return {}
-    rows = await session.execute(
-        text(
-            "SELECT order_id, status FROM messaging.orders "
-            "WHERE shop_id = :shop AND order_id = ANY(:ids) AND status <> 'created'"
-        ),
-        {"shop": shop_id, "ids": list(reminders)},
-    )
+    rows = await session.execute(PAID_OR_CLOSED, {"shop": shop_id, "ids": list(reminders)})
     return {reminders[order_id]: f"order is {status} now" for order_id, status in rows}
 
 

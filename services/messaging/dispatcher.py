@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock, failpoints
@@ -61,6 +61,15 @@ TENCENT_BATCH = 200
 EMAIL_CONCURRENCY = 20
 # How long a send may be in flight before recovery asks the vendor what became of it.
 RECOVER_EVERY_SECONDS = 30
+
+
+def contact_variables(
+    shop_id: str, customer_ids: set[str]
+) -> Select[tuple[str, str | None, str | None, int | None]]:
+    """What the contacts know now of the variables a message may lack."""
+    return select(Contact.customer_id, Contact.name, Contact.tier, Contact.points).where(
+        Contact.shop_id == shop_id, Contact.customer_id.in_(customer_ids)
+    )
 
 
 class Sender:
@@ -191,11 +200,7 @@ class Sender:
         }
         known: dict[str, dict[str, Any]] = {}
         if unknowing:
-            rows = await session.execute(
-                select(Contact.customer_id, Contact.name, Contact.tier, Contact.points).where(
-                    Contact.shop_id == shop_id, Contact.customer_id.in_(unknowing)
-                )
-            )
+            rows = await session.execute(contact_variables(shop_id, unknowing))
             known = {r.customer_id: {"name": r.name, "tier": r.tier, "points": r.points} for r in rows}
         out: list[tuple[queue.Claimed, Outgoing]] = []
         for message in messages:
