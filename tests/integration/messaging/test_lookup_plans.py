@@ -1,0 +1,64 @@
+"""What an automation's send looks up by key (the contacts of its messages, the orders a 催付 waits on)
+is read by key, also for a shop the statistics do not know yet (a new shop's first minute, before
+autovacuum has analysed its rows). The planner takes such a shop for a row; with an index led by the
+shop holding every row (the contacts' mobile, the orders' paid time), walking the whole shop on it
+looked as cheap as the lookups."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+
+from laoke.kit.db import Database
+from laoke.testing.plans import assert_reads_by_key, explain
+from laoke.testing.servers import ServerSet
+from services.messaging.automations import PAID_OR_CLOSED
+from services.messaging.dispatcher import contact_variables
+
+ROWS = 3_000
+AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
+_CONTACTS = text(
+    "INSERT INTO messaging.contacts (shop_id, customer_id, name, mobile, email) "
+    "SELECT :shop, 'cus_' || n, '顾客' || n, '138' || lpad(n::text, 8, '0'), 'b' || n || '@example.com' "
+    "FROM generate_series(1, :rows) n"
+)
+_ORDERS = text(
+    "INSERT INTO messaging.orders (shop_id, order_id, customer_id, external_order_id, status, total_fen, "
+    "paid_fen, refunded_fen, placed_at, paid_at, source_modified_at) "
+    "SELECT :shop, 'ord_' || n, 'cus_' || (n % 1000), 'T' || n, 'paid', 5000, 5000, 0, :at, :at, :at "
+    "FROM generate_series(1, :rows) n"
+)
+
+
+async def test_a_sends_contacts_and_orders_are_read_by_key_in_a_shop_unknown_to_the_statistics(
+    stack: ServerSet,
+) -> None:
+    shop = f"shp_plan_{uuid.uuid4().hex[:12]}"
+    db = Database(stack["messaging"].settings)
+    try:
+        async with db.transaction() as session:
+            # An established shop the statistics know; the new shop's rows come after the analysis.
+            for statement in (_CONTACTS, _ORDERS):
+                await session.execute(statement, {"shop": f"{shop}_established", "rows": ROWS, "at": AT})
+            await session.execute(text("ANALYZE messaging.contacts"))
+            await session.execute(text("ANALYZE messaging.orders"))
+            for statement in (_CONTACTS, _ORDERS):
+                await session.execute(statement, {"shop": shop, "rows": ROWS, "at": AT})
+
+            lookup = contact_variables(shop, {"cus_7", "cus_2024"}).compile(
+                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+            )
+            assert_reads_by_key(await explain(session, str(lookup)), {"contacts"}, most=2)
+            found = (await session.execute(contact_variables(shop, {"cus_7", "cus_2024"}))).all()
+            assert sorted(r.name for r in found) == ["顾客2024", "顾客7"]
+
+            ids = {"shop": shop, "ids": ["ord_7", "ord_2024", "ord_unknown"]}
+            assert_reads_by_key(await explain(session, PAID_OR_CLOSED.text, ids), {"orders"}, most=2)
+            paid = dict((await session.execute(PAID_OR_CLOSED, ids)).all())
+            assert paid == {"ord_7": "paid", "ord_2024": "paid"}
+            await session.rollback()
+    finally:
+        await db.dispose()
