@@ -84,6 +84,17 @@ async def opted_out(session: AsyncSession, shop_id: str, customers: set[str]) ->
     return {(r[0], r[1]) for r in rows}
 
 
+# How many marketing messages each of some buyers was sent since a moment. One index probe per buyer
+# (ix_messages_customer): with `customer_id = ANY(...)` the planner may walk a campaign's whole index
+# instead, filtering a thousand ids per row.
+MARKETING_SENT = text(
+    "SELECT c.id, n.sent FROM unnest(CAST(:ids AS text[])) AS c(id) CROSS JOIN LATERAL ("
+    "  SELECT count(*) AS sent FROM messaging.messages m WHERE m.shop_id = :shop "
+    "  AND m.customer_id = c.id AND m.marketing AND m.status IN ('sent', 'delivered') "
+    "  AND m.sent_at > :since) n WHERE n.sent > 0"
+)
+
+
 async def marketing_sent(
     session: AsyncSession, shop_id: str, messages: list[Claimed], since: datetime
 ) -> defaultdict[str, int]:
@@ -91,17 +102,7 @@ async def marketing_sent(
     counts: defaultdict[str, int] = defaultdict(int)
     if not customers:
         return counts
-    rows = await session.execute(
-        text(
-            # One index probe per buyer (ix_messages_customer): with `customer_id = ANY(...)` the planner
-            # may walk a campaign's whole index instead, filtering a thousand ids per row.
-            "SELECT c.id, n.sent FROM unnest(CAST(:ids AS text[])) AS c(id) CROSS JOIN LATERAL ("
-            "  SELECT count(*) AS sent FROM messaging.messages m WHERE m.shop_id = :shop "
-            "  AND m.customer_id = c.id AND m.marketing AND m.status IN ('sent', 'delivered') "
-            "  AND m.sent_at > :since) n WHERE n.sent > 0"
-        ),
-        {"shop": shop_id, "ids": customers, "since": since},
-    )
+    rows = await session.execute(MARKETING_SENT, {"shop": shop_id, "ids": customers, "since": since})
     counts.update({r[0]: int(r[1]) for r in rows})
     return counts
 

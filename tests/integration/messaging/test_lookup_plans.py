@@ -7,7 +7,7 @@ looked as cheap as the lookups."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
@@ -17,6 +17,7 @@ from laoke.testing.plans import assert_reads_by_key, explain
 from laoke.testing.servers import ServerSet
 from services.messaging.automations import PAID_OR_CLOSED
 from services.messaging.dispatcher import contact_variables
+from services.messaging.queue import MARKETING_SENT
 
 ROWS = 3_000
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -31,6 +32,12 @@ _ORDERS = text(
     "SELECT :shop, 'ord_' || n, 'cus_' || (n % 1000), 'T' || n, 'paid', 5000, 5000, 0, :at, :at, :at "
     "FROM generate_series(1, :rows) n"
 )
+_MESSAGES = text(
+    "INSERT INTO messaging.messages (shop_id, source, customer_id, channel, marketing, campaign_id, "
+    "template_id, status, recipient, variables, not_before, sent_at, attempts) "
+    "SELECT :shop, 'campaign:cmp_plan', 'cus_' || n, 'inapp', true, 'cmp_plan', 'tpl_plan', 'sent', "
+    "'cus_' || n, '{}', :at, :at, 1 FROM generate_series(1, :rows) n"
+)
 
 
 async def test_a_sends_contacts_and_orders_are_read_by_key_in_a_shop_unknown_to_the_statistics(
@@ -41,11 +48,11 @@ async def test_a_sends_contacts_and_orders_are_read_by_key_in_a_shop_unknown_to_
     try:
         async with db.transaction() as session:
             # An established shop the statistics know; the new shop's rows come after the analysis.
-            for statement in (_CONTACTS, _ORDERS):
+            for statement in (_CONTACTS, _ORDERS, _MESSAGES):
                 await session.execute(statement, {"shop": f"{shop}_established", "rows": ROWS, "at": AT})
-            await session.execute(text("ANALYZE messaging.contacts"))
-            await session.execute(text("ANALYZE messaging.orders"))
-            for statement in (_CONTACTS, _ORDERS):
+            for table in ("contacts", "orders", "messages"):
+                await session.execute(text(f"ANALYZE messaging.{table}"))
+            for statement in (_CONTACTS, _ORDERS, _MESSAGES):
                 await session.execute(statement, {"shop": shop, "rows": ROWS, "at": AT})
 
             lookup = contact_variables(shop, {"cus_7", "cus_2024"}).compile(
@@ -59,6 +66,12 @@ async def test_a_sends_contacts_and_orders_are_read_by_key_in_a_shop_unknown_to_
             assert_reads_by_key(await explain(session, PAID_OR_CLOSED.text, ids), {"orders"}, most=2)
             paid = dict((await session.execute(PAID_OR_CLOSED, ids)).all())
             assert paid == {"ord_7": "paid", "ord_2024": "paid"}
+
+            # The frequency cap's count of what each buyer of a send was sent lately.
+            capped = {"shop": shop, "ids": ["cus_7", "cus_2024"], "since": AT - timedelta(days=7)}
+            assert_reads_by_key(await explain(session, MARKETING_SENT.text, capped), {"messages"}, most=2)
+            sent = dict((await session.execute(MARKETING_SENT, capped)).all())
+            assert sent == {"cus_7": 1, "cus_2024": 1}
             await session.rollback()
     finally:
         await db.dispose()
