@@ -101,3 +101,64 @@ async def test_runs_are_batched_exactly_once_and_poison_is_isolated(isolated: Is
         stop.set()
         await task
         await db.dispose()
+
+
+async def test_a_fetch_across_partitions_is_handled_in_few_runs_each_buyer_in_order(
+    isolated: Isolated,
+) -> None:
+    """A run takes the records of every partition in the fetch (one transaction, not one per
+    partition), and each buyer's events (one partition) still arrive in the order they were sent."""
+    settings = ServiceSettings(
+        service_name="merge-test",
+        database_url=isolated.database_url,
+        kafka_bootstrap_servers=isolated.broker.bootstrap_servers,
+    )
+    db = Database(settings)
+    runs: list[list[tuple[int, int]]] = []
+
+    async def many(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        runs.append([(e.payload["buyer"], e.payload["n"]) for e in events])
+
+    async def one(session: AsyncSession, event: EventEnvelope) -> None:
+        runs.append([(event.payload["buyer"], event.payload["n"])])
+
+    consumer = EventConsumer(
+        name="merge-test",
+        db=db,
+        settings=settings,
+        processed_table=plumbing.processed_events,
+        topics=(Topic.CUSTOMERS,),
+        handlers={"test.merged": Batched(many=many, one=one)},
+    )
+    buyers, per_buyer = 6, 5
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.broker.bootstrap_servers)
+    await producer.start()
+    try:
+        for n in range(per_buyer):
+            for buyer in range(buyers):  # buyer b on partition b, as a key's hash would place it
+                event = EventEnvelope(
+                    type="test.merged", shop_id="shp_m", producer="test", payload={"buyer": buyer, "n": n}
+                )
+                await producer.send(Topic.CUSTOMERS, event.model_dump_json().encode(), partition=buyer)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+
+        async def all_handled() -> None:
+            assert sum(len(run) for run in runs) == buyers * per_buyer
+
+        await eventually(all_handled, within=30)
+        seen = [item for run in runs for item in run]
+        assert sorted(seen) == [(b, n) for b in range(buyers) for n in range(per_buyer)], "each once"
+        for buyer in range(buyers):
+            assert [n for b, n in seen if b == buyer] == list(range(per_buyer)), f"buyer {buyer} in order"
+        assert any(len({b for b, _ in run}) > 1 for run in runs), "a run took several partitions' records"
+        assert len(runs) < buyers, f"fewer runs than partitions: {[len(run) for run in runs]}"
+    finally:
+        stop.set()
+        await task
+        await db.dispose()
