@@ -44,6 +44,7 @@ def assert_reads_by_key(plan: dict[str, Any], tables: set[str], most: int) -> No
     assert found, f"the plan reads none of {sorted(tables)}"
     for scan in found:
         read = rows_read(scan)
+        index = f" using {scan['Index Name']}" if "Index Name" in scan else ""
         assert read <= most, (
-            f"{scan['Node Type']} on {scan['Relation Name']} read {read} rows (at most {most})"
+            f"{scan['Node Type']} on {scan['Relation Name']}{index} read {read} rows (at most {most})"
         )

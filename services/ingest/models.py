@@ -51,7 +51,9 @@ class CustomerIdentity(Base):
     """
 
     __tablename__ = "customer_identities"
-    __table_args__ = (Index("ix_customer_identities_customer", "shop_id", "customer_id"),)
+    # Customer first: led by the shop, it looked as good as the primary key to a lookup by key in a shop
+    # the statistics did not know yet (taken for a row or two), and that lookup walked the whole shop.
+    __table_args__ = (Index("ix_customer_identities_customer", "customer_id", "shop_id"),)
 
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(32), primary_key=True)
