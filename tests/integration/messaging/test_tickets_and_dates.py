@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
 
 from laoke.contracts.envelope import EventEnvelope, event_key
 from laoke.contracts.topics import Topic
+from laoke.kit.db import Database
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
@@ -160,3 +162,39 @@ async def test_winback_tier_upgrade_and_points_expiring_follow_their_events(
         ), inbox
 
     await eventually(reached, within=20)
+
+
+async def test_a_buyers_contact_keeps_the_balance_of_their_last_points_change(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    """Points changes arrive in runs; each buyer's contact (what `{{points}}` renders) keeps the balance
+    of that buyer's last change, whatever else the run holds."""
+    first = await buyer(shop, "pts-1", name="甲", status="created")  # unpaid: loyalty books nothing
+    second = await buyer(shop, "pts-2", name="乙", status="created")
+    changes = [(first, 100), (second, 7), (first, 250), (second, 0), (first, 40)]
+    for customer, balance in changes:
+        change = {"customer_id": customer, "delta": 1, "kind": "adjust", "reference": f"t:{balance}"}
+        await _publish(
+            stack,
+            Topic.LOYALTY,
+            EventEnvelope(
+                type="loyalty.points_changed",
+                shop_id=shop.shop_id,
+                producer="test",
+                payload={**change, "pending_delta": 0, "balance": balance, "pending": 0},
+            ),
+        )
+    db = Database(stack["messaging"].settings)
+    try:
+
+        async def settled() -> None:
+            async with db.transaction() as session:
+                rows = await session.execute(
+                    text("SELECT customer_id, points FROM messaging.contacts WHERE shop_id = :s"),
+                    {"s": shop.shop_id},
+                )
+                assert dict(rows.all()) == {first: 40, second: 0}
+
+        await eventually(settled, within=20)
+    finally:
+        await db.dispose()
