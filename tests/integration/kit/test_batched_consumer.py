@@ -1,9 +1,13 @@
-"""Batched handlers: a run of events of one partition in one transaction, still exactly once, and a
-poison event in a run costs only itself (the run is retried event by event)."""
+"""Batched handlers: a run of events in one transaction, still exactly once, and a poison event in a
+run costs only itself (the run is retried event by event); a run spans a fetch's partitions, each
+buyer's events still in order."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
@@ -17,6 +21,32 @@ from laoke.kit.settings import ServiceSettings
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import Isolated
 from services.segmentation.models import plumbing
+
+
+async def _produce(
+    bootstrap_servers: str, topic: str, records: list[tuple[EventEnvelope, dict[str, Any]]]
+) -> None:
+    """Each event onto `topic` with its `send` arguments (a key, or a partition)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        for event, placement in records:
+            await producer.send(topic, event.model_dump_json().encode(), **placement)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def _running(consumer: EventConsumer, db: Database) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await db.dispose()
 
 
 async def test_runs_are_batched_exactly_once_and_poison_is_isolated(isolated: Isolated) -> None:
@@ -67,18 +97,9 @@ async def test_runs_are_batched_exactly_once_and_poison_is_isolated(isolated: Is
         type="test.batched", shop_id="shp_t", producer="test", payload={"n": "bad", "poison": True}
     )
     sequence = [*events[:3], events[1], poison, *events[3:]]  # a duplicate and a poison event in the run
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.broker.bootstrap_servers)
-    await producer.start()
-    try:
-        for event in sequence:
-            await producer.send(Topic.ORDERS, event.model_dump_json().encode(), key=b"same-partition")
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
+    same_partition = {"key": b"same-partition"}
+    await _produce(isolated.broker.bootstrap_servers, Topic.ORDERS, [(e, same_partition) for e in sequence])
+    async with _running(consumer, db):
 
         async def stored() -> None:
             async with db.transaction() as session:
@@ -97,10 +118,6 @@ async def test_runs_are_batched_exactly_once_and_poison_is_isolated(isolated: Is
                 text("SELECT count(*) FROM segmentation.processed_events WHERE consumer = 'batch-test'")
             )
         assert handled == 6, "each good event is recorded once; the duplicate and the poison are not"
-    finally:
-        stop.set()
-        await task
-        await db.dispose()
 
 
 async def test_a_fetch_across_partitions_is_handled_in_few_runs_each_buyer_in_order(
@@ -131,22 +148,16 @@ async def test_a_fetch_across_partitions_is_handled_in_few_runs_each_buyer_in_or
         handlers={"test.merged": Batched(many=many, one=one)},
     )
     buyers, per_buyer = 6, 5
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.broker.bootstrap_servers)
-    await producer.start()
-    try:
-        for n in range(per_buyer):
-            for buyer in range(buyers):  # buyer b on partition b, as a key's hash would place it
-                event = EventEnvelope(
-                    type="test.merged", shop_id="shp_m", producer="test", payload={"buyer": buyer, "n": n}
-                )
-                await producer.send(Topic.CUSTOMERS, event.model_dump_json().encode(), partition=buyer)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
+    records = [
+        (
+            EventEnvelope(type="test.merged", shop_id="shp_m", producer="test", payload={"buyer": b, "n": n}),
+            {"partition": b},  # buyer b on partition b, as a key's hash would place it
+        )
+        for n in range(per_buyer)
+        for b in range(buyers)
+    ]
+    await _produce(isolated.broker.bootstrap_servers, Topic.CUSTOMERS, records)
+    async with _running(consumer, db):
 
         async def all_handled() -> None:
             assert sum(len(run) for run in runs) == buyers * per_buyer
@@ -158,7 +169,3 @@ async def test_a_fetch_across_partitions_is_handled_in_few_runs_each_buyer_in_or
             assert [n for b, n in seen if b == buyer] == list(range(per_buyer)), f"buyer {buyer} in order"
         assert any(len({b for b, _ in run}) > 1 for run in runs), "a run took several partitions' records"
         assert len(runs) < buyers, f"fewer runs than partitions: {[len(run) for run in runs]}"
-    finally:
-        stop.set()
-        await task
-        await db.dispose()
