@@ -7,10 +7,39 @@ takes the shop for a row or two, and an index or a join over the whole shop look
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from laoke.kit.db import Database
+from laoke.kit.settings import ServiceSettings
+
+
+@asynccontextmanager
+async def shop_unknown_to_statistics(
+    settings: ServiceSettings, inserts: Sequence[TextClause], tables: Sequence[str], params: dict[str, Any]
+) -> AsyncIterator[tuple[AsyncSession, str]]:
+    """A session and a new shop the statistics have not seen, as a shop in its first minutes is: each
+    insert runs for an established shop, `tables` are analysed, then each insert runs for the new shop
+    (`:shop` is bound; `params` gives the rest). Everything is rolled back afterwards."""
+    shop = f"shp_plan_{uuid.uuid4().hex[:12]}"
+    db = Database(settings)
+    try:
+        async with db.transaction() as session:
+            for statement in inserts:
+                await session.execute(statement, {**params, "shop": f"{shop}_established"})
+            for table in tables:
+                await session.execute(text(f"ANALYZE {table}"))
+            for statement in inserts:
+                await session.execute(statement, {**params, "shop": shop})
+            yield session, shop
+            await session.rollback()
+    finally:
+        await db.dispose()
 
 
 def scans(plan: dict[str, Any], tables: set[str]) -> list[dict[str, Any]]:

@@ -6,12 +6,9 @@ statement of the webhook benchmark at 10,000 buyers)."""
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import text
 
-from laoke.kit.db import Database
-from laoke.testing.plans import assert_reads_by_key, explain
+from laoke.testing.plans import assert_reads_by_key, explain, shop_unknown_to_statistics
 from laoke.testing.servers import ServerSet
 from services.ingest.identity import KNOWN_IDENTITIES, identity_keys
 
@@ -26,25 +23,16 @@ _INSERT = text(
 async def test_an_orders_identities_are_found_by_key_in_a_shop_unknown_to_the_statistics(
     stack: ServerSet,
 ) -> None:
-    shop = f"shp_plan_{uuid.uuid4().hex[:12]}"
-    db = Database(stack["ingest"].settings)
-    try:
-        async with db.transaction() as session:
-            # An established shop the statistics know; the new shop's identities come after the analysis.
-            await session.execute(_INSERT, {"shop": f"{shop}_established", "identities": IDENTITIES})
-            await session.execute(text("ANALYZE ingest.customer_identities"))
-            await session.execute(_INSERT, {"shop": shop, "identities": IDENTITIES})
+    new_shop = shop_unknown_to_statistics(
+        stack["ingest"].settings, [_INSERT], ["ingest.customer_identities"], {"identities": IDENTITIES}
+    )
+    async with new_shop as (session, shop):
+        keys = [("taobao", "taobao_7"), ("mobile", "mobile_2024"), ("taobao", "taobao_new")]
+        lookup = identity_keys(shop, keys)
+        plan = await explain(session, KNOWN_IDENTITIES.text, lookup)
+        assert_reads_by_key(plan, {"customer_identities"}, most=len(keys))
 
-            keys = [("taobao", "taobao_7"), ("mobile", "mobile_2024"), ("taobao", "taobao_new")]
-            params = identity_keys(shop, keys)
-            plan = await explain(session, KNOWN_IDENTITIES.text, params)
-            assert_reads_by_key(plan, {"customer_identities"}, most=len(keys))
-
-            found = {
-                (r.channel, r.external_id): r.customer_id
-                for r in await session.execute(KNOWN_IDENTITIES, params)
-            }
-            assert found == {("taobao", "taobao_7"): "cus_7", ("mobile", "mobile_2024"): "cus_2024"}
-            await session.rollback()
-    finally:
-        await db.dispose()
+        found = {
+            (r.channel, r.external_id): r.customer_id for r in await session.execute(KNOWN_IDENTITIES, lookup)
+        }
+        assert found == {("taobao", "taobao_7"): "cus_7", ("mobile", "mobile_2024"): "cus_2024"}

@@ -5,14 +5,12 @@ the lookups, and every run of events read every order of the shop."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
-from laoke.kit.db import Database
-from laoke.testing.plans import assert_reads_by_key, explain
+from laoke.testing.plans import assert_reads_by_key, explain, shop_unknown_to_statistics
 from laoke.testing.servers import ServerSet
 from services.loyalty.orders import orders_by_id
 
@@ -27,24 +25,15 @@ _INSERT = text(
 
 
 async def test_a_runs_orders_are_found_by_key_in_a_shop_unknown_to_the_statistics(stack: ServerSet) -> None:
-    shop = f"shp_plan_{uuid.uuid4().hex[:12]}"
-    db = Database(stack["loyalty"].settings)
-    try:
-        async with db.transaction() as session:
-            # An established shop the statistics know; the new shop's orders come after the analysis.
-            await session.execute(_INSERT, {"shop": f"{shop}_established", "orders": ORDERS, "at": AT})
-            await session.execute(text("ANALYZE loyalty.orders"))
-            await session.execute(_INSERT, {"shop": shop, "orders": ORDERS, "at": AT})
+    params = {"orders": ORDERS, "at": AT}
+    settings = stack["loyalty"].settings
+    async with shop_unknown_to_statistics(settings, [_INSERT], ["loyalty.orders"], params) as (session, shop):
+        run = {"ord_7", "ord_2024", "ord_9999"}  # the last one is new: not stored yet
+        lookup = orders_by_id(shop, run).compile(
+            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+        )
+        plan = await explain(session, str(lookup))
+        assert_reads_by_key(plan, {"orders"}, most=2)
 
-            run = {"ord_7", "ord_2024", "ord_9999"}  # the last one is new: not stored yet
-            lookup = orders_by_id(shop, run).compile(
-                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-            )
-            plan = await explain(session, str(lookup))
-            assert_reads_by_key(plan, {"orders"}, most=2)
-
-            found = (await session.scalars(orders_by_id(shop, run))).all()
-            assert sorted(o.order_id for o in found) == ["ord_2024", "ord_7"]
-            await session.rollback()
-    finally:
-        await db.dispose()
+        found = (await session.scalars(orders_by_id(shop, run))).all()
+        assert sorted(o.order_id for o in found) == ["ord_2024", "ord_7"]

@@ -6,14 +6,12 @@ looked as cheap as the lookups."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
-from laoke.kit.db import Database
-from laoke.testing.plans import assert_reads_by_key, explain
+from laoke.testing.plans import assert_reads_by_key, explain, shop_unknown_to_statistics
 from laoke.testing.servers import ServerSet
 from services.messaging.automations import PAID_OR_CLOSED
 from services.messaging.dispatcher import contact_variables
@@ -43,35 +41,27 @@ _MESSAGES = text(
 async def test_a_sends_contacts_and_orders_are_read_by_key_in_a_shop_unknown_to_the_statistics(
     stack: ServerSet,
 ) -> None:
-    shop = f"shp_plan_{uuid.uuid4().hex[:12]}"
-    db = Database(stack["messaging"].settings)
-    try:
-        async with db.transaction() as session:
-            # An established shop the statistics know; the new shop's rows come after the analysis.
-            for statement in (_CONTACTS, _ORDERS, _MESSAGES):
-                await session.execute(statement, {"shop": f"{shop}_established", "rows": ROWS, "at": AT})
-            for table in ("contacts", "orders", "messages"):
-                await session.execute(text(f"ANALYZE messaging.{table}"))
-            for statement in (_CONTACTS, _ORDERS, _MESSAGES):
-                await session.execute(statement, {"shop": shop, "rows": ROWS, "at": AT})
+    new_shop = shop_unknown_to_statistics(
+        stack["messaging"].settings,
+        [_CONTACTS, _ORDERS, _MESSAGES],
+        ["messaging.contacts", "messaging.orders", "messaging.messages"],
+        {"rows": ROWS, "at": AT},
+    )
+    async with new_shop as (session, shop):
+        lookup = contact_variables(shop, {"cus_7", "cus_2024"}).compile(
+            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+        )
+        assert_reads_by_key(await explain(session, str(lookup)), {"contacts"}, most=2)
+        found = (await session.execute(contact_variables(shop, {"cus_7", "cus_2024"}))).all()
+        assert sorted(r.name for r in found) == ["顾客2024", "顾客7"]
 
-            lookup = contact_variables(shop, {"cus_7", "cus_2024"}).compile(
-                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-            )
-            assert_reads_by_key(await explain(session, str(lookup)), {"contacts"}, most=2)
-            found = (await session.execute(contact_variables(shop, {"cus_7", "cus_2024"}))).all()
-            assert sorted(r.name for r in found) == ["顾客2024", "顾客7"]
+        ids = {"shop": shop, "ids": ["ord_7", "ord_2024", "ord_unknown"]}
+        assert_reads_by_key(await explain(session, PAID_OR_CLOSED.text, ids), {"orders"}, most=2)
+        paid = dict((await session.execute(PAID_OR_CLOSED, ids)).all())
+        assert paid == {"ord_7": "paid", "ord_2024": "paid"}
 
-            ids = {"shop": shop, "ids": ["ord_7", "ord_2024", "ord_unknown"]}
-            assert_reads_by_key(await explain(session, PAID_OR_CLOSED.text, ids), {"orders"}, most=2)
-            paid = dict((await session.execute(PAID_OR_CLOSED, ids)).all())
-            assert paid == {"ord_7": "paid", "ord_2024": "paid"}
-
-            # The frequency cap's count of what each buyer of a send was sent lately.
-            capped = {"shop": shop, "ids": ["cus_7", "cus_2024"], "since": AT - timedelta(days=7)}
-            assert_reads_by_key(await explain(session, MARKETING_SENT.text, capped), {"messages"}, most=2)
-            sent = dict((await session.execute(MARKETING_SENT, capped)).all())
-            assert sent == {"cus_7": 1, "cus_2024": 1}
-            await session.rollback()
-    finally:
-        await db.dispose()
+        # The frequency cap's count of what each buyer of a send was sent lately.
+        capped = {"shop": shop, "ids": ["cus_7", "cus_2024"], "since": AT - timedelta(days=7)}
+        assert_reads_by_key(await explain(session, MARKETING_SENT.text, capped), {"messages"}, most=2)
+        sent = dict((await session.execute(MARKETING_SENT, capped)).all())
+        assert sent == {"cus_7": 1, "cus_2024": 1}
