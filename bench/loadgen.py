@@ -122,3 +122,42 @@ async def open_loop(
     for _, writer, _ in idle:
         writer.close()
     return result
+
+
+@dataclass
+class Answer:
+    status: int
+    latency_ms: float
+
+
+async def closed_loop(
+    host: str, port: int, requests: list[bytes], concurrency: int
+) -> tuple[list[Answer], Counter[str], float]:
+    """Send `requests` from `concurrency` clients, each with one keep-alive connection, each sending its
+    next request when the previous one has answered. The answers (in no particular order), the errors
+    by kind, and the seconds it took."""
+    answers: list[Answer] = []
+    errors: Counter[str] = Counter()
+    queue = list(reversed(requests))
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while queue:
+                request = queue.pop()
+                started = time.perf_counter()
+                try:
+                    writer.write(request)
+                    status, _ = await _read_response(reader)
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    errors[type(exc).__name__] += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    continue
+                answers.append(Answer(status, (time.perf_counter() - started) * 1000))
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return answers, errors, time.perf_counter() - started
