@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from laoke.contracts.envelope import event_key
 from laoke.contracts.loyalty import POINTS_CHANGED, TIER_CHANGED, PointsChangedPayload, TierChangedPayload
@@ -35,21 +36,37 @@ _ENSURE_MEMBERS = text(
 )
 # Core, not ORM: an ORM-enabled insert costs several times the Python work per entry.
 _BOOK = insert(PointsEntry.__table__).on_conflict_do_nothing().returning(PointsEntry.id)
-# Take `:points` from the member's lots, those expiring first (then the oldest) first.
-_CONSUME_LOTS = text(
+# A debit in one round trip: the entry, then `:points` taken from the member's lots (those expiring first,
+# then the oldest) and from the cached balance. Nothing is taken when the reference was booked before: the
+# entry's insert then returns no row. The caller holds the member's lock.
+_DEBIT = text(
     """
-    WITH ordered AS (
+    WITH entry AS (
+        INSERT INTO loyalty.points_ledger (shop_id, customer_id, kind, points, pending, reference, note)
+        VALUES (:shop_id, :customer_id, :kind, -CAST(:points AS bigint), 0, :reference, :note)
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    ), ordered AS (
         SELECT id, remaining,
                coalesce(sum(remaining) OVER (ORDER BY expires_at NULLS LAST, id
                                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
         FROM loyalty.points_lots
         WHERE shop_id = :shop_id AND customer_id = :customer_id AND remaining > 0
+          AND EXISTS (SELECT FROM entry)
     ), taken AS (
         SELECT id, least(remaining, :points - before) AS amount FROM ordered WHERE before < :points
+    ), consumed AS (
+        UPDATE loyalty.points_lots l SET remaining = l.remaining - t.amount
+        FROM taken t WHERE l.id = t.id
+        RETURNING t.amount
+    ), member AS (
+        UPDATE loyalty.members SET points_balance = points_balance - :points, updated_at = :now
+        WHERE shop_id = :shop_id AND customer_id = :customer_id AND EXISTS (SELECT FROM entry)
+        RETURNING points_balance
     )
-    UPDATE loyalty.points_lots l SET remaining = l.remaining - t.amount
-    FROM taken t WHERE l.id = t.id
-    RETURNING t.amount
+    SELECT (SELECT id FROM entry) AS entry_id,
+           (SELECT coalesce(sum(amount), 0) FROM consumed) AS taken,
+           (SELECT points_balance FROM member) AS balance
     """
 )
 
@@ -152,6 +169,7 @@ class Ledger:
             )
         member.points_balance += points
         member.points_pending += pending
+        member.updated_at = clock.now()
         if kind in EARNING_KINDS:
             member.lifetime_earned += points
         return await self._changed(member, entry_id, kind, points, pending, reference)
@@ -181,19 +199,31 @@ class Ledger:
             if points == 0:
                 await self._book(member, kind, 0, 0, reference, note)
                 return None
-        entry_id = await self._book(member, kind, -points, 0, reference, note)
-        if entry_id is None:
-            return None
-        if self.batched:
-            await self.session.flush()  # lots credited earlier in the run are spent like any other
-        taken = sum(
-            row.amount
-            for row in await self.session.execute(
-                _CONSUME_LOTS, {"shop_id": self.shop_id, "customer_id": member.customer_id, "points": points}
+        # The member row must hold what was booked before in this transaction: the statement updates it.
+        await self.session.flush()
+        now = clock.now()
+        debited = (
+            await self.session.execute(
+                _DEBIT,
+                {
+                    "shop_id": self.shop_id,
+                    "customer_id": member.customer_id,
+                    "kind": kind,
+                    "points": points,
+                    "reference": reference,
+                    "note": note,
+                    "now": now,
+                },
             )
-        )
-        assert taken == points, f"lots held {taken} of {points} points: balance and lots disagree"
-        member.points_balance -= points
+        ).one()
+        if debited.entry_id is None:
+            return None
+        assert debited.taken == points, f"lots held {debited.taken} of {points} points: the balance is wrong"
+        assert debited.balance == member.points_balance - points, "the member row changed outside its lock"
+        # What the statement wrote, so the session has nothing left to write for it.
+        set_committed_value(member, "points_balance", debited.balance)
+        set_committed_value(member, "updated_at", now)
+        entry_id = debited.entry_id
         return await self._changed(member, entry_id, kind, -points, 0, reference)
 
     async def pending(self, member: Member, delta: int, kind: str, reference: str) -> Booked | None:
@@ -206,6 +236,7 @@ class Ledger:
         if entry_id is None:
             return None
         member.points_pending += delta
+        member.updated_at = clock.now()
         return await self._changed(member, entry_id, kind, 0, delta, reference)
 
     async def set_tier(self, member: Member, level: int) -> None:
@@ -245,7 +276,6 @@ class Ledger:
     async def _changed(
         self, member: Member, entry_id: int, kind: str, points: int, pending: int, reference: str
     ) -> Booked:
-        member.updated_at = clock.now()
         await self._announce(
             member,
             POINTS_CHANGED,
