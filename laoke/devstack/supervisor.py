@@ -33,6 +33,11 @@ from laoke.stack import COMPONENTS, GATEWAY, SERVICES, Component
 # waits longer (0.8 → 0.16 core of broker time for five consumers of eight topics of six partitions).
 EMBEDDED_FETCH_MAX_WAIT_MS = 10
 EMBEDDED_FETCH_IDLE_WAIT_MS = 100
+# For the same reason the embedded broker's topics have two partitions, not six: enough for two replicas of
+# a consumer to share a topic, at a third of the polling work (measured on 5,000 redemptions: broker CPU
+# 15.4 → 7.6 s and 9.8 → 5.9 s). A Kafka cluster answers a fetch when records arrive and keeps the six
+# partitions of `LAOKE_TOPIC_PARTITIONS`' default.
+EMBEDDED_TOPIC_PARTITIONS = 2
 
 
 def data_dir() -> Path:
@@ -139,6 +144,7 @@ class Stack:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.start()
             env.setdefault("LAOKE_CONSUMER_FETCH_MAX_WAIT_MS", str(EMBEDDED_FETCH_MAX_WAIT_MS))
             env.setdefault("LAOKE_CONSUMER_FETCH_IDLE_WAIT_MS", str(EMBEDDED_FETCH_IDLE_WAIT_MS))
+            env.setdefault("LAOKE_TOPIC_PARTITIONS", str(EMBEDDED_TOPIC_PARTITIONS))
         if "MESSAGING_SMTP_HOST" not in env and "MESSAGING_ALIYUN_SMS_ENDPOINT" not in env:
             # No real mail server or SMS vendor given: messaging sends to the local stand-ins.
             self.local_providers = True
