@@ -29,6 +29,8 @@ from laoke.kit.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
 
+GC_YOUNG_THRESHOLD = 20_000
+
 ConsumerFactory = Callable[[Database, Outbox], Sequence[EventConsumer]]
 
 
@@ -110,6 +112,10 @@ def create_service_app(
         # What start-up made (modules, routes, schemas: most of the heap) stays for the process's life:
         # out of the collector's sight, a full collection no longer walks it in the middle of requests.
         gc.freeze()
+        # A request allocates thousands of objects, nearly all freed by reference counting; at Python's
+        # default of a young collection every 700 allocations the collector ran several times per request
+        # and promoted what was in flight (4.6 % of ingest's CPU under orders, 1.8 % of loyalty's).
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         try:
             if extra_lifespan is None:
                 yield
