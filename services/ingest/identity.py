@@ -131,6 +131,7 @@ class IdentityResolver:
 
         if by_channel is None and by_mobile is None:
             customer_id = await self._create(wanted[0])
+            known[wanted[0]] = customer_id  # claimed by `_create`; claiming it again cost two round trips
         elif by_channel is None:
             customer_id = by_mobile  # first order on this channel of a buyer known elsewhere
         elif by_mobile is not None and by_mobile != by_channel:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from laoke.kit.db import Database
+from laoke.kit.outbox import Outbox
 from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
+from services.ingest.identity import IdentityResolver, buyer_keys
+from services.ingest.models import plumbing
 
 
 async def post(shop: ShopClient, body: dict[str, object]) -> dict[str, object]:
@@ -152,3 +157,35 @@ async def test_loyalty_and_segmentation_fold_a_merged_customer(shop: ShopClient)
         assert old.status_code == 404
 
     await eventually(folded, within=20)
+
+
+async def test_a_new_buyer_costs_one_lookup_and_one_claim_per_key(stack: ServerSet) -> None:
+    """Every order of a new buyer resolves its identity first: a second claim of the key the new customer
+    was created with cost every such order two round trips more (it conflicts, then is looked up)."""
+    db = Database(stack["ingest"].settings)
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.transaction() as session:
+            resolver = IdentityResolver(
+                session, Outbox(plumbing.outbox, "ingest"), f"shp_{uuid.uuid4().hex[:12]}"
+            )
+            keys = buyer_keys("taobao", "tb_new_buyer", None, "13900139000")
+            customer_id = await resolver.resolve(keys, merge_by_mobile=True)
+            rows = await session.execute(
+                text("SELECT channel, customer_id FROM ingest.customer_identities WHERE shop_id = :shop"),
+                {"shop": resolver.shop_id},
+            )
+            assert dict(rows.all()) == {"taobao": customer_id, "mobile": customer_id}
+            await session.rollback()
+    finally:
+        await db.dispose()
+    resolving = statements[: statements.index(next(s for s in statements if s.startswith("SELECT channel")))]
+    claims = [s for s in resolving if s.startswith("INSERT INTO ingest.customer_identities")]
+    lookups = [s for s in resolving if "customer_identities i" in s and s.startswith("SELECT")]
+    customers = [s for s in resolving if s.startswith("INSERT INTO ingest.customers")]
+    assert (len(lookups), len(claims), len(customers)) == (1, 2, 1), resolving
