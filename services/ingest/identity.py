@@ -35,7 +35,22 @@ _identities = CustomerIdentity.__table__
 _customers = Customer.__table__
 
 _CLAIM = insert(_identities).on_conflict_do_nothing().returning(_identities.c.customer_id)
-_INSERT_CUSTOMER = insert(_customers).on_conflict_do_nothing()
+# A new customer and the identity it is created for, in one round trip; no row when another order of the
+# same buyer claimed the identity first.
+_CREATE = text(
+    """
+    WITH claimed AS (
+        INSERT INTO ingest.customer_identities (shop_id, channel, external_id, customer_id)
+        VALUES (:shop_id, :channel, :external_id, :customer_id)
+        ON CONFLICT DO NOTHING
+        RETURNING customer_id
+    ), created AS (
+        INSERT INTO ingest.customers (shop_id, id) SELECT :shop_id, customer_id FROM claimed
+        ON CONFLICT DO NOTHING
+    )
+    SELECT customer_id FROM claimed
+    """
+)
 # An order's identities, one primary-key probe each. As one `(channel, external_id) IN (…)` list the
 # lookup could use only the key's shop prefix, and in a shop the statistics did not know yet (taken for a
 # row or two) the planner walked every identity of the shop on each webhook.
@@ -152,11 +167,11 @@ class IdentityResolver:
     async def _create(self, primary: tuple[str, str]) -> str:
         """A new customer owning `primary`. Concurrent first orders of one buyer race on the identity's
         primary key; the loser takes the winner's id, so a buyer never gets two ids."""
-        candidate = new_id("cus")
-        claimed = await self._claim(primary, candidate)
-        if claimed == candidate:
-            await self.session.execute(_INSERT_CUSTOMER, {"shop_id": self.shop_id, "id": candidate})
-        return claimed
+        identity = {"shop_id": self.shop_id, "channel": primary[0], "external_id": primary[1]}
+        created = await self.session.scalar(_CREATE, {**identity, "customer_id": new_id("cus")})
+        if created is not None:
+            return created
+        return (await self._known([primary]))[primary]
 
     async def _claim(self, key: tuple[str, str], customer_id: str) -> str:
         identity = {"shop_id": self.shop_id, "channel": key[0], "external_id": key[1]}
