@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -35,19 +36,22 @@ async def lookup(shop: ShopClient, channel: str, external_id: str) -> str:
     return response.json()["customer_id"]
 
 
-async def merged_events(stack: ServerSet, shop_id: str) -> list[dict[str, object]]:
+async def ingest_rows(stack: ServerSet, sql: str, params: dict[str, object]) -> list[Any]:
     engine = create_async_engine(stack["ingest"].settings.database_url)
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT envelope FROM ingest.outbox WHERE shop_id = :s AND event_type = 'customer.merged'"
-                ),
-                {"s": shop_id},
-            )
-            return [json.loads(r[0])["payload"] if isinstance(r[0], str) else r[0]["payload"] for r in rows]
+            return list(await conn.execute(text(sql), params))
     finally:
         await engine.dispose()
+
+
+async def merged_events(stack: ServerSet, shop_id: str) -> list[dict[str, object]]:
+    rows = await ingest_rows(
+        stack,
+        "SELECT envelope FROM ingest.outbox WHERE shop_id = :s AND event_type = 'customer.merged'",
+        {"s": shop_id},
+    )
+    return [json.loads(r[0])["payload"] if isinstance(r[0], str) else r[0]["payload"] for r in rows]
 
 
 async def test_same_mobile_on_another_channel_is_the_same_customer(shop: ShopClient) -> None:
@@ -206,17 +210,11 @@ async def test_concurrent_first_orders_of_one_buyer_make_one_customer(
         *(post(shop, order_json(f"RACE-{n}", buyer="tb_racer", mobile="13700137000")) for n in range(8))
     )
     assert len({order["customer_id"] for order in orders}) == 1
-    engine = create_async_engine(stack["ingest"].settings.database_url)
-    try:
-        async with engine.connect() as conn:
-            made = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM ingest.customers c WHERE c.shop_id = :shop AND EXISTS ("
-                    "SELECT FROM ingest.customer_identities i WHERE i.shop_id = c.shop_id "
-                    "AND i.customer_id = c.id AND i.external_id = 'tb_racer')"
-                ),
-                {"shop": shop.shop_id},
-            )
-    finally:
-        await engine.dispose()
-    assert made == 1
+    customers = await ingest_rows(
+        stack,
+        "SELECT c.id FROM ingest.customers c WHERE c.shop_id = :shop AND EXISTS ("
+        "SELECT FROM ingest.customer_identities i WHERE i.shop_id = c.shop_id "
+        "AND i.customer_id = c.id AND i.external_id = 'tb_racer')",
+        {"shop": shop.shop_id},
+    )
+    assert [row.id for row in customers] == [orders[0]["customer_id"]]
