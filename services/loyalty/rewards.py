@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock
@@ -21,6 +21,9 @@ from services.loyalty import coupons
 from services.loyalty.ledger import InsufficientPoints, Ledger
 from services.loyalty.models import Lottery, LotteryDraw, LotteryPrize, Member, Redemption, Reward
 from services.loyalty.program import ProgramSettings
+
+# Written once and never changed: a Core insert, without the ORM's unit of work (docs/architecture.md).
+_RECORD_REDEMPTION = insert(Redemption.__table__)
 
 
 class OutOfStock(Conflict):
@@ -94,7 +97,10 @@ async def redeem(
         coupon_code=code,
         created_at=clock.now(),
     )
-    session.add(redemption)
+    await session.execute(
+        _RECORD_REDEMPTION,
+        {column.key: getattr(redemption, column.key) for column in Redemption.__table__.columns},
+    )
     await ledger.write()
     if reward.stock is not None:
         # Taken last: the reward row is shared by every member redeeming it, so its lock is held for
