@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
 
 from laoke.kit.jsonutil import dumps_text, loads
 from laoke.kit.settings import ServiceSettings
@@ -55,8 +56,9 @@ def declarative_base_for(schema: str) -> type[DeclarativeBase]:
 
 class Database:
     def __init__(self, settings: ServiceSettings) -> None:
-        self.engine: AsyncEngine = create_async_engine(
-            settings.database_url,
+        self.settings = settings
+        self.engine: AsyncEngine = _engine(
+            settings,
             # A steady pool sized for the process's concurrency: overflow connections are opened and
             # closed per burst, which costs far more than the requests they serve.
             pool_size=settings.db_pool_size,
@@ -64,13 +66,17 @@ class Database:
             pool_recycle=1800,
             # No pre-ping round trip per checkout: a connection lost to a database restart fails its
             # request with 503 (see errors.py) and is discarded by the pool.
-            connect_args={"server_settings": {"application_name": f"laoke-{settings.service_name}"}},
-            # JSONB in and out through orjson: the standard library's decoder was 8 % of a dispatcher
-            # busy with a campaign (every queued message carries its variables).
-            json_serializer=dumps_text,
-            json_deserializer=loads,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._own_connection_engines: list[AsyncEngine] = []
+
+    def sessions_on_own_connections(self, **server_settings: str) -> async_sessionmaker[AsyncSession]:
+        """Sessions that each open a connection of their own with these PostgreSQL settings and close
+        it when done. For a long job whose settings must be in place before the connection does
+        anything (`temp_buffers`) and whose memory must not stay behind in the pool."""
+        engine = _engine(self.settings, poolclass=NullPool, server_settings=server_settings)
+        self._own_connection_engines.append(engine)
+        return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -83,7 +89,23 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        for engine in (self.engine, *self._own_connection_engines):
+            await engine.dispose()
+
+
+def _engine(
+    settings: ServiceSettings, server_settings: dict[str, str] | None = None, **options: Any
+) -> AsyncEngine:
+    named = {"application_name": f"laoke-{settings.service_name}", **(server_settings or {})}
+    return create_async_engine(
+        settings.database_url,
+        connect_args={"server_settings": named},
+        # JSONB in and out through orjson: the standard library's decoder was 8 % of a dispatcher
+        # busy with a campaign (every queued message carries its variables).
+        json_serializer=dumps_text,
+        json_deserializer=loads,
+        **options,
+    )
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -118,8 +118,9 @@ def _save_upload(upload: UploadFile, target: Path, limit: int) -> int:
 class ImportRunner:
     """The imports this replica is running; at most `imports_at_once` run together, others queue."""
 
-    def __init__(self, db: Database, outbox: object, at_once: int) -> None:
+    def __init__(self, db: Database, outbox: object, at_once: int, temp_buffers_mib: int) -> None:
         self.db = db
+        self.landing = db.sessions_on_own_connections(temp_buffers=f"{temp_buffers_mib}MB")
         self.outbox = outbox
         self.slots = asyncio.Semaphore(at_once)
         self.tasks: set[asyncio.Task[None]] = set()
@@ -165,7 +166,9 @@ class ImportRunner:
 @contextlib.asynccontextmanager
 async def imports_lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings
-    runner = ImportRunner(app.state.db, app.state.outbox, settings.imports_at_once)
+    runner = ImportRunner(
+        app.state.db, app.state.outbox, settings.imports_at_once, settings.import_temp_buffers_mib
+    )
     app.state.imports = runner
     await runner.fail_interrupted()
     try:
@@ -229,9 +232,11 @@ async def create_import(
                 size_bytes=size,
             )
         )
-    request.app.state.imports.start(
+    runner: ImportRunner = request.app.state.imports
+    runner.start(
         ImportJob(
             db,
+            runner.landing,
             request.app.state.outbox,
             import_id,
             caller.shop_id,

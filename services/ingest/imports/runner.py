@@ -1,7 +1,8 @@
 """Running one import: read → clean → COPY, then land set-based, all in one transaction.
 
 Parsing and cleaning run in a worker thread (Arrow releases the GIL) while the event loop COPYs the
-previous batch, so the two cores share the work. Progress (bytes read, rows seen, rows failed) is
+previous batch, so the two cores share the work. The import runs on a connection of its own (with room
+for its staging tables in `temp_buffers`); progress (bytes read, rows seen, rows failed) is
 written to the `imports` row from a second connection, so `GET /api/v1/imports/{id}` shows it live.
 """
 
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import structlog
 from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from laoke.contracts.envelope import event_key
 from laoke.contracts.imports import IMPORT_COMPLETED, ImportCompletedPayload
@@ -89,6 +91,7 @@ class ImportJob:
     def __init__(
         self,
         db: Database,
+        landing: async_sessionmaker[AsyncSession],
         outbox: Outbox,
         import_id: str,
         shop_id: str,
@@ -99,6 +102,7 @@ class ImportJob:
         award_points: bool,
     ) -> None:
         self.db = db
+        self.landing = landing
         self.outbox = outbox
         self.import_id = import_id
         self.shop_id = shop_id
@@ -128,7 +132,7 @@ class ImportJob:
 
     async def _run(self) -> dict[str, Any]:
         layout = self.layout
-        async with self.db.sessionmaker() as session:
+        async with self.landing() as session:
             transaction = await session.begin()
             try:
                 settings = await shop_settings(session, self.shop_id)
