@@ -8,9 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import xlsxwriter
 
 from laoke.kit import failpoints
+from laoke.kit.settings import normalise_database_url
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet, extra_gateway
@@ -190,6 +192,49 @@ async def test_reimporting_the_same_file_changes_nothing(shop: ShopClient) -> No
     assert first["rows_imported"] == 4
     assert (second["rows_imported"], second["rows_skipped"], second["rows_failed"]) == (0, 4, 5)
     assert await orders(shop) == before
+
+
+async def test_an_order_that_arrives_live_during_a_first_import_lands_once(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    """A shop's first import inserts its orders without `ON CONFLICT`; an order of the file that a
+    webhook stores meanwhile breaks that insert, which is undone and done again as the usual upsert."""
+    dsn = normalise_database_url(stack["ingest"].settings.database_url).replace("+asyncpg", "")
+    live, probe = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        webhook = live.transaction()
+        await webhook.start()
+        await live.execute(
+            """INSERT INTO ingest.orders (id, shop_id, channel, external_order_id, customer_id, status,
+                   currency, total_fen, paid_fen, refunded_fen, item_count, items, placed_at,
+                   source_modified_at)
+               VALUES ('ord_live', $1, 'taobao', '3400000000000000001', 'cus_live', 'paid', 'CNY',
+                   25600, 25600, 0, 2, '[]', '2025-03-01 01:30:00+00', '2025-03-01 01:31:00+00')""",
+            shop.shop_id,
+        )
+        import_id = (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"]
+
+        async def blocked_on_the_live_order() -> None:
+            waiting = await probe.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%INSERT INTO ingest.orders AS o%'"
+            )
+            assert waiting == 1
+
+        await eventually(blocked_on_the_live_order, within=30)
+        await webhook.commit()
+    finally:
+        await live.close()
+        await probe.close()
+
+    result = await finished(shop, import_id)
+    assert result["status"] == "completed", result["error"]
+    assert (result["rows_imported"], result["rows_skipped"]) == (4, 0)
+    landed = {o["order_id"]: o for o in await orders(shop)}
+    assert len(landed) == 4
+    # The file's state is newer than the live one (it was completed later), so it wins.
+    first = landed["3400000000000000001"]
+    assert (first["id"], first["status"], first["import_id"]) == ("ord_live", "completed", import_id)
 
 
 async def test_utf8_with_bom_and_the_newer_headers(shop: ShopClient, tmp_path: Path) -> None:
