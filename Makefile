@@ -63,8 +63,8 @@ test-faults: $(STAMP)         ## 20,000 orders while every process is SIGKILLed,
 test-e2e: $(STAMP) $(CHROMIUM) $(CJK_FONT)
 	@$(PY) -m pytest -q tests/e2e
 
-bench: $(STAMP)              ## run every benchmark in bench/ against a stack it starts; results in bench/results/
-	@$(PY) -m bench.run_all
+bench: $(STAMP)              ## run the benchmarks in bench/ (all, or BENCH="name ...") against a stack it starts; results in bench/results/
+	@$(PY) -m bench.run_all $(BENCH)
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check .

@@ -251,6 +251,11 @@ def summary(results: dict[str, dict[str, object]]) -> str:
 
 
 def main() -> int:
+    selected = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [name for name in selected if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark {', '.join(unknown)}; there are: {' '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
     folder = Path(os.environ.get("LAOKE_BENCH_DIR", ".laoke/bench")).resolve()
     # Every run starts from an empty database: tables grown by earlier runs would skew the figures.
     shutil.rmtree(folder / "pgdata", ignore_errors=True)
@@ -275,7 +280,6 @@ def main() -> int:
             internal_secret=stack.env["LAOKE_INTERNAL_SECRET"],
             database_url=stack.env["DATABASE_URL"],
         )
-        selected = sys.argv[1:] or list(BENCHMARKS)
         for number, name in enumerate(selected):
             if number:
                 # A fresh broker (and services) for each benchmark, on the same database: the embedded
