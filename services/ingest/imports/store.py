@@ -48,13 +48,16 @@ _SUMMED_ITEMS = (
 
 # Each buyer of the file once (newest row wins), with the customer it already is, if any: by channel
 # identity, else (when merging by mobile) by mobile. `g` groups new buyers into new customers: one per
-# mobile number when merging (two nicks, one phone, one person), else one per buyer.
+# mobile number when merging (two nicks, one phone, one person), else one per buyer. Buyers are sorted
+# by a hash of their key first: a file's keys share long prefixes ("tb_buyer_…"), and sorting a
+# million rows by the keys themselves compared them whole (3.7–5.0 s of PostgreSQL CPU; 1.1–1.9 s).
 _BUYERS = """
 CREATE TEMP TABLE import_buyers ON COMMIT DROP AS
 WITH b AS (
-    SELECT DISTINCT ON (channel, buyer_key) channel, buyer_key, mobile
+    SELECT DISTINCT ON (hashtext(buyer_key), channel, buyer_key) channel, buyer_key, mobile
     FROM import_stage WHERE NOT continuation
-    ORDER BY channel, buyer_key, greatest(placed_at, paid_at, shipped_at, completed_at) DESC
+    ORDER BY hashtext(buyer_key), channel, buyer_key,
+             greatest(placed_at, paid_at, shipped_at, completed_at) DESC
 )
 SELECT b.channel, b.buyer_key, b.mobile, i.customer_id IS NOT NULL AS known,
        coalesce(i.customer_id, m.customer_id) AS existing,
