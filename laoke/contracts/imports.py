@@ -27,7 +27,8 @@ class ImportCompletedPayload(BaseModel):
     orders_path: str
 
 
-# The columns of the CSV at `orders_path` (with a header row), as PostgreSQL types for a temp table.
+# The columns of the feed at `orders_path`, as PostgreSQL types for a temp table. The feed is
+# PostgreSQL's binary COPY format, or CSV with a header row (the response's content type says which).
 IMPORT_FEED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "text"),
     ("customer_id", "text"),

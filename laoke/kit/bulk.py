@@ -4,6 +4,13 @@ feed straight into a temp table (`copy_feed_into`).
 Used to answer `import.completed`: instead of a million events, a consumer pulls the import's orders
 from ingest once (signed with the internal credential, so it needs no API key and the gateway never
 routes it) and COPYs them into a temp table, from which it recomputes set-based.
+
+A feed is CSV with a header, or PostgreSQL's binary COPY format (`binary_feed`, served as
+`BINARY_FEED_TYPE`). Binary skips printing and parsing every value as text: for a million imported
+orders PostgreSQL spent 0.9–1.2 s producing it and 1.2 s reading it into the temp table, against
+1.2–1.3 s and 2.2–2.4 s as CSV. It carries no column names or types, so its query must produce exactly
+the types the reader declares (cast each column). `copy_feed_into` reads whichever format the
+response says it is.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.kit.db import Database
 from laoke.kit.internal_auth import sign
 from laoke.kit.settings import ServiceSettings
+
+BINARY_FEED_TYPE = "application/vnd.postgresql.copy-binary"
 
 
 async def copy_feed_into(
@@ -47,13 +56,17 @@ async def copy_feed_into(
         client.stream("GET", path, headers=headers) as response,
     ):
         response.raise_for_status()
+        binary = response.headers.get("content-type", "").startswith(BINARY_FEED_TYPE)
 
         async def body() -> AsyncIterator[bytes]:
             async for chunk in response.aiter_raw():
                 yield chunk
 
         result = await driver.copy_to_table(
-            table, source=body(), columns=[c for c, _ in columns], format="csv", header=True
+            table,
+            source=body(),
+            columns=[c for c, _ in columns],
+            **({"format": "binary"} if binary else {"format": "csv", "header": True}),
         )
     # A temp table has no statistics; without them the planner treats a million rows as a handful.
     await session.execute(text(f"ANALYZE {table}"))
@@ -63,6 +76,18 @@ async def copy_feed_into(
 def csv_feed(db: Database, query: str, *args: Any) -> StreamingResponse:
     """Stream `query` (asyncpg `$n` parameters) as CSV with a header, straight from PostgreSQL's COPY,
     without holding the result in memory."""
+    return _copy_feed(db, query, args, media_type="text/csv", format="csv", header=True)
+
+
+def binary_feed(db: Database, query: str, *args: Any) -> StreamingResponse:
+    """As `csv_feed`, in PostgreSQL's binary COPY format; `query` must cast every column to the type
+    its reader declares."""
+    return _copy_feed(db, query, args, media_type=BINARY_FEED_TYPE, format="binary")
+
+
+def _copy_feed(
+    db: Database, query: str, args: Sequence[Any], media_type: str, **copy: Any
+) -> StreamingResponse:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
 
     async def produce() -> None:
@@ -75,7 +100,7 @@ def csv_feed(db: Database, query: str, *args: Any) -> StreamingResponse:
                 async def sink(chunk: bytes) -> None:
                     await queue.put(bytes(chunk))
 
-                await driver.copy_from_query(query, *args, output=sink, format="csv", header=True)
+                await driver.copy_from_query(query, *args, output=sink, **copy)
         finally:
             await queue.put(None)
 
@@ -86,4 +111,4 @@ def csv_feed(db: Database, query: str, *args: Any) -> StreamingResponse:
             yield chunk
         await task
 
-    return StreamingResponse(body(), media_type="text/csv")
+    return StreamingResponse(body(), media_type=media_type)

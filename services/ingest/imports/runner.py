@@ -178,7 +178,7 @@ class ImportJob:
                             placed_from=landed.placed_from,
                             placed_to=landed.placed_to,
                             award_points=self.award_points,
-                            orders_path=f"/internal/v1/imports/{self.import_id}/orders.csv",
+                            orders_path=f"/internal/v1/imports/{self.import_id}/orders.bin",
                         ),
                     )
                 failpoints.hit("import.before_commit")

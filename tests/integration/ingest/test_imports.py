@@ -10,8 +10,12 @@ from typing import Any
 
 import asyncpg
 import xlsxwriter
+from sqlalchemy import text
 
+from laoke.contracts.imports import IMPORT_FEED_COLUMNS
 from laoke.kit import failpoints
+from laoke.kit.bulk import copy_feed_into
+from laoke.kit.db import Database
 from laoke.kit.settings import normalise_database_url
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
@@ -336,6 +340,48 @@ async def test_downstream_services_answer_import_completed_set_based(shop: ShopC
         assert member.json()["points_available"] == 256  # only the completed order earns
 
     await eventually(profile_and_points, within=30, interval=0.2)
+
+
+async def test_the_import_feed_reads_the_same_in_binary_as_in_csv(shop: ShopClient, stack: ServerSet) -> None:
+    """`import.completed` names the binary feed; the CSV one carries the same orders. Binary COPY has no
+    types of its own, so a column whose type differed from IMPORT_FEED_COLUMNS would fail here."""
+    import_id = (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"]
+    assert (await finished(shop, import_id))["rows_imported"] == 4
+    reader = stack["segmentation"].settings
+    db = Database(reader)
+    fed: dict[str, tuple[int, list[Any]]] = {}
+    try:
+        async with db.transaction() as session:
+            named = await session.scalar(
+                text(
+                    "SELECT envelope->'payload'->>'orders_path' FROM ingest.outbox "
+                    "WHERE event_type = 'import.completed' AND envelope->'payload'->>'import_id' = :id"
+                ),
+                {"id": import_id},
+            )
+        assert named == f"/internal/v1/imports/{import_id}/orders.bin"
+        for path in (named, named.replace(".bin", ".csv")):
+            async with db.transaction() as session:
+                copied = await copy_feed_into(
+                    session,
+                    reader,
+                    base_url=stack["ingest"].url,
+                    path=path,
+                    shop_id=shop.shop_id,
+                    table="fed",
+                    columns=IMPORT_FEED_COLUMNS,
+                )
+                fed[path[-3:]] = (
+                    copied,
+                    list((await session.execute(text("SELECT * FROM fed ORDER BY id"))).all()),
+                )
+    finally:
+        await db.dispose()
+    assert fed["bin"][0] == 4
+    assert fed["bin"] == fed["csv"]
+    xiaoli = [row for row in fed["bin"][1] if row.buyer_nick == "tb_xiaoli"]
+    assert {(row.mobile, row.province, row.city) for row in xiaoli} == {("13800138000", "浙江省", "杭州市")}
+    assert all(row.placed_at.tzinfo is not None for row in fed["bin"][1])
 
 
 async def test_points_are_not_awarded_for_history_unless_asked(shop: ShopClient, stack: ServerSet) -> None:
