@@ -26,7 +26,7 @@ from gateway.schemas import (
 from laoke.contracts.topics import Topic
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Forbidden
-from laoke.kit.ids import new_id
+from laoke.kit.ids import new_time_ordered_id
 from laoke.kit.service import OutboxDep
 
 admin = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=ERROR_RESPONSES)
@@ -52,7 +52,7 @@ def _key_out(key: ApiKey) -> KeyOut:
 )
 async def create_shop(body: ShopCreate, _: AdminDep, session: SessionDep, outbox: OutboxDep) -> ShopCreated:
     shop = Shop(
-        id=new_id("shp"),
+        id=new_time_ordered_id("shp"),
         name=body.name,
         timezone=body.timezone,
         currency=body.currency,
