@@ -325,20 +325,20 @@ _FEED_EXPRESSIONS = {
     "city": "receiver->>'city'",
 }
 # Each column cast to the type its readers declare: the binary feed carries values, not their types.
-ORDER_FEED_SELECT = ", ".join(
+_ORDER_FEED_COLUMNS = ", ".join(
     f"CAST({_FEED_EXPRESSIONS.get(name, name)} AS {kind}) AS {name}" for name, kind in IMPORT_FEED_COLUMNS
 )
 # In no particular order: its readers absorb it set-based (sorting a million rows cost a second).
 _ORDER_FEED = (
-    f"SELECT {ORDER_FEED_SELECT} FROM ingest.orders "  # noqa: S608 - fixed column list
+    f"SELECT {_ORDER_FEED_COLUMNS} FROM ingest.orders "  # noqa: S608 - fixed column list
     "WHERE shop_id = $1 AND import_id = $2"
 )
 
 
 @internal.get("/{import_id}/orders.bin")
 async def import_orders_feed(import_id: str, caller: CallerDep, request: Request) -> StreamingResponse:
-    """Every order an import wrote, in PostgreSQL's binary COPY format (`IMPORT_FEED_COLUMNS`), streamed
-    from PostgreSQL's COPY. The feed `import.completed` names.
+    """Every order an import wrote (`IMPORT_FEED_COLUMNS`), streamed from PostgreSQL's COPY in its binary
+    format: the feed `import.completed` names.
 
     For other services answering `import.completed` (internal credential only; not routed publicly)."""
     return binary_feed(request.app.state.db, _ORDER_FEED, caller.shop_id, import_id)
