@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, text
+from sqlalchemy import CursorResult, MetaData, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
@@ -39,6 +40,27 @@ def as_arrays(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict[str, 
         for values, value in zip(lists, row, strict=True):
             values.append(value)
     return columns
+
+
+UNIQUE_VIOLATION = "23505"
+
+
+async def insert_plainly(
+    session: AsyncSession, statement: str, params: dict[str, Any]
+) -> CursorResult[Any] | None:
+    """Run `statement`, an INSERT without `ON CONFLICT`, in a savepoint; None when a row broke a unique
+    key, with the savepoint (and so every row of the statement) undone.
+
+    For a bulk insert into a shop's empty tables (its first history import): checking every row
+    against the key costs `ON CONFLICT` seconds a million rows, yet a live order can still land between
+    the check that the shop has none and the insert, and the caller then runs its upsert."""
+    try:
+        async with session.begin_nested():
+            return await session.execute(text(statement), params)  # type: ignore[return-value]
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        return None
 
 
 def service_metadata(schema: str) -> MetaData:

@@ -15,15 +15,13 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.kit.db import insert_plainly
 from services.ingest.identity import MOBILE_CHANNEL
 from services.ingest.imports.normalise import STAGING_COLUMNS
 
 log = structlog.get_logger(__name__)
-
-UNIQUE_VIOLATION = "23505"
 
 CREATE_STAGE = "CREATE TEMP TABLE import_stage ({}) ON COMMIT DROP".format(
     ", ".join(f"{name} {pg_type}" for name, _, pg_type in STAGING_COLUMNS)
@@ -236,13 +234,9 @@ async def _land_orders(session: AsyncSession, deduped: str, params: dict[str, ob
     order of the file that arrives live while the import runs breaks the key; the savepoint undoes the
     insert and the orders land the usual way."""
     if not await session.scalar(text(_SHOP_HAS_ORDERS), params):
-        try:
-            async with session.begin_nested():
-                result = await session.execute(text(_INSERT_ORDERS.replace("{deduped}", deduped)), params)
-            return result.rowcount, 0  # type: ignore[attr-defined]
-        except IntegrityError as exc:
-            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
-                raise
-            log.info("import_orders_raced_live_orders", detail=str(exc.orig)[:200])
+        result = await insert_plainly(session, _INSERT_ORDERS.replace("{deduped}", deduped), params)
+        if result is not None:
+            return result.rowcount, 0
+        log.info("import_orders_raced_live_orders")
     counts = (await session.execute(text(_UPSERT_ORDERS.replace("{deduped}", deduped)), params)).one()
     return counts.inserted, counts.updated
