@@ -3,6 +3,9 @@ history imports are absorbed set-based; merges fold members."""
 
 from __future__ import annotations
 
+import time
+
+import structlog
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +26,8 @@ from services.loyalty.ledger import Ledger
 from services.loyalty.models import Participation, merged_customers, plumbing
 from services.loyalty.orders import apply_orders
 from services.loyalty.settings import LoyaltySettings
+
+log = structlog.get_logger(__name__)
 
 MERGES = Merges(merged_customers)
 
@@ -114,7 +119,8 @@ def import_handler(settings: LoyaltySettings) -> EventHandler:
     async def on_import_completed(session: AsyncSession, event: EventEnvelope) -> None:
         """A history import: its orders pulled from ingest in one stream and absorbed set-based."""
         done = ImportCompletedPayload.model_validate(event.payload)
-        await copy_feed_into(
+        started = time.perf_counter()
+        rows = await copy_feed_into(
             session,
             settings,
             base_url=settings.ingest_url,
@@ -123,9 +129,18 @@ def import_handler(settings: LoyaltySettings) -> EventHandler:
             table="imported_orders",
             columns=IMPORT_FEED_COLUMNS,
         )
+        fetched = time.perf_counter()
         current = await program.load(session, event.shop_id)
         await history.absorb(
             session, event.shop_id, "imported_orders", done.import_id, current, done.award_points
+        )
+        log.info(
+            "import_absorbed",
+            import_id=done.import_id,
+            orders=rows,
+            award_points=done.award_points,
+            fetch_seconds=round(fetched - started, 2),
+            absorb_seconds=round(time.perf_counter() - fetched, 2),
         )
 
     return on_import_completed
