@@ -41,7 +41,8 @@ async def copy_feed_into(
     table: str,
     columns: Sequence[tuple[str, str]],
 ) -> int:
-    """Create temp table `table` (dropped at commit) with `columns` and fill it from the CSV at `path`.
+    """Create temp table `table` (dropped at commit) with `columns` and fill it from the feed at `path`,
+    asking it for those columns (`?columns=`), in that order.
 
     Returns the number of rows copied. An HTTP failure raises, so the consumer retries the event."""
     definition = ", ".join(f"{name} {kind}" for name, kind in columns)
@@ -53,7 +54,10 @@ async def copy_feed_into(
     headers = sign(settings.internal_secret, method="GET", path=path, shop_id=shop_id)
     async with (
         httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(10, read=300)) as client,
-        client.stream("GET", path, headers=headers) as response,
+        # The reader names the columns it declares, so a feed can leave out the ones it does not need.
+        client.stream(
+            "GET", path, headers=headers, params={"columns": ",".join(c for c, _ in columns)}
+        ) as response,
     ):
         response.raise_for_status()
         binary = response.headers.get("content-type", "").startswith(BINARY_FEED_TYPE)

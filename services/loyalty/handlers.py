@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.contracts.behaviour import BehaviourKind, BehaviourPayload
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope
-from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
+from laoke.contracts.imports import IMPORT_COMPLETED, ImportCompletedPayload
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
 from laoke.contracts.segmentation import PROFILE_UPDATED, ProfileUpdatedPayload
 from laoke.contracts.topics import Topic
@@ -127,7 +127,7 @@ def import_handler(settings: LoyaltySettings) -> EventHandler:
             path=done.orders_path,
             shop_id=event.shop_id,
             table="imported_orders",
-            columns=IMPORT_FEED_COLUMNS,
+            columns=history.FEED_COLUMNS,
         )
         fetched = time.perf_counter()
         current = await program.load(session, event.shop_id)

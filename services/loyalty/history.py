@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.contracts.imports import IMPORT_FEED_COLUMNS
 from laoke.contracts.loyalty import POINTS_CHANGED
 from laoke.contracts.topics import Topic
 from laoke.kit import clock
@@ -19,6 +20,23 @@ from laoke.kit.outbox import envelope_sql
 from services.loyalty import tiers
 from services.loyalty.program import ProgramSettings
 
+# What `absorb` reads of an import's orders: not the buyer's contact columns, which ingest reads out of
+# each order's receiver for segmentation.
+FEED_COLUMNS = tuple(
+    (name, kind)
+    for name, kind in IMPORT_FEED_COLUMNS
+    if name
+    in {
+        "id",
+        "customer_id",
+        "status",
+        "paid_fen",
+        "refunded_fen",
+        "placed_at",
+        "completed_at",
+        "source_modified_at",
+    }
+)
 _ROUND = {"floor": "floor", "ceil": "ceil", "round": "round"}
 
 

@@ -325,27 +325,51 @@ _FEED_EXPRESSIONS = {
     "city": "receiver->>'city'",
 }
 # Each column cast to the type its readers declare: the binary feed carries values, not their types.
-_ORDER_FEED_COLUMNS = ", ".join(
-    f"CAST({_FEED_EXPRESSIONS.get(name, name)} AS {kind}) AS {name}" for name, kind in IMPORT_FEED_COLUMNS
-)
-# In no particular order: its readers absorb it set-based (sorting a million rows cost a second).
-_ORDER_FEED = (
-    f"SELECT {_ORDER_FEED_COLUMNS} FROM ingest.orders "  # noqa: S608 - fixed column list
-    "WHERE shop_id = $1 AND import_id = $2"
-)
+_FEED_SELECT = {
+    name: f"CAST({_FEED_EXPRESSIONS.get(name, name)} AS {kind}) AS {name}"
+    for name, kind in IMPORT_FEED_COLUMNS
+}
+FeedColumns = Annotated[
+    str | None,
+    Query(
+        description="The columns to stream, comma-separated, in the order wanted (default: every one of "
+        "`IMPORT_FEED_COLUMNS`). A reader that needs fewer spares ingest the buyer's contact columns, "
+        "which are read out of each order's receiver.",
+        examples=["id,customer_id,status,paid_fen"],
+    ),
+]
+
+
+def _order_feed(columns: str | None) -> str:
+    """The feed's query, in no particular order: its readers absorb it set-based (sorting a million rows
+    cost a second)."""
+    wanted = columns.split(",") if columns else list(_FEED_SELECT)
+    unknown = [name for name in wanted if name not in _FEED_SELECT]
+    if unknown or len(set(wanted)) != len(wanted):
+        raise Unprocessable(
+            f"columns must name each of {', '.join(_FEED_SELECT)} at most once; got {columns}"
+        )
+    return (
+        f"SELECT {', '.join(_FEED_SELECT[name] for name in wanted)} FROM ingest.orders "  # noqa: S608 - known columns
+        "WHERE shop_id = $1 AND import_id = $2"
+    )
 
 
 @internal.get("/{import_id}/orders.bin")
-async def import_orders_feed(import_id: str, caller: CallerDep, request: Request) -> StreamingResponse:
-    """Every order an import wrote (`IMPORT_FEED_COLUMNS`), streamed from PostgreSQL's COPY in its binary
-    format: the feed `import.completed` names.
+async def import_orders_feed(
+    import_id: str, caller: CallerDep, request: Request, columns: FeedColumns = None
+) -> StreamingResponse:
+    """Every order an import wrote (`IMPORT_FEED_COLUMNS`, or the `columns` asked for), streamed from
+    PostgreSQL's COPY in its binary format: the feed `import.completed` names.
 
     For other services answering `import.completed` (internal credential only; not routed publicly)."""
-    return binary_feed(request.app.state.db, _ORDER_FEED, caller.shop_id, import_id)
+    return binary_feed(request.app.state.db, _order_feed(columns), caller.shop_id, import_id)
 
 
 @internal.get("/{import_id}/orders.csv")
-async def import_orders_csv(import_id: str, caller: CallerDep, request: Request) -> StreamingResponse:
+async def import_orders_csv(
+    import_id: str, caller: CallerDep, request: Request, columns: FeedColumns = None
+) -> StreamingResponse:
     """The same feed as CSV with a header: readable by a person, and what `import.completed` named
     before the binary feed (an event still queued from then keeps working)."""
-    return csv_feed(request.app.state.db, _ORDER_FEED, caller.shop_id, import_id)
+    return csv_feed(request.app.state.db, _order_feed(columns), caller.shop_id, import_id)

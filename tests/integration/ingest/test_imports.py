@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import xlsxwriter
 from sqlalchemy import text
 
@@ -16,11 +17,13 @@ from laoke.contracts.imports import IMPORT_FEED_COLUMNS
 from laoke.kit import failpoints
 from laoke.kit.bulk import copy_feed_into
 from laoke.kit.db import Database
+from laoke.kit.internal_auth import sign
 from laoke.kit.settings import normalise_database_url
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet, extra_gateway
 from laoke.testing.taobao_export import HEADER_CLASSIC, RENAMED_IN_NEW, write
+from services.loyalty import history
 
 
 def taobao_row(**fields: str) -> str:
@@ -382,6 +385,49 @@ async def test_the_import_feed_reads_the_same_in_binary_as_in_csv(shop: ShopClie
     xiaoli = [row for row in fed["bin"][1] if row.buyer_nick == "tb_xiaoli"]
     assert {(row.mobile, row.province, row.city) for row in xiaoli} == {("13800138000", "浙江省", "杭州市")}
     assert all(row.placed_at.tzinfo is not None for row in fed["bin"][1])
+
+
+async def test_a_reader_gets_the_feed_columns_it_asks_for_in_its_order(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    """Loyalty reads the orders without the buyer's contact columns; what it gets is exactly those
+    columns of the full feed. A column the feed does not have, or one named twice, is refused."""
+    import_id = (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"]
+    assert (await finished(shop, import_id))["rows_imported"] == 4
+    path = f"/internal/v1/imports/{import_id}/orders.bin"
+    reader = stack["loyalty"].settings
+    narrow = tuple(reversed(history.FEED_COLUMNS))  # any order the reader likes
+    db = Database(reader)
+    fed: dict[str, list[Any]] = {}
+    try:
+        for name, columns in (("all", IMPORT_FEED_COLUMNS), ("narrow", narrow)):
+            async with db.transaction() as session:
+                await copy_feed_into(
+                    session,
+                    reader,
+                    base_url=stack["ingest"].url,
+                    path=path,
+                    shop_id=shop.shop_id,
+                    table="fed",
+                    columns=columns,
+                )
+                wanted = ", ".join(column for column, _ in narrow)
+                fed[name] = list(
+                    (await session.execute(text(f"SELECT {wanted} FROM fed ORDER BY id"))).all()  # noqa: S608
+                )
+    finally:
+        await db.dispose()
+    assert len(fed["narrow"]) == 4 and fed["narrow"] == fed["all"]
+
+    async with httpx.AsyncClient(base_url=stack["ingest"].url) as client:
+        for columns in ("id,nickname", "id,id", ""):
+            headers = sign(reader.internal_secret, method="GET", path=path, shop_id=shop.shop_id)
+            response = await client.get(path, params={"columns": columns}, headers=headers)
+            if columns:
+                assert response.status_code == 422, response.text
+                assert response.json()["error"] == "validation_error", response.text
+            else:  # empty: every column, as when not given
+                assert response.status_code == 200, response.text
 
 
 async def test_points_are_not_awarded_for_history_unless_asked(shop: ShopClient, stack: ServerSet) -> None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from laoke.contracts.imports import IMPORT_FEED_COLUMNS
 from laoke.kit.db import Database
 from laoke.testing.servers import ServerSet
 from services.loyalty import history, program
@@ -51,9 +50,10 @@ FILE = [
 
 
 async def _absorb(session: AsyncSession, shop: str, orders: list[dict[str, object]], award: bool) -> None:
-    definition = ", ".join(f"{name} {kind}" for name, kind in IMPORT_FEED_COLUMNS)
+    # Only the columns loyalty asks the feed for.
+    definition = ", ".join(f"{name} {kind}" for name, kind in history.FEED_COLUMNS)
     await session.execute(text(f"CREATE TEMP TABLE imported ({definition}) ON COMMIT DROP"))
-    columns = [name for name, _ in IMPORT_FEED_COLUMNS]
+    columns = [name for name, _ in history.FEED_COLUMNS]
     await session.execute(
         text(f"INSERT INTO imported VALUES ({', '.join(':' + c for c in columns)})"),  # noqa: S608
         orders,
