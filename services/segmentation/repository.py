@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.contracts.behaviour import BehaviourPayload
 from laoke.contracts.customers import BuyerSnapshot
 from laoke.contracts.orders import PAID_STATUSES, OrderEventPayload
-from laoke.kit.db import as_arrays
+from laoke.kit.db import as_arrays, insert_plainly
 from services.segmentation import rfm, rfm_config
 from services.segmentation.models import (
     CustomerTag,
@@ -161,6 +161,7 @@ _BEHAVIOUR_COUNTS = text(
     """
 )
 _LOCK_SHOP = text("SELECT pg_advisory_xact_lock(hashtextextended(:shop_id, 1))")
+_SHOP_HAS_PROFILES = text("SELECT EXISTS (SELECT 1 FROM segmentation.profiles WHERE shop_id = :shop)")
 # Shared shop lock and exclusive customer lock in one round trip (this runs on every order event).
 # Shared shop lock, then exclusive customer locks in a fixed order (two batches never deadlock).
 _LOCK_CUSTOMERS = text(
@@ -377,9 +378,7 @@ class ProfileRepository:
             for c in _KEEP_UNLESS_EDITED
             if c != "email"
         )
-        await self.session.execute(
-            text(
-                f"""
+        insert = f"""
                 WITH latest AS (
                     SELECT DISTINCT ON (hashtext(customer_id), customer_id)
                            customer_id, channel, buyer_nick, receiver_name, mobile, province, city
@@ -421,6 +420,8 @@ class ProfileRepository:
                        t.f, t.m, t.recount_at, :as_of
                 FROM latest l JOIN classed t USING (customer_id)
                 ORDER BY l.customer_id
+                """  # noqa: S608 - the table name, columns and statuses are ours, values are bound
+        upsert = f"""{insert}
                 ON CONFLICT (shop_id, customer_id) DO UPDATE SET
                     orders_count = excluded.orders_count, total_spent_fen = excluded.total_spent_fen,
                     first_order_at = excluded.first_order_at, last_order_at = excluded.last_order_at,
@@ -429,10 +430,14 @@ class ProfileRepository:
                     channels = CASE WHEN excluded.channels <@ p.channels THEN p.channels
                                     ELSE p.channels || excluded.channels END,
                     updated_at = now()
-                """  # noqa: S608 - the table name, columns and statuses are ours, values are bound
-            ),
-            rfm.score_parameters(settings, as_of) | {"shop": shop_id},
-        )
+                """
+        params = rfm.score_parameters(settings, as_of) | {"shop": shop_id}
+        # A shop with no profiles yet (its first import, the usual day-one history) inserts them plainly:
+        # 316,812 profiles 10.2 → 9.2 s without `ON CONFLICT`. A profile made meanwhile by a path that
+        # does not take the shop's lock undoes the insert, and the upsert runs.
+        first = not await self.session.scalar(_SHOP_HAS_PROFILES, params)
+        if not first or await insert_plainly(self.session, insert, params) is None:
+            await self.session.execute(text(upsert), params)
         # The rescore that follows joins the rows just written (a million, maybe into empty tables):
         # planned with the statistics from before, it took a nested loop over them (minutes, not
         # seconds). ANALYZE in this transaction counts them; a sample, ~0.5 s.
