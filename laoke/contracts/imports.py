@@ -29,6 +29,7 @@ class ImportCompletedPayload(BaseModel):
 
 # The columns of the feed at `orders_path`, as PostgreSQL types for a temp table. The feed is
 # PostgreSQL's binary COPY format, or CSV with a header row (the response's content type says which).
+# `?columns=a,b,…` streams only those, in that order.
 IMPORT_FEED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "text"),
     ("customer_id", "text"),
