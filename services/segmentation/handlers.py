@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.contracts.behaviour import BehaviourKind, BehaviourPayload
 from laoke.contracts.customers import CUSTOMER_MERGED, CustomerMergedPayload
 from laoke.contracts.envelope import EventEnvelope
-from laoke.contracts.imports import IMPORT_COMPLETED, IMPORT_FEED_COLUMNS, ImportCompletedPayload
+from laoke.contracts.imports import IMPORT_COMPLETED, ImportCompletedPayload
 from laoke.contracts.loyalty import (
     CUSTOMER_ATTRIBUTES_UPDATED,
     POINTS_CHANGED,
@@ -33,7 +33,7 @@ from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
 from services.segmentation import rfm, rfm_config, segments
 from services.segmentation.models import merged_customers, plumbing
-from services.segmentation.repository import ProfileRepository
+from services.segmentation.repository import IMPORT_COLUMNS, ProfileRepository
 from services.segmentation.settings import SegmentationSettings
 
 log = structlog.get_logger(__name__)
@@ -162,7 +162,7 @@ def import_handler(settings: SegmentationSettings) -> EventHandler:
             path=done.orders_path,
             shop_id=event.shop_id,
             table="imported_orders",
-            columns=IMPORT_FEED_COLUMNS,
+            columns=IMPORT_COLUMNS,
         )
         fetched = time.perf_counter()
         now = clock.now()

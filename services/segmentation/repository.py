@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.behaviour import BehaviourPayload
 from laoke.contracts.customers import BuyerSnapshot
+from laoke.contracts.imports import IMPORT_FEED_COLUMNS
 from laoke.contracts.orders import PAID_STATUSES, OrderEventPayload
 from laoke.kit.db import as_arrays, insert_plainly
 from services.segmentation import rfm, rfm_config
@@ -159,6 +160,12 @@ _BEHAVIOUR_COUNTS = text(
           FROM segmentation.profile_behaviour WHERE shop_id = :shop_id AND customer_id = :customer_id) b
     WHERE p.shop_id = :shop_id AND p.customer_id = :customer_id
     """
+)
+# What `absorb_import` reads of an import's orders (not their amounts before refunds, items or other times).
+IMPORT_COLUMNS = tuple(
+    (name, kind)
+    for name, kind in IMPORT_FEED_COLUMNS
+    if name not in {"external_order_id", "currency", "total_fen", "item_count", "paid_at", "completed_at"}
 )
 _LOCK_SHOP = text("SELECT pg_advisory_xact_lock(hashtextextended(:shop_id, 1))")
 _SHOP_HAS_PROFILES = text("SELECT EXISTS (SELECT 1 FROM segmentation.profiles WHERE shop_id = :shop)")

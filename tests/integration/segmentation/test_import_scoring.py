@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from laoke.contracts.imports import IMPORT_FEED_COLUMNS
 from laoke.kit.db import Database
 from laoke.testing.servers import ServerSet
 from services.segmentation import rfm, rfm_config
-from services.segmentation.repository import ProfileRepository
+from services.segmentation.repository import IMPORT_COLUMNS, ProfileRepository
 
 AS_OF = datetime(2026, 6, 30, 12, tzinfo=UTC)
 
@@ -85,9 +84,10 @@ async def test_new_profiles_are_scored_as_a_rescore_would_and_known_ones_still_a
             assert await rfm.rescore(session, shop, settings, AS_OF) == (1, 0, 0)
             assert await _labels(session, shop) == {"cus_known": (2, 1, 3, "important_retain", "sleeping")}
 
-            definition = ", ".join(f"{name} {kind}" for name, kind in IMPORT_FEED_COLUMNS)
+            # Only the columns segmentation asks the feed for.
+            definition = ", ".join(f"{name} {kind}" for name, kind in IMPORT_COLUMNS)
             await session.execute(text(f"CREATE TEMP TABLE imported ({definition}) ON COMMIT DROP"))
-            columns = [name for name, _ in IMPORT_FEED_COLUMNS]
+            columns = [name for name, _ in IMPORT_COLUMNS]
             await session.execute(
                 text(f"INSERT INTO imported VALUES ({', '.join(':' + c for c in columns)})"),  # noqa: S608
                 orders,
