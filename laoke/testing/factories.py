@@ -66,3 +66,31 @@ def order_payload(
         completed_at=RUN_START + timedelta(minutes=minutes) if completed else None,
         source_modified_at=RUN_START + timedelta(minutes=minutes),
     )
+
+
+def import_feed_row(
+    number: int, customer_id: str, placed_at: datetime, yuan: int, status: str = "completed"
+) -> dict[str, object]:
+    """Order `ord_imp_<number>` as an import's feed carries it (`IMPORT_FEED_COLUMNS`), for tests that
+    absorb an import from a temp table of their own."""
+    return {
+        "id": f"ord_imp_{number}",
+        "customer_id": customer_id,
+        "channel": "taobao",
+        "external_order_id": f"T{number}",
+        "status": status,
+        "currency": "CNY",
+        "total_fen": yuan * 100,
+        "paid_fen": 0 if status == "closed" else yuan * 100,
+        "refunded_fen": 0,
+        "item_count": 1,
+        "placed_at": placed_at,
+        "paid_at": placed_at,
+        "completed_at": placed_at if status == "completed" else None,
+        "source_modified_at": placed_at,
+        "buyer_nick": customer_id,
+        "receiver_name": None,
+        "mobile": None,
+        "province": None,
+        "city": None,
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -345,6 +346,25 @@ async def test_downstream_services_answer_import_completed_set_based(shop: ShopC
     await eventually(profile_and_points, within=30, interval=0.2)
 
 
+async def read_feed(
+    db: Database, stack: ServerSet, shop: ShopClient, path: str, columns: Sequence[tuple[str, str]]
+) -> tuple[int, list[Any]]:
+    """(rows copied, the rows in id order) of the feed at `path`, read as a consumer reads it."""
+    async with db.transaction() as session:
+        copied = await copy_feed_into(
+            session,
+            db.settings,
+            base_url=stack["ingest"].url,
+            path=path,
+            shop_id=shop.shop_id,
+            table="fed",
+            columns=columns,
+        )
+        # Named, not `*`: a statement prepared for another shape of `fed` would be refused.
+        names = ", ".join(name for name, _ in columns)
+        return copied, list((await session.execute(text(f"SELECT {names} FROM fed ORDER BY id"))).all())  # noqa: S608
+
+
 async def test_the_import_feed_reads_the_same_in_binary_as_in_csv(shop: ShopClient, stack: ServerSet) -> None:
     """`import.completed` names the binary feed; the CSV one carries the same orders. Binary COPY has no
     types of its own, so a column whose type differed from IMPORT_FEED_COLUMNS would fail here."""
@@ -364,20 +384,7 @@ async def test_the_import_feed_reads_the_same_in_binary_as_in_csv(shop: ShopClie
             )
         assert named == f"/internal/v1/imports/{import_id}/orders.bin"
         for path in (named, named.replace(".bin", ".csv")):
-            async with db.transaction() as session:
-                copied = await copy_feed_into(
-                    session,
-                    reader,
-                    base_url=stack["ingest"].url,
-                    path=path,
-                    shop_id=shop.shop_id,
-                    table="fed",
-                    columns=IMPORT_FEED_COLUMNS,
-                )
-                fed[path[-3:]] = (
-                    copied,
-                    list((await session.execute(text("SELECT * FROM fed ORDER BY id"))).all()),
-                )
+            fed[path[-3:]] = await read_feed(db, stack, shop, path, IMPORT_FEED_COLUMNS)
     finally:
         await db.dispose()
     assert fed["bin"][0] == 4
@@ -398,26 +405,14 @@ async def test_a_reader_gets_the_feed_columns_it_asks_for_in_its_order(
     reader = stack["loyalty"].settings
     narrow = tuple(reversed(history.FEED_COLUMNS))  # any order the reader likes
     db = Database(reader)
-    fed: dict[str, list[Any]] = {}
+    wanted = [column for column, _ in narrow]
     try:
-        for name, columns in (("all", IMPORT_FEED_COLUMNS), ("narrow", narrow)):
-            async with db.transaction() as session:
-                await copy_feed_into(
-                    session,
-                    reader,
-                    base_url=stack["ingest"].url,
-                    path=path,
-                    shop_id=shop.shop_id,
-                    table="fed",
-                    columns=columns,
-                )
-                wanted = ", ".join(column for column, _ in narrow)
-                fed[name] = list(
-                    (await session.execute(text(f"SELECT {wanted} FROM fed ORDER BY id"))).all()  # noqa: S608
-                )
+        _, everything = await read_feed(db, stack, shop, path, IMPORT_FEED_COLUMNS)
+        copied, narrowed = await read_feed(db, stack, shop, path, narrow)
     finally:
         await db.dispose()
-    assert len(fed["narrow"]) == 4 and fed["narrow"] == fed["all"]
+    assert copied == 4
+    assert [tuple(row) for row in narrowed] == [tuple(getattr(row, c) for c in wanted) for row in everything]
 
     async with httpx.AsyncClient(base_url=stack["ingest"].url) as client:
         for columns in ("id,nickname", "id,id", ""):

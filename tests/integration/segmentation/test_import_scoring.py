@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from laoke.kit.db import Database
+from laoke.testing.factories import import_feed_row
 from laoke.testing.servers import ServerSet
 from services.segmentation import rfm, rfm_config
 from services.segmentation.repository import IMPORT_COLUMNS, ProfileRepository
@@ -16,28 +17,7 @@ AS_OF = datetime(2026, 6, 30, 12, tzinfo=UTC)
 
 
 def _order(n: int, customer: str, days_ago: float, yuan: int, status: str = "completed") -> dict[str, object]:
-    placed = AS_OF - timedelta(days=days_ago)
-    return {
-        "id": f"ord_imp_{n}",
-        "customer_id": customer,
-        "channel": "taobao",
-        "external_order_id": f"T{n}",
-        "status": status,
-        "currency": "CNY",
-        "total_fen": yuan * 100,
-        "paid_fen": yuan * 100 if status != "closed" else 0,
-        "refunded_fen": 0,
-        "item_count": 1,
-        "placed_at": placed,
-        "paid_at": placed,
-        "completed_at": placed,
-        "source_modified_at": placed,
-        "buyer_nick": customer,
-        "receiver_name": None,
-        "mobile": None,
-        "province": None,
-        "city": None,
-    }
+    return import_feed_row(n, customer, AS_OF - timedelta(days=days_ago), yuan, status)
 
 
 async def test_new_profiles_are_scored_as_a_rescore_would_and_known_ones_still_announce(
