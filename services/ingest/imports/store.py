@@ -84,7 +84,6 @@ INSERT INTO ingest.customer_identities (shop_id, channel, external_id, customer_
 SELECT :shop, b.channel, b.buyer_key, coalesce(b.existing, n.customer_id)
 FROM import_buyers b LEFT JOIN import_new_customers n USING (g)
 WHERE NOT b.known
-ON CONFLICT DO NOTHING
 """
 _INSERT_MOBILES = """
 INSERT INTO ingest.customer_identities (shop_id, channel, external_id, customer_id)
@@ -92,7 +91,6 @@ SELECT DISTINCT ON (b.mobile) :shop, :mobile_channel, b.mobile, coalesce(b.exist
 FROM import_buyers b LEFT JOIN import_new_customers n USING (g)
 WHERE :merge AND b.mobile IS NOT NULL
 ORDER BY b.mobile, b.existing NULLS LAST
-ON CONFLICT DO NOTHING
 """
 # Orders take the customer the identity table finally holds, so a buyer whose first online order raced
 # the import still ends up with one id.
@@ -137,6 +135,7 @@ SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT 
 FROM landed
 """.replace("{insert}", _INSERT_ORDERS)
 _SHOP_HAS_ORDERS = "SELECT EXISTS (SELECT 1 FROM ingest.orders WHERE shop_id = :shop)"
+_SHOP_HAS_IDENTITIES = "SELECT EXISTS (SELECT 1 FROM ingest.customer_identities WHERE shop_id = :shop)"
 _SUMMARY = """
 SELECT count(*) AS rows, to_timestamp(min(placed_at)) AS placed_from,
        to_timestamp(max(placed_at)) AS placed_to,
@@ -195,23 +194,28 @@ async def land(
         "customer_base": secrets.randbits(32),
         "order_base": secrets.randbits(32),
     }
-    steps: list[tuple[str, str]] = [
-        ("analyze_stage", "ANALYZE import_stage"),
-        ("analyze_identities_before", "ANALYZE ingest.customer_identities"),
-        ("buyers", _BUYERS),
-        ("analyze_buyers", "ANALYZE import_buyers"),
-        ("new_customers", _NEW_CUSTOMERS),
-        ("insert_customers", _INSERT_CUSTOMERS),
-        ("insert_identities", _INSERT_IDENTITIES),
-        ("insert_mobiles", _INSERT_MOBILES),
+    # Checked before any of this import's own identities exist.
+    new_shop = not await session.scalar(text(_SHOP_HAS_IDENTITIES), params)
+    steps: list[tuple[str, str, bool]] = [
+        ("analyze_stage", "ANALYZE import_stage", False),
+        ("analyze_identities_before", "ANALYZE ingest.customer_identities", False),
+        ("buyers", _BUYERS, False),
+        ("analyze_buyers", "ANALYZE import_buyers", False),
+        ("new_customers", _NEW_CUSTOMERS, False),
+        ("insert_customers", _INSERT_CUSTOMERS, False),
+        ("insert_identities", _INSERT_IDENTITIES, True),
+        ("insert_mobiles", _INSERT_MOBILES, True),
         # The upsert joins every order to its identity: with statistics from before this import the
         # planner misjudged the join and a million-row import ran for minutes instead of seconds.
-        ("analyze_identities", "ANALYZE ingest.customer_identities"),
+        ("analyze_identities", "ANALYZE ingest.customer_identities", False),
     ]
     timings: dict[str, float] = {}
-    for name, statement in steps:
+    for name, statement, identities in steps:
         started = time.perf_counter()
-        await session.execute(text(statement), params)
+        if identities:
+            await _insert_identities(session, statement, params, plainly=new_shop)
+        else:
+            await session.execute(text(statement), params)
         timings[name] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
     inserted, updated = await _land_orders(session, deduped, params)
@@ -226,6 +230,19 @@ async def land(
         placed_from=summary.placed_from,
         placed_to=summary.placed_to,
     )
+
+
+async def _insert_identities(
+    session: AsyncSession, statement: str, params: dict[str, object], *, plainly: bool
+) -> None:
+    """An import into a shop without identities (its first) inserts them plainly: with `ON CONFLICT`,
+    316,812 buyers took 3.5–4.8 s and their mobiles 4.1–4.8 s, without it 2.4 and 2.7–2.9 s. An
+    identity that a live order stored meanwhile breaks the key, and they are inserted the usual way."""
+    if plainly:
+        if await insert_plainly(session, statement, params) is not None:
+            return
+        log.info("import_identities_raced_live_orders")
+    await session.execute(text(statement + "ON CONFLICT DO NOTHING"), params)
 
 
 async def _land_orders(session: AsyncSession, deduped: str, params: dict[str, object]) -> tuple[int, int]:

@@ -245,6 +245,55 @@ async def test_an_order_that_arrives_live_during_a_first_import_lands_once(
     assert (first["id"], first["status"], first["import_id"]) == ("ord_live", "completed", import_id)
 
 
+async def test_a_buyer_who_arrives_live_during_a_first_import_keeps_one_customer(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    """A shop's first import inserts its buyers' identities without `ON CONFLICT`; a buyer of the file
+    whose identity a live order stores meanwhile breaks that insert, which is done again the usual way,
+    and the buyer's imported orders go to the customer the live order made."""
+    dsn = normalise_database_url(stack["ingest"].settings.database_url).replace("+asyncpg", "")
+    live, probe = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        webhook = live.transaction()
+        await webhook.start()
+        await live.execute(
+            "INSERT INTO ingest.customers (shop_id, id) VALUES ($1, 'cus_live_wang')", shop.shop_id
+        )
+        await live.execute(
+            """INSERT INTO ingest.customer_identities (shop_id, channel, external_id, customer_id)
+               VALUES ($1, 'taobao', 'tb_wang', 'cus_live_wang')""",
+            shop.shop_id,
+        )
+        import_id = (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"]
+
+        async def blocked_on_the_live_buyer() -> None:
+            waiting = await probe.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%INSERT INTO ingest.customer_identities%'"
+            )
+            assert waiting == 1
+
+        await eventually(blocked_on_the_live_buyer, within=30)
+        await webhook.commit()
+        result = await finished(shop, import_id)
+        assert result["status"] == "completed", result["error"]
+        assert (result["rows_imported"], result["rows_skipped"]) == (4, 0)
+        landed = {o["order_id"]: o for o in await orders(shop)}
+        assert landed["3400000000000000007"]["customer_id"] == "cus_live_wang"
+        identities = await probe.fetch(
+            "SELECT channel, external_id, customer_id FROM ingest.customer_identities WHERE shop_id = $1",
+            shop.shop_id,
+        )
+        buyers = [(i["channel"], i["external_id"]) for i in identities]
+        assert len(buyers) == len(set(buyers))
+        assert ("taobao", "tb_wang", "cus_live_wang") in [tuple(i) for i in identities]
+        # Every other buyer of the file got an identity, the same as without the race.
+        assert {"tb_xiaoli", "tb_zhang"} <= {external for _, external in buyers}
+    finally:
+        await live.close()
+        await probe.close()
+
+
 async def test_utf8_with_bom_and_the_newer_headers(shop: ShopClient, tmp_path: Path) -> None:
     path = write(tmp_path / "new.csv", 50, encoding="utf-8-sig", new_headers=True)
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
