@@ -202,30 +202,27 @@ async def test_reimporting_the_same_file_changes_nothing(shop: ShopClient) -> No
     assert await orders(shop) == before
 
 
-async def test_an_order_that_arrives_live_during_a_first_import_lands_once(
-    shop: ShopClient, stack: ServerSet
-) -> None:
-    """A shop's first import inserts its orders without `ON CONFLICT`; an order of the file that a
-    webhook stores meanwhile breaks that insert, which is undone and done again as the usual upsert."""
-    dsn = normalise_database_url(stack["ingest"].settings.database_url).replace("+asyncpg", "")
-    live, probe = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+def ingest_dsn(stack: ServerSet) -> str:
+    return normalise_database_url(stack["ingest"].settings.database_url).replace("+asyncpg", "")
+
+
+async def import_racing_a_live_order(
+    shop: ShopClient, stack: ServerSet, live_rows: Sequence[str], blocked_insert: str
+) -> str:
+    """Uploads the quirky file while a live order's transaction holds `live_rows` (statements taking
+    the shop id) uncommitted, commits it once the import's `blocked_insert` waits on it; the import id."""
+    live, probe = await asyncpg.connect(ingest_dsn(stack)), await asyncpg.connect(ingest_dsn(stack))
     try:
         webhook = live.transaction()
         await webhook.start()
-        await live.execute(
-            """INSERT INTO ingest.orders (id, shop_id, channel, external_order_id, customer_id, status,
-                   currency, total_fen, paid_fen, refunded_fen, item_count, items, placed_at,
-                   source_modified_at)
-               VALUES ('ord_live', $1, 'taobao', '3400000000000000001', 'cus_live', 'paid', 'CNY',
-                   25600, 25600, 0, 2, '[]', '2025-03-01 01:30:00+00', '2025-03-01 01:31:00+00')""",
-            shop.shop_id,
-        )
-        import_id = (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"]
+        for statement in live_rows:
+            await live.execute(statement, shop.shop_id)
+        import_id: str = (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"]
 
         async def blocked_on_the_live_order() -> None:
             waiting = await probe.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%INSERT INTO ingest.orders AS o%'"
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                f"%{blocked_insert}%",
             )
             assert waiting == 1
 
@@ -234,6 +231,19 @@ async def test_an_order_that_arrives_live_during_a_first_import_lands_once(
     finally:
         await live.close()
         await probe.close()
+    return import_id
+
+
+async def test_an_order_that_arrives_live_during_a_first_import_lands_once(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    """A shop's first import inserts its orders without `ON CONFLICT`; an order of the file that a
+    webhook stores meanwhile breaks that insert, which is undone and done again as the usual upsert."""
+    live_order = """INSERT INTO ingest.orders (id, shop_id, channel, external_order_id, customer_id, status,
+            currency, total_fen, paid_fen, refunded_fen, item_count, items, placed_at, source_modified_at)
+        VALUES ('ord_live', $1, 'taobao', '3400000000000000001', 'cus_live', 'paid', 'CNY',
+            25600, 25600, 0, 2, '[]', '2025-03-01 01:30:00+00', '2025-03-01 01:31:00+00')"""
+    import_id = await import_racing_a_live_order(shop, stack, [live_order], "INSERT INTO ingest.orders AS o")
 
     result = await finished(shop, import_id)
     assert result["status"] == "completed", result["error"]
@@ -251,47 +261,33 @@ async def test_a_buyer_who_arrives_live_during_a_first_import_keeps_one_customer
     """A shop's first import inserts its buyers' identities without `ON CONFLICT`; a buyer of the file
     whose identity a live order stores meanwhile breaks that insert, which is done again the usual way,
     and the buyer's imported orders go to the customer the live order made."""
-    dsn = normalise_database_url(stack["ingest"].settings.database_url).replace("+asyncpg", "")
-    live, probe = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    live_buyer = [
+        "INSERT INTO ingest.customers (shop_id, id) VALUES ($1, 'cus_live_wang')",
+        """INSERT INTO ingest.customer_identities (shop_id, channel, external_id, customer_id)
+           VALUES ($1, 'taobao', 'tb_wang', 'cus_live_wang')""",
+    ]
+    import_id = await import_racing_a_live_order(
+        shop, stack, live_buyer, "INSERT INTO ingest.customer_identities"
+    )
+
+    result = await finished(shop, import_id)
+    assert result["status"] == "completed", result["error"]
+    assert (result["rows_imported"], result["rows_skipped"]) == (4, 0)
+    landed = {o["order_id"]: o for o in await orders(shop)}
+    assert landed["3400000000000000007"]["customer_id"] == "cus_live_wang"
+    connection = await asyncpg.connect(ingest_dsn(stack))
     try:
-        webhook = live.transaction()
-        await webhook.start()
-        await live.execute(
-            "INSERT INTO ingest.customers (shop_id, id) VALUES ($1, 'cus_live_wang')", shop.shop_id
-        )
-        await live.execute(
-            """INSERT INTO ingest.customer_identities (shop_id, channel, external_id, customer_id)
-               VALUES ($1, 'taobao', 'tb_wang', 'cus_live_wang')""",
-            shop.shop_id,
-        )
-        import_id = (await upload(shop, "a.csv", quirky_file("gbk"))).json()["import_id"]
-
-        async def blocked_on_the_live_buyer() -> None:
-            waiting = await probe.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%INSERT INTO ingest.customer_identities%'"
-            )
-            assert waiting == 1
-
-        await eventually(blocked_on_the_live_buyer, within=30)
-        await webhook.commit()
-        result = await finished(shop, import_id)
-        assert result["status"] == "completed", result["error"]
-        assert (result["rows_imported"], result["rows_skipped"]) == (4, 0)
-        landed = {o["order_id"]: o for o in await orders(shop)}
-        assert landed["3400000000000000007"]["customer_id"] == "cus_live_wang"
-        identities = await probe.fetch(
+        identities = await connection.fetch(
             "SELECT channel, external_id, customer_id FROM ingest.customer_identities WHERE shop_id = $1",
             shop.shop_id,
         )
-        buyers = [(i["channel"], i["external_id"]) for i in identities]
-        assert len(buyers) == len(set(buyers))
-        assert ("taobao", "tb_wang", "cus_live_wang") in [tuple(i) for i in identities]
-        # Every other buyer of the file got an identity, the same as without the race.
-        assert {"tb_xiaoli", "tb_zhang"} <= {external for _, external in buyers}
     finally:
-        await live.close()
-        await probe.close()
+        await connection.close()
+    buyers = [(i["channel"], i["external_id"]) for i in identities]
+    assert len(buyers) == len(set(buyers))
+    assert ("taobao", "tb_wang", "cus_live_wang") in [tuple(i) for i in identities]
+    # Every other buyer of the file got an identity, the same as without the race.
+    assert {"tb_xiaoli", "tb_zhang"} <= {external for _, external in buyers}
 
 
 async def test_utf8_with_bom_and_the_newer_headers(shop: ShopClient, tmp_path: Path) -> None:
