@@ -212,6 +212,7 @@ def clean(batch: pa.RecordBatch, lines: pa.Array, fmt: FileFormat, zone: str, ch
     col = {name: _text(batch, name) for name in fmt.columns}
     label = fmt.label
     continuation = pa.array([False] * n)
+    mobile = _mobile(col["mobile"]) if "mobile" in col else _null_column(n)
 
     if fmt.name == "shopify":
         # Rows after an order's first one carry only another line item: no totals, no status.
@@ -293,10 +294,10 @@ def clean(batch: pa.RecordBatch, lines: pa.Array, fmt: FileFormat, zone: str, ch
         paid_fen = pc.if_else(unpaid, 0, pc.coalesce(paid, total_fen) if paid is not None else total_fen)
         buyer_key = pc.coalesce(col["buyer_id"], pc.utf8_lower(col["email"]))
         errors.add(
-            pc.and_(pc.is_null(buyer_key), pc.is_null(_mobile(col["mobile"]))),
+            pc.and_(pc.is_null(buyer_key), pc.is_null(mobile)),
             "buyer_id: missing buyer (give buyer_id, email or mobile)",
         )
-        buyer_key = pc.coalesce(buyer_key, _mobile(col["mobile"]))
+        buyer_key = pc.coalesce(buyer_key, mobile)
         channel_col = pc.fill_null(col["channel"], channel)
         currency = pc.fill_null(col["currency"], "CNY")
 
@@ -356,7 +357,6 @@ def clean(batch: pa.RecordBatch, lines: pa.Array, fmt: FileFormat, zone: str, ch
         zip_code = pc.if_else(has_zip, pc.utf8_slice_codeunits(tail, 1, 7), None)
         address = pc.if_else(has_zip, pc.utf8_slice_codeunits(detail, 0, -8), detail)
 
-    mobile = _mobile(col["mobile"]) if "mobile" in col else _null_column(n)
     receiver_phone = pc.coalesce(col.get("mobile", _null_column(n)), col.get("phone", _null_column(n)))
     ok = pc.or_(errors.ok, continuation)
     receiver = _json_object(
