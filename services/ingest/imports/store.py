@@ -196,23 +196,23 @@ async def land(
     }
     # Checked before any of this import's own identities exist.
     new_shop = not await session.scalar(text(_SHOP_HAS_IDENTITIES), params)
-    steps: list[tuple[str, str, bool]] = [
-        ("analyze_stage", "ANALYZE import_stage", False),
-        ("analyze_identities_before", "ANALYZE ingest.customer_identities", False),
-        ("buyers", _BUYERS, False),
-        ("analyze_buyers", "ANALYZE import_buyers", False),
-        ("new_customers", _NEW_CUSTOMERS, False),
-        ("insert_customers", _INSERT_CUSTOMERS, False),
-        ("insert_identities", _INSERT_IDENTITIES, True),
-        ("insert_mobiles", _INSERT_MOBILES, True),
+    steps: list[tuple[str, str]] = [
+        ("analyze_stage", "ANALYZE import_stage"),
+        ("analyze_identities_before", "ANALYZE ingest.customer_identities"),
+        ("buyers", _BUYERS),
+        ("analyze_buyers", "ANALYZE import_buyers"),
+        ("new_customers", _NEW_CUSTOMERS),
+        ("insert_customers", _INSERT_CUSTOMERS),
+        ("insert_identities", _INSERT_IDENTITIES),
+        ("insert_mobiles", _INSERT_MOBILES),
         # The upsert joins every order to its identity: with statistics from before this import the
         # planner misjudged the join and a million-row import ran for minutes instead of seconds.
-        ("analyze_identities", "ANALYZE ingest.customer_identities", False),
+        ("analyze_identities", "ANALYZE ingest.customer_identities"),
     ]
     timings: dict[str, float] = {}
-    for name, statement, identities in steps:
+    for name, statement in steps:
         started = time.perf_counter()
-        if identities:
+        if statement in (_INSERT_IDENTITIES, _INSERT_MOBILES):
             await _insert_identities(session, statement, params, plainly=new_shop)
         else:
             await session.execute(text(statement), params)
