@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -33,6 +33,25 @@ EARNING_KINDS = frozenset({"earn", "release", "signin", "bonus"})
 _ENSURE_MEMBERS = text(
     "INSERT INTO loyalty.members (shop_id, customer_id) "
     "SELECT :shop_id, unnest(CAST(:customer_ids AS text[])) ON CONFLICT DO NOTHING"
+)
+# Built once, as every statement on a hot path: building a SQLAlchemy statement costs more of the service's
+# CPU than PostgreSQL spends running this one.
+_LOCK_MEMBERS = (
+    select(Member)
+    .where(
+        Member.shop_id == bindparam("shop_id"),
+        Member.customer_id == any_(bindparam("customer_ids", type_=ARRAY(String))),
+    )
+    .order_by(Member.customer_id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+# One member locked, as a subquery of a caller that reads something else in the same round trip (binds
+# :shop_id and :customer_id; load it with `populate_existing`, after a flush, as `Ledger.members` does).
+LOCK_MEMBER = (
+    select(Member)
+    .where(Member.shop_id == bindparam("shop_id"), Member.customer_id == bindparam("customer_id"))
+    .with_for_update()
 )
 # Core, not ORM: an ORM-enabled insert costs several times the Python work per entry.
 _BOOK = insert(PointsEntry.__table__).on_conflict_do_nothing().returning(PointsEntry.id)
@@ -118,13 +137,7 @@ class Ledger:
         ordered = sorted(customer_ids)
         if create:
             await self.session.execute(_ENSURE_MEMBERS, {"shop_id": self.shop_id, "customer_ids": ordered})
-        found = await self.session.scalars(
-            select(Member)
-            .where(Member.shop_id == self.shop_id, Member.customer_id.in_(ordered))
-            .order_by(Member.customer_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        found = await self.session.scalars(_LOCK_MEMBERS, {"shop_id": self.shop_id, "customer_ids": ordered})
         return {member.customer_id: member for member in found}
 
     async def write(self) -> None:

@@ -10,20 +10,30 @@ import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from laoke.kit import clock
 from laoke.kit.errors import Conflict, NotFound, Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.outbox import Outbox
 from services.loyalty import coupons
-from services.loyalty.ledger import InsufficientPoints, Ledger
+from services.loyalty.ledger import LOCK_MEMBER, InsufficientPoints, Ledger
 from services.loyalty.models import Lottery, LotteryDraw, LotteryPrize, Member, Redemption, Reward
 from services.loyalty.program import ProgramSettings
 
 # Written once and never changed: a Core insert, without the ORM's unit of work (docs/architecture.md).
 _RECORD_REDEMPTION = insert(Redemption.__table__)
+# A redemption's reward, and its member locked (only when the reward exists), in one round trip: each
+# statement costs loyalty more CPU than PostgreSQL spends on it.
+_MEMBER = LOCK_MEMBER.subquery("member")
+_REWARD_AND_MEMBER = (
+    select(Reward, aliased(Member, _MEMBER))
+    .outerjoin(_MEMBER, true())
+    .where(Reward.shop_id == bindparam("shop_id"), Reward.id == bindparam("reward_id"))
+    .execution_options(populate_existing=True)
+)
 
 
 class OutOfStock(Conflict):
@@ -45,6 +55,18 @@ async def existing_member(ledger: Ledger, customer_id: str) -> Member:
     return member
 
 
+async def _reward_and_member(ledger: Ledger, reward_id: str, customer_id: str) -> tuple[Reward, Member]:
+    """The reward, and the member locked for this transaction, in one round trip."""
+    await ledger.session.flush()
+    params = {"shop_id": ledger.shop_id, "reward_id": reward_id, "customer_id": customer_id}
+    found = (await ledger.session.execute(_REWARD_AND_MEMBER, params)).first()
+    if found is None or not found[0].active:
+        raise NotFound(f"reward {reward_id} not found")
+    if found[1] is None:
+        raise NotFound(f"member {customer_id} not found")
+    return found[0], found[1]
+
+
 async def redeem(
     session: AsyncSession,
     outbox: Outbox,
@@ -54,12 +76,9 @@ async def redeem(
     reward_id: str,
 ) -> tuple[Redemption, int]:
     """The redemption, and the member's balance after it."""
-    reward = await session.scalar(select(Reward).where(Reward.shop_id == shop_id, Reward.id == reward_id))
-    if reward is None or not reward.active:
-        raise NotFound(f"reward {reward_id} not found")
     # Batched: the member's new balance, the redemption and the points event go out in one flush.
     ledger = Ledger(session, outbox, shop_id, program, batched=True)
-    member = await existing_member(ledger, customer_id)
+    reward, member = await _reward_and_member(ledger, reward_id, customer_id)
     if member.tier_level < reward.min_tier_level:
         raise TierTooLow(
             f"reward {reward_id} needs tier level {reward.min_tier_level}; member has {member.tier_level}"

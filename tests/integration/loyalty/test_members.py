@@ -127,7 +127,9 @@ async def test_rewards_and_their_refusals(shop: ShopClient, other_shop: ShopClie
     low = await post(shop, redeem, {"reward_id": gold.json()["id"]})
     assert low.status_code == 422 and low.json()["error"] == "tier_too_low"
     unknown = await post(shop, redeem, {"reward_id": "rwd_nope"})
-    assert unknown.status_code == 404
+    assert unknown.status_code == 404 and "rwd_nope" in unknown.json()["detail"]
+    stranger = await post(shop, "/api/v1/loyalty/members/cus_nobody/redemptions", {"reward_id": gift_id})
+    assert stranger.status_code == 404 and "cus_nobody" in stranger.json()["detail"], stranger.text
     foreign = await post(other_shop, redeem, {"reward_id": gift_id})
     assert foreign.status_code == 404
 
