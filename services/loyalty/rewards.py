@@ -34,6 +34,18 @@ _REWARD_AND_MEMBER = (
     .where(Reward.shop_id == bindparam("shop_id"), Reward.id == bindparam("reward_id"))
     .execution_options(populate_existing=True)
 )
+_REDEEMED_BY_MEMBER = select(func.count()).where(
+    Redemption.shop_id == bindparam("shop_id"),
+    Redemption.customer_id == bindparam("customer_id"),
+    Redemption.reward_id == bindparam("reward_id"),
+)
+# Bound as `shop`, not `shop_id`: an UPDATE reserves its columns' names for the values it sets.
+_TAKE_STOCK = (
+    update(Reward)
+    .where(Reward.shop_id == bindparam("shop"), Reward.id == bindparam("reward_id"), Reward.stock > 0)
+    .values(stock=Reward.stock - 1, updated_at=func.now())
+    .returning(Reward.id)
+)
 
 
 class OutOfStock(Conflict):
@@ -85,11 +97,7 @@ async def redeem(
         )
     if reward.per_member_limit is not None:
         taken = await session.scalar(
-            select(func.count()).where(
-                Redemption.shop_id == shop_id,
-                Redemption.customer_id == customer_id,
-                Redemption.reward_id == reward_id,
-            )
+            _REDEEMED_BY_MEMBER, {"shop_id": shop_id, "customer_id": customer_id, "reward_id": reward_id}
         )
         if (taken or 0) >= reward.per_member_limit:
             raise LimitReached(f"member {customer_id} has redeemed reward {reward_id} {taken} times (limit)")
@@ -124,12 +132,7 @@ async def redeem(
     if reward.stock is not None:
         # Taken last: the reward row is shared by every member redeeming it, so its lock is held for
         # as short a time as possible. Out of stock rolls the whole redemption back.
-        stocked = await session.execute(
-            update(Reward)
-            .where(Reward.shop_id == shop_id, Reward.id == reward_id, Reward.stock > 0)
-            .values(stock=Reward.stock - 1, updated_at=func.now())
-            .returning(Reward.id)
-        )
+        stocked = await session.execute(_TAKE_STOCK, {"shop": shop_id, "reward_id": reward_id})
         if stocked.first() is None:
             raise OutOfStock(f"reward {reward_id} is out of stock")
     return redemption, member.points_balance
