@@ -5,8 +5,8 @@ merges it has seen in its own `merged_customers` table and maps late events onto
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Column, DateTime, MetaData, String, Table, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -26,6 +26,12 @@ class Merges:
         self.table = table
         self._find = select(table.c.into_customer_id).where(
             table.c.shop_id == bindparam("shop_id"), table.c.customer_id == bindparam("customer_id")
+        )
+        # Every consumer run asks this: built once, and `= ANY(:ids)` keeps one SQL text (one prepared
+        # statement) whatever the run's size, where `IN` made one per size.
+        self._find_many = select(table.c.customer_id, table.c.into_customer_id).where(
+            table.c.shop_id == bindparam("shop_id"),
+            table.c.customer_id == any_(bindparam("customer_ids", type_=ARRAY(String))),
         )
 
     async def record(self, session: AsyncSession, shop_id: str, source: str, target: str) -> None:
@@ -52,10 +58,6 @@ class Merges:
         self, session: AsyncSession, shop_id: str, customer_ids: set[str]
     ) -> dict[str, str]:
         """`{merged away: surviving}` for those of `customer_ids` that were merged into another."""
-        t = self.table
-        rows = await session.execute(
-            select(t.c.customer_id, t.c.into_customer_id).where(
-                t.c.shop_id == shop_id, t.c.customer_id.in_(sorted(customer_ids))
-            )
-        )
+        params = {"shop_id": shop_id, "customer_ids": sorted(customer_ids)}
+        rows = await session.execute(self._find_many, params)
         return {row.customer_id: row.into_customer_id for row in rows}

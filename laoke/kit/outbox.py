@@ -220,6 +220,15 @@ class OutboxRelay:
         self.linger_seconds = linger_seconds
         self.lock_key = _advisory_key(f"outbox-relay:{table.schema}")
         self._wake = asyncio.Event()
+        # Built once: the relay runs these for every batch.
+        self._try_lock = select(func.pg_try_advisory_xact_lock(self.lock_key))
+        self._claim = (
+            select(table.c.id, table.c.topic, table.c.key, table.c.envelope)
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
         # `= ANY(:ids)` keeps one SQL text (one prepared statement) whatever the batch size.
         self._mark_published = (
             update(table)
@@ -281,19 +290,10 @@ class OutboxRelay:
             task.cancel()
 
     async def publish_batch(self, producer: Any) -> int:
-        t = self.table
         async with self.db.transaction() as session:
-            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+            if not await session.scalar(self._try_lock):
                 return 0  # another replica is publishing; its batch keeps per-buyer order
-            rows = (
-                await session.execute(
-                    select(t.c.id, t.c.topic, t.c.key, t.c.envelope)
-                    .where(t.c.published_at.is_(None))
-                    .order_by(t.c.id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = (await session.execute(self._claim)).all()
             OUTBOX_BACKLOG.set(len(rows))
             if not rows:
                 return 0
