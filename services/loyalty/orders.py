@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import String, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.orders import OrderEventPayload, OrderStatus
@@ -45,14 +46,17 @@ def deserved(program: ProgramSettings, row: LoyaltyOrder) -> tuple[int, int]:
     return 0, 0
 
 
-def orders_by_id(shop_id: str, order_ids: set[str]) -> Select[tuple[LoyaltyOrder]]:
-    """A run's orders as stored, locked in key order (one lock order for every run)."""
-    return (
-        select(LoyaltyOrder)
-        .where(LoyaltyOrder.shop_id == shop_id, LoyaltyOrder.order_id.in_(order_ids))
-        .order_by(LoyaltyOrder.order_id)
-        .with_for_update()
+# A run's orders as stored, locked in key order (one lock order for every run). Built once, with the
+# run's ids as one array: an `IN` list made a new SQL text, and a new prepared statement, per run size.
+ORDERS_BY_ID = (
+    select(LoyaltyOrder)
+    .where(
+        LoyaltyOrder.shop_id == bindparam("shop_id"),
+        LoyaltyOrder.order_id == any_(bindparam("order_ids", type_=ARRAY(String))),
     )
+    .order_by(LoyaltyOrder.order_id)
+    .with_for_update()
+)
 
 
 async def apply_orders(
@@ -70,7 +74,9 @@ async def apply_orders(
     members = await ledger.members({order.customer_id for order in orders})
     known = {
         row.order_id: row
-        for row in await session.scalars(orders_by_id(shop_id, {o.order_id for o in orders}))
+        for row in await session.scalars(
+            ORDERS_BY_ID, {"shop_id": shop_id, "order_ids": sorted({o.order_id for o in orders})}
+        )
     }
     tiers = await TierProgress.read(session, program, shop_id, list(members))
     for order in orders:
@@ -204,21 +210,29 @@ async def progress_of(
     session: AsyncSession, program: ProgramSettings, shop_id: str, customer_ids: list[str]
 ) -> dict[str, tuple[int, int]]:
     """Per customer with any: (qualifying spend in fen, qualifying orders)."""
-    conditions = [
-        LoyaltyOrder.shop_id == shop_id,
-        LoyaltyOrder.customer_id.in_(customer_ids),
+    params: dict[str, object] = {"shop_id": shop_id, "customer_ids": customer_ids}
+    statement = PROGRESS
+    if program.reevaluation_days:
+        statement = PROGRESS_SINCE
+        params["since"] = clock.now() - timedelta(days=program.reevaluation_days)
+    rows = await session.execute(statement, params)
+    return {customer: (int(spend), int(count)) for customer, spend, count in rows}
+
+
+# What tiers count, per customer: built once (a consumer run and every member view read it), with or
+# without a re-evaluation window.
+PROGRESS = (
+    select(
+        LoyaltyOrder.customer_id,
+        func.sum(LoyaltyOrder.paid_fen - LoyaltyOrder.refunded_fen),
+        func.count(),
+    )
+    .where(
+        LoyaltyOrder.shop_id == bindparam("shop_id"),
+        LoyaltyOrder.customer_id == any_(bindparam("customer_ids", type_=ARRAY(String))),
         LoyaltyOrder.completed,
         LoyaltyOrder.paid_fen > LoyaltyOrder.refunded_fen,
-    ]
-    if program.reevaluation_days:
-        conditions.append(LoyaltyOrder.placed_at >= clock.now() - timedelta(days=program.reevaluation_days))
-    rows = await session.execute(
-        select(
-            LoyaltyOrder.customer_id,
-            func.sum(LoyaltyOrder.paid_fen - LoyaltyOrder.refunded_fen),
-            func.count(),
-        )
-        .where(*conditions)
-        .group_by(LoyaltyOrder.customer_id)
     )
-    return {customer: (int(spend), int(count)) for customer, spend, count in rows}
+    .group_by(LoyaltyOrder.customer_id)
+)
+PROGRESS_SINCE = PROGRESS.where(LoyaltyOrder.placed_at >= bindparam("since"))
