@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import String, any_, bindparam, func, select
+from sqlalchemy import String, any_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -219,20 +219,18 @@ async def progress_of(
     return {customer: (int(spend), int(count)) for customer, spend, count in rows}
 
 
-# What tiers count, per customer: built once (a consumer run and every member view read it), with or
-# without a re-evaluation window.
-PROGRESS = (
-    select(
-        LoyaltyOrder.customer_id,
-        func.sum(LoyaltyOrder.paid_fen - LoyaltyOrder.refunded_fen),
-        func.count(),
-    )
-    .where(
-        LoyaltyOrder.shop_id == bindparam("shop_id"),
-        LoyaltyOrder.customer_id == any_(bindparam("customer_ids", type_=ARRAY(String))),
-        LoyaltyOrder.completed,
-        LoyaltyOrder.paid_fen > LoyaltyOrder.refunded_fen,
-    )
-    .group_by(LoyaltyOrder.customer_id)
-)
-PROGRESS_SINCE = PROGRESS.where(LoyaltyOrder.placed_at >= bindparam("since"))
+# What tiers count, per member of a run, built once (a consumer run and every member view read it), with or
+# without a re-evaluation window. The members come as rows beside the shop, not as a condition on the
+# orders: for a shop the statistics do not know yet (a new shop, before its orders are analysed),
+# PostgreSQL takes `shop_id = :shop` for a row or two and walked every order of the shop through the
+# primary key; joined by (shop, member), it looks each member's orders up in their own index.
+_PROGRESS_SQL = """
+    SELECT m.customer_id, sum(o.paid_fen - o.refunded_fen) AS spend, count(*) AS orders
+    FROM (SELECT CAST(:shop_id AS varchar) AS shop_id,
+                 unnest(CAST(:customer_ids AS varchar[])) AS customer_id) AS m
+    JOIN loyalty.orders o ON o.shop_id = m.shop_id AND o.customer_id = m.customer_id
+    WHERE o.completed AND o.paid_fen > o.refunded_fen {since}
+    GROUP BY m.customer_id
+"""
+PROGRESS = text(_PROGRESS_SQL.format(since=""))
+PROGRESS_SINCE = text(_PROGRESS_SQL.format(since="AND o.placed_at >= :since"))
