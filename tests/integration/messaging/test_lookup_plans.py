@@ -15,6 +15,7 @@ from laoke.testing.plans import assert_reads_by_key, explain, shop_unknown_to_st
 from laoke.testing.servers import ServerSet
 from services.messaging.automations import PAID_OR_CLOSED
 from services.messaging.dispatcher import contact_variables
+from services.messaging.handlers import BUYERS_WITH_ORDERS
 from services.messaging.queue import MARKETING_SENT
 
 ROWS = 3_000
@@ -65,3 +66,17 @@ async def test_a_sends_contacts_and_orders_are_read_by_key_in_a_shop_unknown_to_
         assert_reads_by_key(await explain(session, MARKETING_SENT.text, capped), {"messages"}, most=2)
         sent = dict((await session.execute(MARKETING_SENT, capped)).all())
         assert sent == {"cus_7": 1, "cus_2024": 1}
+
+        # A run of order events asks which of its buyers ordered before (no welcome for them).
+        buyers = f"'{shop}'", "ARRAY['cus_7', 'cus_8']"  # EXPLAIN takes no parameters: literals
+        welcome = BUYERS_WITH_ORDERS.text.replace(":shop", buyers[0]).replace(":ids", buyers[1])
+        assert_reads_by_key(await explain(session, welcome), {"orders"}, most=6)
+        prepared = BUYERS_WITH_ORDERS.text.replace(":shop", "$1").replace(":ids", "$2")
+        await session.execute(text(f"PREPARE buyers_with_orders (varchar, varchar[]) AS {prepared}"))
+        await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        generic = await explain(session, f"EXECUTE buyers_with_orders ({buyers[0]}, {buyers[1]})")
+        assert_reads_by_key(generic, {"orders"}, most=6)
+        returning = await session.scalars(
+            BUYERS_WITH_ORDERS, {"shop": shop, "ids": ["cus_7", "cus_8", "cus_new"]}
+        )
+        assert sorted(returning) == ["cus_7", "cus_8"]
