@@ -7,8 +7,9 @@ takes the shop for a row or two, and an index or a join over the whole shop look
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -66,6 +67,36 @@ async def explain(
     """The executed plan's root node (the statement really runs: roll back if it writes)."""
     result = await session.execute(text("EXPLAIN (ANALYZE, FORMAT JSON) " + statement), params or {})
     return dict(result.scalar_one()[0]["Plan"])
+
+
+async def custom_and_generic_plans(
+    session: AsyncSession, statement: str, arguments: dict[str, tuple[str, str]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The executed plans of `statement` (with `:name` placeholders): the one PostgreSQL makes for these
+    values, and the generic one it may make once for any values of a prepared statement (asyncpg
+    prepares every statement). `arguments` gives each name's SQL type and a literal of its value, since
+    EXPLAIN takes no parameters."""
+    names = list(arguments)
+
+    def bound(value: Callable[[int, str], str]) -> str:
+        # Longest names first, whole names only: `:shop` must not eat the start of `:shop_id`.
+        sql = statement
+        for name in sorted(names, key=len, reverse=True):
+            sql = re.sub(rf":{name}\b", lambda _, n=name: value(names.index(n) + 1, n), sql)
+        return sql
+
+    custom = await explain(session, bound(lambda _, name: arguments[name][1]))
+    prepared = f"plan_probe_{uuid.uuid4().hex[:8]}"
+    types = ", ".join(arguments[name][0] for name in names)
+    await session.execute(text(f"PREPARE {prepared} ({types}) AS {bound(lambda n, _: f'${n}')}"))
+    await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+    try:
+        values = ", ".join(arguments[name][1] for name in names)
+        generic = await explain(session, f"EXECUTE {prepared} ({values})")
+    finally:
+        await session.execute(text("RESET plan_cache_mode"))
+        await session.execute(text(f"DEALLOCATE {prepared}"))
+    return custom, generic
 
 
 def assert_reads_by_key(plan: dict[str, Any], tables: set[str], most: int) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
-from laoke.testing.plans import assert_reads_by_key, explain, shop_unknown_to_statistics
+from laoke.testing.plans import assert_reads_by_key, custom_and_generic_plans, shop_unknown_to_statistics
 from laoke.testing.servers import ServerSet
 from services.loyalty.orders import ORDERS_BY_ID, PROGRESS
 
@@ -29,20 +29,12 @@ async def test_a_runs_orders_are_found_by_key_in_a_shop_unknown_to_the_statistic
     settings = stack["loyalty"].settings
     async with shop_unknown_to_statistics(settings, [_INSERT], ["loyalty.orders"], params) as (session, shop):
         run = ["ord_2024", "ord_7", "ord_9999"]  # the last one is new: not stored yet
-        lookup = str(
-            ORDERS_BY_ID.params(shop_id=shop, order_ids=run).compile(
-                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-            )
-        )
-        assert_reads_by_key(await explain(session, lookup), {"orders"}, most=2)
-        # The service runs it as a prepared statement, which PostgreSQL may plan once for any shop and any
-        # run: that plan must look orders up by key as well.
-        prepared = lookup.replace(f"'{shop}'", "$1").replace("ARRAY['ord_2024', 'ord_7', 'ord_9999']", "$2")
-        assert "$1" in prepared and "$2" in prepared, prepared
-        await session.execute(text(f"PREPARE run_orders (varchar, varchar[]) AS {prepared}"))
-        await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
-        generic = await explain(session, f"EXECUTE run_orders ('{shop}', ARRAY{run})")
-        assert_reads_by_key(generic, {"orders"}, most=2)
+        # Both plans: the service runs it as a prepared statement, which PostgreSQL may plan once for any
+        # shop and any run.
+        lookup = str(ORDERS_BY_ID.compile(dialect=postgresql.dialect(paramstyle="named")))
+        arguments = {"shop_id": ("varchar", f"'{shop}'"), "order_ids": ("varchar[]", f"ARRAY{run}")}
+        for plan in await custom_and_generic_plans(session, lookup, arguments):
+            assert_reads_by_key(plan, {"orders"}, most=2)
 
         found = (await session.scalars(ORDERS_BY_ID, {"shop_id": shop, "order_ids": run})).all()
         assert sorted(o.order_id for o in found) == ["ord_2024", "ord_7"]
@@ -55,15 +47,9 @@ async def test_tier_progress_reads_only_the_runs_members_orders_whatever_the_pla
     params = {"orders": ORDERS, "at": AT}
     async with shop_unknown_to_statistics(settings, [_INSERT], ["loyalty.orders"], params) as (session, shop):
         members = ["cus_7", "cus_8"]  # three orders each
-        arguments = {"shop_id": shop, "customer_ids": members}
-        values = (f"'{shop}'", f"ARRAY{members}")  # EXPLAIN takes no parameters: literals
-        custom = PROGRESS.text.replace(":shop_id", values[0]).replace(":customer_ids", values[1])
-        assert_reads_by_key(await explain(session, custom), {"orders"}, most=6)
-        prepared = PROGRESS.text.replace(":shop_id", "$1").replace(":customer_ids", "$2")
-        await session.execute(text(f"PREPARE run_progress (varchar, varchar[]) AS {prepared}"))
-        await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
-        generic = await explain(session, f"EXECUTE run_progress ({values[0]}, {values[1]})")
-        assert_reads_by_key(generic, {"orders"}, most=6)
+        arguments = {"shop_id": ("varchar", f"'{shop}'"), "customer_ids": ("varchar[]", f"ARRAY{members}")}
+        for plan in await custom_and_generic_plans(session, PROGRESS.text, arguments):
+            assert_reads_by_key(plan, {"orders"}, most=6)
 
-        progress = await session.execute(PROGRESS, arguments)
+        progress = await session.execute(PROGRESS, {"shop_id": shop, "customer_ids": members})
         assert sorted(tuple(row) for row in progress) == [("cus_7", 15000, 3), ("cus_8", 15000, 3)]

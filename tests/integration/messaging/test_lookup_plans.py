@@ -11,7 +11,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
-from laoke.testing.plans import assert_reads_by_key, explain, shop_unknown_to_statistics
+from laoke.testing.plans import (
+    assert_reads_by_key,
+    custom_and_generic_plans,
+    explain,
+    shop_unknown_to_statistics,
+)
 from laoke.testing.servers import ServerSet
 from services.messaging.automations import PAID_OR_CLOSED
 from services.messaging.dispatcher import contact_variables
@@ -68,14 +73,9 @@ async def test_a_sends_contacts_and_orders_are_read_by_key_in_a_shop_unknown_to_
         assert sent == {"cus_7": 1, "cus_2024": 1}
 
         # A run of order events asks which of its buyers ordered before (no welcome for them).
-        buyers = f"'{shop}'", "ARRAY['cus_7', 'cus_8']"  # EXPLAIN takes no parameters: literals
-        welcome = BUYERS_WITH_ORDERS.text.replace(":shop", buyers[0]).replace(":ids", buyers[1])
-        assert_reads_by_key(await explain(session, welcome), {"orders"}, most=6)
-        prepared = BUYERS_WITH_ORDERS.text.replace(":shop", "$1").replace(":ids", "$2")
-        await session.execute(text(f"PREPARE buyers_with_orders (varchar, varchar[]) AS {prepared}"))
-        await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
-        generic = await explain(session, f"EXECUTE buyers_with_orders ({buyers[0]}, {buyers[1]})")
-        assert_reads_by_key(generic, {"orders"}, most=6)
+        buyers = {"shop": ("varchar", f"'{shop}'"), "ids": ("varchar[]", "ARRAY['cus_7', 'cus_8']")}
+        for plan in await custom_and_generic_plans(session, BUYERS_WITH_ORDERS.text, buyers):
+            assert_reads_by_key(plan, {"orders"}, most=6)
         returning = await session.scalars(
             BUYERS_WITH_ORDERS, {"shop": shop, "ids": ["cus_7", "cus_8", "cus_new"]}
         )
