@@ -60,6 +60,15 @@ KNOWN_IDENTITIES = text(
     "CROSS JOIN LATERAL (SELECT customer_id FROM ingest.customer_identities i WHERE i.shop_id = :shop_id "
     "AND i.channel = k.channel AND i.external_id = k.external_id OFFSET 0) i"
 )
+# A merge moves the source customer's identities to the target. The source comes as a row beside the
+# shop, not as a condition on the identities: in a shop the statistics do not know yet, `shop_id = :shop_id`
+# looks like a row or two, and the update walked every identity of the shop through the primary key.
+MERGE_IDENTITIES = text(
+    "UPDATE ingest.customer_identities i SET customer_id = :target "
+    "FROM (SELECT CAST(:shop_id AS varchar) AS shop_id, "
+    "unnest(ARRAY[CAST(:source AS varchar)]) AS customer_id) AS m "
+    "WHERE i.shop_id = m.shop_id AND i.customer_id = m.customer_id"
+)
 _SETTINGS = select(ShopSettings.merge_by_mobile, ShopSettings.timezone).where(
     ShopSettings.shop_id == bindparam("shop_id")
 )
@@ -182,9 +191,8 @@ class IdentityResolver:
         return existing[key]
 
     async def _merge(self, *, source: str, target: str) -> None:
-        shop = _identities.c.shop_id == self.shop_id
         await self.session.execute(
-            update(_identities).where(shop, _identities.c.customer_id == source).values(customer_id=target)
+            MERGE_IDENTITIES, {"shop_id": self.shop_id, "source": source, "target": target}
         )
         await self.session.execute(
             update(Order.__table__)
