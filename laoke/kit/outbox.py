@@ -145,23 +145,23 @@ class Outbox:
 
     async def add_many(self, session: AsyncSession, events: list[OutboxEvent]) -> list[EventEnvelope]:
         """Several events in one statement, in this order (the relay publishes them in `id` order)."""
-        envelopes = [self._envelope(event) for event in events]
-        if envelopes:
-            await session.execute(
-                self._insert,
-                [
-                    {
-                        "event_id": envelope.event_id,
-                        "topic": event.topic,
-                        "key": event.key,
-                        "event_type": event.event_type,
-                        "shop_id": event.shop_id,
-                        "envelope": envelope.model_dump(mode="json"),
-                    }
-                    for event, envelope in zip(events, envelopes, strict=True)
-                ],
-            )
-        return envelopes
+        rows = [self.row(event) for event in events]
+        if rows:
+            await session.execute(self._insert, [row for _, row in rows])
+        return [envelope for envelope, _ in rows]
+
+    def row(self, event: OutboxEvent) -> tuple[EventEnvelope, dict[str, Any]]:
+        """The event's envelope and its outbox row's values (`event_id`, `topic`, `key`, `event_type`,
+        `shop_id`, `envelope`), for a statement that writes the event together with what it announces."""
+        envelope = self._envelope(event)
+        return envelope, {
+            "event_id": envelope.event_id,
+            "topic": event.topic,
+            "key": event.key,
+            "event_type": event.event_type,
+            "shop_id": event.shop_id,
+            "envelope": envelope.model_dump(mode="json"),
+        }
 
     def _envelope(self, event: OutboxEvent) -> EventEnvelope:
         payload = event.payload

@@ -35,8 +35,9 @@ _identities = CustomerIdentity.__table__
 _customers = Customer.__table__
 
 _CLAIM = insert(_identities).on_conflict_do_nothing().returning(_identities.c.customer_id)
-# A new customer and the identity it is created for, in one round trip; no row when another order of the
-# same buyer claimed the identity first.
+# A new customer, the identity it is created for and the buyer's other identities, in one round trip; no
+# row (and nothing written) when another order of the same buyer claimed the first identity first. The
+# other identities are claimed as `_CLAIM` does, each unless someone holds it already.
 _CREATE = text(
     """
     WITH claimed AS (
@@ -46,6 +47,12 @@ _CREATE = text(
         RETURNING customer_id
     ), created AS (
         INSERT INTO ingest.customers (shop_id, id) SELECT :shop_id, customer_id FROM claimed
+        ON CONFLICT DO NOTHING
+    ), others AS (
+        INSERT INTO ingest.customer_identities (shop_id, channel, external_id, customer_id)
+        SELECT :shop_id, k.channel, k.external_id, c.customer_id
+        FROM claimed c
+        CROSS JOIN unnest(CAST(:channels AS text[]), CAST(:external_ids AS text[])) AS k(channel, external_id)
         ON CONFLICT DO NOTHING
     )
     SELECT customer_id FROM claimed
@@ -154,8 +161,10 @@ class IdentityResolver:
         by_mobile = known.get((MOBILE_CHANNEL, mobile)) if mobile else None
 
         if by_channel is None and by_mobile is None:
-            customer_id = await self._create(wanted[0])
-            known[wanted[0]] = customer_id  # claimed by `_create`; claiming it again cost two round trips
+            customer_id, created = await self._create(wanted)
+            if created:  # every key claimed with the customer; claiming them again cost a round trip each
+                return customer_id
+            known[wanted[0]] = customer_id
         elif by_channel is None:
             customer_id = by_mobile  # first order on this channel of a buyer known elsewhere
         elif by_mobile is not None and by_mobile != by_channel:
@@ -173,14 +182,25 @@ class IdentityResolver:
         rows = await self.session.execute(KNOWN_IDENTITIES, identity_keys(self.shop_id, keys))
         return {(r.channel, r.external_id): r.customer_id for r in rows}
 
-    async def _create(self, primary: tuple[str, str]) -> str:
-        """A new customer owning `primary`. Concurrent first orders of one buyer race on the identity's
-        primary key; the loser takes the winner's id, so a buyer never gets two ids."""
-        identity = {"shop_id": self.shop_id, "channel": primary[0], "external_id": primary[1]}
-        created = await self.session.scalar(_CREATE, {**identity, "customer_id": new_id("cus")})
+    async def _create(self, keys: list[tuple[str, str]]) -> tuple[str, bool]:
+        """A new customer owning `keys` (the first one decides): its id and True. Concurrent first orders
+        of one buyer race on the first key; the loser takes the winner's id and False (its other keys are
+        then still to claim), so a buyer never gets two ids."""
+        primary, others = keys[0], list(dict.fromkeys(k for k in keys[1:] if k != keys[0]))
+        created = await self.session.scalar(
+            _CREATE,
+            {
+                "shop_id": self.shop_id,
+                "channel": primary[0],
+                "external_id": primary[1],
+                "customer_id": new_id("cus"),
+                "channels": [k[0] for k in others],
+                "external_ids": [k[1] for k in others],
+            },
+        )
         if created is not None:
-            return created
-        return (await self._known([primary]))[primary]
+            return created, True
+        return (await self._known([primary]))[primary], False
 
     async def _claim(self, key: tuple[str, str], customer_id: str) -> str:
         identity = {"shop_id": self.shop_id, "channel": key[0], "external_id": key[1]}

@@ -14,7 +14,7 @@ from laoke.contracts.topics import Topic
 from laoke.kit.errors import Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen, to_fen
-from laoke.kit.outbox import Outbox
+from laoke.kit.outbox import Outbox, OutboxEvent
 from laoke.kit.pii import mask_name, mask_phone
 from services.ingest.identity import IdentityResolver, buyer_keys, normalise_mobile, shop_settings
 from services.ingest.models import Order
@@ -83,10 +83,10 @@ async def upsert_order(
         "import_id": None,
         **values,
     }
-    if await orders.insert_if_absent(row):
-        # The inserted values are the whole order; no need to read it back.
-        order = Order(**row)
-        await _announce(session, outbox, order, previous=None, buyer=buyer)
+    # The inserted values are the whole order: its event is written with it, and it is not read back.
+    order = Order(**row)
+    _, event = outbox.row(_order_event(order, previous=None, buyer=buyer))
+    if await orders.insert_announced(row, event):
         return "created", order
 
     order = await orders.lock_by_source(shop_id, data.channel, data.order_id)
@@ -125,9 +125,12 @@ async def _announce(
     previous: OrderStatus | None,
     buyer: BuyerIn | None = None,
 ) -> None:
+    await outbox.add_many(session, [_order_event(order, previous, buyer)])
+
+
+def _order_event(order: Order, previous: OrderStatus | None, buyer: BuyerIn | None = None) -> OutboxEvent:
     status = OrderStatus(order.status)
-    await outbox.add(
-        session,
+    return OutboxEvent(
         topic=Topic.ORDERS,
         event_type=ORDER_EVENT_TYPES[status],
         shop_id=order.shop_id,

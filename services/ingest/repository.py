@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest.models import CustomerIdentity, Order
+from services.ingest.models import CustomerIdentity, Order, plumbing
 
 _identities = CustomerIdentity.__table__
 _orders = Order.__table__
@@ -23,7 +23,35 @@ _FIND_IDENTITY = select(_identities.c.customer_id).where(
     _identities.c.channel == bindparam("channel"),
     _identities.c.external_id == bindparam("external_id"),
 )
-_INSERT_ORDER = insert(_orders).on_conflict_do_nothing().returning(_orders.c.id)
+# What a new order writes: its row and the event announcing it, in one round trip; neither when an order
+# with the same source id exists (then the caller updates it). The order's columns are bound by their
+# names, the event's as `Outbox.row` names them with `event_` in front (`shop_id` is shared).
+ORDER_COLUMNS = (
+    "id", "shop_id", "channel", "external_order_id", "customer_id", "import_id", "status", "currency",
+    "total_fen", "paid_fen", "refunded_fen", "refunds", "item_count", "items", "coupon_codes", "buyer_nick",
+    "receiver", "placed_at", "paid_at", "shipped_at", "completed_at", "source_modified_at",
+)  # fmt: skip
+_inserted = (
+    insert(_orders)
+    .values({name: bindparam(name, type_=_orders.c[name].type) for name in ORDER_COLUMNS})
+    .on_conflict_do_nothing()
+    .returning(_orders.c.id)
+    .cte("inserted")
+)
+_outbox = plumbing.outbox
+_EVENT_COLUMNS = ("event_id", "topic", "key", "event_type", "envelope")
+_announced = (
+    insert(_outbox)
+    .from_select(
+        [*_EVENT_COLUMNS, "shop_id"],
+        select(
+            *(bindparam(f"event_{name}", type_=_outbox.c[name].type) for name in _EVENT_COLUMNS),
+            bindparam("shop_id", type_=_outbox.c.shop_id.type),
+        ).select_from(_inserted),
+    )
+    .cte("announced")
+)
+_INSERT_ANNOUNCED = select(_inserted.c.id).add_cte(_announced)
 _LOCK_BY_SOURCE = (
     select(Order)
     .where(
@@ -81,7 +109,9 @@ class OrderRepository:
             _LOCK_BY_SOURCE, {"shop_id": shop_id, "channel": channel, "external_order_id": external_order_id}
         )
 
-    async def insert_if_absent(self, values: dict[str, Any]) -> bool:
-        """Insert a new order; False when one with the same source id exists (or a concurrent request
-        inserted it first)."""
-        return await self.session.scalar(_INSERT_ORDER, values) is not None
+    async def insert_announced(self, values: dict[str, Any], event: dict[str, Any]) -> bool:
+        """Insert a new order (`ORDER_COLUMNS`) with the outbox row announcing it (`Outbox.row`'s values,
+        of the order's shop); False, and neither written, when one with the same source id exists (or a
+        concurrent request inserted it first)."""
+        params = values | {f"event_{name}": event[name] for name in _EVENT_COLUMNS}
+        return await self.session.scalar(_INSERT_ANNOUNCED, params) is not None

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import uuid
+
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from laoke.kit.db import Database
+from laoke.kit.outbox import Outbox
 from laoke.testing.factories import order_json
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
+from services.ingest.models import plumbing
+from services.ingest.orders import upsert_order
+from services.ingest.schemas import OrderIn
 
 BASE = order_json(
     "LC-1",
@@ -149,3 +156,42 @@ async def test_bad_amounts_and_statuses_are_refused_with_the_field_named(shop: S
         assert response.status_code == 422, (expected, response.text)
         assert response.json()["error"] == "validation_error"
         assert expected in response.json()["detail"], response.json()
+
+
+async def test_a_new_order_is_written_with_its_event_in_one_round_trip(stack: ServerSet) -> None:
+    """A new buyer's first order costs three round trips (the buyer looked up, created, and the order
+    written with its event); the same order again writes nothing, not even a stray event."""
+    db = Database(stack["ingest"].settings)
+    outbox = Outbox(plumbing.outbox, "ingest")
+    shop_id = f"shp_{uuid.uuid4().hex[:12]}"
+    order = OrderIn.model_validate(order_json("RT-1", buyer="tb_round_trips", mobile="13600136000"))
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.transaction() as session:
+            outcome, stored = await upsert_order(session, outbox, shop_id, order)
+            assert outcome == "created"
+            writing = [s for s in statements if not s.startswith("SELECT ingest.shop_settings")]
+            again, _ = await upsert_order(session, outbox, shop_id, order)
+            assert again == "unchanged"
+            events = (
+                await session.execute(
+                    text("SELECT event_type, key, envelope FROM ingest.outbox WHERE shop_id = :s"),
+                    {"s": shop_id},
+                )
+            ).all()
+            await session.rollback()
+    finally:
+        await db.dispose()
+    lookup, create, insert = writing
+    assert "FROM unnest" in lookup and "INSERT INTO ingest.customers" in create
+    assert "INSERT INTO ingest.orders" in insert and "INSERT INTO ingest.outbox" in insert
+    [(event_type, key, envelope)] = events
+    assert event_type == "order.completed" and key == f"{shop_id}:{stored.customer_id}"
+    assert envelope["payload"]["order_id"] == stored.id
+    assert envelope["payload"]["customer_id"] == stored.customer_id
+    assert envelope["payload"]["buyer"]["mobile"] == "13600136000"
