@@ -84,13 +84,11 @@ async def upsert_order(
         **values,
     }
     # The inserted values are the whole order: its event is written with it, and it is not read back.
-    order = Order(**row)
-    _, event = outbox.row(_order_event(order, previous=None, buyer=buyer))
-    if await orders.insert_announced(row, event):
-        return "created", order
-
-    order = await orders.lock_by_source(shop_id, data.channel, data.order_id)
-    assert order is not None
+    new = Order(**row)
+    _, event = outbox.row(_order_event(new, previous=None, buyer=buyer))
+    order = await orders.insert_or_lock(row, event)
+    if order is None:
+        return "created", new
     if data.resolved_modified_at < order.source_modified_at:
         return "stale", order
     if all(getattr(order, name) == values[name] for name in _TRACKED):
@@ -99,9 +97,9 @@ async def upsert_order(
     refunded_before = order.refunded_fen
     for name, value in values.items():
         setattr(order, name, value)
-    await session.flush()
-    if previous != OrderStatus(order.status) or order.refunded_fen != refunded_before:
-        await _announce(session, outbox, order, previous=previous, buyer=buyer)
+    changed = previous != OrderStatus(order.status) or order.refunded_fen != refunded_before
+    announced = outbox.row(_order_event(order, previous=previous, buyer=buyer))[1] if changed else None
+    await orders.update(order, announced)
     return "updated", order
 
 

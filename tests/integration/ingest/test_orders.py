@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy import event, text
@@ -12,7 +13,7 @@ from laoke.kit.outbox import Outbox
 from laoke.testing.factories import order_json
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
-from services.ingest.models import plumbing
+from services.ingest.models import Order, plumbing
 from services.ingest.orders import upsert_order
 from services.ingest.schemas import OrderIn
 
@@ -158,40 +159,80 @@ async def test_bad_amounts_and_statuses_are_refused_with_the_field_named(shop: S
         assert expected in response.json()["detail"], response.json()
 
 
-async def test_a_new_order_is_written_with_its_event_in_one_round_trip(stack: ServerSet) -> None:
+async def test_an_order_and_its_event_are_written_in_one_round_trip(stack: ServerSet) -> None:
     """A new buyer's first order costs three round trips (the buyer looked up, created, and the order
-    written with its event); the same order again writes nothing, not even a stray event."""
+    written with its event); an update of it three (the buyer looked up, the order locked and read where
+    the insert found it, its new state written with its event); the same state again two, writing
+    nothing, not even a stray event."""
     db = Database(stack["ingest"].settings)
     outbox = Outbox(plumbing.outbox, "ingest")
     shop_id = f"shp_{uuid.uuid4().hex[:12]}"
-    order = OrderIn.model_validate(order_json("RT-1", buyer="tb_round_trips", mobile="13600136000"))
+    paid = order_json("RT-1", buyer="tb_round_trips", mobile="13600136000", status="paid")
+    shipped = {**paid, "status": "shipped", "modified_at": "2026-11-21T10:00:00+08:00"}
     statements: list[str] = []
 
     def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(" ".join(statement.split()))
+        if not statement.startswith("SELECT ingest.shop_settings"):
+            statements.append(" ".join(statement.split()))
+
+    async def upsert(body: dict[str, object]) -> tuple[str, Order, list[str]]:
+        statements.clear()
+        outcome, order = await upsert_order(session, outbox, shop_id, OrderIn.model_validate(body))
+        return outcome, order, list(statements)
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", record)
     try:
         async with db.transaction() as session:
-            outcome, stored = await upsert_order(session, outbox, shop_id, order)
-            assert outcome == "created"
-            writing = [s for s in statements if not s.startswith("SELECT ingest.shop_settings")]
-            again, _ = await upsert_order(session, outbox, shop_id, order)
-            assert again == "unchanged"
+            created, first, creating = await upsert(paid)
+            updated, second, updating = await upsert(shipped)
+            unchanged, third, repeating = await upsert(shipped)
+            stale, fourth, _ = await upsert(paid)
             events = (
                 await session.execute(
-                    text("SELECT event_type, key, envelope FROM ingest.outbox WHERE shop_id = :s"),
+                    text(
+                        "SELECT event_type, key, envelope FROM ingest.outbox WHERE shop_id = :s ORDER BY id"
+                    ),
+                    {"s": shop_id},
+                )
+            ).all()
+            stored = (
+                await session.execute(
+                    text("SELECT status, shipped_at IS NOT NULL FROM ingest.orders WHERE shop_id = :s"),
                     {"s": shop_id},
                 )
             ).all()
             await session.rollback()
     finally:
         await db.dispose()
-    lookup, create, insert = writing
+    assert (created, updated, unchanged, stale) == ("created", "updated", "unchanged", "stale")
+    assert first.id == second.id == third.id == fourth.id
+    assert (second.status, third.status, fourth.status) == ("shipped", "shipped", "shipped")
+    assert stored == [("shipped", False)]  # the body carries no shipped_at; the status moved
+    lookup, create, insert = creating
     assert "FROM unnest" in lookup and "INSERT INTO ingest.customers" in create
     assert "INSERT INTO ingest.orders" in insert and "INSERT INTO ingest.outbox" in insert
-    [(event_type, key, envelope)] = events
-    assert event_type == "order.completed" and key == f"{shop_id}:{stored.customer_id}"
-    assert envelope["payload"]["order_id"] == stored.id
-    assert envelope["payload"]["customer_id"] == stored.customer_id
-    assert envelope["payload"]["buyer"]["mobile"] == "13600136000"
+    lookup, lock, write = updating
+    assert "INSERT INTO ingest.orders" in lock and "FOR UPDATE" in lock
+    assert "UPDATE ingest.orders" in write and "INSERT INTO ingest.outbox" in write
+    assert len(repeating) == 2
+    assert [(t, k) for t, k, _ in events] == [
+        ("order.paid", f"{shop_id}:{first.customer_id}"),
+        ("order.shipped", f"{shop_id}:{first.customer_id}"),
+    ]
+    paid_event, shipped_event = (envelope["payload"] for _, _, envelope in events)
+    assert paid_event["order_id"] == shipped_event["order_id"] == first.id
+    assert paid_event["buyer"]["mobile"] == "13600136000"
+    assert (paid_event["previous_status"], shipped_event["previous_status"]) == (None, "paid")
+
+
+async def test_concurrent_copies_of_a_new_order_make_one_order_and_one_event(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    body = order_json("TWINS-1", buyer="tb_twins", status="paid")
+    answers = await asyncio.gather(
+        *(shop.client.post("/api/v1/orders", json=body, headers=shop.headers()) for _ in range(8))
+    )
+    outcomes = sorted(answer.json()["outcome"] for answer in answers)
+    assert outcomes == ["created"] + ["unchanged"] * 7
+    assert len({answer.json()["order"]["id"] for answer in answers}) == 1
+    assert await event_types(stack, shop.shop_id) == ["order.paid"]
