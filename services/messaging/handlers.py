@@ -107,11 +107,15 @@ async def absorb_orders(
     """A run of order events of one shop (with the surviving customer of each), set-based: contacts and
     orders upserted in one statement each, then 催付, shipment notices and welcomes queued in one."""
     latest: dict[str, tuple[OrderEventPayload, str]] = {}
+    # What each order went through in the run, not only where it ended: a first order paid and shipped
+    # within one run still welcomes its buyer and still tells them it shipped, as event by event.
+    passed: dict[str, set[OrderStatus]] = {}
     contacts: dict[str, dict[str, Any]] = {}
     for order, customer_id in orders:
         kept = latest.get(order.order_id)
         if kept is None or kept[0].source_modified_at <= order.source_modified_at:
             latest[order.order_id] = (order, customer_id)
+        passed.setdefault(order.order_id, set()).add(order.status)
         buyer = order.buyer
         if buyer is not None:
             known = contacts.setdefault(customer_id, {})
@@ -163,13 +167,13 @@ async def absorb_orders(
                 )
         else:
             no_longer_unpaid[order.order_id] = f"order is {order.status.value} now"
-        if order.status == OrderStatus.SHIPPED and notice is not None:
+        if OrderStatus.SHIPPED in passed[order.order_id] and notice is not None:
             due.append(
                 automations.Occurrence(notice, customer_id, order.order_id, None, order.order_id, details)
             )
         if (
             welcome is not None
-            and order.status in (OrderStatus.CREATED, OrderStatus.PAID)
+            and passed[order.order_id] & {OrderStatus.CREATED, OrderStatus.PAID}
             and customer_id not in returning | welcomed
         ):
             welcomed.add(customer_id)

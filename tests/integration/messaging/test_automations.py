@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from laoke.contracts.orders import OrderStatus
+from laoke.kit.db import Database
+from laoke.testing.factories import order_payload
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
+from services.messaging.dispatcher import Sender
+from services.messaging.handlers import absorb_orders
 from tests.integration.messaging.helpers import NO_QUIET_HOURS, buyer, configure_sms, messages, ok, template
 
 
@@ -107,3 +112,30 @@ async def test_automation_refuses_a_template_of_another_channel(shop: ShopClient
         "/api/v1/automations/nonsense", json={"channel": "sms", "template_id": tpl}, headers=shop.headers()
     )
     assert unknown.status_code == 422
+
+
+async def test_a_first_order_paid_and_shipped_in_one_run_still_welcomes_and_notifies(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    """A consumer run keeps each order's newest state; the automations look at every state the order
+    passed through in the run, as if its events had come one by one (a first order's `paid` and
+    `shipped` fetched together had lost the buyer's welcome)."""
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    await _automation(shop, "shipment_notice", "inapp", "您的订单{{order_id}}已发货")
+    await _automation(shop, "welcome", "inapp", "欢迎成为{{shop_name}}的会员")
+    customer = "cus_one_run_buyer"
+    settings = stack["messaging"].settings
+    db = Database(settings)
+    sender = Sender(settings)
+    try:
+        async with db.transaction() as session:
+            run = [
+                order_payload("ord_one_run", customer, OrderStatus.PAID, 1, 5_000),
+                order_payload("ord_one_run", customer, OrderStatus.SHIPPED, 2, 5_000),
+            ]
+            await absorb_orders(session, sender, shop.shop_id, [(o, customer) for o in run])
+    finally:
+        await sender.aclose()
+        await db.dispose()
+    page = await ok(shop, "GET", f"/api/v1/inbox/{customer}")
+    assert sorted(m["body"] for m in page["items"]) == ["您的订单ORD_ONE_RUN已发货", "欢迎成为测试小店的会员"]
