@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import String, any_, bindparam, select, text
+from sqlalchemy import Select, String, any_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import InstrumentedAttribute, set_committed_value
 
 from laoke.contracts.envelope import event_key
 from laoke.contracts.loyalty import POINTS_CHANGED, TIER_CHANGED, PointsChangedPayload, TierChangedPayload
@@ -34,17 +35,24 @@ _ENSURE_MEMBERS = text(
     "INSERT INTO loyalty.members (shop_id, customer_id) "
     "SELECT :shop_id, unnest(CAST(:customer_ids AS text[])) ON CONFLICT DO NOTHING"
 )
-# Built once, as every statement on a hot path: building a SQLAlchemy statement costs more of the service's
-# CPU than PostgreSQL spends running this one.
-_LOCK_MEMBERS = (
-    select(Member)
-    .where(
-        Member.shop_id == bindparam("shop_id"),
-        Member.customer_id == any_(bindparam("customer_ids", type_=ARRAY(String))),
+
+
+def locked_in_key_order(entity: type[Any], key: InstrumentedAttribute[str], keys: str) -> Select[Any]:
+    """A shop's rows of `entity` whose `key` is in the array bound as `keys` (the shop as `shop_id`),
+    locked in key order: one lock order for every run, so two runs sharing rows never each hold one the
+    other waits for. Build it once: building a SQLAlchemy statement costs more of the service's CPU than
+    PostgreSQL spends running this one, and an `IN` list made a new SQL text, and a new prepared
+    statement, for every run size."""
+    return (
+        select(entity)
+        .where(entity.shop_id == bindparam("shop_id"), key == any_(bindparam(keys, type_=ARRAY(String))))
+        .order_by(key)
+        .with_for_update()
     )
-    .order_by(Member.customer_id)
-    .with_for_update()
-    .execution_options(populate_existing=True)
+
+
+_LOCK_MEMBERS = locked_in_key_order(Member, Member.customer_id, "customer_ids").execution_options(
+    populate_existing=True
 )
 # One member locked, as a subquery of a caller that reads something else in the same round trip (binds
 # :shop_id and :customer_id; load it with `populate_existing`, after a flush, as `Ledger.members` does).

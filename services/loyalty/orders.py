@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import String, any_, bindparam, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.orders import OrderEventPayload, OrderStatus
 from laoke.kit import clock
 from laoke.kit.outbox import Outbox
 from services.loyalty import coupons
-from services.loyalty.ledger import Ledger
+from services.loyalty.ledger import Ledger, locked_in_key_order
 from services.loyalty.models import LoyaltyOrder, Member
 from services.loyalty.program import ProgramSettings
 
@@ -46,17 +45,8 @@ def deserved(program: ProgramSettings, row: LoyaltyOrder) -> tuple[int, int]:
     return 0, 0
 
 
-# A run's orders as stored, locked in key order (one lock order for every run). Built once, with the
-# run's ids as one array: an `IN` list made a new SQL text, and a new prepared statement, per run size.
-ORDERS_BY_ID = (
-    select(LoyaltyOrder)
-    .where(
-        LoyaltyOrder.shop_id == bindparam("shop_id"),
-        LoyaltyOrder.order_id == any_(bindparam("order_ids", type_=ARRAY(String))),
-    )
-    .order_by(LoyaltyOrder.order_id)
-    .with_for_update()
-)
+# A run's orders as stored, locked in key order.
+ORDERS_BY_ID = locked_in_key_order(LoyaltyOrder, LoyaltyOrder.order_id, "order_ids")
 
 
 async def apply_orders(
