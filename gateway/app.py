@@ -18,6 +18,7 @@ from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy, ProxyMiddleware
 from gateway.ratelimit import TokenBuckets
 from gateway.settings import GatewaySettings
+from gateway.upstream import service_client
 from laoke.contracts.topics import Topic
 from laoke.kit.jsonutil import JSONBody
 from laoke.kit.service import create_service_app
@@ -36,9 +37,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         async with contextlib.AsyncExitStack() as stack:
             clients = {
-                name: await stack.enter_async_context(
-                    httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits)
-                )
+                name: await stack.enter_async_context(service_client(url, timeout, limits))
                 for name, url in settings.service_urls().items()
             }
             app.state.proxy = Proxy(clients, settings.internal_secret)
