@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 
 from laoke.contracts.orders import OrderStatus
-from laoke.kit.db import SessionDep
+from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
 from laoke.kit.ids import decode_cursor, encode_cursor
@@ -71,7 +71,7 @@ async def post_order(
 )
 async def list_orders(
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     customer_id: Annotated[str | None, Query(max_length=32, examples=["cus_3f9a0c1e5b7d2a48"])] = None,
     order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
     since: Annotated[
@@ -107,7 +107,7 @@ async def list_orders(
 
 
 @router.get("/{order_id}", response_model=OrderOut, summary="Get an order by its Laoke id")
-async def get_order(order_id: str, caller: CallerDep, session: SessionDep) -> OrderOut:
+async def get_order(order_id: str, caller: CallerDep, session: ReadSessionDep) -> OrderOut:
     order = await OrderRepository(session).get(caller.shop_id, order_id)
     if order is None:
         raise NotFound(f"order {order_id} not found")
@@ -123,7 +123,7 @@ async def get_order(order_id: str, caller: CallerDep, session: SessionDep) -> Or
 )
 async def lookup_customer(
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     channel: Annotated[Channel, Query(examples=["taobao"])],
     external_id: Annotated[str, Query(min_length=1, max_length=128, examples=["buyer-42"])],
 ) -> CustomerLookupOut:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from sqlalchemy import func, select
 
 from laoke.kit import clock
-from laoke.kit.db import SessionDep
+from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
 from laoke.kit.ids import new_id
@@ -159,7 +159,7 @@ async def liability(caller: CallerDep, session: SessionDep) -> LiabilityOut:
     summary="A member: tier, points, expiring points, streak, what the next tier needs",
     description="A member exists for every customer with an order, and for anyone who signed in.",
 )
-async def get_member(customer_id: str, caller: CallerDep, session: SessionDep) -> MemberOut:
+async def get_member(customer_id: str, caller: CallerDep, session: ReadSessionDep) -> MemberOut:
     settings = await program.load(session, caller.shop_id)
     return await member_out(session, settings, await _member(session, caller.shop_id, customer_id))
 
@@ -168,7 +168,7 @@ async def get_member(customer_id: str, caller: CallerDep, session: SessionDep) -
 async def get_ledger(
     customer_id: str,
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$", description="Newest first")] = None,
 ) -> LedgerPage:

@@ -13,7 +13,7 @@ from laoke.contracts.envelope import event_key
 from laoke.contracts.segmentation import PROFILE_COMPLETE_FIELDS, PROFILE_UPDATED, ProfileUpdatedPayload
 from laoke.contracts.topics import Topic
 from laoke.kit import clock
-from laoke.kit.db import SessionDep
+from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.service import CallerDep, OutboxDep
 from services.segmentation import segments
@@ -77,7 +77,7 @@ def _search(q: str) -> ColumnElement[bool]:
 )
 async def list_customers(
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     lifecycle: Lifecycle | None = None,
     rfm_segment: RfmClass | None = None,
     tier: Annotated[str | None, Query(max_length=64, description="Tier name, e.g. 金卡")] = None,
@@ -164,7 +164,7 @@ async def require_profile(session: SessionDep, shop_id: str, customer_id: str) -
     summary="A customer's profile",
     description="Name, mobile, e-mail and birthday in full only for keys with the `pii` scope.",
 )
-async def get_customer(customer_id: str, caller: CallerDep, session: SessionDep) -> CustomerDetail:
+async def get_customer(customer_id: str, caller: CallerDep, session: ReadSessionDep) -> CustomerDetail:
     profile = await require_profile(session, caller.shop_id, customer_id)
     return await _detail(session, profile, pii=caller.can("pii"))
 
