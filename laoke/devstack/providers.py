@@ -99,7 +99,7 @@ def _pull_send_status(
     found = [
         s
         for s in state.sms
-        if s.get("provider") == "tencent"
+        if s["provider"] == "tencent"
         and s["phone"] == phone
         and begin <= datetime.fromisoformat(s["received_at"]).timestamp() <= end
     ]
@@ -128,7 +128,8 @@ def _query_send_details(state: LocalProviders, params: dict[str, str]) -> JSONRe
     found = [
         s
         for s in reversed(state.sms)
-        if s["phone"] == phone
+        if s["provider"] == "aliyun"  # what this vendor sent, not the Tencent endpoint beside it
+        and s["phone"] == phone
         and datetime.fromisoformat(s["received_at"]).astimezone(_CHINA).strftime("%Y%m%d") == day
     ]
     details = [
@@ -249,6 +250,7 @@ def sms_app(state: LocalProviders) -> FastAPI:
             )
             state.sms.append(
                 {
+                    "provider": "aliyun",
                     "biz_id": biz_id,
                     "phone": number,
                     "sign_name": sign,
