@@ -161,5 +161,6 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise WriteInReadSession("an endpoint on ReadSessionDep changed ORM objects; use SessionDep")
 
 
-# For endpoints that only read (statements that write would each commit on their own: none belong here).
+# For endpoints that only read (statements that write would each commit on their own: none belong here),
+# and not for one that streams rows through a server-side cursor, which needs a transaction.
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, status
 from sqlalchemy import func, select
 
 from laoke.kit import clock
-from laoke.kit.db import SessionDep
+from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen, to_fen
@@ -154,7 +154,7 @@ async def issue(
     response_model=CouponList,
     summary="A member's coupons, newest first",
 )
-async def member_coupons(customer_id: str, caller: CallerDep, session: SessionDep) -> CouponList:
+async def member_coupons(customer_id: str, caller: CallerDep, session: ReadSessionDep) -> CouponList:
     member = await session.scalar(
         select(Member.customer_id).where(Member.shop_id == caller.shop_id, Member.customer_id == customer_id)
     )

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy import func, select
 
 from laoke.kit import clock
-from laoke.kit.db import SessionDep
+from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
 from laoke.kit.ids import new_id
@@ -95,7 +95,7 @@ async def create_reward(body: RewardIn, caller: CallerDep, session: SessionDep) 
 
 
 @router.get("/rewards", response_model=RewardList, summary="The rewards catalogue")
-async def list_rewards(caller: CallerDep, session: SessionDep) -> RewardList:
+async def list_rewards(caller: CallerDep, session: ReadSessionDep) -> RewardList:
     rows = await session.scalars(
         select(Reward).where(Reward.shop_id == caller.shop_id).order_by(Reward.created_at)
     )
@@ -103,7 +103,7 @@ async def list_rewards(caller: CallerDep, session: SessionDep) -> RewardList:
 
 
 @router.get("/rewards/{reward_id}", response_model=RewardOut, summary="A reward")
-async def get_reward(reward_id: str, caller: CallerDep, session: SessionDep) -> RewardOut:
+async def get_reward(reward_id: str, caller: CallerDep, session: ReadSessionDep) -> RewardOut:
     return await _reward_out(session, await _reward(session, caller.shop_id, reward_id))
 
 

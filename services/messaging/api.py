@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, func, select
 
 from laoke.kit import clock
 from laoke.kit.context import SHOP_HEADER
-from laoke.kit.db import SessionDep
+from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.ids import decode_cursor, encode_cursor, new_id
 from laoke.kit.pii import mask_email, mask_phone
@@ -313,7 +313,7 @@ async def put_consent(
 async def inbox(
     customer_id: CustomerId,
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> InboxPage:
     mine = and_(
