@@ -22,6 +22,22 @@ async def test_unknown_route_is_404_json(shop: ShopClient) -> None:
     assert_error(await shop.client.get("/not-api", headers=shop.headers()), 404, "not_found")
 
 
+async def test_odd_paths_reach_the_service_as_sent(shop: ShopClient) -> None:
+    """Forwarded still percent-encoded, on the service's own host: an encoded slash, a space, a path that
+    looks like another host are the service's 404 to give, a NUL its 422 (PostgreSQL refuses it in
+    text), never a 500 or a request to somewhere else."""
+    answers = {
+        "/api/v1/orders/a%2Fb": (404, "not_found"),
+        "/api/v1/orders/a%20b": (404, "not_found"),
+        "/api/v1/orders//evil.example/x": (404, "not_found"),
+        "/api/v1/orders/a%00b": (422, "validation_error"),
+    }
+    for path, (status, code) in answers.items():
+        response = await shop.client.get(path, headers=shop.headers())
+        assert_error(response, status, code)
+        assert response.headers["server-timing"].startswith("upstream;dur=")  # answered by ingest
+
+
 async def test_oversized_body_is_413(shop: ShopClient) -> None:
     big = b"{" + b" " * (1024 * 1024 + 10) + b"}"
     response = await shop.client.post(
