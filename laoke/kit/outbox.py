@@ -221,9 +221,11 @@ class OutboxRelay:
         self.lock_key = _advisory_key(f"outbox-relay:{table.schema}")
         self._wake = asyncio.Event()
         # Built once: the relay runs these for every batch.
-        self._try_lock = select(func.pg_try_advisory_xact_lock(self.lock_key))
+        # The relay lock and the claim in one statement (one round trip): the lock is an uncorrelated
+        # subquery, which PostgreSQL runs once, before the scan; not holding it, the claim finds nothing.
         self._claim = (
             select(table.c.id, table.c.topic, table.c.key, table.c.envelope)
+            .where(select(func.pg_try_advisory_xact_lock(self.lock_key)).scalar_subquery())
             .where(table.c.published_at.is_(None))
             .order_by(table.c.id)
             .limit(batch_size)
@@ -253,11 +255,22 @@ class OutboxRelay:
                     )
                     producer = make_producer(self.settings)
                     await producer.start()
+                woken = self._wake.is_set()
                 self._wake.clear()
-                # A short linger lets one relay transaction carry the events of several commits; without
-                # it, every order costs a whole claim/publish/mark transaction of its own.
-                await asyncio.sleep(self.linger_seconds)
-                published = await self.publish_batch(producer)
+                # The topic check's metadata request goes out on a wake-up and comes back during the
+                # linger, instead of being one more broker round trip that every event waits for.
+                metadata = (
+                    asyncio.ensure_future(producer.client.fetch_all_metadata())
+                    if woken and self.settings.relay_verify_topics
+                    else None
+                )
+                try:
+                    # A short linger lets one relay transaction carry the events of several commits;
+                    # without it, every order costs a whole claim/publish/mark transaction of its own.
+                    await asyncio.sleep(self.linger_seconds)
+                    published = await self.publish_batch(producer, metadata)
+                finally:
+                    _settle(metadata)
                 backoff = 0.2
                 if published < self.batch_size:
                     await self._sleep(stop)
@@ -289,16 +302,18 @@ class OutboxRelay:
         for task in pending:
             task.cancel()
 
-    async def publish_batch(self, producer: Any) -> int:
+    async def publish_batch(self, producer: Any, metadata: asyncio.Future[Any] | None = None) -> int:
+        """Publish up to a batch of unpublished rows; `metadata`, the broker's metadata when already
+        requested, saves the topic check its own request."""
         async with self.db.transaction() as session:
-            if not await session.scalar(self._try_lock):
-                return 0  # another replica is publishing; its batch keeps per-buyer order
+            # Empty too while another replica holds the lock: its batch keeps per-buyer order.
             rows = (await session.execute(self._claim)).all()
             OUTBOX_BACKLOG.set(len(rows))
             if not rows:
                 return 0
             if self.settings.relay_verify_topics:
-                await self._check_topics(producer, {row.topic for row in rows})
+                fresh = await (metadata if metadata is not None else producer.client.fetch_all_metadata())
+                await self._check_topics(producer, {row.topic for row in rows}, fresh)
             futures = [
                 await producer.send(row.topic, dumps(row.envelope), key=row.key.encode()) for row in rows
             ]
@@ -309,7 +324,7 @@ class OutboxRelay:
             OUTBOX_PUBLISHED.labels(row.topic).inc()
         return len(rows)
 
-    async def _check_topics(self, producer: Any, topics: set[str]) -> None:
+    async def _check_topics(self, producer: Any, topics: set[str], fresh: Any) -> None:
         """Make sure the broker has these topics and the producer sees them as they are.
 
         A broker that lost its state (the embedded one keeps topics in memory) auto-creates a topic on
@@ -318,7 +333,6 @@ class OutboxRelay:
         would address exactly such partitions, so before each batch: recreate missing topics with our
         partition count, and refresh the producer's view when it differs from the broker's.
         """
-        fresh = await producer.client.fetch_all_metadata()
         missing = [t for t in topics if fresh.partitions_for_topic(t) is None]
         if missing:
             log.warning("outbox_topics_missing", topics=missing)
@@ -331,6 +345,16 @@ class OutboxRelay:
         cached = producer.client.cluster
         if missing or any(fresh.partitions_for_topic(t) != cached.partitions_for_topic(t) for t in topics):
             await producer.client.force_metadata_update()
+
+
+def _settle(future: asyncio.Future[Any] | None) -> None:
+    """Cancel a request nobody awaited, or mark its failure seen (asyncio logs unseen ones)."""
+    if future is None:
+        return
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 async def replay(db: Database, table: Table, since: datetime, until: datetime | None = None) -> int:
