@@ -85,6 +85,14 @@ def summary(results: dict[str, dict[str, object]]) -> str:
             verdicts.append(
                 f"- at {rate} orders/s: target p50 ≤ 15 ms, p99 ≤ 100 ms: {'met' if r['met'] else 'NOT met'}"
             )
+        lone = op.get("lone_orders")
+        if lone:
+            a = lone["accepted_to_credited"]  # type: ignore[index]
+            verdicts.append(
+                f"- orders one at a time ({lone['orders_accepted']} at {lone['rate_per_second']:g}/s, "  # type: ignore[index]
+                f"none waiting for another): credited p50 {a['p50_ms']} ms, p90 {a['p90_ms']} ms, "
+                f"p99 {a['p99_ms']} ms — the pipeline's own latency, the floor under the figures above"
+            )
         lines += ["", *verdicts, ""]
     ih = results.get("import_history")
     if ih:
