@@ -206,6 +206,32 @@ def ingest_dsn(stack: ServerSet) -> str:
     return normalise_database_url(stack["ingest"].settings.database_url).replace("+asyncpg", "")
 
 
+
+async def test_an_order_listed_twice_in_a_first_import_lands_once_in_its_newest_state(
+    shop: ShopClient,
+) -> None:
+    """A first import inserts its rows as filed, the unique key standing in for the dedupe; a file
+    that lists an order twice breaks it, and the orders land deduplicated, newest state first or last."""
+    unpaid = {"订单状态": "等待买家付款", "买家实际支付金额": "0.00", "订单付款时间 ": "", "确认收货时间": ""}
+    rows = [
+        taobao_row(**{"订单编号": '="3400000000000000011"', **unpaid}),
+        taobao_row(**{"订单编号": '="3400000000000000012"'}),
+        taobao_row(**{"订单编号": '="3400000000000000011"'}),  # paid and completed since
+        taobao_row(**{"订单编号": '="3400000000000000013"'}),
+        taobao_row(**{"订单编号": '="3400000000000000013"', **unpaid}),  # the older state, listed last
+    ]
+    content = ("\r\n".join([",".join(HEADER_CLASSIC), *rows]) + "\r\n").encode("gbk")
+    report = await finished(shop, (await upload(shop, "twice.csv", content)).json()["import_id"])
+    assert report["status"] == "completed", report["error"]
+    assert (report["rows_total"], report["rows_imported"], report["rows_skipped"]) == (5, 3, 2)
+    landed = {o["order_id"]: o for o in await orders(shop)}
+    assert {k: o["status"] for k, o in landed.items()} == {
+        "3400000000000000011": "completed",
+        "3400000000000000012": "completed",
+        "3400000000000000013": "completed",
+    }
+    assert landed["3400000000000000011"]["paid_amount"] == "256.00"
+
 async def import_racing_a_live_order(
     shop: ShopClient, stack: ServerSet, live_rows: Sequence[str], blocked_insert: str
 ) -> str:
