@@ -206,7 +206,6 @@ def ingest_dsn(stack: ServerSet) -> str:
     return normalise_database_url(stack["ingest"].settings.database_url).replace("+asyncpg", "")
 
 
-
 async def test_an_order_listed_twice_in_a_first_import_lands_once_in_its_newest_state(
     shop: ShopClient,
 ) -> None:
@@ -231,6 +230,7 @@ async def test_an_order_listed_twice_in_a_first_import_lands_once_in_its_newest_
         "3400000000000000013": "completed",
     }
     assert landed["3400000000000000011"]["paid_amount"] == "256.00"
+
 
 async def import_racing_a_live_order(
     shop: ShopClient, stack: ServerSet, live_rows: Sequence[str], blocked_insert: str
