@@ -277,6 +277,18 @@ async def _send_inapp(session: AsyncSession, campaign: Campaign, now: datetime, 
         subjects.append(f"WHEN CAST(:t{n} AS text) THEN {subject_sql}")
         bodies.append(f"WHEN CAST(:t{n} AS text) THEN {body_sql}")
         whys.append(f"WHEN CAST(:t{n} AS text) THEN coalesce({subject_why}, {body_why})")
+    # Each buyer's recent marketing messages, counted once before the insert and joined: counted per
+    # buyer inside it, the planner scanned all of `messages` for every buyer when the table had been
+    # vacuumed empty, while the same statement was filling it (a million-buyer campaign never ended).
+    await session.execute(
+        text(
+            "CREATE TEMP TABLE campaign_recent_sends ON COMMIT DROP AS "
+            "SELECT customer_id, count(*) AS sent FROM messaging.messages WHERE shop_id = :shop "
+            "AND marketing AND status IN ('sent', 'delivered') AND sent_at > :since GROUP BY customer_id"
+        ),
+        {"shop": campaign.shop_id, "since": params["since"]},
+    )
+    await session.execute(text("ANALYZE campaign_recent_sends"))
     await session.execute(
         text(
             f"""
@@ -293,6 +305,7 @@ async def _send_inapp(session: AsyncSession, campaign: Campaign, now: datetime, 
             JOIN messaging.campaign_recipients c
               ON c.shop_id = :shop AND c.campaign_id = :campaign AND c.customer_id = a.customer_id
             LEFT JOIN messaging.contacts ct ON ct.shop_id = :shop AND ct.customer_id = a.customer_id
+            LEFT JOIN campaign_recent_sends rs ON rs.customer_id = a.customer_id
             CROSS JOIN LATERAL (SELECT coalesce(CAST(:variants AS jsonb) ->> a.tier,
                                                 CAST(:variants AS jsonb) ->> '*', :template) AS id) t
             CROSS JOIN LATERAL (SELECT coalesce(a.name, ct.name, :default_name) AS name,
@@ -305,9 +318,7 @@ async def _send_inapp(session: AsyncSession, campaign: Campaign, now: datetime, 
             CROSS JOIN LATERAL (
               SELECT a.customer_id IN (SELECT o.customer_id FROM messaging.consents o WHERE o.shop_id = :shop
                                        AND o.channel = 'inapp' AND NOT o.subscribed) AS opted_out,
-                     (SELECT count(*) FROM messaging.messages m WHERE m.shop_id = :shop
-                      AND m.customer_id = a.customer_id AND m.marketing AND m.status IN ('sent', 'delivered')
-                      AND m.sent_at > :since) AS sent_lately
+                     coalesce(rs.sent, 0) AS sent_lately
               OFFSET 0) k  -- once per buyer: inlined, the planner ran the probes once per use below
             CROSS JOIN LATERAL (
               SELECT CASE WHEN k.opted_out OR k.sent_lately >= :cap THEN 'suppressed'
