@@ -280,10 +280,12 @@ async def _send_inapp(session: AsyncSession, campaign: Campaign, now: datetime, 
     # Each buyer's recent marketing messages, counted once before the insert and joined: counted per
     # buyer inside it, the planner scanned all of `messages` for every buyer when the table had been
     # vacuumed empty, while the same statement was filling it (a million-buyer campaign never ended).
+    # Only the audience's: a small campaign of a shop with millions of messages reads a few of them.
     await session.execute(
         text(
             "CREATE TEMP TABLE campaign_recent_sends ON COMMIT DROP AS "
             "SELECT customer_id, count(*) AS sent FROM messaging.messages WHERE shop_id = :shop "
+            "AND customer_id IN (SELECT customer_id FROM audience) "
             "AND marketing AND status IN ('sent', 'delivered') AND sent_at > :since GROUP BY customer_id"
         ),
         {"shop": campaign.shop_id, "since": params["since"]},
