@@ -79,8 +79,20 @@ class EmbeddedPostgres:
         """Initialise on first use, start if not running, create `database`; returns its URL."""
         self._prepare()
         if not (self.data_dir / "PG_VERSION").exists():
+            # PostgreSQL's own C.UTF-8 (the builtin provider) orders text by code point, as glibc's
+            # C.UTF-8 does, but compares with memcmp and sorts with abbreviated keys; glibc's goes
+            # through strcoll for every comparison of every id in every index and sort. A million-row
+            # import 47.4–55.5 s → 42.1–47.3 s, its buyers scored 54.3–64.5 s → 39.6–44.1 s after it.
             pg.initdb(
-                ["--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", SUPERUSER],
+                [
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--locale-provider=builtin",
+                    "--builtin-locale=C.UTF-8",
+                    "-U",
+                    SUPERUSER,
+                ],
                 pgdata=self.data_dir,
                 user=self.run_as,
             )
