@@ -40,7 +40,7 @@ status: $(STAMP)             ## readiness of every process of a running stack
 	@$(PY) -m laoke.cli status
 
 test: $(STAMP) $(CHROMIUM) $(CJK_FONT)   ## the whole suite against real PostgreSQL and a real Kafka-protocol broker
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q --durations=15
 
 test-unit: $(STAMP)
 	@$(PY) -m pytest -q tests/unit
