@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from laoke.contracts.orders import PAID_STATUSES, OrderStatus
+from laoke.kit import clock
 from laoke.kit.clock import TimeZoneName
 from laoke.kit.money import Yuan
 from services.ingest.addresses import split_region
 from services.ingest.identity import normalise_mobile
+
+# How far ahead of our clock an order's times may be. A shop-local time sent with the wrong zone is off by
+# at most 14 hours; a year typed wrong (2062) would keep the buyer 活跃 for decades and, as `modified_at`,
+# make every later update of the order look stale.
+FUTURE_TOLERANCE = timedelta(days=1)
 
 Channel = Literal["taobao", "tmall", "jd", "pinduoduo", "douyin", "shopify", "woocommerce", "api"]
 
@@ -119,10 +125,13 @@ class OrderIn(BaseModel):
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     total_amount: Yuan
     paid_amount: Yuan | None = Field(
-        default=None, description="Defaults to total_amount once the order is paid, 0 before"
+        default=None,
+        description="Defaults to total_amount once the order is paid (a `refunded` order was paid), 0 before",
     )
     refunded_amount: Yuan = Field(
-        default=Decimal(0), description="Total refunded; the sum of `refunds` when those are given"
+        default=Decimal(0),
+        description="Total refunded; the sum of `refunds` when those are given, and the amount paid when "
+        "the status is `refunded` and neither is given",
     )
     refunds: list[RefundIn] = Field(default_factory=list, max_length=200)
     items: list[OrderItemIn] = Field(default_factory=list, max_length=500)
@@ -142,11 +151,20 @@ class OrderIn(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> OrderIn:
+        latest = clock.now() + FUTURE_TOLERANCE
+        for name in ("placed_at", "paid_at", "shipped_at", "completed_at", "modified_at"):
+            at = getattr(self, name)
+            if at is not None and at > latest:
+                raise ValueError(
+                    f"{name} {at.isoformat()} is more than a day in the future; check its year and time zone"
+                )
         paid = self.resolved_paid_amount
         if paid > self.total_amount:
             raise ValueError("paid_amount cannot exceed total_amount")
         if self.refunds:
             self.refunded_amount = sum((r.amount for r in self.refunds), Decimal(0))
+        elif self.status == OrderStatus.REFUNDED and "refunded_amount" not in self.model_fields_set:
+            self.refunded_amount = paid  # `refunded` says the buyer got everything back
         if self.refunded_amount > paid:
             raise ValueError("refunded_amount cannot exceed the amount paid")
         return self
@@ -155,7 +173,9 @@ class OrderIn(BaseModel):
     def resolved_paid_amount(self) -> Decimal:
         if self.paid_amount is not None:
             return self.paid_amount
-        return self.total_amount if self.status in PAID_STATUSES else Decimal(0)
+        # A refunded order was paid first: its refund is measured against what was paid.
+        paid = self.status in PAID_STATUSES or self.status == OrderStatus.REFUNDED
+        return self.total_amount if paid else Decimal(0)
 
     @property
     def resolved_modified_at(self) -> datetime:

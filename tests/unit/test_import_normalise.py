@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from services.ingest.imports.normalise import _amount, _Errors, _json_object, _mobile
+from laoke.kit import clock
+from services.ingest.imports.normalise import _amount, _Errors, _json_object, _mobile, _time
 
 
 def test_json_is_escaped_and_null_fields_are_left_out() -> None:
@@ -54,3 +57,22 @@ def test_amounts_are_read_with_and_without_currency_marks() -> None:
     ]
     plain = _amount(pa.array(["314.52", None]), "实付", _Errors(2), required=False)
     assert plain.to_pylist() == [31452, None]
+
+
+def test_times_more_than_a_day_ahead_are_row_errors() -> None:
+    errors = _Errors(3)
+    soon = (clock.now() + timedelta(hours=12)).astimezone(ZoneInfo("Asia/Shanghai"))
+    seconds = _time(
+        pa.array(["2025-03-01 09:30:00", soon.strftime("%Y-%m-%d %H:%M:%S"), "2062-03-01 09:30:00"]),
+        "订单创建时间",
+        errors,
+        "Asia/Shanghai",
+        required=True,
+    )
+    assert seconds.to_pylist()[0] == int(datetime(2025, 3, 1, 1, 30, tzinfo=UTC).timestamp())
+    # Half a day ahead passes (a shop clock or zone a little off); a mistyped year does not.
+    assert errors.message.to_pylist() == [
+        None,
+        None,
+        "订单创建时间: more than a day in the future: 2062-03-01 09:30:00",
+    ]

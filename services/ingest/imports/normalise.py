@@ -14,12 +14,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from laoke.contracts.orders import OrderStatus
+from laoke.kit import clock
 from services.ingest.imports.formats import (
     GENERIC_STATUS_TEXT,
     TAOBAO_STATUS_TEXT,
     FileFormat,
     squash_status,
 )
+from services.ingest.schemas import FUTURE_TOLERANCE
 
 # name, Arrow type, PostgreSQL type of the staging table. JSON is built here, in the parsing thread,
 # and parsed by COPY: building it in SQL cost the landing step a third of its time (measured).
@@ -188,6 +190,8 @@ def _time(values: pa.Array, label: str, errors: _Errors, zone: str, *, required:
         f"{label}: not a date and time: ",
         values,
     )
+    latest = int((clock.now() + FUTURE_TOLERANCE).timestamp())
+    errors.add(pc.greater(result, latest), f"{label}: more than a day in the future: ", values)
     if required:
         errors.add(pc.invert(present), f"{label}: missing")
     return result

@@ -168,6 +168,22 @@ async def test_a_quirky_gbk_taobao_export_lands_its_good_rows_and_reports_the_ba
     assert text.splitlines()[0] == "line,error,raw" and "去火星了" in text and len(text.splitlines()) == 6
 
 
+async def test_a_row_dated_in_the_future_is_reported_not_landed(shop: ShopClient) -> None:
+    rows = [
+        taobao_row(),
+        taobao_row(**{"订单编号": '="3400000000000000009"', "订单创建时间": "2062-03-01 09:30:00"}),
+        taobao_row(**{"订单编号": '="3400000000000000010"', "确认收货时间": "2062-03-06 10:00:00"}),
+    ]
+    content = ("\r\n".join([",".join(HEADER_CLASSIC), *rows]) + "\r\n").encode("gbk")
+    report = await finished(shop, (await upload(shop, "future.csv", content)).json()["import_id"])
+    assert (report["rows_total"], report["rows_imported"], report["rows_failed"]) == (3, 1, 2)
+    assert {e["line"]: e["error"] for e in report["first_errors"]} == {
+        3: "订单创建时间: more than a day in the future: 2062-03-01 09:30:00",
+        4: "确认收货时间: more than a day in the future: 2062-03-06 10:00:00",
+    }
+    assert [o["order_id"] for o in await orders(shop)] == ["3400000000000000001"]
+
+
 async def test_buyers_resolve_like_live_orders(shop: ShopClient) -> None:
     live = await shop.client.post(
         "/api/v1/orders",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from laoke.kit import clock
 from laoke.kit.db import Database
 from laoke.kit.outbox import Outbox
 from laoke.testing.factories import order_json
@@ -157,6 +159,51 @@ async def test_bad_amounts_and_statuses_are_refused_with_the_field_named(shop: S
         assert response.status_code == 422, (expected, response.text)
         assert response.json()["error"] == "validation_error"
         assert expected in response.json()["detail"], response.json()
+
+
+async def test_a_refunded_order_was_paid_and_by_default_refunded_in_full(shop: ShopClient) -> None:
+    post = shop.client.post
+    refunded = order_json("RF-1", buyer="buyer-rf", status="refunded", total="128.50")
+    given = await post(
+        "/api/v1/orders", json={**refunded, "refunded_amount": "128.50"}, headers=shop.headers()
+    )
+    assert given.status_code == 201, given.text
+    assert (given.json()["order"]["paid_amount"], given.json()["order"]["refunded_amount"]) == (
+        "128.50",
+        "128.50",
+    )
+    implied = await post("/api/v1/orders", json={**refunded, "order_id": "RF-2"}, headers=shop.headers())
+    assert implied.status_code == 201, implied.text
+    assert (implied.json()["order"]["paid_amount"], implied.json()["order"]["refunded_amount"]) == (
+        "128.50",
+        "128.50",
+    )
+    # A completed order refunded later, in full, without restating what was paid.
+    completed = order_json("RF-3", buyer="buyer-rf", total="60.00", modified_at="2026-11-20T10:00:00+08:00")
+    assert (await post("/api/v1/orders", json=completed, headers=shop.headers())).status_code == 201
+    later = {
+        **completed,
+        "status": "refunded",
+        "refunded_amount": "60.00",
+        "modified_at": "2026-11-25T10:00:00+08:00",
+    }
+    update = await post("/api/v1/orders", json=later, headers=shop.headers())
+    assert update.status_code == 200 and update.json()["outcome"] == "updated", update.text
+    assert update.json()["order"]["refunded_amount"] == "60.00"
+
+
+async def test_times_more_than_a_day_in_the_future_are_refused(shop: ShopClient, stack: ServerSet) -> None:
+    soon = (clock.now() + timedelta(hours=12)).isoformat()
+    near = order_json("FUT-1", buyer="buyer-fut", placed_at=soon)
+    assert (await shop.client.post("/api/v1/orders", json=near, headers=shop.headers())).status_code == 201
+    for field in ("placed_at", "modified_at", "completed_at"):
+        body = order_json("FUT-2", buyer="buyer-fut", **{field: "2062-11-20T09:30:00+08:00"})
+        response = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
+        assert response.status_code == 422, response.text
+        assert (
+            f"{field} 2062-11-20T09:30:00+08:00 is more than a day in the future" in response.json()["detail"]
+        )
+    assert await event_types(stack, shop.shop_id) == ["order.completed"]
 
 
 async def test_an_order_and_its_event_are_written_in_one_round_trip(stack: ServerSet) -> None:

@@ -257,6 +257,10 @@ async def test_taobao_bad_payloads_are_422(shop: ShopClient) -> None:
             "buyer",
         ),
         (trade | {"created": "20/11/2026"}, "yyyy-MM-dd HH:mm:ss"),
+        (
+            trade | {"modified": "2062-11-20 10:00:00"},
+            "modified_at 2062-11-20T10:00:00+08:00 is more than a day",
+        ),
     ]
     for payload, expected in cases:
         response = await laoke_signed(shop, "taobao", raw(payload))
