@@ -66,6 +66,9 @@ ZH: dict[str, str] = {
     "Profile": "资料",
     "Save": "保存",
     "Saved.": "已保存。",
+    "Existing members are being placed in the new tiers; their pages show it within minutes.": (
+        "正在按新的等级规则为现有会员定级，几分钟内会员页即可看到。"
+    ),
     "Gender": "性别",
     "Birthday": "生日",
     "Province": "省份",

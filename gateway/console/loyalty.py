@@ -60,6 +60,8 @@ async def _page(
     errors: dict[str, str],
     saved: bool,
     drafts: dict[str, str] | None = None,
+    *,
+    placing: bool = False,
 ) -> Response:
     rewards, templates, lotteries = await asyncio.gather(
         api.get("/api/v1/loyalty/rewards"),
@@ -78,6 +80,7 @@ async def _page(
         lotteries=lotteries["items"],
         errors=errors,
         saved=saved,
+        placing=placing,
         drafts={
             what: (drafts or {}).get(what) or _example(what) for what in CREATABLE if what != "activities"
         },
@@ -87,7 +90,8 @@ async def _page(
 @router.get("/loyalty", response_class=HTMLResponse)
 async def loyalty(request: Request, api: ApiDep) -> Response:
     program = await api.get("/api/v1/loyalty/program")
-    return await _page(request, api, program, {}, request.query_params.get("saved") == "1")
+    saved = request.query_params.get("saved")
+    return await _page(request, api, program, {}, saved in ("1", "tiers"), placing=saved == "tiers")
 
 
 def _tiers_from(form: Any) -> list[dict[str, Any]]:
@@ -115,6 +119,7 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
     level, discounts never rise) and its message is shown next to the field it names."""
     form = await request.form()
     program = await api.get("/api/v1/loyalty/program")
+    tiers_before = program["tiers"]
     program["earn_rate"] = str(form.get("earn_rate", program["earn_rate"]))
     program["tiers"] = _tiers_from(form)
     program["signin"] = {**program["signin"], "daily_points": str(form.get("daily_points", "0") or "0")}
@@ -127,7 +132,8 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
         if "tier" in errors.get("_", ""):  # the rules across tiers: shown by the tiers table
             errors["tiers"] = errors.pop("_")
         return await _page(request, api, program, errors, False)
-    return redirect("/console/loyalty?saved=1")
+    placing = answer.body["tiers"] and answer.body["tiers"] != tiers_before
+    return redirect(f"/console/loyalty?saved={'tiers' if placing else '1'}")
 
 
 async def _create(request: Request, api: Api, what: str) -> tuple[bool, str, str]:

@@ -49,16 +49,26 @@ async def get_program(caller: CallerDep, session: SessionDep) -> ProgramSettings
     summary="Set the loyalty programme",
     description="Earn rate and rounding, when points are credited, tiers (thresholds rise with level, "
     "discounts never rise), never-downgrade or a re-evaluation window, sign-in, expiry, bonuses. "
-    "Replaces the whole programme; changes apply to what happens from now on.",
+    "Replaces the whole programme; earning, sign-in and expiry rules apply to what happens from now "
+    "on. When the tiers change, existing members are placed in them in the background within "
+    "seconds (upwards only, a `loyalty.tier_changed` event for each member who moves); the answer "
+    "then carries `X-Laoke-Tier-Placement: started`.",
 )
-async def put_program(body: ProgramSettings, caller: CallerDep, session: SessionDep) -> ProgramSettings:
-    stored = await session.get(Program, caller.shop_id)
-    settings = body.model_dump(mode="json")
+async def put_program(
+    body: ProgramSettings, caller: CallerDep, session: SessionDep, response: Response
+) -> ProgramSettings:
+    stored = await session.get(Program, caller.shop_id, with_for_update=True)
+    before = ProgramSettings.model_validate(stored.settings) if stored is not None else program.DEFAULT
     if stored is None:
-        session.add(Program(shop_id=caller.shop_id, settings=settings))
-    else:
-        stored.settings = settings
-        stored.updated_at = clock.now()
+        stored = Program(shop_id=caller.shop_id)
+        session.add(stored)
+    stored.settings = body.model_dump(mode="json")
+    stored.updated_at = clock.now()
+    if body.tiers and (body.tiers, body.reevaluation_days) != (before.tiers, before.reevaluation_days):
+        # A shop that sets up tiers after its history is in would otherwise keep its best buyers at
+        # level 0 until their next order, while their page says the next tier needs nothing more.
+        stored.placed_after = ""  # from the first member (services/loyalty/tiers.py place_members)
+        response.headers["X-Laoke-Tier-Placement"] = "started"
     program.forget(caller.shop_id)
     return body
 

@@ -28,6 +28,9 @@ def create_app(settings: LoyaltySettings | None = None) -> FastAPI:
         produces=(Topic.LOYALTY,),
         consumers=handlers.consumers(settings),
         extra_lifespan=schedule.jobs_lifespan(
-            settings.jobs_seconds, settings.activities_seconds, enabled=settings.run_consumers
+            settings.jobs_seconds,
+            settings.activities_seconds,
+            settings.placement_seconds,
+            enabled=settings.run_consumers,
         ),
     )

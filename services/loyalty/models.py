@@ -53,6 +53,9 @@ class Program(Base):
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONB)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Existing members are being placed in the programme's tiers (services/loyalty/tiers.py): null when
+    # done, else the last member placed ('' before the first), so the placement resumes after a crash.
+    placed_after: Mapped[str | None] = mapped_column(String(32))
 
 
 class Member(Base):

@@ -318,7 +318,17 @@ async def _loop(db: Database, outbox: Outbox, every: float, stop: asyncio.Event,
             await asyncio.wait_for(stop.wait(), every)
 
 
-def jobs_lifespan(every: float, activities_every: float, enabled: bool):  # type: ignore[no-untyped-def]
+async def place_members(db: Database, outbox: Outbox) -> int:
+    """Existing members into newly set tiers (services/loyalty/tiers.py)."""
+    moved = await tiers.place_members(db)
+    if moved:
+        log.info("tiers_placed", members_moved=moved)
+    return moved
+
+
+def jobs_lifespan(  # type: ignore[no-untyped-def]
+    every: float, activities_every: float, placement_every: float, enabled: bool
+):
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
@@ -327,6 +337,7 @@ def jobs_lifespan(every: float, activities_every: float, enabled: bool):  # type
             [
                 asyncio.create_task(_loop(db, outbox, every, stop, run_jobs)),
                 asyncio.create_task(_loop(db, outbox, activities_every, stop, end_activities)),
+                asyncio.create_task(_loop(db, outbox, placement_every, stop, place_members)),
             ]
             if enabled
             else []

@@ -17,3 +17,6 @@ class LoyaltySettings(ServiceSettings):
     # How often live activities past their window are ended and price guesses revealed
     # (LOYALTY_ACTIVITIES_SECONDS).
     activities_seconds: float = 30.0
+    # How often to look for shops whose tiers changed, to place their existing members
+    # (LOYALTY_PLACEMENT_SECONDS).
+    placement_seconds: float = 2.0

@@ -1,4 +1,5 @@
-"""Set-based tier evaluation, for many members at once: after a history import (upwards only) and in
+"""Set-based tier evaluation, for many members at once: after a history import (upwards only), when a
+shop sets or changes its tiers (existing members placed upwards, in chunks, in the background) and in
 the scheduled re-evaluation of programmes with a window and downgrades allowed.
 
 One statement computes each member's qualifying spend and orders, the level they reach, updates the
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from laoke.contracts.loyalty import TIER_CHANGED
 from laoke.contracts.topics import Topic
 from laoke.kit import clock
+from laoke.kit.db import Database
 from laoke.kit.outbox import envelope_sql
 from services.loyalty.program import ProgramSettings
 
@@ -25,10 +27,12 @@ async def evaluate(
     program: ProgramSettings,
     *,
     only_customers_in: str | None = None,
+    few: bool = False,
     allow_down: bool = False,
 ) -> int:
     """Re-evaluate the tiers of the shop's members (or of those whose ids are in the temp table
-    `only_customers_in`); returns how many changed."""
+    `only_customers_in`); returns how many changed. `few`: that table holds a small share of the
+    shop's members, so their orders are read by member instead of summing all of the shop's."""
     if not program.tiers:
         return 0
     tiers = program.tiers
@@ -47,6 +51,11 @@ async def evaluate(
         if only_customers_in
         else ""
     )
+    of_few = (
+        f"AND o.customer_id IN (SELECT customer_id FROM {only_customers_in})"  # noqa: S608 - our temp table
+        if only_customers_in and few
+        else ""
+    )
     moves = "r.level <> r.old" if allow_down else "r.level > r.old"
     row = (
         await session.execute(
@@ -55,7 +64,7 @@ async def evaluate(
                 WITH qualifying AS (
                     SELECT o.customer_id, sum(o.paid_fen - o.refunded_fen) AS spend, count(*) AS orders
                     FROM loyalty.orders o
-                    WHERE o.shop_id = :shop AND o.completed AND o.paid_fen > o.refunded_fen {since}
+                    WHERE o.shop_id = :shop AND o.completed AND o.paid_fen > o.refunded_fen {since} {of_few}
                     GROUP BY o.customer_id
                 ), reached AS (
                     SELECT m.customer_id, m.tier_level AS old, CASE {level} ELSE 0 END AS level
@@ -101,3 +110,58 @@ async def evaluate(
         )
     ).one()
     return int(row.changed)
+
+
+PLACEMENT_CHUNK = 20_000
+_PENDING = text(
+    "SELECT shop_id, settings, placed_after FROM loyalty.programs WHERE placed_after IS NOT NULL "
+    "ORDER BY shop_id LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+_NEXT_MEMBERS = text(
+    """
+    INSERT INTO to_place
+    SELECT customer_id FROM loyalty.members WHERE shop_id = :shop AND customer_id > :after
+    ORDER BY customer_id LIMIT :chunk
+    """
+)
+# In key order, as every ledger change locks members: a placement never deadlocks with an order.
+_LOCK_PLACING = text(
+    """
+    SELECT count(*), max(customer_id) FROM (
+        SELECT m.customer_id FROM loyalty.members m
+        WHERE m.shop_id = :shop AND m.customer_id IN (SELECT customer_id FROM to_place)
+        ORDER BY m.customer_id FOR UPDATE
+    ) locked
+    """
+)
+
+
+async def place_members(db: Database) -> int:
+    """Place the existing members of shops whose tiers changed (`programs.placed_after` set by
+    `PUT /program`), a chunk of members per transaction, upwards only; returns how many moved. The
+    chunk's transaction holds the programme row, so another change of the tiers waits for it and then
+    starts the placement over; a crash resumes after the last chunk committed."""
+    moved = 0
+    while True:
+        async with db.transaction() as session:
+            pending = (await session.execute(_PENDING)).one_or_none()
+            if pending is None:
+                return moved
+            shop = {"shop": pending.shop_id}
+            await session.execute(
+                text("CREATE TEMP TABLE to_place (customer_id text PRIMARY KEY) ON COMMIT DROP")
+            )
+            await session.execute(
+                _NEXT_MEMBERS, shop | {"after": pending.placed_after, "chunk": PLACEMENT_CHUNK}
+            )
+            count, last = (await session.execute(_LOCK_PLACING, shop)).one()
+            settings = ProgramSettings.model_validate(pending.settings)
+            if count:
+                await session.execute(text("ANALYZE to_place"))
+                moved += await evaluate(
+                    session, pending.shop_id, settings, only_customers_in="to_place", few=True
+                )
+            await session.execute(
+                text("UPDATE loyalty.programs SET placed_after = :after WHERE shop_id = :shop"),
+                shop | {"after": last if count == PLACEMENT_CHUNK else None},
+            )

@@ -111,9 +111,14 @@ async def test_form_errors_are_shown_next_to_their_fields(
     assert refused.status_code == 422
     assert 'data-field="tiers"' in refused.text and "discounts never rise" in refused.text
     fixed = await browser_like.post("/console/loyalty", data={**rising, "tier_discount_1": "95"})
-    assert fixed.status_code == 303
+    assert fixed.status_code == 303 and fixed.headers["location"] == "/console/loyalty?saved=tiers"
     program = (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json()
     assert [(t["name"], t["discount"]) for t in program["tiers"]] == [("普通会员", 98), ("金卡", 95)]
+    placing = await browser_like.get("/console/loyalty?saved=tiers")
+    assert "已保存。 正在按新的等级规则为现有会员定级" in placing.text
+    # The same tiers again: saved, nobody to place.
+    again = await browser_like.post("/console/loyalty", data={**rising, "tier_discount_1": "95"})
+    assert again.headers["location"] == "/console/loyalty?saved=1"
 
     bad_rule = await browser_like.post(
         "/console/segments",

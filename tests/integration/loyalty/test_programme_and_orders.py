@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from laoke.contracts.loyalty import TIER_CHANGED
 from laoke.contracts.orders import OrderStatus
 from laoke.contracts.topics import Topic
@@ -218,4 +221,72 @@ async def test_tiers_rise_with_spend_and_never_fall(shop: ShopClient, stack: Ser
         infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 2, types=frozenset({TIER_CHANGED})
     )
     assert [(e.payload["from_level"], e.payload["to_level"]) for e in changes] == [(None, 1), (1, 2)]
+    await invariants_hold(stack, shop.shop_id)
+
+
+async def placement_done(stack: ServerSet, shop_id: str) -> None:
+    engine = create_async_engine(stack["loyalty"].settings.database_url)
+    try:
+
+        async def done() -> None:
+            async with engine.connect() as conn:
+                left = await conn.scalar(
+                    text("SELECT placed_after FROM loyalty.programs WHERE shop_id = :s"), {"s": shop_id}
+                )
+            assert left is None, left
+
+        await eventually(done, within=20)
+    finally:
+        await engine.dispose()
+
+
+async def test_tiers_set_up_after_the_orders_place_existing_members(
+    shop: ShopClient, stack: ServerSet, infra: Infra
+) -> None:
+    await publish(
+        stack,
+        *(
+            order_event(
+                shop.shop_id,
+                customer,
+                f"ord_{customer}",
+                OrderStatus.COMPLETED,
+                paid_fen=paid_fen,
+                modified=T0 + timedelta(days=1),
+                completed=True,
+            )
+            for customer, paid_fen in (("cus_big", 250_000), ("cus_small", 10_000))
+        ),
+    )
+    await member_reaches(shop, "cus_big", points_available=2500, tier_level=0)
+    await member_reaches(shop, "cus_small", points_available=100, tier_level=0)
+
+    placed = await shop.client.put("/api/v1/loyalty/program", json={"tiers": TIERS}, headers=shop.headers())
+    assert placed.status_code == 200 and placed.headers["X-Laoke-Tier-Placement"] == "started", placed.text
+    big = await member_reaches(shop, "cus_big", tier_level=2)  # 2,500 yuan in one order: not 金卡's 3 orders
+    assert (big["tier"], big["next_tier"]) == (
+        "银卡",
+        {"level": 3, "name": "金卡", "spend_needed": "0.00", "orders_needed": 2},
+    )
+    await member_reaches(shop, "cus_small", tier_level=1, tier="普通会员")
+    await placement_done(stack, shop.shop_id)
+
+    # The same tiers again start nothing; raised thresholds take no tier away (never_downgrade).
+    same = await shop.client.put("/api/v1/loyalty/program", json={"tiers": TIERS}, headers=shop.headers())
+    assert same.status_code == 200 and "X-Laoke-Tier-Placement" not in same.headers
+    raised = [TIERS[0], {**TIERS[1], "min_spend": "5000"}, {**TIERS[2], "min_spend": "9000"}]
+    higher = await shop.client.put("/api/v1/loyalty/program", json={"tiers": raised}, headers=shop.headers())
+    assert higher.headers["X-Laoke-Tier-Placement"] == "started"
+    await placement_done(stack, shop.shop_id)
+    assert (await member_reaches(shop, "cus_big", tier_level=2))["tier"] == "银卡"
+
+    changes = await events_on(
+        infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 2, types=frozenset({TIER_CHANGED})
+    )
+    assert sorted(
+        (e.payload["customer_id"], e.payload["to_level"], e.payload["tier_name"]) for e in changes
+    ) == [
+        ("cus_big", 2, "银卡"),
+        ("cus_small", 1, "普通会员"),
+    ]
     await invariants_hold(stack, shop.shop_id)
