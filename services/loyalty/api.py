@@ -53,6 +53,16 @@ async def get_program(caller: CallerDep, session: SessionDep) -> ProgramSettings
     "on. When the tiers change, existing members are placed in them in the background within "
     "seconds (upwards only, a `loyalty.tier_changed` event for each member who moves); the answer "
     "then carries `X-Laoke-Tier-Placement: started`.",
+    responses={
+        200: {
+            "headers": {
+                "X-Laoke-Tier-Placement": {
+                    "description": "`started` when the tiers changed and existing members are being placed",
+                    "schema": {"type": "string", "enum": ["started"]},
+                }
+            }
+        }
+    },
 )
 async def put_program(
     body: ProgramSettings, caller: CallerDep, session: SessionDep, response: Response
