@@ -238,13 +238,13 @@ class Compiler:
                 inside = column >= since
                 return inside if op == "within_days" else or_(column < since, column.is_(None))
             if op == "between":
-                low, high = (_time(v, at) for v in self._pair(value, at))
+                low, high = self._ordered(self._pair(value, at), _time, at)
                 return column.between(low, high)
             moment = _time(value, at)
             return column < moment if op == "before" else column > moment
         convert = {"int": _int, "money": _money, "number": _number}[field.kind]
         if op == "between":
-            low, high = (convert(v, at) for v in self._pair(value, at))
+            low, high = self._ordered(self._pair(value, at), convert, at)
             return column.between(low, high)
         if op in ("in", "not_in"):
             return self._compare(column, op, [convert(v, at) for v in _list(value, at)])
@@ -255,6 +255,14 @@ class Compiler:
         if not isinstance(value, list) or len(value) != 2:
             raise RuleError(f"{where}: between takes [low, high]")
         return value
+
+    @staticmethod
+    def _ordered(pair: list[Any], convert: Callable[[Any, str], Any], where: str) -> tuple[Any, Any]:
+        # [500, 100] would match nobody without a word: almost always the two typed the wrong way round.
+        low, high = (convert(v, where) for v in pair)
+        if low > high:
+            raise RuleError(f"{where}: between takes [low, high], and {pair[0]} is above {pair[1]}")
+        return low, high
 
     @staticmethod
     def _compare(column: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:

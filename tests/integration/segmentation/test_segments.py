@@ -105,6 +105,18 @@ async def test_bad_rules_are_422_naming_where(shop: ShopClient) -> None:
         ({"field": "orders_count", "op": "gt", "value": "3"}, "rule.value: expected a whole number"),
         ({"field": "lifecycle", "op": "eq", "value": "asleep"}, "rule.value: unknown lifecycle 'asleep'"),
         ({"field": "orders_count", "op": "between", "value": [1]}, "between takes [low, high]"),
+        (
+            {"field": "total_spent", "op": "between", "value": ["500", "100"]},
+            "between takes [low, high], and 500 is above 100",
+        ),
+        (
+            {
+                "field": "last_order_at",
+                "op": "between",
+                "value": ["2026-06-01T00:00:00+08:00", "2026-01-01T00:00:00+08:00"],
+            },
+            "between takes [low, high], and 2026-06-01",
+        ),
         ({"field": "last_order_at", "op": "after", "value": "2026-01-01"}, "give a time zone"),
         ({"all": []}, "rule.all: expected a non-empty list"),
         ({"maybe": []}, "expected all, any, not, or field/op/value"),
