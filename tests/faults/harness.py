@@ -76,7 +76,9 @@ def plan_orders(buyers: int, orders_per_buyer: int, seed: int = 20261123) -> lis
                     buyer=buyer,
                     number=n,
                     paid_fen=rng.randrange(990, 250_000),
-                    placed_at=now - timedelta(days=rng.randrange(1, 330), minutes=rng.randrange(1440)),
+                    # At least 4 days ago: the order completes 3 days after it was placed, and ingest
+                    # refuses times more than a day ahead of its clock.
+                    placed_at=now - timedelta(days=rng.randrange(4, 330), minutes=rng.randrange(1440)),
                 )
             )
     rng.shuffle(planned)
