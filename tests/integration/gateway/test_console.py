@@ -116,6 +116,8 @@ async def test_form_errors_are_shown_next_to_their_fields(
     assert [(t["name"], t["discount"]) for t in program["tiers"]] == [("普通会员", 98), ("金卡", 95)]
     placing = await browser_like.get("/console/loyalty?saved=tiers")
     assert "已保存。 正在按新的等级规则为现有会员定级" in placing.text
+    assert "<th>名称</th>" in placing.text and "姓名" not in placing.text  # a tier's name, not a person's
+    assert "<th>姓名</th>" in (await browser_like.get("/console/customers")).text
     # The same tiers again: saved, nobody to place.
     again = await browser_like.post("/console/loyalty", data={**rising, "tier_discount_1": "95"})
     assert again.headers["location"] == "/console/loyalty?saved=1"
