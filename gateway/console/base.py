@@ -21,7 +21,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from gateway.console.i18n import LANGUAGES, translator
+from gateway.console.i18n import LANGUAGES, translator, value_labeler
 
 SESSION_COOKIE = "laoke_console"
 LANGUAGE_COOKIE = "laoke_lang"
@@ -124,7 +124,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return templates.TemplateResponse(
         request,
         template,
-        {"t": translator(lang), "lang": lang, "path": request.url.path, **context},
+        {"t": translator(lang), "v": value_labeler(lang), "lang": lang, "path": request.url.path, **context},
         status_code=status_code,
     )
 

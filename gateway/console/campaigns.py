@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Api, field_errors, redirect, render
+from gateway.console.base import Api, field_errors, language, redirect, render
+from gateway.console.i18n import translator
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -122,9 +123,10 @@ async def template_preview(template_id: str, request: Request, api: ApiDep) -> R
 async def campaign_page(campaign_id: str, request: Request, api: ApiDep) -> Response:
     campaign = await api.get(f"/api/v1/campaigns/{campaign_id}")
     fragment = request.headers.get("hx-request") == "true"
+    t = translator(language(request))
     funnel = {
         "type": "bar",
-        "labels": ["targeted", "sent", "delivered", "converted"],
+        "labels": [t("Targeted"), t("Sent"), t("Delivered"), t("Converted")],
         "series": [
             {
                 "label": campaign["name"],
@@ -140,10 +142,10 @@ async def campaign_page(campaign_id: str, request: Request, api: ApiDep) -> Resp
     attribution = campaign["attribution"]
     rates = {
         "type": "bar",
-        "labels": ["campaign", "holdout"],
+        "labels": [t("This campaign"), t("Holdout")],
         "series": [
             {
-                "label": "conversion %",
+                "label": t("Conversion rate %"),
                 "data": [
                     round(100 * (attribution["conversion_rate"] or 0), 2),
                     round(100 * (attribution["holdout_conversion_rate"] or 0), 2),

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Answer, field_errors, redirect, render
+from gateway.console.base import Answer, field_errors, language, redirect, render
+from gateway.console.i18n import translator
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -92,27 +93,30 @@ async def overview_charts(request: Request, api: ApiDep) -> Response:
     )
     buckets = analytics["buckets"]
     labels = [b["start"][:7] for b in buckets]
+    t = translator(language(request))
     charts = {
         "growth": {
             "type": "bar",
             "labels": labels,
             "series": [
-                {"label": "new", "data": [b["new_customers"] for b in buckets]},
-                {"label": "returning", "data": [b["returning_customers"] for b in buckets]},
+                {"label": t("New customers"), "data": [b["new_customers"] for b in buckets]},
+                {"label": t("Returning customers"), "data": [b["returning_customers"] for b in buckets]},
             ],
         },
         "churn": {
             "type": "line",
             "labels": labels,
-            "series": [{"label": "churn rate %", "data": [round(100 * b["churn_rate"], 1) for b in buckets]}],
+            "series": [
+                {"label": t("Churn rate %"), "data": [round(100 * b["churn_rate"], 1) for b in buckets]}
+            ],
         },
         "revenue": {
             "type": "bar",
             "stacked": True,
             "labels": labels,
             "series": [
-                {"label": "returning", "data": [float(b["revenue_returning"]) for b in buckets]},
-                {"label": "new", "data": [float(b["revenue_new"]) for b in buckets]},
+                {"label": t("Returning customers"), "data": [float(b["revenue_returning"]) for b in buckets]},
+                {"label": t("New customers"), "data": [float(b["revenue_new"]) for b in buckets]},
             ],
         },
     }

@@ -34,6 +34,13 @@ ZH: dict[str, str] = {
     "Returning customers (老客) share": "老客占比",
     "Customer growth": "客户增长",
     "Churn rate": "流失率",
+    "Churn rate %": "流失率 %",
+    "New customers": "新客",
+    "Returning customers": "老客",
+    "This campaign": "本次营销",
+    "Holdout": "对照组",
+    "Conversion rate %": "转化率 %",
+    "Votes": "票数",
     "Revenue: returning vs new": "老客与新客收入",
     "Points liability": "积分负债",
     "Points outstanding": "未使用积分",
@@ -61,6 +68,7 @@ ZH: dict[str, str] = {
     "attribute key": "属性名",
     "Mobile": "手机",
     "Orders": "订单数",
+    "Order history": "订单",
     "Spent": "消费金额",
     "Last order": "最近下单",
     "Points": "积分",
@@ -162,7 +170,93 @@ ZH: dict[str, str] = {
 }
 
 
+# The API's own values (statuses, channels, kinds) as a shop owner reads them, by what they belong to:
+# "completed" is 交易成功 for an order and 已完成 for a campaign.
+ZH_VALUES: dict[str, dict[str, str]] = {
+    "order": {
+        "created": "待付款",
+        "paid": "已付款",
+        "shipped": "已发货",
+        "completed": "交易成功",
+        "closed": "已关闭",
+        "refunded": "已退款",
+        "partially_refunded": "部分退款",
+    },
+    "import": {
+        "queued": "排队中",
+        "parsing": "解析中",
+        "storing": "入库中",
+        "completed": "已完成",
+        "failed": "失败",
+    },
+    "campaign": {
+        "draft": "草稿",
+        "scheduled": "已排期",
+        "sending": "发送中",
+        "paused": "已暂停",
+        "completed": "已完成",
+        "cancelled": "已取消",
+    },
+    "message": {
+        "queued": "排队中",
+        "sending": "发送中",
+        "sent": "已发送",
+        "delivered": "已送达",
+        "failed": "失败",
+        "suppressed": "已拦截",
+        "paused": "已暂停",
+        "cancelled": "已取消",
+    },
+    "channel": {"sms": "短信", "email": "邮件", "inapp": "站内信"},
+    "entry": {
+        "earn": "消费得积分",
+        "pending": "待入账",
+        "release": "积分入账",
+        "redeem": "积分兑换",
+        "expire": "积分过期",
+        "reverse": "退款扣回",
+        "adjust": "人工调整",
+        "signin": "签到",
+        "bonus": "奖励",
+    },
+    "coupon": {"issued": "未使用", "redeemed": "已核销", "expired": "已过期"},
+    "activity": {"draft": "草稿", "live": "进行中", "ended": "已结束"},
+    "activity_type": {
+        "favorite_shop": "收藏店铺",
+        "favorite_item": "收藏商品",
+        "add_to_cart": "加购",
+        "profile_completion": "完善资料",
+        "birthday_registration": "登记生日",
+        "survey": "问卷",
+        "vote": "投票",
+        "grab": "限时抢",
+        "guess_price": "猜价格",
+        "task_chain": "任务链",
+        "referral": "邀请有礼",
+    },
+    "gender": {"male": "男", "female": "女"},
+    "feedback": {
+        "complaint": "投诉",
+        "suggestion": "建议",
+        "return": "退换货",
+        "problem_shipment": "物流问题",
+        "other": "其他",
+        "open": "待处理",
+        "in_progress": "处理中",
+        "resolved": "已解决",
+    },
+}
+
+
 def translator(lang: str) -> Callable[[str], str]:
     if lang == "en":
         return lambda text: text
     return lambda text: ZH.get(text, text)
+
+
+def value_labeler(lang: str) -> Callable[[str, str | None], str]:
+    """`v("order", "partially_refunded")`: 部分退款, or "partially refunded" in English; a value this
+    table does not know is shown as it is."""
+    if lang == "en":
+        return lambda _kind, value: (value or "").replace("_", " ")
+    return lambda kind, value: ZH_VALUES.get(kind, {}).get(value or "", value or "")

@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Api, field_errors, redirect, render
+from gateway.console.base import Api, field_errors, language, redirect, render
+from gateway.console.i18n import translator
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -203,7 +204,9 @@ async def activity(activity_id: str, request: Request, api: ApiDep) -> Response:
         charts["votes"] = {
             "type": "bar",
             "labels": list(stats["votes"]),
-            "series": [{"label": "votes", "data": list(stats["votes"].values())}],
+            "series": [
+                {"label": translator(language(request))("Votes"), "data": list(stats["votes"].values())}
+            ],
         }
     return render(request, "activity.html", a=found, stats=stats, charts=charts)
 

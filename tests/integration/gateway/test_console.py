@@ -79,8 +79,12 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
         assert page.status_code == 200, (path, page.text[:500])
         assert "<html" in page.text and "老客" in page.text, path
     assert "王" in (await browser_like.get("/console/customers")).text
+    profile = (await browser_like.get(f"/console/customers/{customer}")).text
+    # The API's values in the page's words: the order's status, the consent, the person's 姓名.
+    assert "交易成功" in profile and "短信 ✓" in profile and "姓名" in profile and "completed" not in profile
     charts = await browser_like.get("/console/overview/charts")  # loaded into the overview by htmx
     assert charts.status_code == 200 and 'id="growth"' in charts.text and "积分负债" in charts.text
+    assert "老客" in charts.text and "returning" not in charts.text  # the charts' legends too
     assert (await browser_like.get(f"/console/customers/{stranger}")).status_code == 404
     english = await browser_like.get(
         "/console/lang/en", headers={"referer": str(browser_like.base_url) + "/console/rfm"}
