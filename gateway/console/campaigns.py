@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from gateway.console.base import Api, field_errors, language, redirect, render
-from gateway.console.i18n import translator
+from gateway.console.i18n import translator, value_labeler
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -191,6 +192,12 @@ async def automation_list(request: Request, api: ApiDep) -> Response:
 @router.post("/automations/{kind}")
 async def save_automation(kind: str, request: Request, api: ApiDep) -> Response:
     form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    if not form.get("template_id"):
+        lang = language(request)
+        named = value_labeler(lang)("automation", kind)
+        return redirect(
+            f"/console/automations?error={quote(named + ': ' + translator(lang)('Choose a template first.'))}"
+        )
     body = {
         "enabled": form.get("enabled") == "on",
         "channel": form.get("channel", ""),
@@ -199,7 +206,5 @@ async def save_automation(kind: str, request: Request, api: ApiDep) -> Response:
     }
     answer = await api.call("PUT", f"/api/v1/automations/{kind}", json=body)
     if not answer.ok:
-        from urllib.parse import quote
-
         return redirect(f"/console/automations?error={quote(kind + ': ' + answer.error)}")
     return redirect("/console/automations")

@@ -255,7 +255,7 @@ class AutomationIn(BaseModel):
 
     enabled: bool = True
     channel: ChannelName
-    template_id: str = Field(max_length=32)
+    template_id: str = Field(min_length=1, max_length=32)
     delay_minutes: int | None = Field(
         default=None, ge=0, le=60 * 24 * 60, description="催付: after placing; 疑难件: after shipping"
     )

@@ -230,3 +230,33 @@ async def test_keys_are_made_and_revoked_from_settings(
     assert next(k for k in keys if k["id"] == new["id"])["revoked_at"] is not None
     nameless = await browser_like.post("/console/settings/keys", data={"name": "", "scope_read": "on"})
     assert nameless.status_code == 422
+
+
+async def test_automations_read_in_chinese_and_save_the_api_values(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    page = (await browser_like.get("/console/automations")).text
+    assert "催付提醒" in page and "付款或关闭后自动取消" in page and "unpaid_reminder</b>" not in page
+    assert '<option value="sms" >短信</option>' in page
+    unchosen = await browser_like.post(
+        "/console/automations/unpaid_reminder",
+        data={"channel": "sms", "template_id": "", "delay_minutes": "45"},
+    )
+    assert unchosen.status_code == 303 and "error=" in unchosen.headers["location"]
+    shown = (await browser_like.get(unchosen.headers["location"])).text
+    assert "催付提醒: 请先选择模板" in shown
+    template = await shop.client.post(
+        "/api/v1/templates",
+        json={"name": "催付", "channel": "sms", "body": "{{ name }}您好，您的订单还未付款"},
+        headers=shop.headers(),
+    )
+    assert template.status_code == 201, template.text
+    saved = await browser_like.post(
+        "/console/automations/unpaid_reminder",
+        data={"enabled": "on", "channel": "sms", "template_id": template.json()["id"], "delay_minutes": "45"},
+    )
+    assert saved.status_code == 303 and saved.headers["location"] == "/console/automations"
+    listed = (await shop.client.get("/api/v1/automations", headers=shop.headers())).json()["items"]
+    reminder = next(a for a in listed if a["kind"] == "unpaid_reminder")
+    assert (reminder["channel"], reminder["delay_minutes"], reminder["enabled"]) == ("sms", 45, True)

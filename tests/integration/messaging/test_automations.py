@@ -116,6 +116,10 @@ async def test_automation_refuses_a_template_of_another_channel(shop: ShopClient
         "/api/v1/automations/nonsense", json={"channel": "sms", "template_id": tpl}, headers=shop.headers()
     )
     assert unknown.status_code == 422
+    empty = await shop.client.put(
+        "/api/v1/automations/winback", json={"channel": "sms", "template_id": ""}, headers=shop.headers()
+    )
+    assert empty.status_code == 422 and "template_id: String should have at least 1 character" in empty.text
 
 
 async def test_a_first_order_paid_and_shipped_in_one_run_still_welcomes_and_notifies(
