@@ -42,6 +42,9 @@ ZH: dict[str, str] = {
     "Conversion rate %": "转化率 %",
     "Votes": "票数",
     "min": "分钟",
+    "Frequency cap": "频次上限：每位客户最多",
+    "messages per": "条 /",
+    "days": "天",
     "Choose a template first.": "请先选择模板（可在营销活动页新建）。",
     "Revenue: returning vs new": "老客与新客收入",
     "Points liability": "积分负债",
@@ -237,6 +240,11 @@ ZH_VALUES: dict[str, dict[str, str]] = {
         "referral": "邀请有礼",
     },
     "gender": {"male": "男", "female": "女"},
+    "rfm_preset": {
+        "default": "通用（一年窗口）",
+        "high_ticket": "高客单价（家电等，两年窗口）",
+        "fast_moving": "快消（食品日用品，半年窗口）",
+    },
     "automation": {
         "unpaid_reminder": "催付提醒",
         "shipment_notice": "发货通知",

@@ -260,3 +260,17 @@ async def test_automations_read_in_chinese_and_save_the_api_values(
     listed = (await shop.client.get("/api/v1/automations", headers=shop.headers())).json()["items"]
     reminder = next(a for a in listed if a["kind"] == "unpaid_reminder")
     assert (reminder["channel"], reminder["delay_minutes"], reminder["enabled"]) == ("sms", 45, True)
+
+
+async def test_messaging_policy_and_rfm_preset_read_in_chinese_and_save(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    page = (await browser_like.get("/console/settings")).text
+    assert "频次上限：每位客户最多" in page and '<option value="fast_moving" >快消' in page
+    assert (
+        await browser_like.post("/console/settings/rfm", data={"preset": "fast_moving"})
+    ).status_code == 303
+    config = (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()
+    assert config["preset"] == "fast_moving"
+    assert '<option value="fast_moving" selected>快消' in (await browser_like.get("/console/settings")).text
