@@ -42,6 +42,7 @@ ZH: dict[str, str] = {
     "Conversion rate %": "转化率 %",
     "Votes": "票数",
     "min": "分钟",
+    "Customers created": "新建客户",
     "Frequency cap": "频次上限：每位客户最多",
     "messages per": "条 /",
     "days": "天",
@@ -240,6 +241,7 @@ ZH_VALUES: dict[str, dict[str, str]] = {
         "referral": "邀请有礼",
     },
     "gender": {"male": "男", "female": "女"},
+    "import_format": {"taobao": "淘宝/天猫导出", "shopify": "Shopify 导出", "generic": "通用 CSV"},
     "rfm_preset": {
         "default": "通用（一年窗口）",
         "high_ticket": "高客单价（家电等，两年窗口）",

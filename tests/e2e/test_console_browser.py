@@ -88,6 +88,8 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
     await expect(page.locator("#import-imported")).to_have_text("12")
     await expect(page.locator("#import-failed")).to_have_text("1")
     await expect(page.locator("#import-errors")).to_be_visible()
+    await expect(page.locator("main")).to_contain_text("第 14 行: total_amount: negative amount")
+    await expect(page.locator("main")).to_contain_text("通用 CSV")
     await shot(page, "import")
 
     # The overview and the RFM grid count them once segmentation has absorbed the import.
