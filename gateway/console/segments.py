@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.datastructures import FormData
 
 from gateway.console.base import Api, api_key_of, field_errors, redirect, render
+from gateway.console.i18n import ZH, ZH_VALUES
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console/segments")
@@ -67,13 +68,24 @@ class RuleProblem(ValueError):
     pass
 
 
-def _value(raw: str) -> Any:
+# What an owner types for the values the page itself shows in Chinese (沉睡, 女), as the API spells them.
+_TYPED = {
+    "lifecycle": {ZH[value]: value for value in ("new", "active", "sleeping", "churned", "prospect")},
+    "gender": {label: value for value, label in ZH_VALUES["gender"].items()},
+}
+
+
+def _value(raw: str, field: str = "") -> Any:
     """What a value box holds: JSON when it reads as JSON (numbers, lists), otherwise the text itself."""
     raw = raw.strip()
     try:
-        return json.loads(raw)
+        parsed = json.loads(raw)
     except ValueError:
-        return raw
+        parsed = raw
+    typed = _TYPED.get(field, {})
+    if isinstance(parsed, list):
+        return [typed.get(item, item) if isinstance(item, str) else item for item in parsed]
+    return typed.get(parsed, parsed) if isinstance(parsed, str) else parsed
 
 
 def rule_from_form(form: FormData) -> dict[str, Any]:
@@ -97,7 +109,7 @@ def rule_from_form(form: FormData) -> dict[str, Any]:
             {
                 "field": field,
                 "op": str(form.get(f"op_{i}", "eq")),
-                "value": _value(str(form.get(f"value_{i}", ""))),
+                "value": _value(str(form.get(f"value_{i}", "")), field),
             }
         )
     if not conditions:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from starlette.datastructures import FormData
+
 from gateway.auth import issue_key, parse_key
+from gateway.console.segments import rule_from_form
 from gateway.openapi import merge
 from gateway.proxy import match_route
 
@@ -42,3 +45,31 @@ def test_merge_keeps_every_path_and_names_missing_services() -> None:
     assert set(doc["components"]["schemas"]) == {"Me", "OrderIn"}
     assert doc["x-laoke-unavailable"] == ["loyalty"]
     assert own["paths"] == {"/api/v1/me": {"get": {}}}  # the gateway's own document is not mutated
+
+
+def test_the_segment_builder_takes_the_chinese_words_the_console_shows() -> None:
+    form = FormData(
+        [
+            ("combine", "all"),
+            ("field_0", "lifecycle"),
+            ("op_0", "in"),
+            ("value_0", '["沉睡", "流失"]'),
+            ("field_1", "gender"),
+            ("op_1", "eq"),
+            ("value_1", "女"),
+            ("field_2", "orders_count"),
+            ("op_2", "gte"),
+            ("value_2", "3"),
+            ("field_3", "tags"),
+            ("op_3", "has"),
+            ("value_3", "沉睡"),  # a tag is the shop's own word, kept as typed
+        ]
+    )
+    assert rule_from_form(form) == {
+        "all": [
+            {"field": "lifecycle", "op": "in", "value": ["sleeping", "churned"]},
+            {"field": "gender", "op": "eq", "value": "female"},
+            {"field": "orders_count", "op": "gte", "value": 3},
+            {"field": "tags", "op": "has", "value": "沉睡"},
+        ]
+    }

@@ -79,6 +79,9 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
         assert page.status_code == 200, (path, page.text[:500])
         assert "<html" in page.text and "老客" in page.text, path
     assert "王" in (await browser_like.get("/console/customers")).text
+    builder = (await browser_like.get("/console/segments/new")).text
+    assert '<option value="total_spent" >累计消费 (元)</option>' in builder
+    assert ">大于等于</option>" in builder
     profile = (await browser_like.get(f"/console/customers/{customer}")).text
     # The API's values in the page's words: the order's status, the consent, the person's 姓名.
     assert "交易成功" in profile and "短信 ✓" in profile and "姓名" in profile and "completed" not in profile
