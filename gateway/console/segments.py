@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.datastructures import FormData
 
-from gateway.console.base import Api, api_key_of, field_errors, redirect, render
-from gateway.console.i18n import ZH, ZH_VALUES
+from gateway.console.base import Api, api_key_of, field_errors, language, redirect, render
+from gateway.console.i18n import ZH, ZH_VALUES, translator, value_labeler
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console/segments")
@@ -207,22 +207,36 @@ async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Respon
         api.get(f"/api/v1/segments/{segment_id}/members", limit=20),
     )
 
-    def pie(shares: list[dict[str, Any]]) -> dict[str, Any]:
+    lang = language(request)
+    t, v = translator(lang), value_labeler(lang)
+
+    def pie(shares: list[dict[str, Any]], kind: str = "") -> dict[str, Any]:
         return {
             "type": "doughnut",
-            "labels": [s["value"] for s in shares],
-            "series": [{"label": "customers", "data": [s["customers"] for s in shares]}],
+            "labels": [
+                t("unknown") if s["value"] == "unknown" else v(kind, s["value"]) if kind else s["value"]
+                for s in shares
+            ],
+            "series": [{"label": t("Customers"), "data": [s["customers"] for s in shares]}],
         }
 
     charts = {
-        "gender": pie(portrait["gender"]),
+        "gender": pie(portrait["gender"], "gender"),
         "age": {**pie(portrait["age_bands"]), "type": "bar"},
         "region": {**pie(portrait["provinces"][:10]), "type": "bar"},
     }
+    combine, rows, _ = rows_of(segment["rule"])
+    joiner = {"all": t(" and "), "any": t(" or ")}[combine]
+    rule_words = joiner.join(
+        f"{v('segment_field', r['field'])}{r['attribute'] if r['field'] == 'attributes.' else ''} "
+        f"{v('segment_op', r['op'])} {t(r['value']) if r['field'] == 'lifecycle' else r['value']}"
+        for r in rows
+    )
     return render(
         request,
         "segment.html",
         segment=segment,
+        rule_words=rule_words,
         rule_text=json.dumps(segment["rule"], ensure_ascii=False, indent=1),
         charts=charts,
         members=members["items"],

@@ -141,11 +141,16 @@ async def test_form_errors_are_shown_next_to_their_fields(
             "combine": "all",
             "field_0": "lifecycle",
             "op_0": "eq",
-            "value_0": "sleeping",
+            "value_0": "沉睡",  # as the page shows it
+            "field_1": "orders_count",
+            "op_1": "gte",
+            "value_1": "1",
         },
     )
     assert made.status_code == 303 and made.headers["location"].startswith("/console/segments/seg_")
-    assert "沉睡老客" in (await browser_like.get(made.headers["location"])).text
+    segment_page = (await browser_like.get(made.headers["location"])).text
+    assert "沉睡老客" in segment_page and "规则: 生命周期 等于 沉睡 且 订单数 大于等于 1" in segment_page
+    assert "<h2>性别</h2>" in segment_page and '"label": "\\u5ba2\\u6237"' in segment_page  # 客户
     empty = await browser_like.post(
         "/console/campaigns", data={"name": "", "channel": "inapp", "holdout_percent": "5"}
     )
