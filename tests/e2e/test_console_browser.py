@@ -179,6 +179,9 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
     # The API's values read as words of the page's language, not as the API spells them.
     await expect(page.locator("#consent")).to_contain_text("短信 ✓")
     await expect(page.locator("main")).to_contain_text("交易成功")
+    await expect(page.locator("main a[href^='/console/campaigns/cmp_']")).to_have_text(
+        "营销活动"
+    )  # the message's
     await shot(page, "customer")
     await page.click("#lang")
     await expect(page.locator("#sign-out")).to_have_text("Sign out")
