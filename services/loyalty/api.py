@@ -79,6 +79,8 @@ async def put_program(
         # level 0 until their next order, while their page says the next tier needs nothing more.
         stored.placed_after = ""  # from the first member (services/loyalty/tiers.py place_members)
         response.headers["X-Laoke-Tier-Placement"] = "started"
+    elif not body.tiers:
+        stored.placed_after = None  # no tiers left to place anyone in
     program.forget(caller.shop_id)
     return body
 

@@ -279,6 +279,10 @@ async def test_tiers_set_up_after_the_orders_place_existing_members(
     assert higher.headers["X-Laoke-Tier-Placement"] == "started"
     await placement_done(stack, shop.shop_id)
     assert (await member_reaches(shop, "cus_big", tier_level=2))["tier"] == "银卡"
+    # Tiers taken away: nothing to place, and a placement under way stops.
+    gone = await shop.client.put("/api/v1/loyalty/program", json={"tiers": []}, headers=shop.headers())
+    assert gone.status_code == 200 and "X-Laoke-Tier-Placement" not in gone.headers
+    await placement_done(stack, shop.shop_id)
 
     changes = await events_on(
         infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 2, types=frozenset({TIER_CHANGED})
