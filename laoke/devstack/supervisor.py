@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -296,7 +297,32 @@ class Stack:
         }
 
 
+def running_stack(state_file: Path) -> dict[str, Any] | None:
+    """The state of a stack that `run.json` says runs and whose process is alive, else None."""
+    try:
+        state = json.loads(state_file.read_text())
+        os.kill(int(state["pid"]), 0)
+    except PermissionError:
+        return dict(state)  # alive, another user's
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(state)
+
+
 def run_forever(config: StackConfig) -> int:
+    state_file = config.folder / "run.json"
+    running = running_stack(state_file)
+    if running is not None:
+        # Starting anyway would fail on its ports, and stopping after that failure used to delete the
+        # running stack's run.json, leaving `make stop` and `laoke import` unable to find it.
+        print(
+            f"Laoke is already running from {config.folder} (pid {running['pid']}, "
+            f"{running.get('gateway_url')}); stop it with `make stop` first.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    state_file.unlink(missing_ok=True)  # a stack that died without stopping left it behind
     stack = Stack(config)
     stopping = False
 
@@ -306,11 +332,12 @@ def run_forever(config: StackConfig) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    state_file = config.folder / "run.json"
+    written = False
     try:
         print("Starting Laoke …", flush=True)
         stack.start()
         state_file.write_text(json.dumps(stack.state(), indent=2))
+        written = True
         print(banner(stack), flush=True)
         while not stopping:
             for name in stack.watch_once():
@@ -324,7 +351,8 @@ def run_forever(config: StackConfig) -> int:
     finally:
         print("Stopping Laoke …", flush=True)
         stack.stop()
-        state_file.unlink(missing_ok=True)
+        if written:
+            state_file.unlink(missing_ok=True)
         print("Stopped.", flush=True)
     return 0
 

@@ -99,6 +99,12 @@ def test_readme_flow_ctrl_c_and_restart_keep_data(stack_env: dict[str, str]) -> 
         customer_id = order.json()["order"]["customer_id"]
         wait_for_points(gateway, api_key, customer_id, 256)
         assert cli(stack_env, "status").returncode == 0
+
+        # A second start beside it refuses, and leaves the running stack findable and whole.
+        again = cli(stack_env, "run")
+        assert again.returncode == 1 and "already running" in again.stderr, again.stdout + again.stderr
+        assert (data_dir / "run.json").exists() and cli(stack_env, "status").returncode == 0
+        wait_for_points(gateway, api_key, customer_id, 256)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
