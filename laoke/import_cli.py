@@ -67,7 +67,10 @@ def _follow(client: httpx.Client, import_id: str, size: int) -> dict[str, Any]:
         while True:
             status = client.get(f"/api/v1/imports/{import_id}").json()
             bar.update(max(0, status["bytes_read"] - bar.n))
-            bar.set_postfix(rows=status["rows_total"], failed=status["rows_failed"], step=status["status"])
+            # As text: tqdm shows a number of 20,000 as 2e+04.
+            bar.set_postfix(
+                rows=f"{status['rows_total']:,}", failed=f"{status['rows_failed']:,}", step=status["status"]
+            )
             if status["status"] in ("completed", "failed"):
                 return status
             time.sleep(POLL_SECONDS)
