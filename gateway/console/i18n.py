@@ -42,6 +42,8 @@ ZH: dict[str, str] = {
     "Conversion rate %": "转化率 %",
     "Votes": "票数",
     "min": "分钟",
+    "Refused webhook deliveries": "被拒绝的 Webhook 推送",
+    "The last ten, newest first; each with its raw body at": "最近十条，最新在前；原始报文见",
     "unknown": "未知",
     "Age": "年龄",
     "Region": "地区",

@@ -90,12 +90,13 @@ async def import_errors(import_id: str, api: ApiDep) -> Response:
 
 
 async def _settings_page(request: Request, api: Api, **extra: Any) -> Response:
-    me, keys, channels, policy, rfm = await asyncio.gather(
+    me, keys, channels, policy, rfm, failures = await asyncio.gather(
         api.get("/api/v1/me"),
         api.call("GET", "/api/v1/keys"),
         api.get("/api/v1/messaging/channels"),
         api.get("/api/v1/messaging/policy"),
         api.get("/api/v1/rfm/config"),
+        api.get("/api/v1/ingest/webhook-failures", limit=10),
     )
     return render(
         request,
@@ -118,6 +119,7 @@ async def _settings_page(request: Request, api: Api, **extra: Any) -> Response:
         ],
         policy=policy,
         rfm=rfm,
+        webhook_failures=failures["items"],
         scopes=SCOPES,
         presets=PRESETS,
         status_code=422 if extra.get("errors") else 200,

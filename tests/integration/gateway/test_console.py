@@ -282,3 +282,21 @@ async def test_messaging_policy_and_rfm_preset_read_in_chinese_and_save(
     config = (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()
     assert config["preset"] == "fast_moving"
     assert '<option value="fast_moving" selected>快消' in (await browser_like.get("/console/settings")).text
+
+
+async def test_settings_show_the_refused_webhook_deliveries(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    assert (
+        "暂无数据"
+        in (await browser_like.get("/console/settings")).text.split('id="webhook-failures"')[1][:200]
+    )
+    forged = await shop.client.post(
+        f"/api/v1/webhooks/generic/{shop.shop_id}",
+        content=b'{"order_id": "W-1"}',
+        headers={"Content-Type": "application/json", "X-Laoke-Signature": "t=1,v1=00"},
+    )
+    assert forged.status_code == 401
+    listed = (await browser_like.get("/console/settings")).text.split('id="webhook-failures"')[1]
+    assert "<td>generic</td><td>401</td>" in listed[:600], listed[:600]
