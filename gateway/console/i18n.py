@@ -42,6 +42,8 @@ ZH: dict[str, str] = {
     "Conversion rate %": "转化率 %",
     "Votes": "票数",
     "min": "分钟",
+    "revoked": "已撤销",
+    "This key may not list keys (it lacks the keys scope).": "当前密钥无权查看密钥（缺少 keys 权限）。",
     "Refused webhook deliveries": "被拒绝的 Webhook 推送",
     "The last ten, newest first; each with its raw body at": "最近十条，最新在前；原始报文见",
     "unknown": "未知",

@@ -236,6 +236,8 @@ async def test_keys_are_made_and_revoked_from_settings(
     assert (await browser_like.post(f"/console/settings/keys/{new['id']}/revoke")).status_code == 303
     keys = (await shop.client.get("/api/v1/keys", headers=shop.headers())).json()["items"]
     assert next(k for k in keys if k["id"] == new["id"])["revoked_at"] is not None
+    listed = (await browser_like.get("/console/settings")).text
+    assert "<td>只读报表</td><td>read</td><td>已撤销</td>" in listed
     nameless = await browser_like.post("/console/settings/keys", data={"name": "", "scope_read": "on"})
     assert nameless.status_code == 422
 
