@@ -146,7 +146,9 @@ async def start_servers(
             "campaign_seconds": 0.2,
             "webhook_seconds": 0.1,
             "webhook_disable_after": 5,
-            "sms_timeout_seconds": 1,
+            # Long enough that the in-process vendor, sharing two busy cores with the whole suite,
+            # answers in time (at 1 s, a send once timed out mid-campaign and waited out its retry).
+            "sms_timeout_seconds": 3,
         }
         for component in SERVICES:  # ingest first: the others read its bulk feeds
             # The services others call must already run: ingest (bulk feeds), segmentation (segments).

@@ -98,7 +98,7 @@ async def test_sms_vendor_errors_are_retried_then_failed_never_duplicated(
     faults = httpx.AsyncClient(base_url=stack.providers_url)
 
     # One timeout, then one throttling answer, then through: sent once.
-    await faults.post("/_local/sms/faults", json={"timeouts": 1, "hang_seconds": 2})
+    await faults.post("/_local/sms/faults", json={"timeouts": 1, "hang_seconds": 4})  # the stack waits 3 s
     campaign = await _campaign(shop, segment, "sms", text)
 
     async def waiting_after(attempts: int, reason: str) -> None:
