@@ -300,13 +300,17 @@ class Stack:
 def running_stack(state_file: Path) -> dict[str, Any] | None:
     """The state of a stack that `run.json` says runs and whose process is alive, else None."""
     try:
-        state = json.loads(state_file.read_text())
-        os.kill(int(state["pid"]), 0)
-    except PermissionError:
-        return dict(state)  # alive, another user's
+        state = dict(json.loads(state_file.read_text()))
+        pid = int(state["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return dict(state)
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return state  # alive, another user's
+    except OSError:
+        return None
+    return state
 
 
 def run_forever(config: StackConfig) -> int:
