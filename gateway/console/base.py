@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,12 +120,18 @@ def language(request: Request) -> str:
     return chosen if chosen in LANGUAGES else "zh"
 
 
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def words(request: Request) -> tuple[Callable[[str], str], Callable[[str, str | None], str]]:
+    """The page language's `t(text)` and `v(kind, value)` (gateway/console/i18n.py)."""
     lang = language(request)
+    return translator(lang), value_labeler(lang)
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    t, v = words(request)
     return templates.TemplateResponse(
         request,
         template,
-        {"t": translator(lang), "v": value_labeler(lang), "lang": lang, "path": request.url.path, **context},
+        {"t": t, "v": v, "lang": language(request), "path": request.url.path, **context},
         status_code=status_code,
     )
 

@@ -10,8 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Api, field_errors, language, redirect, render
-from gateway.console.i18n import translator, value_labeler
+from gateway.console.base import Api, field_errors, redirect, render, words
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -124,7 +123,7 @@ async def template_preview(template_id: str, request: Request, api: ApiDep) -> R
 async def campaign_page(campaign_id: str, request: Request, api: ApiDep) -> Response:
     campaign = await api.get(f"/api/v1/campaigns/{campaign_id}")
     fragment = request.headers.get("hx-request") == "true"
-    t = translator(language(request))
+    t, _ = words(request)
     funnel = {
         "type": "bar",
         "labels": [t("Targeted"), t("Sent"), t("Delivered"), t("Converted")],
@@ -193,11 +192,9 @@ async def automation_list(request: Request, api: ApiDep) -> Response:
 async def save_automation(kind: str, request: Request, api: ApiDep) -> Response:
     form = {k: str(v).strip() for k, v in (await request.form()).items()}
     if not form.get("template_id"):
-        lang = language(request)
-        named = value_labeler(lang)("automation", kind)
-        return redirect(
-            f"/console/automations?error={quote(named + ': ' + translator(lang)('Choose a template first.'))}"
-        )
+        t, v = words(request)
+        error = f"{v('automation', kind)}: {t('Choose a template first.')}"
+        return redirect(f"/console/automations?error={quote(error)}")
     body = {
         "enabled": form.get("enabled") == "on",
         "channel": form.get("channel", ""),

@@ -11,8 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Answer, field_errors, language, redirect, render
-from gateway.console.i18n import translator
+from gateway.console.base import Answer, field_errors, redirect, render, words
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -93,7 +92,7 @@ async def overview_charts(request: Request, api: ApiDep) -> Response:
     )
     buckets = analytics["buckets"]
     labels = [b["start"][:7] for b in buckets]
-    t = translator(language(request))
+    t, _ = words(request)
     charts = {
         "growth": {
             "type": "bar",

@@ -10,8 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Api, field_errors, language, redirect, render
-from gateway.console.i18n import translator
+from gateway.console.base import Api, field_errors, redirect, render, words
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -204,9 +203,7 @@ async def activity(activity_id: str, request: Request, api: ApiDep) -> Response:
         charts["votes"] = {
             "type": "bar",
             "labels": list(stats["votes"]),
-            "series": [
-                {"label": translator(language(request))("Votes"), "data": list(stats["votes"].values())}
-            ],
+            "series": [{"label": words(request)[0]("Votes"), "data": list(stats["votes"].values())}],
         }
     return render(request, "activity.html", a=found, stats=stats, charts=charts)
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.datastructures import FormData
 
-from gateway.console.base import Api, api_key_of, field_errors, language, redirect, render
-from gateway.console.i18n import ZH, ZH_VALUES, translator, value_labeler
+from gateway.console.base import Api, api_key_of, field_errors, redirect, render, words
+from gateway.console.i18n import ZH, ZH_VALUES
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console/segments")
@@ -207,8 +207,7 @@ async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Respon
         api.get(f"/api/v1/segments/{segment_id}/members", limit=20),
     )
 
-    lang = language(request)
-    t, v = translator(lang), value_labeler(lang)
+    t, v = words(request)
 
     def pie(shares: list[dict[str, Any]], kind: str = "") -> dict[str, Any]:
         return {
