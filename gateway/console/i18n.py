@@ -129,6 +129,7 @@ ZH: dict[str, str] = {
     "Add a tier": "添加等级",
     "Rewards": "积分兑换",
     "Coupon templates": "优惠券模板",
+    "Flagged": "异常使用",
     "Lotteries": "抽奖",
     "Issued": "已发放",
     "Redeemed": "已核销",
@@ -237,6 +238,13 @@ ZH_VALUES: dict[str, dict[str, str]] = {
         "bonus": "奖励",
     },
     "coupon": {"issued": "未使用", "redeemed": "已核销", "expired": "已过期"},
+    "coupon_flag": {
+        "reused": "重复使用",
+        "expired": "过期后使用",
+        "not_yet_valid": "生效前使用",
+        "below_threshold": "未满门槛",
+        "other_buyer": "非本人使用",
+    },
     "activity": {"draft": "草稿", "live": "进行中", "ended": "已结束"},
     "activity_type": {
         "favorite_shop": "收藏店铺",

@@ -20,7 +20,7 @@ from laoke.kit.errors import Conflict, NotFound, ServiceUnavailable
 from laoke.kit.internal_auth import sign
 from laoke.kit.outbox import Outbox
 from laoke.kit.settings import ServiceSettings
-from services.loyalty.models import Coupon, CouponReuse, CouponTemplate
+from services.loyalty.models import Coupon, CouponFlag, CouponTemplate
 
 # No 0/O, 1/I/L: codes are read aloud and typed by buyers.
 _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -124,7 +124,8 @@ async def issue(
 
 async def redeem_codes(session: AsyncSession, outbox: Outbox, shop_id: str, order: OrderEventPayload) -> None:
     """An order that names coupon codes redeems each once. A code already redeemed by another order is
-    flagged for the shop and not counted again; the same order seen again changes nothing."""
+    flagged for the shop and not counted again; a first use against the template's rules is counted
+    (the code is spent) and flagged; the same order seen again changes nothing."""
     for code in dict.fromkeys(c.strip().upper() for c in order.coupon_codes):
         coupon = await session.scalar(
             select(Coupon).where(Coupon.shop_id == shop_id, Coupon.code == code).with_for_update()
@@ -134,12 +135,10 @@ async def redeem_codes(session: AsyncSession, outbox: Outbox, shop_id: str, orde
         if coupon.redeemed_order_id == order.order_id:
             continue
         if coupon.redeemed_order_id is not None:
-            await session.execute(
-                insert(CouponReuse)
-                .values(shop_id=shop_id, code=code, order_id=order.order_id)
-                .on_conflict_do_nothing()
-            )
+            await _flag(session, coupon, order, ["reused"])
             continue
+        template = await load_template(session, shop_id, coupon.template_id)
+        await _flag(session, coupon, order, broken_rules(template, coupon, order))
         coupon.redeemed_order_id = order.order_id
         coupon.redeemed_at = clock.now()
         await session.execute(
@@ -164,6 +163,48 @@ async def redeem_codes(session: AsyncSession, outbox: Outbox, shop_id: str, orde
                 order_paid_fen=order.paid_fen,
             ),
         )
+
+
+def broken_rules(template: CouponTemplate, coupon: Coupon, order: OrderEventPayload) -> list[str]:
+    """Which of the template's rules an order broke by using this coupon. Marketplaces report an order's
+    total before the discount (Taobao's `total_fee`) or after it (Shopify's `total_price`); the coupon's
+    saving is added back before the threshold is compared, so neither reading flags an honest order."""
+    broken = []
+    if coupon.expires_at is not None and order.placed_at > coupon.expires_at:
+        broken.append("expired")
+    if template.valid_from is not None and order.placed_at < template.valid_from:
+        broken.append("not_yet_valid")
+    if (
+        template.threshold_fen is not None
+        and order.total_fen + (template.amount_fen or 0) < template.threshold_fen
+    ):
+        broken.append("below_threshold")
+    if order.customer_id != coupon.customer_id:
+        broken.append("other_buyer")
+    return broken
+
+
+async def _flag(session: AsyncSession, coupon: Coupon, order: OrderEventPayload, reasons: list[str]) -> None:
+    if not reasons:
+        return
+    await session.execute(
+        insert(CouponFlag)
+        .values(
+            [
+                {
+                    "shop_id": coupon.shop_id,
+                    "template_id": coupon.template_id,
+                    "code": coupon.code,
+                    "order_id": order.order_id,
+                    "reason": reason,
+                    "holder_id": coupon.customer_id,
+                    "buyer_id": order.customer_id,
+                }
+                for reason in reasons
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
 
 
 async def segment_members(settings: ServiceSettings, shop_id: str, segment_id: str) -> list[str]:

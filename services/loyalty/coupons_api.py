@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import func, select
 
 from laoke.kit import clock
@@ -13,8 +15,11 @@ from laoke.kit.money import from_fen, to_fen
 from laoke.kit.service import CallerDep, OutboxDep
 from laoke.kit.settings import ServiceSettings
 from services.loyalty import coupons
-from services.loyalty.models import Coupon, CouponReuse, CouponTemplate, Member
+from services.loyalty.models import Coupon, CouponFlag, CouponTemplate, Member
 from services.loyalty.schemas import (
+    CouponFlagList,
+    CouponFlagOut,
+    CouponFlagReason,
     CouponList,
     CouponOut,
     CouponTemplateIn,
@@ -29,11 +34,14 @@ SHOWN_CODES = 1000
 
 
 async def _template_out(session: SessionDep, template: CouponTemplate) -> CouponTemplateOut:
-    reuses = await session.scalar(
-        select(func.count())
-        .select_from(CouponReuse)
-        .join(Coupon, (Coupon.shop_id == CouponReuse.shop_id) & (Coupon.code == CouponReuse.code))
-        .where(Coupon.shop_id == template.shop_id, Coupon.template_id == template.id)
+    flagged: dict[str, int] = dict(
+        (
+            await session.execute(
+                select(CouponFlag.reason, func.count())
+                .where(CouponFlag.shop_id == template.shop_id, CouponFlag.template_id == template.id)
+                .group_by(CouponFlag.reason)
+            )
+        ).all()
     )
     return CouponTemplateOut(
         id=template.id,
@@ -50,7 +58,8 @@ async def _template_out(session: SessionDep, template: CouponTemplate) -> Coupon
         issued=template.issued_count,
         redeemed=template.redeemed_count,
         revenue=from_fen(template.revenue_fen),
-        reuses_flagged=reuses or 0,
+        reuses_flagged=flagged.get("reused", 0),
+        flagged=flagged,  # type: ignore[arg-type]
     )
 
 
@@ -100,10 +109,53 @@ async def list_templates(caller: CallerDep, session: SessionDep) -> CouponTempla
 @router.get(
     "/api/v1/coupons/templates/{template_id}",
     response_model=CouponTemplateOut,
-    summary="A coupon template with its redemption report (issued, redeemed, revenue, reuses)",
+    summary="A coupon template with its redemption report (issued, redeemed, revenue, flagged uses)",
 )
 async def get_template(template_id: str, caller: CallerDep, session: SessionDep) -> CouponTemplateOut:
     return await _template_out(session, await coupons.load_template(session, caller.shop_id, template_id))
+
+
+@router.get(
+    "/api/v1/coupons/templates/{template_id}/flags",
+    response_model=CouponFlagList,
+    summary="Orders that used a template's coupons against its rules, newest first",
+    description="A code spent twice (`reused`), used outside its validity (`expired`, `not_yet_valid`), "
+    "under a 满减 threshold (`below_threshold`) or by someone other than its holder (`other_buyer`): what "
+    "the shop's checkout let through, for the shop owner to look into. Filter with `reason`.",
+)
+async def template_flags(
+    template_id: str,
+    caller: CallerDep,
+    session: ReadSessionDep,
+    reason: CouponFlagReason | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$", description="Newest first")] = None,
+) -> CouponFlagList:
+    await coupons.load_template(session, caller.shop_id, template_id)
+    query = select(CouponFlag).where(
+        CouponFlag.shop_id == caller.shop_id, CouponFlag.template_id == template_id
+    )
+    if reason is not None:
+        query = query.where(CouponFlag.reason == reason)
+    if cursor:
+        query = query.where(CouponFlag.id < int(cursor))
+    rows = list(await session.scalars(query.order_by(CouponFlag.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return CouponFlagList(
+        items=[
+            CouponFlagOut(
+                code=f.code,
+                order_id=f.order_id,
+                reason=f.reason,  # type: ignore[arg-type]
+                holder_id=f.holder_id,
+                buyer_id=f.buyer_id,
+                flagged_at=f.flagged_at,
+            )
+            for f in rows
+        ],
+        next_cursor=str(rows[-1].id) if more and rows else None,
+    )
 
 
 @router.post(

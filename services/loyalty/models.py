@@ -245,14 +245,25 @@ class Coupon(Base):
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class CouponReuse(Base):
-    """A second order that named an already redeemed code: flagged for the shop, never counted."""
+class CouponFlag(Base):
+    """An order that used one of our codes against its rules: the code already spent on another order
+    (`reused`, never counted again), or a first use that the shop's checkout should have refused
+    (`expired`, `not_yet_valid`, `below_threshold`, `other_buyer`; counted, the code was spent)."""
 
-    __tablename__ = "coupon_reuses"
+    __tablename__ = "coupon_flags"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "code", "order_id", "reason"),
+        Index("ix_coupon_flags_template", "shop_id", "template_id", "id"),
+    )
 
-    shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(64))
+    template_id: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(16))
+    holder_id: Mapped[str] = mapped_column(String(32))  # the member the coupon was issued to
+    buyer_id: Mapped[str] = mapped_column(String(32))  # the customer of the order
     flagged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

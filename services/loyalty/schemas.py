@@ -189,6 +189,7 @@ class RedemptionOut(BaseModel):
 
 
 CouponKind = Literal["no_threshold", "spend_save", "percent_off"]
+CouponFlagReason = Literal["reused", "expired", "not_yet_valid", "below_threshold", "other_buyer"]
 
 
 class CouponTemplateIn(BaseModel):
@@ -252,10 +253,34 @@ class CouponTemplateOut(BaseModel):
     redeemed: int
     revenue: Yuan = Field(description="Paid on the orders that used these coupons")
     reuses_flagged: int = Field(description="Orders that named an already redeemed code")
+    flagged: dict[CouponFlagReason, int] = Field(
+        description="Uses against the template's rules, by reason (`reused` included); the orders are at "
+        "`GET /api/v1/coupons/templates/{id}/flags`",
+        examples=[{"reused": 1, "below_threshold": 2}],
+    )
 
 
 class CouponTemplateList(BaseModel):
     items: list[CouponTemplateOut]
+
+
+class CouponFlagOut(BaseModel):
+    code: str = Field(examples=["K7P3QX9M2A"])
+    order_id: str = Field(examples=["ord_6a1f0c2b9a7e4c31"])
+    reason: CouponFlagReason = Field(
+        description="`reused`: the code was already spent on another order (this order is not counted); "
+        "`expired` / `not_yet_valid`: the order was placed outside the coupon's validity; "
+        "`below_threshold`: the order's total, with the saving added back, is under a 满减 threshold; "
+        "`other_buyer`: the order's buyer is not the member the coupon was issued to"
+    )
+    holder_id: str = Field(description="The member the coupon was issued to")
+    buyer_id: str = Field(description="The customer of the order")
+    flagged_at: datetime
+
+
+class CouponFlagList(BaseModel):
+    items: list[CouponFlagOut]
+    next_cursor: str | None = None
 
 
 class IssueIn(BaseModel):

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
@@ -167,6 +168,29 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     made = await browser_like.post("/console/loyalty/coupon_templates", data={"body": coupon})
     assert made.status_code == 303
     assert "无门槛10元" in (await browser_like.get("/console/loyalty")).text
+    # A coupon used by somebody else on a small order: the template's row says what went wrong.
+    key = shop.headers()
+    template_id = (
+        await shop.client.post(
+            "/api/v1/coupons/templates",
+            json={"name": "满300减30", "kind": "spend_save", "threshold": "300", "amount": "30"},
+            headers=key,
+        )
+    ).json()["id"]
+    await shop.client.post("/api/v1/loyalty/members/cus_holder/signin", headers=key)
+    issued = await shop.client.post(
+        f"/api/v1/coupons/templates/{template_id}/issue", json={"customer_ids": ["cus_holder"]}, headers=key
+    )
+    order = order_json(
+        "FLAG-1", buyer="coupon-borrower", total="120.00", coupon_codes=[issued.json()["codes"]["cus_holder"]]
+    )
+    assert (await shop.client.post("/api/v1/orders", json=order, headers=key)).status_code == 201
+
+    async def flagged() -> None:
+        page = (await browser_like.get("/console/loyalty")).text
+        assert '<th class="num">异常使用</th>' in page and "未满门槛 1, 非本人使用 1" in page
+
+    await eventually(flagged, within=20)
     broken = await browser_like.post(
         "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"'}
     )

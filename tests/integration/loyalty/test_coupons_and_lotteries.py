@@ -1,10 +1,10 @@
-"""Coupons (issued by id or segment, redeemed once by orders, reuse flagged) and lotteries (odds, stock,
-budget), plus the profile bonus that segmentation's edits trigger."""
+"""Coupons (issued by id or segment, redeemed once by orders, reuses and uses against the rules
+flagged) and lotteries (odds, stock, budget), plus the profile bonus that segmentation's edits trigger."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from laoke.contracts.loyalty import COUPON_REDEEMED
@@ -117,6 +117,7 @@ async def test_coupons_issue_redeem_once_and_report(
             "250.00",
             1,
         )
+        assert stats["flagged"] == {"reused": 1}
 
     await eventually(reported, within=20)
     mine = (await shop.client.get("/api/v1/loyalty/members/cus_c1/coupons", headers=shop.headers())).json()[
@@ -127,6 +128,93 @@ async def test_coupons_issue_redeem_once_and_report(
         infra.bootstrap_servers, Topic.LOYALTY, shop.shop_id, 1, types=frozenset({COUPON_REDEEMED})
     )
     assert (redeemed.payload["code"], redeemed.payload["order_id"]) == (code, "ord_cp1")
+
+
+async def test_uses_against_the_rules_are_counted_and_flagged(
+    shop: ShopClient, other_shop: ShopClient, stack: ServerSet
+) -> None:
+    now = datetime.now(UTC)  # coupons are issued now: a template that has ended issues none
+    holders = [f"cus_r{n}" for n in range(5)]
+    for customer in holders:
+        await post(shop, f"/api/v1/loyalty/members/{customer}/signin")
+    template = await post(
+        shop,
+        "/api/v1/coupons/templates",
+        {
+            "name": "满200减20 三月",
+            "kind": "spend_save",
+            "threshold": "200",
+            "amount": "20",
+            "valid_from": (now - timedelta(days=10)).isoformat(),
+            "valid_until": (now + timedelta(days=10)).isoformat(),
+        },
+    )
+    assert template.status_code == 201, template.text
+    template_id = template.json()["id"]
+    issued = await post(shop, f"/api/v1/coupons/templates/{template_id}/issue", {"customer_ids": holders})
+    assert issued.status_code == 200, issued.text
+    codes = issued.json()["codes"]
+
+    def used(holder: str, buyer: str, order_id: str, yuan: int, placed_day: int) -> Any:
+        return order_event(
+            shop.shop_id,
+            buyer,
+            order_id,
+            OrderStatus.PAID,
+            paid_fen=yuan * 100,
+            modified=now + timedelta(days=placed_day + 1),  # placed a day before it was modified
+            coupon_codes=[codes[holder]],
+        )
+
+    await publish(
+        stack,
+        used("cus_r0", "cus_r0", "ord_fair", 180, 0),  # 180 after the 20 off is 200 before it: fair
+        used("cus_r1", "cus_r1", "ord_small", 150, 0),
+        used("cus_r2", "cus_r9", "ord_shared", 300, 0),
+        used("cus_r3", "cus_r3", "ord_late", 300, 20),
+        used("cus_r4", "cus_r4", "ord_early", 100, -20),
+    )
+
+    async def reported() -> dict[str, Any]:
+        stats = (
+            await shop.client.get(f"/api/v1/coupons/templates/{template_id}", headers=shop.headers())
+        ).json()
+        # Every use spent its code and counts; the four against the rules are flagged.
+        assert (stats["redeemed"], stats["revenue"], stats["reuses_flagged"]) == (5, "1030.00", 0)
+        assert stats["flagged"] == {"below_threshold": 2, "other_buyer": 1, "expired": 1, "not_yet_valid": 1}
+        return stats
+
+    await eventually(reported, within=20)
+    path = f"/api/v1/coupons/templates/{template_id}/flags"
+    flags = (await shop.client.get(path, headers=shop.headers())).json()
+    assert sorted(
+        (f["order_id"], f["reason"], f["code"], f["holder_id"], f["buyer_id"]) for f in flags["items"]
+    ) == [
+        ("ord_early", "below_threshold", codes["cus_r4"], "cus_r4", "cus_r4"),
+        ("ord_early", "not_yet_valid", codes["cus_r4"], "cus_r4", "cus_r4"),
+        ("ord_late", "expired", codes["cus_r3"], "cus_r3", "cus_r3"),
+        ("ord_shared", "other_buyer", codes["cus_r2"], "cus_r2", "cus_r9"),
+        ("ord_small", "below_threshold", codes["cus_r1"], "cus_r1", "cus_r1"),
+    ]
+    assert flags["next_cursor"] is None
+    shared = (await shop.client.get(path, params={"reason": "other_buyer"}, headers=shop.headers())).json()
+    assert [f["order_id"] for f in shared["items"]] == ["ord_shared"]
+    first = (await shop.client.get(path, params={"limit": 3}, headers=shop.headers())).json()
+    rest = (
+        await shop.client.get(
+            path, params={"limit": 3, "cursor": first["next_cursor"]}, headers=shop.headers()
+        )
+    ).json()
+    assert (len(first["items"]), len(rest["items"]), rest["next_cursor"]) == (3, 2, None)
+    assert {f["order_id"] + f["reason"] for f in first["items"] + rest["items"]} == {
+        f["order_id"] + f["reason"] for f in flags["items"]
+    }
+    bad_reason = await shop.client.get(path, params={"reason": "stolen"}, headers=shop.headers())
+    assert bad_reason.status_code == 422
+    assert (await other_shop.client.get(path, headers=other_shop.headers())).status_code == 404
+    # The code is spent whatever was wrong with its first use: the holder sees it redeemed.
+    mine = (await shop.client.get("/api/v1/loyalty/members/cus_r2/coupons", headers=shop.headers())).json()
+    assert [(c["status"], c["redeemed_order_id"]) for c in mine["items"]] == [("redeemed", "ord_shared")]
 
 
 async def test_coupons_for_a_segment(shop: ShopClient) -> None:
