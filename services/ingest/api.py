@@ -42,7 +42,9 @@ settings_router = APIRouter(prefix="/api/v1/ingest", tags=["ingest settings"], r
     status_code=status.HTTP_201_CREATED,
     summary="Create or update an order",
     description="Upserts by `(channel, order_id)`. 201 when the order is new, 200 otherwise; an update "
-    "older than the stored order (by `modified_at`) is ignored and reported as `stale`. With an "
+    "older than the stored order (by `modified_at`) is ignored and reported as `stale`. Fields an update "
+    "leaves out keep their stored values (items, coupon codes, receiver, earlier times, refunds); fields "
+    "it sends replace them, even empty. With an "
     "`Idempotency-Key` header a retry returns the first answer (header `Idempotent-Replayed: true`); the "
     "same key with another body is 422, and a retry while the first is still running is 409.",
     responses={200: {"description": "Existing order updated, unchanged or stale", "model": OrderUpsertOut}},

@@ -184,7 +184,11 @@ def shopify_order(payload: dict[str, Any]) -> OrderIn:
         placed_at=order.created_at,
         paid_at=(order.processed_at or order.created_at) if paid else None,
         shipped_at=shipped_at,
-        completed_at=order.closed_at if status == OrderStatus.COMPLETED else None,
+        # Fulfilled and closed is completed, partly refunded or not (loyalty credits completed orders).
+        completed_at=order.closed_at
+        if order.fulfillment_status == "fulfilled"
+        and status in (OrderStatus.COMPLETED, OrderStatus.PARTIALLY_REFUNDED)
+        else None,
         modified_at=order.updated_at,
     )
 
@@ -274,6 +278,7 @@ def woocommerce_order(payload: dict[str, Any]) -> OrderIn:
     status = _WOO_STATUS.get(order.status)
     if status is None:
         raise ValueError(f"unknown WooCommerce status {order.status!r}")
+    completed = status == OrderStatus.COMPLETED  # still completed when part of it is refunded below
     refunds = [RefundIn(refund_id=r.id, amount=abs(r.total)) for r in order.refunds if r.total]
     if refunds and status in (OrderStatus.PAID, OrderStatus.COMPLETED):
         status = OrderStatus.PARTIALLY_REFUNDED
@@ -309,7 +314,7 @@ def woocommerce_order(payload: dict[str, Any]) -> OrderIn:
         ),
         placed_at=order.date_created_gmt,
         paid_at=order.date_paid_gmt if paid else None,
-        completed_at=order.date_completed_gmt if status == OrderStatus.COMPLETED else None,
+        completed_at=order.date_completed_gmt if completed else None,
         modified_at=order.date_modified_gmt,
     )
 
@@ -398,6 +403,7 @@ def taobao_trade(payload: dict[str, Any], zone: ZoneInfo, channel: str = "taobao
     paid_at = taobao_time(trade.pay_time, zone)
     if status == OrderStatus.REFUNDED and paid_at is None:
         status = OrderStatus.CLOSED  # TRADE_CLOSED without a payment time was never paid
+    completed = status == OrderStatus.COMPLETED  # still completed when part of it is refunded below
     refunds = [
         RefundIn(refund_id=o.oid or trade.tid, amount=o.refund_fee or o.payment or o.price * o.num)
         for o in trade.orders
@@ -446,7 +452,7 @@ def taobao_trade(payload: dict[str, Any], zone: ZoneInfo, channel: str = "taobao
         placed_at=taobao_time(trade.created, zone),  # type: ignore[arg-type]
         paid_at=paid_at if paid else None,
         shipped_at=taobao_time(trade.consign_time, zone),
-        completed_at=taobao_time(trade.end_time, zone) if status == OrderStatus.COMPLETED else None,
+        completed_at=taobao_time(trade.end_time, zone) if completed else None,
         modified_at=taobao_time(trade.modified, zone),
     )
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.contracts.customers import BuyerSnapshot
 from laoke.contracts.envelope import event_key
-from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload, OrderStatus
+from laoke.contracts.orders import ORDER_EVENT_TYPES, PAID_STATUSES, OrderEventPayload, OrderStatus
 from laoke.contracts.topics import Topic
 from laoke.kit.errors import Unprocessable
 from laoke.kit.ids import new_id
@@ -91,16 +91,45 @@ async def upsert_order(
         return "created", new
     if data.resolved_modified_at < order.source_modified_at:
         return "stale", order
+    _keep_what_was_left_out(data, order, values)
     if all(getattr(order, name) == values[name] for name in _TRACKED):
         return "unchanged", order
     previous = OrderStatus(order.status)
-    refunded_before = order.refunded_fen
+    refunded_before, completed_before = order.refunded_fen, order.completed_at
     for name, value in values.items():
         setattr(order, name, value)
-    changed = previous != OrderStatus(order.status) or order.refunded_fen != refunded_before
+    # A partially refunded order that then completes keeps its status: its completion is news too
+    # (points held until completion are released by it).
+    changed = (
+        previous != OrderStatus(order.status)
+        or order.refunded_fen != refunded_before
+        or (completed_before is None and order.completed_at is not None)
+    )
     announced = outbox.row(_order_event(order, previous=previous, buyer=buyer))[1] if changed else None
     await orders.update(order, announced)
     return "updated", order
+
+
+def _keep_what_was_left_out(data: OrderIn, order: Order, values: dict[str, Any]) -> None:
+    """An update keeps what its sender left out: an app that posts only an order's new status must not
+    wipe its items, receiver, coupon codes, earlier times or refunds (money refunded stays refunded).
+    What is sent, even empty (`"items": []`), replaces; marketplace webhooks always send everything."""
+    given = data.model_fields_set
+    if "items" not in given:
+        values["items"], values["item_count"] = order.items, order.item_count
+    for name in ("currency", "coupon_codes", "receiver", "paid_at", "shipped_at", "completed_at"):
+        if name not in given:
+            values[name] = getattr(order, name)
+    if "nick" not in data.buyer.model_fields_set:
+        values["buyer_nick"] = order.buyer_nick
+    if "paid_amount" not in given and order.paid_fen and values["paid_fen"]:
+        values["paid_fen"] = min(order.paid_fen, values["total_fen"])
+    if not given & {"refunds", "refunded_amount"} and order.refunded_fen:
+        values["refunds"] = order.refunds
+        values["refunded_fen"] = min(order.refunded_fen, values["paid_fen"])
+        if values["refunded_fen"] and OrderStatus(values["status"]) in PAID_STATUSES:
+            full = values["refunded_fen"] >= values["paid_fen"]
+            values["status"] = (OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED).value
 
 
 def _buyer_snapshot(order: Order, buyer: BuyerIn | None) -> BuyerSnapshot:

@@ -86,7 +86,8 @@ class RefundIn(BaseModel):
 
 
 class OrderIn(BaseModel):
-    """An order as a shop's system knows it. Posting the same `(channel, order_id)` again updates it."""
+    """An order as a shop's system knows it. Posting the same `(channel, order_id)` again updates it;
+    fields left out of an update keep their stored values (items, receiver, refunds, ...)."""
 
     model_config = ConfigDict(
         extra="forbid",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -13,6 +13,7 @@ from laoke.kit import clock
 from laoke.kit.db import Database
 from laoke.kit.outbox import Outbox
 from laoke.testing.factories import order_json
+from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from services.ingest.models import Order, plumbing
@@ -190,6 +191,76 @@ async def test_a_refunded_order_was_paid_and_by_default_refunded_in_full(shop: S
     update = await post("/api/v1/orders", json=later, headers=shop.headers())
     assert update.status_code == 200 and update.json()["outcome"] == "updated", update.text
     assert update.json()["order"]["refunded_amount"] == "60.00"
+
+
+async def test_an_update_keeps_what_its_sender_left_out(shop: ShopClient, stack: ServerSet) -> None:
+    post = shop.client.post
+    full = order_json(
+        "KP-1",
+        buyer="buyer-kp",
+        nick="小王",
+        status="paid",
+        total="300.00",
+        paid_at="2026-11-20T09:05:00+08:00",
+        modified_at="2026-11-20T09:05:00+08:00",
+        items=[{"sku": "LJ-250", "title": "龙井 250g", "quantity": 2, "price": "150.00"}],
+        coupon_codes=["NEW10"],
+        receiver={"name": "王五", "phone": "13800138000", "province": "浙江省", "city": "杭州市"},
+    )
+    assert (await post("/api/v1/orders", json=full, headers=shop.headers())).status_code == 201
+    refund = {
+        **full,
+        "status": "partially_refunded",
+        "refunds": [{"refund_id": "R-1", "amount": "100.00"}],
+        "modified_at": "2026-11-22T10:00:00+08:00",
+    }
+    assert (await post("/api/v1/orders", json=refund, headers=shop.headers())).json()["outcome"] == "updated"
+    # An app that only reports the order finished: nothing it did not mention is lost, the refund stays.
+    status_only = order_json(
+        "KP-1",
+        buyer="buyer-kp",
+        status="completed",
+        total="300.00",
+        completed_at="2026-11-25T10:00:00+08:00",
+    )
+    kept = await post("/api/v1/orders", json=status_only, headers=shop.headers())
+    assert kept.status_code == 200 and kept.json()["outcome"] == "updated", kept.text
+    order = kept.json()["order"]
+    assert (order["status"], order["paid_amount"], order["refunded_amount"]) == (
+        "partially_refunded",
+        "300.00",
+        "100.00",
+    )
+    assert (order["item_count"], order["items"][0]["sku"], order["coupon_codes"], order["buyer_nick"]) == (
+        2,
+        "LJ-250",
+        ["NEW10"],
+        "小王",
+    )
+    assert order["receiver"]["province"] == "浙江省"
+    assert (datetime.fromisoformat(order["paid_at"]), datetime.fromisoformat(order["completed_at"])) == (
+        datetime.fromisoformat("2026-11-20T09:05:00+08:00"),
+        datetime.fromisoformat("2026-11-25T10:00:00+08:00"),
+    )
+
+    async def credited() -> None:
+        # Points wait for completion (the default); the 200 kept of 300 earn 200 once it is announced.
+        member = await shop.client.get(
+            f"/api/v1/loyalty/members/{order['customer_id']}", headers=shop.headers()
+        )
+        assert member.status_code == 200 and member.json()["points_available"] == 200, member.text
+
+    await eventually(credited, within=20)
+    # Sent, even empty, replaces.
+    emptied = await post(
+        "/api/v1/orders",
+        json={**status_only, "items": [], "coupon_codes": [], "modified_at": "2026-11-26T10:00:00+08:00"},
+        headers=shop.headers(),
+    )
+    assert (emptied.json()["order"]["items"], emptied.json()["order"]["coupon_codes"]) == ([], [])
+    assert emptied.json()["order"]["refunded_amount"] == "100.00"
+    # The completion is announced though the status stays partially_refunded; emptying items is not news.
+    assert await event_types(stack, shop.shop_id) == ["order.paid", "order.refunded", "order.refunded"]
 
 
 async def test_times_more_than_a_day_in_the_future_are_refused(shop: ShopClient, stack: ServerSet) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from laoke.testing.factories import order_json
+from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet, extra_gateway
 from services.ingest.signatures import sign_laoke
@@ -244,6 +245,46 @@ async def test_taobao_trade_bare_and_as_tmc_messages(shop: ShopClient) -> None:
     snapshot["orders"]["order"][1] |= {"refund_status": "SUCCESS"}
     await laoke_signed(shop, "taobao", raw(snapshot))
     assert (await get_order(shop, order["id"]))["refunded_amount"] == "10.00"
+
+
+async def test_a_taobao_trade_refunded_in_part_and_then_finished_earns_its_points(shop: ShopClient) -> None:
+    trade = fixture("taobao_trade.json")
+    pushed = await laoke_signed(shop, "taobao", raw(trade))
+    order = await get_order(shop, pushed.json()["order_id"])
+    refund = {
+        "id": "tmc-2001",
+        "topic": "taobao_refund_RefundSuccess",
+        "content": {
+            "refund_id": "55667788",
+            "tid": trade["tid"],
+            "oid": trade["orders"]["order"][1]["oid"],
+            "refund_fee": "16.00",
+            "modified": "2026-11-21 08:00:00",
+        },
+    }
+    assert (await laoke_signed(shop, "taobao", raw(refund))).json()["outcome"] == "updated"
+    finished = trade | {
+        "status": "TRADE_FINISHED",
+        "end_time": "2026-11-25 10:00:00",
+        "modified": "2026-11-25 10:00:00",
+    }
+    finished["orders"]["order"][1] |= {"refund_status": "SUCCESS", "refund_fee": "16.00"}
+    assert (await laoke_signed(shop, "taobao", raw(finished))).json()["outcome"] == "updated"
+    done = await get_order(shop, order["id"])
+    # Still partially refunded, and now completed: loyalty credits the 240.00 kept (1 point a yuan).
+    assert (done["status"], done["refunded_amount"], done["completed_at"] is not None) == (
+        "partially_refunded",
+        "16.00",
+        True,
+    )
+
+    async def credited() -> None:
+        member = await shop.client.get(
+            f"/api/v1/loyalty/members/{order['customer_id']}", headers=shop.headers()
+        )
+        assert member.json()["points_available"] == 240, member.text
+
+    await eventually(credited, within=20)
 
 
 async def test_taobao_bad_payloads_are_422(shop: ShopClient) -> None:
