@@ -174,10 +174,15 @@ class Reward(Base):
 
 
 class Redemption(Base):
+    """Points spent on a reward. A coupon is handed over at once (`fulfilled`); a gift waits for the
+    shop to send it (`pending` → `fulfilled`) or to call it off (`cancelled`: points and stock return)."""
+
     __tablename__ = "redemptions"
     __table_args__ = (
         Index("ix_redemptions_member", "shop_id", "customer_id", "reward_id"),
         Index("ix_redemptions_reward", "shop_id", "reward_id"),
+        # The shop's list, newest first.
+        Index("ix_redemptions_shop", "shop_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -187,7 +192,10 @@ class Redemption(Base):
     points: Mapped[int] = mapped_column(BigInteger)
     cash_fen: Mapped[int] = mapped_column(BigInteger)
     coupon_code: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    note: Mapped[str | None] = mapped_column(String(200))  # a tracking number, why it was cancelled
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class CouponTemplate(Base):

@@ -38,6 +38,7 @@ _REDEEMED_BY_MEMBER = select(func.count()).where(
     Redemption.shop_id == bindparam("shop_id"),
     Redemption.customer_id == bindparam("customer_id"),
     Redemption.reward_id == bindparam("reward_id"),
+    Redemption.status != "cancelled",
 )
 # Bound as `shop`, not `shop_id`: an UPDATE reserves its columns' names for the values it sets.
 _TAKE_STOCK = (
@@ -58,6 +59,10 @@ class LimitReached(Conflict):
 
 class TierTooLow(Unprocessable):
     code = "tier_too_low"
+
+
+class NotPending(Conflict):
+    code = "not_pending"
 
 
 async def existing_member(ledger: Ledger, customer_id: str) -> Member:
@@ -122,7 +127,10 @@ async def redeem(
         points=reward.points_cost,
         cash_fen=reward.cash_fen,
         coupon_code=code,
+        status="fulfilled" if code else "pending",
+        note=None,
         created_at=clock.now(),
+        updated_at=None,
     )
     await session.execute(
         _RECORD_REDEMPTION,
@@ -136,6 +144,56 @@ async def redeem(
         if stocked.first() is None:
             raise OutOfStock(f"reward {reward_id} is out of stock")
     return redemption, member.points_balance
+
+
+async def settle(
+    session: AsyncSession,
+    outbox: Outbox,
+    shop_id: str,
+    program: ProgramSettings,
+    redemption_id: str,
+    new_status: str,
+    note: str | None,
+) -> Redemption:
+    """A pending redemption sent (`fulfilled`) or called off (`cancelled`: its points come back as a
+    new lot and its stock to the reward). Asking for the status it has already changes nothing, so a
+    retry is safe; anything else from a settled redemption is a 409."""
+    ledger = Ledger(session, outbox, shop_id, program)
+    found = await session.scalar(
+        select(Redemption.customer_id).where(Redemption.shop_id == shop_id, Redemption.id == redemption_id)
+    )
+    if found is None:
+        raise NotFound(f"redemption {redemption_id} not found")
+    member = await existing_member(ledger, found)  # the member first, as every ledger change locks
+    redemption = await session.scalar(
+        select(Redemption)
+        .where(Redemption.shop_id == shop_id, Redemption.id == redemption_id)
+        .with_for_update()
+    )
+    assert redemption is not None  # redemptions are never deleted
+    if redemption.status == new_status:
+        return redemption
+    if redemption.status != "pending":
+        raise NotPending(f"redemption {redemption_id} is {redemption.status} already")
+    if new_status == "cancelled":
+        reward = await session.scalar(
+            select(Reward)
+            .where(Reward.shop_id == shop_id, Reward.id == redemption.reward_id)
+            .with_for_update()
+        )
+        await ledger.credit(
+            member,
+            "adjust",
+            redemption.points,
+            f"redemption:{redemption.id}",
+            note=f"redemption cancelled: {reward.name if reward else redemption.reward_id}",
+        )
+        if reward is not None and reward.stock is not None:
+            reward.stock += 1
+            reward.updated_at = clock.now()
+    redemption.status, redemption.note, redemption.updated_at = new_status, note, clock.now()
+    await session.flush()
+    return redemption
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
-from sqlalchemy import func, select
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+from sqlalchemy import func, select, tuple_
 
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, NotFound
+from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
-from laoke.kit.ids import new_id
+from laoke.kit.ids import decode_cursor, encode_cursor, new_id
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen, to_fen
 from laoke.kit.service import CallerDep, OutboxDep
@@ -31,7 +34,11 @@ from services.loyalty.schemas import (
     LotteryOut,
     PrizeOut,
     RedemptionIn,
+    RedemptionList,
     RedemptionOut,
+    RedemptionPatch,
+    RedemptionRecord,
+    RedemptionStatus,
     RewardIn,
     RewardList,
     RewardOut,
@@ -44,7 +51,11 @@ router = APIRouter(prefix="/api/v1/loyalty", tags=["rewards and lotteries"], res
 async def _reward_out(session: SessionDep, reward: Reward) -> RewardOut:
     # Counted, not stored: a counter on the reward row would make every redemption of it queue.
     redeemed = await session.scalar(
-        select(func.count()).where(Redemption.shop_id == reward.shop_id, Redemption.reward_id == reward.id)
+        select(func.count()).where(
+            Redemption.shop_id == reward.shop_id,
+            Redemption.reward_id == reward.id,
+            Redemption.status != "cancelled",
+        )
     )
     return RewardOut(
         id=reward.id,
@@ -149,12 +160,99 @@ async def redeem(
             points=done.points,
             cash=from_fen(done.cash_fen),
             coupon_code=done.coupon_code,
+            status=done.status,  # type: ignore[arg-type]
             points_available=balance,
             created_at=done.created_at,
         )
         return status.HTTP_201_CREATED, dumps(out.model_dump(mode="json"))
 
     return await run_idempotent(idempotency_keys, session, caller.shop_id, idempotency_key, body, work)
+
+
+def _record(redemption: Redemption, reward: Reward) -> RedemptionRecord:
+    return RedemptionRecord(
+        id=redemption.id,
+        customer_id=redemption.customer_id,
+        reward_id=redemption.reward_id,
+        reward_name=reward.name,
+        kind=reward.kind,  # type: ignore[arg-type]
+        points=redemption.points,
+        cash=from_fen(redemption.cash_fen),
+        coupon_code=redemption.coupon_code,
+        status=redemption.status,  # type: ignore[arg-type]
+        note=redemption.note,
+        created_at=redemption.created_at,
+        updated_at=redemption.updated_at,
+    )
+
+
+@router.get(
+    "/redemptions",
+    response_model=RedemptionList,
+    summary="Redemptions, newest first: the gifts to send (`status=pending`), a member's, a reward's",
+)
+async def list_redemptions(
+    caller: CallerDep,
+    session: ReadSessionDep,
+    status: RedemptionStatus | None = None,
+    reward_id: Annotated[str | None, Query(max_length=32)] = None,
+    customer_id: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the page before")
+    ] = None,
+) -> RedemptionList:
+    query = (
+        select(Redemption, Reward)
+        .join(Reward, (Reward.shop_id == Redemption.shop_id) & (Reward.id == Redemption.reward_id))
+        .where(Redemption.shop_id == caller.shop_id)
+    )
+    if status is not None:
+        query = query.where(Redemption.status == status)
+    if reward_id is not None:
+        query = query.where(Redemption.reward_id == reward_id)
+    if customer_id is not None:
+        query = query.where(Redemption.customer_id == customer_id)
+    if cursor:
+        after = decode_cursor(cursor, 2)
+        try:
+            seen_at = datetime.fromisoformat(after[0]) if after else None
+        except ValueError:
+            seen_at = None
+        if after is None or seen_at is None:
+            raise BadRequest("cursor is not one this API gave out")
+        query = query.where(tuple_(Redemption.created_at, Redemption.id) < tuple_(seen_at, after[1]))
+    newest_first = query.order_by(Redemption.created_at.desc(), Redemption.id.desc())
+    rows = list(await session.execute(newest_first.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1][0] if more and rows else None
+    return RedemptionList(
+        items=[_record(redemption, reward) for redemption, reward in rows],
+        next_cursor=encode_cursor(last.created_at.isoformat(), last.id) if last else None,
+    )
+
+
+@router.patch(
+    "/redemptions/{redemption_id}",
+    response_model=RedemptionRecord,
+    summary="Mark a gift sent, or call a redemption off (its points and stock come back)",
+    description="From `pending` only: `fulfilled` with, say, the tracking number as `note`, or `cancelled` "
+    "(the points return to the member as an `adjust` entry, a new lot; the stock returns to the reward). "
+    "Asking again for the status it has is a no-op; a settled redemption is a 409 `not_pending`.",
+)
+async def settle_redemption(
+    redemption_id: Annotated[str, Path(max_length=32)],
+    body: RedemptionPatch,
+    caller: CallerDep,
+    session: SessionDep,
+    outbox: OutboxDep,
+) -> RedemptionRecord:
+    settings = await program.load(session, caller.shop_id)
+    redemption = await rewards.settle(
+        session, outbox, caller.shop_id, settings, redemption_id, body.status, body.note
+    )
+    return _record(redemption, await _reward(session, caller.shop_id, redemption.reward_id))
 
 
 def _prize_out(prize: LotteryPrize) -> PrizeOut:

@@ -178,14 +178,57 @@ class RedemptionIn(BaseModel):
     reward_id: str = Field(min_length=1, max_length=32)
 
 
+RedemptionStatus = Literal["pending", "fulfilled", "cancelled"]
+
+
 class RedemptionOut(BaseModel):
     id: str
     reward_id: str
     points: int
     cash: Yuan
     coupon_code: str | None
+    status: RedemptionStatus = Field(
+        description="`fulfilled` at once for a coupon; a gift is `pending` until the shop sends it"
+    )
     points_available: int
     created_at: datetime
+
+
+class RedemptionRecord(BaseModel):
+    id: str = Field(examples=["rdm_6a1f0c2b9a7e4c31"])
+    customer_id: str = Field(examples=["cus_3f9a0c1e5b7d2a48"])
+    reward_id: str
+    reward_name: str = Field(examples=["紫砂茶杯"])
+    kind: RewardKind
+    points: int
+    cash: Yuan = Field(description="To collect from the member, for a points + cash reward")
+    coupon_code: str | None
+    status: RedemptionStatus
+    note: str | None = Field(
+        description="What the shop wrote when it settled it: a tracking number, a reason"
+    )
+    created_at: datetime
+    updated_at: datetime | None
+
+
+class RedemptionList(BaseModel):
+    items: list[RedemptionRecord]
+    next_cursor: str | None = None
+
+
+class RedemptionPatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"status": "fulfilled", "note": "顺丰 SF1234567890"},
+                {"status": "cancelled", "note": "缺货，积分已退回"},
+            ]
+        },
+    )
+
+    status: Literal["fulfilled", "cancelled"]
+    note: str | None = Field(default=None, max_length=200)
 
 
 CouponKind = Literal["no_threshold", "spend_save", "percent_off"]

@@ -89,6 +89,16 @@ async def shop_a_objects(shop: ShopClient) -> dict[str, str]:
         {"name": f"{MARK}-reward", "kind": "gift", "points_cost": 10},
         201,
     )
+    await ok(
+        shop,
+        "POST",
+        f"/api/v1/loyalty/members/{customer}/adjustments",
+        {"points": 10, "reason": f"{MARK}-points"},
+        201,
+    )
+    redemption = await ok(
+        shop, "POST", f"/api/v1/loyalty/members/{customer}/redemptions", {"reward_id": reward["id"]}, 201
+    )
     lottery = await ok(
         shop,
         "POST",
@@ -148,6 +158,7 @@ async def shop_a_objects(shop: ShopClient) -> dict[str, str]:
         "campaign_id": campaign["id"],
         "message_id": message,
         "reward_id": reward["id"],
+        "redemption_id": redemption["id"],
         "lottery_id": lottery["id"],
         "activity_id": activity["id"],
         "feedback_id": feedback["id"],

@@ -152,6 +152,95 @@ async def test_rewards_and_their_refusals(shop: ShopClient, other_shop: ShopClie
     await invariants_hold(stack, shop.shop_id)
 
 
+async def test_gifts_wait_to_be_sent_and_a_cancelled_one_gives_points_and_stock_back(
+    shop: ShopClient, other_shop: ShopClient, stack: ServerSet
+) -> None:
+    await post(shop, "/api/v1/loyalty/members/cus_gift/signin")
+    await give(shop, "cus_gift", 995)  # 1000 points
+    cup = await post(
+        shop,
+        "/api/v1/loyalty/rewards",
+        {"name": "紫砂茶杯", "kind": "gift", "points_cost": 300, "stock": 2, "per_member_limit": 1},
+    )
+    cup_id = cup.json()["id"]
+    template = await post(
+        shop, "/api/v1/coupons/templates", {"name": "5元券", "kind": "no_threshold", "amount": "5"}
+    )
+    coupon = await post(
+        shop,
+        "/api/v1/loyalty/rewards",
+        {"name": "5元券", "kind": "coupon", "points_cost": 50, "coupon_template_id": template.json()["id"]},
+    )
+    redeem = "/api/v1/loyalty/members/cus_gift/redemptions"
+    sent_cup = await post(shop, redeem, {"reward_id": cup_id})
+    assert (sent_cup.status_code, sent_cup.json()["status"]) == (201, "pending"), sent_cup.text
+    as_coupon = await post(shop, redeem, {"reward_id": coupon.json()["id"]})
+    assert as_coupon.json()["status"] == "fulfilled" and as_coupon.json()["coupon_code"]
+
+    listing = "/api/v1/loyalty/redemptions"
+    waiting = (await shop.client.get(listing, params={"status": "pending"}, headers=shop.headers())).json()
+    assert [(r["id"], r["reward_name"], r["customer_id"], r["points"]) for r in waiting["items"]] == [
+        (sent_cup.json()["id"], "紫砂茶杯", "cus_gift", 300)
+    ]
+    everything = (await shop.client.get(listing, params={"limit": 1}, headers=shop.headers())).json()
+    older = (
+        await shop.client.get(
+            listing, params={"limit": 1, "cursor": everything["next_cursor"]}, headers=shop.headers()
+        )
+    ).json()
+    assert [r["id"] for r in everything["items"] + older["items"]] == [
+        as_coupon.json()["id"],
+        sent_cup.json()["id"],
+    ]
+    assert older["next_cursor"] is None
+
+    # Called off: the 300 points come back, the cup goes back in stock, the limit no longer counts it.
+    path = f"{listing}/{sent_cup.json()['id']}"
+    cancelled = await shop.client.patch(
+        path, json={"status": "cancelled", "note": "缺货"}, headers=shop.headers()
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["status"], cancelled.json()["note"]) == ("cancelled", "缺货")
+    again = await shop.client.patch(path, json={"status": "cancelled"}, headers=shop.headers())
+    assert again.status_code == 200  # a retry changes nothing
+    assert (await member(shop, "cus_gift"))["points_available"] == 1000 - 50
+    stock = (await shop.client.get(f"/api/v1/loyalty/rewards/{cup_id}", headers=shop.headers())).json()
+    assert (stock["stock"], stock["redeemed_count"]) == (2, 0)
+    entries = [(e["kind"], e["points"]) for e in await ledger(shop, "cus_gift")]
+    assert entries.count(("adjust", 300)) == 1
+
+    second = await post(shop, redeem, {"reward_id": cup_id})
+    assert second.status_code == 201, second.text  # the per-member limit of 1 is free again
+    sent = await shop.client.patch(
+        f"{listing}/{second.json()['id']}",
+        json={"status": "fulfilled", "note": "顺丰 SF1234567890"},
+        headers=shop.headers(),
+    )
+    assert (sent.json()["status"], sent.json()["note"]) == ("fulfilled", "顺丰 SF1234567890")
+    late = await shop.client.patch(
+        f"{listing}/{second.json()['id']}", json={"status": "cancelled"}, headers=shop.headers()
+    )
+    assert late.status_code == 409 and late.json()["error"] == "not_pending"
+    coupon_path = f"{listing}/{as_coupon.json()['id']}"
+    handed_over = await shop.client.patch(coupon_path, json={"status": "cancelled"}, headers=shop.headers())
+    assert handed_over.status_code == 409 and handed_over.json()["error"] == "not_pending"
+    for bad in ({"status": "pending"}, {"status": "lost"}, {"status": "fulfilled", "note": "x" * 201}):
+        refused = await shop.client.patch(path, json=bad, headers=shop.headers())
+        assert refused.status_code == 422, (bad, refused.text)
+    foreign = await other_shop.client.patch(
+        coupon_path, json={"status": "cancelled"}, headers=other_shop.headers()
+    )
+    assert foreign.status_code == 404
+    unknown = await shop.client.patch(
+        f"{listing}/rdm_0000000000000000", json={"status": "fulfilled"}, headers=shop.headers()
+    )
+    assert unknown.status_code == 404
+    assert (
+        await shop.client.get(listing, params={"cursor": "nope"}, headers=shop.headers())
+    ).status_code == 400
+    await invariants_hold(stack, shop.shop_id)
+
+
 async def test_200_concurrent_redemptions_against_a_balance_for_50(
     shop: ShopClient, stack: ServerSet
 ) -> None:
