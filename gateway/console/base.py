@@ -14,8 +14,10 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from fastapi import Request
@@ -26,6 +28,8 @@ from gateway.console.i18n import LANGUAGES, translator, value_labeler
 
 SESSION_COOKIE = "laoke_console"
 LANGUAGE_COOKIE = "laoke_lang"
+ZONE_COOKIE = "laoke_zone"  # the shop's time zone, set at sign-in
+DEFAULT_ZONE = "Asia/Shanghai"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
@@ -126,12 +130,39 @@ def words(request: Request) -> tuple[Callable[[str], str], Callable[[str, str | 
     return translator(lang), value_labeler(lang)
 
 
+def shop_zone(request: Request) -> ZoneInfo:
+    """The shop's time zone: the API answers in UTC, a shop owner reads the shop's clock."""
+    try:
+        return ZoneInfo(request.cookies.get(ZONE_COOKIE) or DEFAULT_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_ZONE)
+
+
+def local_time(value: str | None, zone: ZoneInfo) -> str:
+    """`2026-12-07T15:50:12Z` → `2026-12-07 23:50` on a Shanghai shop's pages; — for no time."""
+    if not value:
+        return "—"
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return (at.astimezone(zone) if at.tzinfo else at).strftime("%Y-%m-%d %H:%M")
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     t, v = words(request)
+    zone = shop_zone(request)
     return templates.TemplateResponse(
         request,
         template,
-        {"t": t, "v": v, "lang": language(request), "path": request.url.path, **context},
+        {
+            "t": t,
+            "v": v,
+            "when": lambda value: local_time(value, zone),
+            "lang": language(request),
+            "path": request.url.path,
+            **context,
+        },
         status_code=status_code,
     )
 

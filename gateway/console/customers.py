@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Answer, field_errors, redirect, render, words
+from gateway.console.base import Answer, field_errors, redirect, render, shop_zone, words
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -60,14 +60,10 @@ async def overview(request: Request, api: ApiDep) -> Response:
     )
 
 
-CHART_ZONE = "Asia/Shanghai"
-
-
-def twelve_months(now: datetime) -> tuple[datetime, datetime]:
+def twelve_months(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The eleven calendar months before this one and this one up to the end of today. Whole days, so
     the same question is asked all day long: for the largest shops segmentation answers it from its
     last count, which a question ending at this second would never find."""
-    zone = ZoneInfo(CHART_ZONE)
     today = now.astimezone(zone).date()
     months_back = today.year * 12 + today.month - 1 - 11
     start = datetime(months_back // 12, months_back % 12 + 1, 1, tzinfo=zone)
@@ -77,7 +73,8 @@ def twelve_months(now: datetime) -> tuple[datetime, datetime]:
 
 @router.get("/overview/charts", response_class=HTMLResponse)
 async def overview_charts(request: Request, api: ApiDep) -> Response:
-    start, finish = twelve_months(datetime.now(UTC))
+    zone = shop_zone(request)  # months begin at the shop's midnight
+    start, finish = twelve_months(datetime.now(UTC), zone)
     analytics, liability = await asyncio.gather(
         api.get(
             "/api/v1/analytics/customers",
@@ -85,7 +82,7 @@ async def overview_charts(request: Request, api: ApiDep) -> Response:
                 "from": start.isoformat(),
                 "to": finish.isoformat(),
                 "interval": "month",
-                "timezone": CHART_ZONE,
+                "timezone": zone.key,
             },
         ),
         api.get("/api/v1/loyalty/liability"),

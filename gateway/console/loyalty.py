@@ -16,6 +16,7 @@ from gateway.console.session import ApiDep
 router = APIRouter(prefix="/console")
 
 TIER_ROWS = 6
+GIFTS_SHOWN = 50  # the oldest waiting are on the next pages of the API
 # What the loyalty page can create, with the example each box starts from.
 CREATABLE: dict[str, tuple[str, dict[str, Any]]] = {
     "coupon_templates": (
@@ -63,10 +64,11 @@ async def _page(
     *,
     placing: bool = False,
 ) -> Response:
-    rewards, templates, lotteries = await asyncio.gather(
+    rewards, templates, lotteries, to_send = await asyncio.gather(
         api.get("/api/v1/loyalty/rewards"),
         api.get("/api/v1/coupons/templates"),
         api.get("/api/v1/loyalty/lotteries"),
+        api.get("/api/v1/loyalty/redemptions", status="pending", limit=GIFTS_SHOWN),
     )
     tiers = list(program.get("tiers", []))
     return render(
@@ -78,6 +80,8 @@ async def _page(
         rewards=rewards["items"],
         templates=templates["items"],
         lotteries=lotteries["items"],
+        to_send=to_send["items"],
+        more_to_send=bool(to_send["next_cursor"]),
         errors=errors,
         saved=saved,
         placing=placing,
@@ -134,6 +138,18 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
         return await _page(request, api, program, errors, False)
     placing = answer.body["tiers"] and answer.body["tiers"] != tiers_before
     return redirect(f"/console/loyalty?saved={'tiers' if placing else '1'}")
+
+
+@router.post("/loyalty/redemptions/{redemption_id}", response_class=HTMLResponse)
+async def settle_redemption(redemption_id: str, request: Request, api: ApiDep) -> Response:
+    """A gift marked sent (with the tracking number as its note) or called off (points and stock back)."""
+    form = await request.form()
+    body = {"status": str(form.get("status", "")), "note": str(form.get("note", "")).strip() or None}
+    answer = await api.call("PATCH", f"/api/v1/loyalty/redemptions/{redemption_id}", json=body)
+    if answer.ok:
+        return redirect("/console/loyalty#gifts")
+    program = await api.get("/api/v1/loyalty/program")
+    return await _page(request, api, program, {"redemptions": answer.error}, False)
 
 
 async def _create(request: Request, api: Api, what: str) -> tuple[bool, str, str]:

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from gateway.console.base import (
+    DEFAULT_ZONE,
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
+    ZONE_COOKIE,
     Api,
     SignedOut,
     api_key_of,
@@ -64,6 +66,8 @@ async def login(request: Request, api_key: Annotated[str, Form(max_length=200)] 
         max_age=7 * 24 * 3600,
         path="/console",
     )
+    zone = str(me.body.get("timezone") or DEFAULT_ZONE) if isinstance(me.body, dict) else DEFAULT_ZONE
+    response.set_cookie(ZONE_COOKIE, zone, samesite="strict", max_age=7 * 24 * 3600, path="/console")
     return response
 
 
@@ -71,6 +75,7 @@ async def login(request: Request, api_key: Annotated[str, Form(max_length=200)] 
 async def logout() -> Response:
     response = redirect("/console/login")
     response.delete_cookie(SESSION_COOKIE, path="/console")
+    response.delete_cookie(ZONE_COOKIE, path="/console")
     return response
 
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from starlette.datastructures import FormData
 
 from gateway.auth import issue_key, parse_key
+from gateway.console.base import local_time
 from gateway.console.segments import rule_from_form
 from gateway.openapi import merge
 from gateway.proxy import match_route
@@ -73,3 +76,12 @@ def test_the_segment_builder_takes_the_chinese_words_the_console_shows() -> None
             {"field": "tags", "op": "has", "value": "沉睡"},
         ]
     }
+
+
+def test_console_times_are_read_on_the_shops_clock() -> None:
+    shanghai, new_york = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")
+    assert local_time("2026-12-07T15:50:12.881555Z", shanghai) == "2026-12-07 23:50"
+    assert local_time("2026-12-07T15:50:12+00:00", new_york) == "2026-12-07 10:50"
+    assert local_time("2026-11-20T09:30:00+08:00", shanghai) == "2026-11-20 09:30"
+    assert (local_time(None, shanghai), local_time("", shanghai)) == ("—", "—")
+    assert local_time("not a time", shanghai) == "not a time"

@@ -12,7 +12,7 @@ import pytest
 from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
-from laoke.testing.servers import ServerSet
+from laoke.testing.servers import TEST_ADMIN_TOKEN, ServerSet
 from tests.integration.messaging.helpers import buyer
 
 
@@ -79,7 +79,9 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
         page = await browser_like.get(path)
         assert page.status_code == 200, (path, page.text[:500])
         assert "<html" in page.text and "老客" in page.text, path
-    assert "王" in (await browser_like.get("/console/customers")).text
+    listing = (await browser_like.get("/console/customers")).text
+    # The last order, placed 10:00 Shanghai time (02:00 UTC, as the API answers), on the shop's clock.
+    assert "王" in listing and "2026-11-01 10:00" in listing and "2026-11-01 02:00" not in listing
     builder = (await browser_like.get("/console/segments/new")).text
     assert '<option value="total_spent" >累计消费 (元)</option>' in builder
     assert ">大于等于</option>" in builder
@@ -97,6 +99,27 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
     assert "RFM classes" in (await browser_like.get("/console/rfm")).text
     for asset in ("/console/static/console.js", "/console/static/vendor/chart-4.6.1.umd.min.js"):
         assert (await browser_like.get(asset)).status_code == 200
+
+
+async def test_times_are_shown_on_the_shops_own_clock(
+    browser_like: httpx.AsyncClient, gateway: httpx.AsyncClient
+) -> None:
+    made = await gateway.post(
+        "/api/v1/admin/shops",
+        json={"name": "Pacific Tea", "timezone": "America/Los_Angeles", "currency": "USD"},
+        headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"},
+    )
+    body = made.json()
+    pacific = ShopClient(body["shop_id"], body["api_key"], body["webhook_secret"], gateway)
+    await buyer(pacific, "la-buyer", name="Ann Lee", placed_at="2026-11-01T10:00:00+08:00")
+    await sign_in(browser_like, pacific.api_key)
+
+    async def listed() -> None:
+        page = (await browser_like.get("/console/customers")).text
+        # 10:00 in Shanghai is 19:00 the evening before in Los Angeles.
+        assert "Ann Lee" in page and "2026-10-31 19:00" in page, page[-2000:]
+
+    await eventually(listed, within=20)
 
 
 async def test_form_errors_are_shown_next_to_their_fields(
@@ -191,6 +214,32 @@ async def test_loyalty_objects_are_created_and_segments_exported(
         assert '<th class="num">异常使用</th>' in page and "未满门槛 1, 非本人使用 1" in page
 
     await eventually(flagged, within=20)
+    # A gift redeemed waits on the page until it is marked sent.
+    await shop.client.post(
+        "/api/v1/loyalty/members/cus_holder/adjustments", json={"points": 100, "reason": "测试"}, headers=key
+    )
+    cup = await shop.client.post(
+        "/api/v1/loyalty/rewards", json={"name": "青瓷茶杯", "kind": "gift", "points_cost": 60}, headers=key
+    )
+    redeemed = await shop.client.post(
+        "/api/v1/loyalty/members/cus_holder/redemptions", json={"reward_id": cup.json()["id"]}, headers=key
+    )
+    waiting = (await browser_like.get("/console/loyalty")).text
+    assert "待发货的兑换礼品" in waiting and "青瓷茶杯" in waiting and "cus_holder" in waiting
+    redemption_id = redeemed.json()["id"]
+    sent = await browser_like.post(
+        f"/console/loyalty/redemptions/{redemption_id}", data={"status": "fulfilled", "note": "顺丰 SF100"}
+    )
+    assert sent.status_code == 303, sent.text
+    assert "没有待发货的礼品" in (await browser_like.get("/console/loyalty")).text
+    settled = await shop.client.get(
+        "/api/v1/loyalty/redemptions", params={"customer_id": "cus_holder"}, headers=key
+    )
+    assert [(r["status"], r["note"]) for r in settled.json()["items"]] == [("fulfilled", "顺丰 SF100")]
+    again = await browser_like.post(
+        f"/console/loyalty/redemptions/{redemption_id}", data={"status": "cancelled"}
+    )
+    assert again.status_code == 422 and 'data-field="redemptions"' in again.text
     broken = await browser_like.post(
         "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"'}
     )
