@@ -45,6 +45,24 @@ async def load_template(
     return template
 
 
+async def can_issue(session: AsyncSession, template: CouponTemplate, customer_id: str) -> bool:
+    """Whether one more coupon of `template` (locked by the caller) can go to this customer now."""
+    if template.valid_until is not None and template.valid_until <= clock.now():
+        return False
+    if template.total_limit is not None and template.issued_count >= template.total_limit:
+        return False
+    if template.per_customer_limit is None:
+        return True
+    held = await session.scalar(
+        select(func.count()).where(
+            Coupon.shop_id == template.shop_id,
+            Coupon.template_id == template.id,
+            Coupon.customer_id == customer_id,
+        )
+    )
+    return (held or 0) < template.per_customer_limit
+
+
 async def issue(
     session: AsyncSession,
     outbox: Outbox,

@@ -119,6 +119,11 @@ async def redeem(
         template = await coupons.load_template(session, shop_id, reward.coupon_template_id, lock=True)
         issued, _ = await coupons.issue(session, outbox, template, [customer_id], source="redemption")
         code = issued.get(customer_id)
+        if code is None:  # the member holds as many of these coupons as the template allows
+            raise LimitReached(
+                f"member {customer_id} holds the most coupons of template {template.id} allowed "
+                f"({template.per_customer_limit})"
+            )
     redemption = Redemption(
         id=redemption_id,
         shop_id=shop_id,
@@ -249,6 +254,13 @@ async def draw(
     )
     # Six decimal places of probability; the system's CSPRNG, so nobody can predict a draw.
     prize = pick(prizes, Decimal(secrets.randbelow(1_000_000)) / 1_000_000)
+    template = None
+    if prize is not None and prize.coupon_template_id:
+        template = await coupons.load_template(session, shop_id, prize.coupon_template_id, lock=True)
+        if not await coupons.can_issue(session, template, customer_id):
+            # A coupon that cannot be issued (ended, used up, the member at its limit) wins nothing,
+            # as a prize out of stock does: never a prize recorded without its coupon, never a failed draw.
+            prize = None
     if prize is not None:
         prize = await _take_prize(session, lottery, prize)
     record = LotteryDraw(
@@ -268,10 +280,9 @@ async def draw(
             member, "bonus", prize.points, f"draw:{draw_id}", note=f"lottery prize {prize.name}"
         )
         record.points_awarded = prize.points
-    if prize is not None and prize.coupon_template_id:
-        template = await coupons.load_template(session, shop_id, prize.coupon_template_id, lock=True)
+    if prize is not None and template is not None:
         issued, _ = await coupons.issue(session, outbox, template, [customer_id], source="lottery")
-        record.coupon_code = issued.get(customer_id)
+        record.coupon_code = issued[customer_id]
     session.add(record)
     await session.flush()
     return DrawResult(record, prize)

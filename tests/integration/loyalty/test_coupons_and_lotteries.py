@@ -360,3 +360,57 @@ async def test_profile_bonus_once_from_a_complete_profile(shop: ShopClient, stac
     await eventually(paid, within=20)
     bonuses = [e for e in await ledger(shop, customer) if e["kind"] == "bonus"]
     assert [b["points"] for b in bonuses] == [50]
+
+
+async def test_a_coupon_that_cannot_be_issued_wins_nothing_and_costs_nothing(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    await set_program(shop, signin={"daily_points": 0})
+    await post(shop, "/api/v1/loyalty/members/cus_once/signin")
+    await shop.client.post(
+        "/api/v1/loyalty/members/cus_once/adjustments",
+        json={"points": 100, "reason": "活动"},
+        headers=shop.headers(),
+    )
+    one_each = await post(
+        shop,
+        "/api/v1/coupons/templates",
+        {"name": "新客券", "kind": "no_threshold", "amount": "10", "per_customer_limit": 1},
+    )
+    template_id = one_each.json()["id"]
+    lottery = await post(
+        shop,
+        "/api/v1/loyalty/lotteries",
+        {
+            "name": "必中转盘",
+            "cost_points": 1,
+            "prizes": [{"name": "新客券", "probability": "1", "stock": 5, "coupon_template_id": template_id}],
+        },
+    )
+    draw = f"/api/v1/loyalty/lotteries/{lottery.json()['id']}/draws"
+    first = (await post(shop, draw, {"customer_id": "cus_once"})).json()
+    assert first["won"] and first["coupon_code"], first
+    # The member holds the one coupon the template allows: the sure prize becomes no prize, the stock
+    # stays, and the draw still answers (before, it was recorded as won without a coupon).
+    second = await post(shop, draw, {"customer_id": "cus_once"})
+    assert second.status_code == 201 and not second.json()["won"] and second.json()["coupon_code"] is None
+    stats = (
+        await shop.client.get(f"/api/v1/loyalty/lotteries/{lottery.json()['id']}", headers=shop.headers())
+    ).json()
+    assert [(p["stock"], p["awarded"]) for p in stats["prizes"]] == [(4, 1)]
+
+    # A coupon reward the member cannot get any more is refused whole: no points taken.
+    reward = await post(
+        shop,
+        "/api/v1/loyalty/rewards",
+        {"name": "新客券兑换", "kind": "coupon", "points_cost": 20, "coupon_template_id": template_id},
+    )
+    before = (await member(shop, "cus_once"))["points_available"]
+    refused = await post(
+        shop, "/api/v1/loyalty/members/cus_once/redemptions", {"reward_id": reward.json()["id"]}
+    )
+    assert refused.status_code == 409 and refused.json()["error"] == "limit_reached", refused.text
+    assert (await member(shop, "cus_once"))["points_available"] == before
+    held = (await shop.client.get("/api/v1/loyalty/members/cus_once/coupons", headers=shop.headers())).json()
+    assert len(held["items"]) == 1
+    await invariants_hold(stack, shop.shop_id)
