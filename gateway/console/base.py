@@ -24,7 +24,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from gateway.console.i18n import LANGUAGES, translator, value_labeler
+from gateway.console.i18n import LANGUAGES, api_message, translator, value_labeler
 
 SESSION_COOKIE = "laoke_console"
 LANGUAGE_COOKIE = "laoke_lang"
@@ -63,6 +63,7 @@ def api_key_of(request: Request) -> str | None:
 class Answer:
     status: int
     body: Any
+    lang: str = "en"
 
     @property
     def ok(self) -> bool:
@@ -70,8 +71,9 @@ class Answer:
 
     @property
     def error(self) -> str:
+        """The API's `detail`, its validation messages in the page's language."""
         if isinstance(self.body, dict) and "detail" in self.body:
-            return str(self.body["detail"])
+            return api_message(str(self.body["detail"]), self.lang)
         return f"HTTP {self.status}"
 
 
@@ -79,6 +81,7 @@ class Api:
     """The shop's API, called in-process with its key."""
 
     def __init__(self, request: Request, api_key: str) -> None:
+        self.lang = language(request)
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=request.app),
             base_url="http://console.laoke",
@@ -97,7 +100,7 @@ class Api:
             body = response.json() if response.content else None
         except ValueError:
             body = response.text
-        return Answer(response.status_code, body)
+        return Answer(response.status_code, body, self.lang)
 
     async def get(self, path: str, **params: Any) -> Any:
         """The body of a GET that must succeed (a page cannot show anything without it)."""

@@ -3,6 +3,7 @@ the Chinese comes from this table (a missing entry shows the English rather than
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 LANGUAGES = ("zh", "en")
@@ -362,3 +363,53 @@ def value_labeler(lang: str) -> Callable[[str, str | None], str]:
     if lang == "en":
         return lambda _kind, value: (value or "").replace("_", " ")
     return lambda kind, value: ZH_VALUES.get(kind, {}).get(value or "", value or "")
+
+
+# The API's validation messages (pydantic's wording) as a shop owner reads them, most specific first.
+# A message of Laoke's own (after "Value error, ") stays as the API wrote it.
+ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"^Field required$", "必填"),
+        (r"^String should have at least 1 character$", "不能为空"),
+        (r"^String should have at least (\d+) characters$", r"至少 \1 个字符"),
+        (r"^String should have at most (\d+) characters?$", r"最多 \1 个字符"),
+        (r"^Input should be greater than or equal to (.+)$", r"应不小于 \1"),
+        (r"^Input should be greater than (.+)$", r"应大于 \1"),
+        (r"^Input should be less than or equal to (.+)$", r"应不大于 \1"),
+        (r"^Input should be less than (.+)$", r"应小于 \1"),
+        (r"^Input should be a valid integer.*$", "应为整数"),
+        (r"^Input should be a valid (?:decimal|number).*$", "应为数字"),
+        (r"^Decimal input should have no more than (\d+) decimal places?$", r"最多 \1 位小数"),
+        (r"^Input should be a valid (?:datetime|date).*$", "应为日期时间，如 2026-11-20T09:30:00+08:00"),
+        (r"^Input should have timezone info$", "需要带时区，如 2026-11-20T09:30:00+08:00"),
+        (r"^Input should be a valid boolean.*$", "应为是或否"),
+        (r"^Input should be a valid (?:list|array)$", "应为列表"),
+        (r"^List should have at most (\d+) items?.*$", r"最多 \1 项"),
+        (r"^List should have at least (\d+) items?.*$", r"至少 \1 项"),
+        (r"^Extra inputs are not permitted$", "不认识的字段"),
+        (r"^Value error, (.+)$", r"\1"),
+    )
+)
+
+
+_CHOICES = re.compile(r"^Input should be ('.+)$")  # 'sms', 'email' or 'inapp'
+
+
+def api_message(detail: str, lang: str) -> str:
+    """An API error's detail in the page's language: each `where: message` part of a 422 translated
+    where the message is one of the validator's own; what is not, as it is."""
+    if lang == "en":
+        return detail
+    parts = []
+    for part in detail.split("; "):
+        where, sep, message = part.partition(": ") if ": " in part else ("", "", part)
+        choices = _CHOICES.match(message)
+        if choices:
+            message = "应为以下之一: " + choices.group(1).replace(" or ", "、")
+        for pattern, replacement in () if choices else ZH_MESSAGES:
+            if pattern.match(message):
+                message = pattern.sub(replacement, message)
+                break
+        parts.append(f"{where}{sep}{message}")
+    return "; ".join(parts)

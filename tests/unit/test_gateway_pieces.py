@@ -6,6 +6,7 @@ from starlette.datastructures import FormData
 
 from gateway.auth import issue_key, parse_key
 from gateway.console.base import local_time
+from gateway.console.i18n import api_message
 from gateway.console.segments import rule_from_form
 from gateway.openapi import merge
 from gateway.proxy import match_route
@@ -85,3 +86,19 @@ def test_console_times_are_read_on_the_shops_clock() -> None:
     assert local_time("2026-11-20T09:30:00+08:00", shanghai) == "2026-11-20 09:30"
     assert (local_time(None, shanghai), local_time("", shanghai)) == ("—", "—")
     assert local_time("not a time", shanghai) == "not a time"
+
+
+def test_the_apis_validation_messages_read_in_chinese_and_laokes_own_stay() -> None:
+    detail = (
+        "name: String should have at least 1 character; holdout_percent: Input should be less than or "
+        "equal to 50; channel: Input should be 'sms', 'email' or 'inapp'; tiers.0.discount: Input should "
+        "be a valid integer, unable to parse string as an integer; rule: Field required"
+    )
+    assert api_message(detail, "zh") == (
+        "name: 不能为空; holdout_percent: 应不大于 50; channel: 应为以下之一: 'sms', 'email'、'inapp'; "
+        "tiers.0.discount: 应为整数; rule: 必填"
+    )
+    assert api_message(detail, "en") == detail
+    own = "body: Value error, tier 2 asks for less than tier 1: thresholds rise with level"
+    assert api_message(own, "zh") == "body: tier 2 asks for less than tier 1: thresholds rise with level"
+    assert api_message("member cus_x not found", "zh") == "member cus_x not found"

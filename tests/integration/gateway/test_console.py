@@ -179,6 +179,8 @@ async def test_form_errors_are_shown_next_to_their_fields(
         "/console/campaigns", data={"name": "", "channel": "inapp", "holdout_percent": "5"}
     )
     assert empty.status_code == 422 and 'data-field="name"' in empty.text
+    # The validator's own words are shown in the page's language.
+    assert "不能为空" in empty.text and "String should have" not in empty.text
 
 
 async def test_loyalty_objects_are_created_and_segments_exported(
@@ -191,6 +193,52 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     made = await browser_like.post("/console/loyalty/coupon_templates", data={"body": coupon})
     assert made.status_code == 303
     assert "无门槛10元" in (await browser_like.get("/console/loyalty")).text
+    broken = await browser_like.post(
+        "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"'}
+    )
+    assert (
+        broken.status_code == 422
+        and 'data-field="rewards"' in broken.text
+        and "not valid JSON" in broken.text
+    )
+    refused = await browser_like.post(
+        "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"}'}
+    )
+    assert refused.status_code == 422 and "points_cost" in refused.text
+
+    activity = (
+        '{"type": "favorite_shop", "title": "收藏有礼", "starts_at": "2026-01-01T00:00:00+08:00", '
+        '"ends_at": "2027-01-01T00:00:00+08:00", "status": "live", "reward_points": 10}'
+    )
+    assert (await browser_like.post("/console/activities", data={"body": activity})).status_code == 303
+    assert "收藏有礼" in (await browser_like.get("/console/activities")).text
+
+    settings = await browser_like.get("/console/settings")
+    assert f"/api/v1/webhooks/taobao/{shop.shop_id}" in settings.text
+
+    for n in range(3):
+        await buyer(shop, f"export-{n}", name=f"导出{n}")
+    made = await browser_like.post(
+        "/console/segments",
+        data={"name": "全部", "combine": "all", "field_0": "orders_count", "op_0": "gte", "value_0": "1"},
+    )
+    segment = made.headers["location"].rsplit("/", 1)[1]
+
+    async def exported() -> str:
+        csv = await browser_like.get(f"/console/segments/{segment}/export.csv")
+        assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+        assert csv.content.startswith("\ufeff".encode())
+        assert len(csv.text.strip().splitlines()) == 1 + 3, csv.text
+        return csv.text
+
+    text = await eventually(exported, within=20)
+    assert text.splitlines()[0].lstrip("\ufeff").startswith("customer_id,name")
+
+
+async def test_coupon_flags_and_the_gifts_to_send_show_on_the_loyalty_page(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
     # A coupon used by somebody else on a small order: the template's row says what went wrong.
     key = shop.headers()
     template_id = (
@@ -240,46 +288,6 @@ async def test_loyalty_objects_are_created_and_segments_exported(
         f"/console/loyalty/redemptions/{redemption_id}", data={"status": "cancelled"}
     )
     assert again.status_code == 422 and 'data-field="redemptions"' in again.text
-    broken = await browser_like.post(
-        "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"'}
-    )
-    assert (
-        broken.status_code == 422
-        and 'data-field="rewards"' in broken.text
-        and "not valid JSON" in broken.text
-    )
-    refused = await browser_like.post(
-        "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"}'}
-    )
-    assert refused.status_code == 422 and "points_cost" in refused.text
-
-    activity = (
-        '{"type": "favorite_shop", "title": "收藏有礼", "starts_at": "2026-01-01T00:00:00+08:00", '
-        '"ends_at": "2027-01-01T00:00:00+08:00", "status": "live", "reward_points": 10}'
-    )
-    assert (await browser_like.post("/console/activities", data={"body": activity})).status_code == 303
-    assert "收藏有礼" in (await browser_like.get("/console/activities")).text
-
-    settings = await browser_like.get("/console/settings")
-    assert f"/api/v1/webhooks/taobao/{shop.shop_id}" in settings.text
-
-    for n in range(3):
-        await buyer(shop, f"export-{n}", name=f"导出{n}")
-    made = await browser_like.post(
-        "/console/segments",
-        data={"name": "全部", "combine": "all", "field_0": "orders_count", "op_0": "gte", "value_0": "1"},
-    )
-    segment = made.headers["location"].rsplit("/", 1)[1]
-
-    async def exported() -> str:
-        csv = await browser_like.get(f"/console/segments/{segment}/export.csv")
-        assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
-        assert csv.content.startswith("\ufeff".encode())
-        assert len(csv.text.strip().splitlines()) == 1 + 3, csv.text
-        return csv.text
-
-    text = await eventually(exported, within=20)
-    assert text.splitlines()[0].lstrip("\ufeff").startswith("customer_id,name")
 
 
 async def test_channels_are_configured_from_settings(
