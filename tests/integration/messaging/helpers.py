@@ -132,7 +132,14 @@ async def configure_tencent_sms(shop: ShopClient, **overrides: Any) -> None:
 async def campaign_done(shop: ShopClient, campaign_id: str, within: float = 30) -> dict[str, Any]:
     async def done() -> dict[str, Any]:
         current = await ok(shop, "GET", f"/api/v1/campaigns/{campaign_id}")
-        assert current["status"] == "completed", current
+        if current["status"] != "completed":
+            # Why each message is where it is (a retry's reason, its attempts), for a run that times out.
+            waiting = [
+                (m["status"], m.get("attempts"), m.get("reason"))
+                for m in await messages(shop, campaign_id=campaign_id)
+                if m["status"] not in ("sent", "delivered")
+            ]
+            raise AssertionError(f"campaign not completed: {current}; messages not sent: {waiting}")
         return dict(current)
 
     return await eventually(done, within=within)
