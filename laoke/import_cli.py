@@ -83,10 +83,12 @@ def _report(status: dict[str, Any]) -> None:
     )
     if status["error"]:
         print(f"  {status['error']}")
+    would = "would be " if status["dry_run"] else ""  # a dry run counts what a real one would do
     print(
-        f"  rows {status['rows_total']}: imported {status['rows_imported']}, "
-        f"skipped {status['rows_skipped']} (already known or repeated), failed {status['rows_failed']}; "
-        f"new customers {status['customers_created']}"
+        f"  rows {status['rows_total']}: {would}imported {status['rows_imported']}, "
+        f"{would}skipped {status['rows_skipped']} (already known or repeated), "
+        f"failed {status['rows_failed']}; {'new customers it would make' if would else 'new customers'} "
+        f"{status['customers_created']}"
     )
     for error in status["first_errors"]:
         print(f"  line {error['line']}: {error['error']}")

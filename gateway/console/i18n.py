@@ -132,6 +132,9 @@ ZH: dict[str, str] = {
     "Coupon templates": "优惠券模板",
     "Flagged": "异常使用",
     "Gifts to send": "待发货的兑换礼品",
+    "A dry run: rows were checked and counted, nothing was stored.": (
+        "试导入：只检查和计数，没有保存任何数据。"
+    ),
     "Member": "会员",
     "Reward": "礼品",
     "Cash to collect": "需补现金",

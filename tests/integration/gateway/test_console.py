@@ -383,3 +383,26 @@ async def test_settings_show_the_refused_webhook_deliveries(
     assert forged.status_code == 401
     listed = (await browser_like.get("/console/settings")).text.split('id="webhook-failures"')[1]
     assert "<td>generic</td><td>401</td>" in listed[:600], listed[:600]
+
+
+async def test_a_dry_run_import_says_nothing_was_stored(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    csv = (
+        "order_id,buyer_id,status,total_amount,placed_at\n"
+        "DRY-1,dry-buyer,completed,10.00,2026-11-01T10:00:00+08:00\n"
+    )
+    made = await shop.client.post(
+        "/api/v1/imports",
+        files={"file": ("试导入.csv", csv.encode(), "text/csv")},
+        data={"dry_run": "true"},
+        headers=shop.headers(),
+    )
+    assert made.status_code == 202, made.text
+    await sign_in(browser_like, shop.api_key)
+
+    async def checked() -> None:
+        page = (await browser_like.get(f"/console/imports/{made.json()['import_id']}")).text
+        assert 'data-state="completed"' in page and "试导入：只检查和计数，没有保存任何数据。" in page
+
+    await eventually(checked, within=20)

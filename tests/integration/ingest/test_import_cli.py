@@ -24,7 +24,7 @@ async def test_the_cli_imports_a_file_and_reports(
 
     again = await asyncio.to_thread(main, [*argv, "--dry-run"])
     assert again == 0
-    assert "skipped 300" in capsys.readouterr().out
+    assert "would be imported 0, would be skipped 300" in capsys.readouterr().out
 
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
