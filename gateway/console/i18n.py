@@ -391,6 +391,7 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^List should have at most (\d+) items?.*$", r"最多 \1 项"),
         (r"^List should have at least (\d+) items?.*$", r"至少 \1 项"),
         (r"^Extra inputs are not permitted$", "不认识的字段"),
+        (r"^String should match pattern .*$", "格式不对"),
         (r"^Value error, (.+)$", r"\1"),
     )
 )

@@ -102,3 +102,4 @@ def test_the_apis_validation_messages_read_in_chinese_and_laokes_own_stay() -> N
     own = "body: Value error, tier 2 asks for less than tier 1: thresholds rise with level"
     assert api_message(own, "zh") == "body: tier 2 asks for less than tier 1: thresholds rise with level"
     assert api_message("member cus_x not found", "zh") == "member cus_x not found"
+    assert api_message("email: String should match pattern '^[^@]+@[^@]+$'", "zh") == "email: 格式不对"
