@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import secrets
+from datetime import datetime
 
 from laoke.kit import clock
+from laoke.kit.errors import BadRequest
 
 
 def new_id(prefix: str) -> str:
@@ -43,3 +45,20 @@ def decode_cursor(cursor: str, size: int) -> list[str] | None:
         return None
     parts = raw.split("\x1f")
     return parts if len(parts) == size else None
+
+
+def time_cursor(at: datetime, key: str) -> str:
+    """A cursor for a list ordered by (time, id), newest or oldest first."""
+    return encode_cursor(at.isoformat(), key)
+
+
+def read_time_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (time, id) a `time_cursor` holds; 400 when the text is not one this API gave out."""
+    parts = decode_cursor(cursor, 2)
+    try:
+        at = datetime.fromisoformat(parts[0]) if parts else None
+    except ValueError:
+        at = None
+    if parts is None or at is None or at.tzinfo is None:  # ours always carry their offset
+        raise BadRequest("invalid cursor; pass next_cursor from the previous page unchanged")
+    return at, parts[1]

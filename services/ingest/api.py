@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -12,9 +11,9 @@ from sqlalchemy.dialects.postgresql import insert
 
 from laoke.contracts.orders import OrderStatus
 from laoke.kit.db import ReadSessionDep, SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
+from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
-from laoke.kit.ids import decode_cursor, encode_cursor
+from laoke.kit.ids import read_time_cursor, time_cursor
 from laoke.kit.service import CallerDep, OutboxDep
 from services.ingest.identity import forget_shop_settings, shop_settings
 from services.ingest.models import ShopSettings, idempotency_keys
@@ -82,15 +81,7 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:
-    after = None
-    if cursor is not None:
-        parts = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(parts[0]), parts[1]) if parts else None
-        except ValueError:
-            after = None
-        if after is None:
-            raise BadRequest("invalid cursor; pass next_cursor from the previous page unchanged")
+    after = read_time_cursor(cursor) if cursor is not None else None
     orders = await OrderRepository(session).page(
         caller.shop_id,
         limit=limit + 1,
@@ -104,7 +95,7 @@ async def list_orders(
     last = orders[-1] if more and orders else None
     return OrderPage(
         items=[order_out(o, pii=caller.can("pii")) for o in orders],
-        next_cursor=encode_cursor(last.placed_at.isoformat(), last.id) if last else None,
+        next_cursor=time_cursor(last.placed_at, last.id) if last else None,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -10,9 +9,9 @@ from sqlalchemy import func, select, text, tuple_
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, BadRequest, Conflict
+from laoke.kit.errors import ERROR_RESPONSES, Conflict
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
-from laoke.kit.ids import decode_cursor, encode_cursor, new_id
+from laoke.kit.ids import new_id, read_time_cursor, time_cursor
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen
 from laoke.kit.service import CallerDep, OutboxDep
@@ -235,14 +234,9 @@ async def list_participations(
     if customer_id:
         query = query.where(Participation.customer_id == customer_id)
     if cursor:
-        after = decode_cursor(cursor, 2)
-        try:
-            seen_at = datetime.fromisoformat(after[0]) if after else None
-        except ValueError:
-            seen_at = None
-        if after is None or seen_at is None:
-            raise BadRequest("cursor is not one this API gave out")
-        query = query.where(tuple_(Participation.created_at, Participation.id) < tuple_(seen_at, after[1]))
+        query = query.where(
+            tuple_(Participation.created_at, Participation.id) < tuple_(*read_time_cursor(cursor))
+        )
     rows = list(
         await session.scalars(
             query.order_by(Participation.created_at.desc(), Participation.id.desc()).limit(limit + 1)
@@ -252,7 +246,7 @@ async def list_participations(
     rows = rows[:limit]
     return ParticipationList(
         items=[_participation_out(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None,
+        next_cursor=time_cursor(rows[-1].created_at, rows[-1].id) if more else None,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -10,9 +9,9 @@ from sqlalchemy import func, select, tuple_
 
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
+from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
-from laoke.kit.ids import decode_cursor, encode_cursor, new_id
+from laoke.kit.ids import new_id, read_time_cursor, time_cursor
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen, to_fen
 from laoke.kit.service import CallerDep, OutboxDep
@@ -214,14 +213,7 @@ async def list_redemptions(
     if customer_id is not None:
         query = query.where(Redemption.customer_id == customer_id)
     if cursor:
-        after = decode_cursor(cursor, 2)
-        try:
-            seen_at = datetime.fromisoformat(after[0]) if after else None
-        except ValueError:
-            seen_at = None
-        if after is None or seen_at is None:
-            raise BadRequest("cursor is not one this API gave out")
-        query = query.where(tuple_(Redemption.created_at, Redemption.id) < tuple_(seen_at, after[1]))
+        query = query.where(tuple_(Redemption.created_at, Redemption.id) < tuple_(*read_time_cursor(cursor)))
     newest_first = query.order_by(Redemption.created_at.desc(), Redemption.id.desc())
     rows = list(await session.execute(newest_first.limit(limit + 1)))
     more = len(rows) > limit
@@ -229,7 +221,7 @@ async def list_redemptions(
     last = rows[-1][0] if more and rows else None
     return RedemptionList(
         items=[_record(redemption, reward) for redemption, reward in rows],
-        next_cursor=encode_cursor(last.created_at.isoformat(), last.id) if last else None,
+        next_cursor=time_cursor(last.created_at, last.id) if last else None,
     )
 
 
