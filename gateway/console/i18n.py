@@ -132,6 +132,17 @@ ZH: dict[str, str] = {
     "Coupon templates": "优惠券模板",
     "Flagged": "异常使用",
     "Gifts to send": "待发货的兑换礼品",
+    "Kind": "类型",
+    "Stock (empty: unlimited)": "库存 (空: 不限)",
+    "Lowest tier level": "最低会员等级",
+    "Per member at most": "每人最多兑换",
+    "Coupon template": "优惠券模板",
+    "Spend at least (yuan)": "满 (元)",
+    "Amount off (yuan)": "减 (元)",
+    "Percent off": "折扣 (减 %)",
+    "Valid for (days)": "有效天数",
+    "Per customer at most": "每人限领",
+    "In total at most": "总量",
     "A dry run: rows were checked and counted, nothing was stored.": (
         "试导入：只检查和计数，没有保存任何数据。"
     ),
@@ -252,6 +263,8 @@ ZH_VALUES: dict[str, dict[str, str]] = {
         "bonus": "奖励",
     },
     "coupon": {"issued": "未使用", "redeemed": "已核销", "expired": "已过期"},
+    "coupon_kind": {"spend_save": "满减", "no_threshold": "无门槛", "percent_off": "折扣"},
+    "reward_kind": {"gift": "礼品", "coupon": "优惠券", "points_cash": "积分 + 现金"},
     "coupon_flag": {
         "reused": "重复使用",
         "expired": "过期后使用",

@@ -50,6 +50,37 @@ CREATABLE: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+# Coupon templates and rewards are made with a form (the other objects from a JSON box): its fields,
+# sent as typed (empty ones left out) for the API to check.
+FORM_FIELDS: dict[str, tuple[str, ...]] = {
+    "coupon_templates": (
+        "name",
+        "kind",
+        "threshold",
+        "amount",
+        "percent_off",
+        "valid_days",
+        "per_customer_limit",
+        "total_limit",
+    ),
+    "rewards": (
+        "name",
+        "kind",
+        "points_cost",
+        "cash",
+        "stock",
+        "min_tier_level",
+        "per_member_limit",
+        "coupon_template_id",
+    ),
+}
+# What each form starts from.
+FORM_START: dict[str, dict[str, str]] = {
+    "coupon_templates": {"kind": "spend_save", "valid_days": "30"},
+    "rewards": {"kind": "gift"},
+}
+
+
 def _example(what: str) -> str:
     return json.dumps(CREATABLE[what][1], ensure_ascii=False, indent=1)
 
@@ -63,6 +94,7 @@ async def _page(
     drafts: dict[str, str] | None = None,
     *,
     placing: bool = False,
+    filled: dict[str, dict[str, str]] | None = None,
 ) -> Response:
     rewards, templates, lotteries, to_send = await asyncio.gather(
         api.get("/api/v1/loyalty/rewards"),
@@ -86,8 +118,11 @@ async def _page(
         saved=saved,
         placing=placing,
         drafts={
-            what: (drafts or {}).get(what) or _example(what) for what in CREATABLE if what != "activities"
+            what: (drafts or {}).get(what) or _example(what)
+            for what in CREATABLE
+            if what != "activities" and what not in FORM_FIELDS
         },
+        filled={what: (filled or {}).get(what) or FORM_START[what] for what in FORM_FIELDS},
     )
 
 
@@ -163,10 +198,25 @@ async def _create(request: Request, api: Api, what: str) -> tuple[bool, str, str
     return answer.ok, draft, "" if answer.ok else answer.error
 
 
+async def _create_from_form(request: Request, api: Api, what: str) -> tuple[bool, dict[str, str], str]:
+    """Create from a form: (created, the fields as typed, the API's error)."""
+    form = await request.form()
+    fields = {name: str(form.get(name, "")).strip() for name in FORM_FIELDS[what]}
+    body = {name: value for name, value in fields.items() if value}
+    answer = await api.call("POST", CREATABLE[what][0], json=body)
+    return answer.ok, fields, "" if answer.ok else answer.error
+
+
 @router.post("/loyalty/{what}", response_class=HTMLResponse)
 async def create_in_loyalty(what: str, request: Request, api: ApiDep) -> Response:
     if what not in CREATABLE or what == "activities":
         return redirect("/console/loyalty")
+    if what in FORM_FIELDS:
+        made, fields, problem = await _create_from_form(request, api, what)
+        if made:
+            return redirect("/console/loyalty")
+        program = await api.get("/api/v1/loyalty/program")
+        return await _page(request, api, program, {what: problem}, False, filled={what: fields})
     created, draft, error = await _create(request, api, what)
     if created:
         return redirect("/console/loyalty")

@@ -167,6 +167,14 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
     await page.fill("#tier-discount-1", "95")
     await page.click("#save-programme")
     await expect(page.locator("#programme-saved")).to_be_visible()
+    # A 满减 coupon made with the form.
+    await page.locator("details:has(#create-coupon_templates) > summary").click()
+    await page.fill("#create-coupon_templates input[name=name]", "老客满100减10")
+    await page.select_option("#create-coupon_templates select[name=kind]", "spend_save")
+    await page.fill("#create-coupon_templates input[name=threshold]", "100")
+    await page.fill("#create-coupon_templates input[name=amount]", "10")
+    await page.click("#create-coupon_templates button")
+    await expect(page.locator("table").filter(has_text="老客满100减10")).to_have_count(1)
     await shot(page, "loyalty")
 
     # The other pages render too (screenshots for review), in English as well.

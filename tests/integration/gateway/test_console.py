@@ -188,23 +188,48 @@ async def test_loyalty_objects_are_created_and_segments_exported(
 ) -> None:
     await sign_in(browser_like, shop.api_key)
     page = await browser_like.get("/console/loyalty")
-    assert "满200减20" in page.text  # the box starts from an example
-    coupon = '{"name": "无门槛10元", "kind": "no_threshold", "amount": "10", "valid_days": 7}'
-    made = await browser_like.post("/console/loyalty/coupon_templates", data={"body": coupon})
-    assert made.status_code == 303
-    assert "无门槛10元" in (await browser_like.get("/console/loyalty")).text
-    broken = await browser_like.post(
-        "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"'}
+    # Coupon templates and rewards have forms in the page's words; lotteries a JSON box with an example.
+    assert '<option value="spend_save" selected>满减</option>' in page.text and "签到抽奖" in page.text
+    made = await browser_like.post(
+        "/console/loyalty/coupon_templates",
+        data={
+            "name": "无门槛10元",
+            "kind": "no_threshold",
+            "amount": "10",
+            "valid_days": "7",
+            "threshold": "",
+        },
     )
+    assert made.status_code == 303, made.text
+    assert "无门槛10元" in (await browser_like.get("/console/loyalty")).text
+    templates = (await shop.client.get("/api/v1/coupons/templates", headers=shop.headers())).json()["items"]
+    assert [(t["kind"], t["amount"], t["valid_days"], t["threshold"]) for t in templates] == [
+        ("no_threshold", "10.00", 7, None)
+    ]
+    broken = await browser_like.post("/console/loyalty/lotteries", data={"body": '{"name": "x"'})
     assert (
         broken.status_code == 422
-        and 'data-field="rewards"' in broken.text
+        and 'data-field="lotteries"' in broken.text
         and "not valid JSON" in broken.text
     )
-    refused = await browser_like.post(
-        "/console/loyalty/rewards", data={"body": '{"name": "x", "kind": "gift"}'}
+    refused = await browser_like.post("/console/loyalty/rewards", data={"name": "茶杯x", "kind": "gift"})
+    assert refused.status_code == 422 and 'data-field="rewards"' in refused.text
+    assert "points_cost: 必填" in refused.text and 'value="茶杯x"' in refused.text  # what was typed stays
+    coupon_reward = await browser_like.post(
+        "/console/loyalty/rewards",
+        data={
+            "name": "兑换10元券",
+            "kind": "coupon",
+            "points_cost": "300",
+            "coupon_template_id": templates[0]["id"],
+            "stock": "",
+        },
     )
-    assert refused.status_code == 422 and "points_cost" in refused.text
+    assert coupon_reward.status_code == 303, coupon_reward.text
+    rewards = (await shop.client.get("/api/v1/loyalty/rewards", headers=shop.headers())).json()["items"]
+    assert [(r["name"], r["kind"], r["points_cost"], r["stock"]) for r in rewards] == [
+        ("兑换10元券", "coupon", 300, None)
+    ]
 
     activity = (
         '{"type": "favorite_shop", "title": "收藏有礼", "starts_at": "2026-01-01T00:00:00+08:00", '
