@@ -22,6 +22,7 @@ from services.ingest.repository import OrderRepository
 from services.ingest.schemas import BuyerIn, OrderIn, OrderItemIn, OrderOut, ReceiverIn
 
 Outcome = Literal["created", "updated", "unchanged", "stale"]
+ORDER_COMPLETED = ORDER_EVENT_TYPES[OrderStatus.COMPLETED]
 
 _TRACKED = (
     "status",
@@ -99,13 +100,13 @@ async def upsert_order(
     for name, value in values.items():
         setattr(order, name, value)
     # A partially refunded order that then completes keeps its status: its completion is news too
-    # (points held until completion are released by it).
-    changed = (
-        previous != OrderStatus(order.status)
-        or order.refunded_fen != refunded_before
-        or (completed_before is None and order.completed_at is not None)
-    )
-    announced = outbox.row(_order_event(order, previous=previous, buyer=buyer))[1] if changed else None
+    # (points held until completion are released by it), announced as `order.completed`.
+    completed_now = completed_before is None and order.completed_at is not None
+    status_moved = previous != OrderStatus(order.status) or order.refunded_fen != refunded_before
+    announced = None
+    if status_moved or completed_now:
+        named = None if status_moved else ORDER_COMPLETED
+        announced = outbox.row(_order_event(order, previous=previous, buyer=buyer, event_type=named))[1]
     await orders.update(order, announced)
     return "updated", order
 
@@ -155,11 +156,14 @@ async def _announce(
     await outbox.add_many(session, [_order_event(order, previous, buyer)])
 
 
-def _order_event(order: Order, previous: OrderStatus | None, buyer: BuyerIn | None = None) -> OutboxEvent:
+def _order_event(
+    order: Order, previous: OrderStatus | None, buyer: BuyerIn | None = None, event_type: str | None = None
+) -> OutboxEvent:
+    """The order's event: named by its status, unless the change has a name of its own."""
     status = OrderStatus(order.status)
     return OutboxEvent(
         topic=Topic.ORDERS,
-        event_type=ORDER_EVENT_TYPES[status],
+        event_type=event_type or ORDER_EVENT_TYPES[status],
         shop_id=order.shop_id,
         key=event_key(order.shop_id, order.customer_id),
         occurred_at=order.source_modified_at,
