@@ -411,11 +411,13 @@ def taobao_trade(payload: dict[str, Any], zone: ZoneInfo, channel: str = "taobao
     ]
     if status == OrderStatus.REFUNDED and not refunds:
         refunds = [RefundIn(refund_id=trade.tid, amount=trade.payment)]
+    refund_total = _sum([r.amount for r in refunds])
     if refunds and status in (OrderStatus.COMPLETED, OrderStatus.SHIPPED, OrderStatus.PAID):
-        status = OrderStatus.PARTIALLY_REFUNDED
+        # Every sub-order refunded is the whole payment back, whatever the trade's status says.
+        full = refund_total >= trade.payment
+        status = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
     paid = status not in (OrderStatus.CREATED, OrderStatus.CLOSED)
     total = max(trade.payment, trade.total_fee or Decimal(0))
-    refund_total = _sum([r.amount for r in refunds])
     if refund_total > trade.payment:
         refunds = [RefundIn(refund_id=trade.tid, amount=trade.payment)]
     return OrderIn(

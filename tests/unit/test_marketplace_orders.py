@@ -27,6 +27,13 @@ def test_a_finished_taobao_trade_with_a_refunded_sub_order_is_completed() -> Non
     assert order.completed_at is not None and order.completed_at.isoformat() == "2026-11-25T10:00:00+08:00"
     waiting = taobao_trade(trade | {"status": "WAIT_BUYER_CONFIRM_GOODS"}, ZoneInfo("Asia/Shanghai"))
     assert (waiting.status, waiting.completed_at) == (OrderStatus.PARTIALLY_REFUNDED, None)
+    for sub_order in trade["orders"]["order"]:
+        sub_order |= {"refund_status": "SUCCESS", "refund_fee": None}
+    everything = taobao_trade(trade, ZoneInfo("Asia/Shanghai"))
+    assert (everything.status, everything.refunded_amount) == (
+        OrderStatus.REFUNDED,
+        Decimal(trade["payment"]),
+    )
 
 
 def test_a_fulfilled_and_closed_shopify_order_refunded_in_part_is_completed() -> None:
