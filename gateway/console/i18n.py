@@ -405,6 +405,27 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^List should have at least (\d+) items?.*$", r"至少 \1 项"),
         (r"^Extra inputs are not permitted$", "不认识的字段"),
         (r"^String should match pattern .*$", "格式不对"),
+        # The loyalty page's own rules (services/loyalty/program.py and schemas.py).
+        (
+            r"^Value error, tier (\d+) asks for less than tier (\d+): thresholds rise with level$",
+            r"等级 \1 的门槛低于等级 \2：等级越高，门槛越高",
+        ),
+        (r"^Value error, tiers (\d+) and (\d+) have the same thresholds$", r"等级 \1 和 \2 的门槛相同"),
+        (
+            r"^Value error, tier (\d+) pays more \((\d+)%\) than tier (\d+) \((\d+)%\): discounts never rise "
+            r"with level$",
+            r"等级 \1 的折扣 (\2%) 不如等级 \3 (\4%)：等级越高，折扣越大",
+        ),
+        (r"^Value error, tier levels must be distinct$", "等级不能重复"),
+        (r"^Value error, rolling expiry needs days$", "请填写积分有效天数"),
+        (r"^Value error, a coupon reward needs coupon_template_id$", "优惠券礼品需要选择优惠券模板"),
+        (r"^Value error, a points \+ cash reward needs a cash amount$", "积分 + 现金礼品需要填写现金金额"),
+        (r"^Value error, a \w+ coupon needs an amount$", "请填写减免金额"),
+        (
+            r"^Value error, a spend_save coupon needs a threshold above its amount$",
+            "满减券的门槛须高于减免金额",
+        ),
+        (r"^Value error, a percent_off coupon needs percent_off$", "请填写折扣"),
         (r"^Value error, (.+)$", r"\1"),
     )
 )

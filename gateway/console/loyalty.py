@@ -168,7 +168,8 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
     answer = await api.call("PUT", "/api/v1/loyalty/program", json=program)
     if not answer.ok:
         errors = field_errors(answer)
-        if "tier" in errors.get("_", ""):  # the rules across tiers: shown by the tiers table
+        said = str(answer.body.get("detail", "")) if isinstance(answer.body, dict) else ""
+        if "_" in errors and "tier" in said:  # the rules across tiers (as the API words them): by the table
             errors["tiers"] = errors.pop("_")
         return await _page(request, api, program, errors, False)
     placing = answer.body["tiers"] and answer.body["tiers"] != tiers_before

@@ -162,7 +162,7 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
     await page.fill("input[name=tier_level_0]", "1")
     await page.fill("input[name=tier_level_1]", "2")
     await page.click("#save-programme")
-    await expect(page.locator('[data-field="tiers"]')).to_contain_text("discounts never rise")
+    await expect(page.locator('[data-field="tiers"]')).to_contain_text("等级越高，折扣越大")
     await shot(page, "loyalty-error")
     await page.fill("#tier-discount-1", "95")
     await page.click("#save-programme")

@@ -99,7 +99,9 @@ def test_the_apis_validation_messages_read_in_chinese_and_laokes_own_stay() -> N
         "tiers.0.discount: 应为整数; rule: 必填"
     )
     assert api_message(detail, "en") == detail
-    own = "body: Value error, tier 2 asks for less than tier 1: thresholds rise with level"
-    assert api_message(own, "zh") == "body: tier 2 asks for less than tier 1: thresholds rise with level"
+    tiers = "body: Value error, tier 3 pays more (98%) than tier 2 (95%): discounts never rise with level"
+    assert api_message(tiers, "zh") == "body: 等级 3 的折扣 (98%) 不如等级 2 (95%)：等级越高，折扣越大"
+    own = "body: Value error, valid_until must be after valid_from"
+    assert api_message(own, "zh") == "body: valid_until must be after valid_from"  # not in the table
     assert api_message("member cus_x not found", "zh") == "member cus_x not found"
     assert api_message("email: String should match pattern '^[^@]+@[^@]+$'", "zh") == "email: 格式不对"

@@ -140,7 +140,7 @@ async def test_form_errors_are_shown_next_to_their_fields(
     }
     refused = await browser_like.post("/console/loyalty", data=rising)
     assert refused.status_code == 422
-    assert 'data-field="tiers"' in refused.text and "discounts never rise" in refused.text
+    assert 'data-field="tiers"' in refused.text and "等级越高，折扣越大" in refused.text
     fixed = await browser_like.post("/console/loyalty", data={**rising, "tier_discount_1": "95"})
     assert fixed.status_code == 303 and fixed.headers["location"] == "/console/loyalty?saved=tiers"
     program = (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json()
