@@ -426,6 +426,15 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "满减券的门槛须高于减免金额",
         ),
         (r"^Value error, a percent_off coupon needs percent_off$", "请填写折扣"),
+        # The segment builder's (services/segmentation/rules.py).
+        (r"^expected a whole number, got (.+)$", r"应为整数，而不是 \1"),
+        (r"^expected an amount in yuan, got (.+)$", r"应为金额 (元)，而不是 \1"),
+        (r"^expected a number, got (.+)$", r"应为数字，而不是 \1"),
+        (
+            r"^expected an ISO-8601 time with offset, got (.+)$",
+            r"应为带时区的时间，如 2026-01-01T00:00:00+08:00",
+        ),
+        (r"^between takes \[low, high\], and (\S+) is above (\S+)$", r"介于的下限 \1 大于上限 \2"),
         (r"^Value error, (.+)$", r"\1"),
     )
 )
