@@ -330,6 +330,12 @@ def clean(batch: pa.RecordBatch, lines: pa.Array, fmt: FileFormat, zone: str, ch
         status,
     )
 
+    if fmt.name == "shopify":
+        # Shopify's export has no completion time: a paid order fulfilled is complete when it was
+        # fulfilled, part of it refunded or not (loyalty credits completed orders, the webhooks agree).
+        done = pc.and_(fulfilled, pc.is_in(status, value_set=pa.array(["completed", "partially_refunded"])))
+        completed_at = pc.if_else(done, shipped_at, completed_at)
+
     quantity = col.get("quantity")
     quantity_int = (
         pc.cast(

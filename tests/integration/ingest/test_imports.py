@@ -560,6 +560,9 @@ SHOPIFY_ROWS = [
     "2026-02-01 11:59:00 +0800,1,白茶,50.00,BC-1,Bob,Bob,某路 2 号,上海,200000,SH,CN,,,50.00,5001002,",
     "#1003,carl@example.com,pending,,unfulfilled,,no,CNY,20.00,0.00,0.00,20.00,,,,2026-03-01 08:00:00 +0800,"
     "1,红茶,20.00,HC-1,Carl,Carl,,,,,,,2026-03-02 08:00:00 +0800,0.00,5001003,",
+    "#1004,dora@example.com,partially_refunded,2026-04-01 12:00:00 +0800,fulfilled,"
+    "2026-04-02 09:00:00 +0800,no,CNY,80.00,0.00,0.00,80.00,,,,2026-04-01 11:59:00 +0800,1,普洱,80.00,PE-1,"
+    "Dora,Dora,某路 3 号,广州,510000,GD,CN,,,30.00,5001004,",
 ]
 
 
@@ -567,9 +570,15 @@ async def test_a_shopify_orders_export(shop: ShopClient) -> None:
     content = ("\n".join([SHOPIFY_HEADER, *SHOPIFY_ROWS]) + "\n").encode()
     report = await finished(shop, (await upload(shop, "orders_export.csv", content)).json()["import_id"])
     assert report["status"] == "completed" and report["format"] == "shopify", report
-    assert (report["rows_imported"], report["rows_failed"]) == (3, 0), report
+    assert (report["rows_imported"], report["rows_failed"]) == (4, 0), report
     landed = {o["order_id"]: o for o in await orders(shop)}
     assert landed["5001001"]["status"] == "completed" and landed["5001001"]["item_count"] == 3
+    # Completed when fulfilled (the export has no completion time), part of it refunded or not.
+    assert landed["5001001"]["completed_at"].startswith("2026-01-16T01:00:00")
+    dora = landed["5001004"]
+    assert (dora["status"], dora["refunded_amount"]) == ("partially_refunded", "30.00")
+    assert dora["completed_at"].startswith("2026-04-02T01:00:00"), dora
+    assert landed["5001002"]["completed_at"] is None
     assert landed["5001001"]["placed_at"].startswith("2026-01-15T02:23:45")
     assert landed["5001001"]["coupon_codes"] == ["NEW10"]
     assert landed["5001002"]["status"] == "refunded" and landed["5001002"]["refunded_amount"] == "50.00"
