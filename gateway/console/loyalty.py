@@ -16,7 +16,7 @@ from gateway.console.session import ApiDep
 router = APIRouter(prefix="/console")
 
 TIER_ROWS = 6
-GIFTS_SHOWN = 50  # the oldest waiting are on the next pages of the API
+GIFTS_SHOWN = 20  # the oldest waiting are on the next pages of the API
 # What the loyalty page can create, with the example each box starts from.
 CREATABLE: dict[str, tuple[str, dict[str, Any]]] = {
     "coupon_templates": (
@@ -103,6 +103,14 @@ async def _page(
         api.get("/api/v1/loyalty/redemptions", status="pending", limit=GIFTS_SHOWN),
     )
     tiers = list(program.get("tiers", []))
+    # Who each gift goes to, by name: one profile read per member, at once (at most GIFTS_SHOWN).
+    profiles = await asyncio.gather(
+        *(api.call("GET", f"/api/v1/customers/{r['customer_id']}") for r in to_send["items"])
+    )
+    for gift, profile in zip(to_send["items"], profiles, strict=True):
+        known = profile.body if profile.ok else {}
+        gift["member_name"] = known.get("name") or known.get("nick")
+        gift["member_city"] = " ".join(filter(None, (known.get("province"), known.get("city"))))
     return render(
         request,
         "loyalty.html",

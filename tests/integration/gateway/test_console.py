@@ -300,13 +300,36 @@ async def test_coupon_flags_and_the_gifts_to_send_show_on_the_loyalty_page(
         "/api/v1/loyalty/members/cus_holder/redemptions", json={"reward_id": cup.json()["id"]}, headers=key
     )
     waiting = (await browser_like.get("/console/loyalty")).text
+    # A member known only by sign-in shows by id; a buyer by name and city.
     assert "待发货的兑换礼品" in waiting and "青瓷茶杯" in waiting and "cus_holder" in waiting
+    zhao = await buyer(shop, "gift-buyer", name="赵六", total="100.00")
+
+    async def zhao_redeems() -> None:  # once loyalty and segmentation have taken the order in
+        assert (await shop.client.get(f"/api/v1/customers/{zhao}", headers=key)).status_code == 200
+        points = await shop.client.post(
+            f"/api/v1/loyalty/members/{zhao}/adjustments", json={"points": 60, "reason": "测试"}, headers=key
+        )
+        assert points.status_code == 201, points.text
+
+    await eventually(zhao_redeems, within=20)
+    gift = await shop.client.post(
+        f"/api/v1/loyalty/members/{zhao}/redemptions", json={"reward_id": cup.json()["id"]}, headers=key
+    )
+    assert gift.status_code == 201, gift.text
+
+    async def named() -> None:
+        assert "赵六" in (await browser_like.get("/console/loyalty")).text
+
+    await eventually(named, within=20)
     redemption_id = redeemed.json()["id"]
     sent = await browser_like.post(
         f"/console/loyalty/redemptions/{redemption_id}", data={"status": "fulfilled", "note": "顺丰 SF100"}
     )
     assert sent.status_code == 303, sent.text
-    assert "没有待发货的礼品" in (await browser_like.get("/console/loyalty")).text
+    assert (
+        'action="/console/loyalty/redemptions/' + redemption_id
+        not in (await browser_like.get("/console/loyalty")).text
+    )
     settled = await shop.client.get(
         "/api/v1/loyalty/redemptions", params={"customer_id": "cus_holder"}, headers=key
     )
