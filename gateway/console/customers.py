@@ -47,14 +47,11 @@ async def overview(request: Request, api: ApiDep) -> Response:
         api.get("/api/v1/imports", limit=5),
         api.get("/api/v1/campaigns"),
     )
-    by_lifecycle = summary["by_lifecycle"]
-    returning = sum(by_lifecycle.get(k, 0) for k in ("active", "new", "sleeping"))
     return render(
         request,
         "overview.html",
         summary=summary,
         lifecycles=LIFECYCLES,
-        returning_share=(100 * returning / summary["customers"]) if summary["customers"] else 0,
         imports=imports["items"],
         campaigns=campaigns["items"][:5],
     )

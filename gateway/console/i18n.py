@@ -33,6 +33,8 @@ ZH: dict[str, str] = {
     "new": "新客",
     "prospect": "潜在",
     "Returning customers (老客) share": "老客占比",
+    "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
+    "%d of %d buyers": "%d / %d 位买家",
     "Customer growth": "客户增长",
     "Churn rate": "流失率",
     "Churn rate %": "流失率 %",

@@ -54,6 +54,10 @@ class RescoreOut(BaseModel):
 
 class RfmSummary(BaseModel):
     customers: int
+    buyers: int = Field(description="Customers with a paid order (refunded in full do not count)")
+    repeat_customers: int = Field(
+        description="Customers with two or more paid orders (老客, who came back)", examples=[96]
+    )
     by_lifecycle: dict[str, int] = Field(examples=[{"active": 120, "sleeping": 40, "churned": 300}])
     by_class: dict[str, int] = Field(examples=[{"important_value": 12, "general_retain": 200}])
     class_names: dict[str, str] = Field(description="Chinese name of each class")
@@ -171,6 +175,8 @@ async def _count(session: AsyncSession, shop_id: str) -> RfmSummary:
             Profile.f_score,
             func.count(),
             func.coalesce(func.sum(Profile.total_spent_fen), 0),
+            func.count().filter(Profile.orders_count >= 1),
+            func.count().filter(Profile.orders_count >= 2),
         )
         .where(Profile.shop_id == shop_id)
         .group_by(Profile.lifecycle, Profile.rfm_segment, Profile.r_score, Profile.f_score)
@@ -180,8 +186,11 @@ async def _count(session: AsyncSession, shop_id: str) -> RfmSummary:
     class_fen: dict[str, int] = {}
     grid = [[0] * 5 for _ in range(5)]
     grid_fen = [[0] * 5 for _ in range(5)]
-    for lifecycle, rfm_class, r, f, n, spent in rows:
+    buyers = repeat = 0
+    for lifecycle, rfm_class, r, f, n, spent, bought, came_back in rows:
         by_lifecycle[lifecycle] = by_lifecycle.get(lifecycle, 0) + n
+        buyers += bought
+        repeat += came_back
         if rfm_class is not None:
             by_class[rfm_class] = by_class.get(rfm_class, 0) + n
             class_fen[rfm_class] = class_fen.get(rfm_class, 0) + int(spent)
@@ -192,6 +201,8 @@ async def _count(session: AsyncSession, shop_id: str) -> RfmSummary:
     grid_spend = [[from_fen(v) for v in row] for row in grid_fen]
     return RfmSummary(
         customers=sum(by_lifecycle.values()),
+        buyers=buyers,
+        repeat_customers=repeat,
         by_lifecycle={str(k): v for k, v in by_lifecycle.items() if k is not None},
         by_class=by_class,
         class_spend=class_spend,

@@ -79,6 +79,9 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
         page = await browser_like.get(path)
         assert page.status_code == 200, (path, page.text[:500])
         assert "<html" in page.text and "老客" in page.text, path
+    overview = (await browser_like.get("/console")).text
+    # 老客 are buyers who came back: one buyer with one order is none of them (a new buyer is not 老客).
+    assert "0 / 1 位买家" in overview and "0.0%" in overview
     listing = (await browser_like.get("/console/customers")).text
     # The last order, placed 10:00 Shanghai time (02:00 UTC, as the API answers), on the shop's clock.
     assert "王" in listing and "2026-11-01 10:00" in listing and "2026-11-01 02:00" not in listing

@@ -41,6 +41,7 @@ async def test_scores_classes_and_labels_match_hand_computation(shop: ShopClient
 
     summary = (await shop.client.get("/api/v1/rfm/summary", headers=shop.headers())).json()
     assert summary["customers"] == 3
+    assert (summary["buyers"], summary["repeat_customers"]) == (3, 1)  # only buyer-b came back
     assert summary["by_lifecycle"] == {"new": 1, "sleeping": 1, "churned": 1}
     assert summary["by_class"] == {"important_develop": 1, "important_keep": 1, "general_retain": 1}
     assert summary["grid"][0][0] == 1  # R5, F1
