@@ -15,6 +15,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,9 +30,23 @@ from gateway.console.i18n import LANGUAGES, api_message, translator, value_label
 SESSION_COOKIE = "laoke_console"
 LANGUAGE_COOKIE = "laoke_lang"
 ZONE_COOKIE = "laoke_zone"  # the shop's time zone, set at sign-in
+CURRENCY_COOKIE = "laoke_currency"  # the shop's currency, set at sign-in
+# How a shop owner writes a sum in the shop's currency; another currency is shown by its code.
+CURRENCY_SIGNS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "HKD": "HK$", "TWD": "NT$"}
 DEFAULT_ZONE = "Asia/Shanghai"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def yuan(value: object) -> str:
+    """`17682143.26` → `17,682,143.26`: a shop owner reads big sums by their thousands."""
+    try:
+        return f"{Decimal(str(value)):,.2f}"
+    except (InvalidOperation, ValueError):
+        return str(value)
+
+
+templates.env.filters["yuan"] = yuan
 
 
 class SignedOut(Exception):
@@ -141,6 +156,12 @@ def shop_zone(request: Request) -> ZoneInfo:
         return ZoneInfo(DEFAULT_ZONE)
 
 
+def currency_sign(request: Request) -> str:
+    """`¥` for a CNY shop (and any shop signed in before the currency was kept), `$` for a USD one."""
+    code = request.cookies.get(CURRENCY_COOKIE) or "CNY"
+    return CURRENCY_SIGNS.get(code, f"{code} ")
+
+
 def local_time(value: str | None, zone: ZoneInfo) -> str:
     """`2026-12-07T15:50:12Z` → `2026-12-07 23:50` on a Shanghai shop's pages; — for no time."""
     if not value:
@@ -162,6 +183,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
             "t": t,
             "v": v,
             "when": lambda value: local_time(value, zone),
+            "currency": currency_sign(request),
             "lang": language(request),
             "path": request.url.path,
             **context,

@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -28,13 +29,21 @@ RFM_CLASSES = (
     "general_keep",
     "general_retain",
 )
+# The orders a customer list can be shown in (segmentation's `sort`), the default first.
+CUSTOMER_SORTS = (
+    "customer_id",
+    "-total_spent",
+    "total_spent",
+    "-orders_count",
+    "orders_count",
+    "-last_order_at",
+    "last_order_at",
+)
 PROFILE_FIELDS = ("name", "gender", "birthday", "mobile", "email", "province", "city")
 
 
 def segment_link(name: str, rule: dict[str, Any]) -> str:
     """A link to the segment builder with this rule filled in."""
-    from urllib.parse import urlencode
-
     return "/console/segments/new?" + urlencode({"name": name, "rule": json.dumps(rule, ensure_ascii=False)})
 
 
@@ -160,11 +169,18 @@ async def rfm(request: Request, api: ApiDep) -> Response:
 
 @router.get("/customers", response_class=HTMLResponse)
 async def customer_list(request: Request, api: ApiDep) -> Response:
-    wanted = ("lifecycle", "rfm_segment", "tier", "tag", "segment_id", "q", "cursor")
+    wanted = ("lifecycle", "rfm_segment", "tier", "tag", "segment_id", "q", "sort")
     filters = {k: request.query_params.get(k, "") for k in wanted}
+    cursor = request.query_params.get("cursor", "")
     page, segments = await asyncio.gather(
-        api.get("/api/v1/customers", limit=50, **filters), api.get("/api/v1/segments")
+        api.get("/api/v1/customers", limit=50, cursor=cursor, **filters), api.get("/api/v1/segments")
     )
+    chosen = {k: v for k, v in filters.items() if v}
+
+    def sorted_by(sort: str) -> str:
+        """This list (its filters, from the first page) in another order."""
+        return "?" + urlencode(chosen | {"sort": sort})
+
     return render(
         request,
         "customers.html",
@@ -172,6 +188,9 @@ async def customer_list(request: Request, api: ApiDep) -> Response:
         filters=filters,
         lifecycles=LIFECYCLES,
         classes=RFM_CLASSES,
+        sorts=CUSTOMER_SORTS,
+        sorted_by=sorted_by,
+        next_page="?" + urlencode(chosen | {"cursor": page["next_cursor"]}) if page["next_cursor"] else None,
         segments=segments["items"],
     )
 

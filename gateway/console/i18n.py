@@ -35,6 +35,7 @@ ZH: dict[str, str] = {
     "Returning customers (老客) share": "老客占比",
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
     "%d of %d buyers": "%d / %d 位买家",
+    "Sort": "排序",
     "Customer growth": "客户增长",
     "Churn rate": "流失率",
     "Churn rate %": "流失率 %",
@@ -218,6 +219,25 @@ ZH: dict[str, str] = {
 # The API's own values (statuses, channels, kinds) as a shop owner reads them, by what they belong to:
 # "completed" is 交易成功 for an order and 已完成 for a campaign.
 ZH_VALUES: dict[str, dict[str, str]] = {
+    "rfm_class": {
+        "important_value": "重要价值",
+        "important_develop": "重要发展",
+        "important_keep": "重要保持",
+        "important_retain": "重要挽留",
+        "general_value": "一般价值",
+        "general_develop": "一般发展",
+        "general_keep": "一般保持",
+        "general_retain": "一般挽留",
+    },
+    "customer_sort": {
+        "customer_id": "默认",
+        "-total_spent": "消费金额从高到低",
+        "total_spent": "消费金额从低到高",
+        "-orders_count": "订单数从多到少",
+        "orders_count": "订单数从少到多",
+        "-last_order_at": "最近下单在前",
+        "last_order_at": "最久未下单在前",
+    },
     "order": {
         "created": "待付款",
         "paid": "已付款",
@@ -369,6 +389,20 @@ ZH_VALUES: dict[str, dict[str, str]] = {
 }
 
 
+# The few values whose spelling reads badly in English as it is.
+EN_VALUES: dict[str, dict[str, str]] = {
+    "customer_sort": {
+        "customer_id": "default",
+        "-total_spent": "spend, highest first",
+        "total_spent": "spend, lowest first",
+        "-orders_count": "orders, most first",
+        "orders_count": "orders, fewest first",
+        "-last_order_at": "last order, latest first",
+        "last_order_at": "last order, longest ago first",
+    },
+}
+
+
 def translator(lang: str) -> Callable[[str], str]:
     if lang == "en":
         return lambda text: text
@@ -379,7 +413,7 @@ def value_labeler(lang: str) -> Callable[[str, str | None], str]:
     """`v("order", "partially_refunded")`: 部分退款, or "partially refunded" in English; a value this
     table does not know is shown as it is."""
     if lang == "en":
-        return lambda _kind, value: (value or "").replace("_", " ")
+        return lambda kind, value: EN_VALUES.get(kind, {}).get(value or "") or (value or "").replace("_", " ")
     return lambda kind, value: ZH_VALUES.get(kind, {}).get(value or "", value or "")
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from gateway.console.base import (
+    CURRENCY_COOKIE,
     DEFAULT_ZONE,
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
@@ -68,6 +69,8 @@ async def login(request: Request, api_key: Annotated[str, Form(max_length=200)] 
     )
     zone = str(me.body.get("timezone") or DEFAULT_ZONE) if isinstance(me.body, dict) else DEFAULT_ZONE
     response.set_cookie(ZONE_COOKIE, zone, samesite="strict", max_age=7 * 24 * 3600, path="/console")
+    currency = str(me.body.get("currency") or "CNY") if isinstance(me.body, dict) else "CNY"
+    response.set_cookie(CURRENCY_COOKIE, currency, samesite="strict", max_age=7 * 24 * 3600, path="/console")
     return response
 
 
@@ -76,6 +79,7 @@ async def logout() -> Response:
     response = redirect("/console/login")
     response.delete_cookie(SESSION_COOKIE, path="/console")
     response.delete_cookie(ZONE_COOKIE, path="/console")
+    response.delete_cookie(CURRENCY_COOKIE, path="/console")
     return response
 
 

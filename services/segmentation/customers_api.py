@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 
 from laoke.contracts.envelope import event_key
@@ -14,7 +28,8 @@ from laoke.contracts.segmentation import PROFILE_COMPLETE_FIELDS, PROFILE_UPDATE
 from laoke.contracts.topics import Topic
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, NotFound
+from laoke.kit.errors import ERROR_RESPONSES, BadRequest, NotFound
+from laoke.kit.ids import decode_cursor, encode_cursor
 from laoke.kit.service import CallerDep, OutboxDep
 from services.segmentation import segments
 from services.segmentation.models import CustomerTag, GroupMember, Profile, Segment, SegmentMember
@@ -37,20 +52,95 @@ class TagsIn(BaseModel):
     tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
 
 
+class CustomerSort(StrEnum):
+    """The order of a customer list: by id (stable, the default), or by spend, orders or last order,
+    `-` for the largest or latest first."""
+
+    CUSTOMER_ID = "customer_id"
+    TOTAL_SPENT_DESC = "-total_spent"
+    TOTAL_SPENT = "total_spent"
+    ORDERS_COUNT_DESC = "-orders_count"
+    ORDERS_COUNT = "orders_count"
+    LAST_ORDER_AT_DESC = "-last_order_at"
+    LAST_ORDER_AT = "last_order_at"
+
+
+# Customers who never bought (no last order) come last whichever way the list runs by last order.
+_NEVER_LATEST = datetime(1970, 1, 1, tzinfo=UTC)
+_NEVER_EARLIEST = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _sort_key(sort: CustomerSort) -> tuple[ColumnElement[int] | ColumnElement[datetime], bool]:
+    """The column a sort orders by (ties by customer id) and whether it runs largest first."""
+    descending = sort.value.startswith("-")
+    match sort.value.lstrip("-"):
+        case "total_spent":
+            return Profile.total_spent_fen, descending
+        case "orders_count":
+            return Profile.orders_count, descending
+        case _:
+            never = _NEVER_LATEST if descending else _NEVER_EARLIEST
+            return func.coalesce(Profile.last_order_at, literal(never, DateTime(timezone=True))), descending
+
+
+def _after(sort: CustomerSort, cursor: str) -> ColumnElement[bool]:
+    """Where the page after `cursor` starts; 400 for a cursor this sort did not give out."""
+    if sort is CustomerSort.CUSTOMER_ID:
+        return Profile.customer_id > cursor
+    key, descending = _sort_key(sort)
+    parts = decode_cursor(cursor, 3)
+    value: int | datetime | None = None
+    if parts is not None and parts[0] == sort.value:
+        try:
+            value = datetime.fromisoformat(parts[1]) if "last_order_at" in sort.value else int(parts[1])
+        except ValueError:
+            value = None
+    if parts is None or value is None:
+        raise BadRequest("invalid cursor; pass next_cursor from the previous page unchanged, same sort")
+    last = tuple_(key, Profile.customer_id)
+    seen = tuple_(literal(value, key.type), literal(parts[2], Profile.customer_id.type))
+    return last < seen if descending else last > seen
+
+
+def _cursor_of(sort: CustomerSort, profile: Profile) -> str:
+    if sort is CustomerSort.CUSTOMER_ID:
+        return profile.customer_id
+    match sort.value.lstrip("-"):
+        case "total_spent":
+            value = str(profile.total_spent_fen)
+        case "orders_count":
+            value = str(profile.orders_count)
+        case _:
+            never = _NEVER_LATEST if sort.value.startswith("-") else _NEVER_EARLIEST
+            value = (profile.last_order_at or never).isoformat()
+    return encode_cursor(sort.value, value, profile.customer_id)
+
+
 async def page_of(
-    session: SessionDep, shop_id: str, condition: ColumnElement[bool], limit: int, cursor: str | None
+    session: SessionDep,
+    shop_id: str,
+    condition: ColumnElement[bool],
+    limit: int,
+    cursor: str | None,
+    sort: CustomerSort = CustomerSort.CUSTOMER_ID,
 ) -> CustomerPage:
-    """One page of customers matching `condition`, ordered by id; contact data masked (a list view)."""
+    """One page of customers matching `condition` in the order `sort` asks; contact data masked (a list
+    view). Keyset pages: ties are broken by customer id, and the cursor carries both."""
     query = select(Profile).where(condition)
     if cursor:
-        query = query.where(Profile.customer_id > cursor)
-    rows = list(await session.scalars(query.order_by(Profile.customer_id).limit(limit + 1)))
+        query = query.where(_after(sort, cursor))
+    if sort is CustomerSort.CUSTOMER_ID:
+        order = [Profile.customer_id]
+    else:
+        key, descending = _sort_key(sort)
+        order = [key.desc(), Profile.customer_id.desc()] if descending else [key, Profile.customer_id]
+    rows = list(await session.scalars(query.order_by(*order).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     tags = await tags_of(session, shop_id, [r.customer_id for r in rows])
     return CustomerPage(
         items=[customer_out(r, tags.get(r.customer_id, [])) for r in rows],
-        next_cursor=rows[-1].customer_id if more and rows else None,
+        next_cursor=_cursor_of(sort, rows[-1]) if more and rows else None,
     )
 
 
@@ -73,7 +163,9 @@ def _search(q: str) -> ColumnElement[bool]:
     response_model=CustomerPage,
     summary="List and search customers",
     description="Filters combine with AND. `q` searches name and nick (substring) or, when it is digits, "
-    "the mobile (leading digits or the last four). Ordered by customer id; follow `next_cursor`.",
+    "the mobile (leading digits or the last four). Ordered by customer id unless `sort` asks for spend, "
+    "orders or last order (`-` first for the largest or latest first; customers who never bought come "
+    "last by last order); follow `next_cursor` with the same filters and sort.",
 )
 async def list_customers(
     caller: CallerDep,
@@ -85,8 +177,9 @@ async def list_customers(
     group_id: Annotated[str | None, Query(max_length=32)] = None,
     segment_id: Annotated[str | None, Query(max_length=32)] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=64, examples=["8000"])] = None,
+    sort: Annotated[CustomerSort, Query(examples=["-total_spent"])] = CustomerSort.CUSTOMER_ID,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
 ) -> CustomerPage:
     shop_id = caller.shop_id
     conditions: list[ColumnElement[bool]] = [Profile.shop_id == shop_id]
@@ -127,7 +220,7 @@ async def list_customers(
         )
     if q is not None and q.strip():
         conditions.append(_search(q.strip()))
-    return await page_of(session, shop_id, and_(*conditions), limit, cursor)
+    return await page_of(session, shop_id, and_(*conditions), limit, cursor, sort)
 
 
 async def _detail(session: SessionDep, profile: Profile, *, pii: bool) -> CustomerDetail:

@@ -114,15 +114,46 @@ async def test_times_are_shown_on_the_shops_own_clock(
     )
     body = made.json()
     pacific = ShopClient(body["shop_id"], body["api_key"], body["webhook_secret"], gateway)
-    await buyer(pacific, "la-buyer", name="Ann Lee", placed_at="2026-11-01T10:00:00+08:00")
+    await buyer(pacific, "la-buyer", name="Ann Lee", placed_at="2026-11-01T10:00:00+08:00", total="1250.00")
     await sign_in(browser_like, pacific.api_key)
 
     async def listed() -> None:
         page = (await browser_like.get("/console/customers")).text
         # 10:00 in Shanghai is 19:00 the evening before in Los Angeles.
         assert "Ann Lee" in page and "2026-10-31 19:00" in page, page[-2000:]
+        # ... and a dollar shop's sums are in dollars, by their thousands.
+        assert "$1,250.00" in page and "¥" not in page
 
     await eventually(listed, within=20)
+
+
+async def test_customers_are_listed_by_spend_orders_or_last_order(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    small = await buyer(
+        shop, "sort-small", name="小额客", total="120.00", placed_at="2026-11-20T10:00:00+08:00"
+    )
+    big = await buyer(
+        shop, "sort-big", name="大客户", total="12800.00", placed_at="2026-10-01T10:00:00+08:00"
+    )
+    await sign_in(browser_like, shop.api_key)
+
+    async def listed() -> None:
+        page = (await browser_like.get("/console/customers")).text
+        assert "¥12,800.00" in page and "¥120.00" in page
+
+    await eventually(listed, within=20)
+    by_spend = (await browser_like.get("/console/customers", params={"sort": "-total_spent"})).text
+    assert by_spend.index(big) < by_spend.index(small)
+    assert "selected>排序: 消费金额从高到低" in by_spend
+    by_last_order = (await browser_like.get("/console/customers", params={"sort": "-last_order_at"})).text
+    assert by_last_order.index(small) < by_last_order.index(big)
+    # The column headers sort the same list: its filters kept, from the first page.
+    stale = await browser_like.get("/console/customers", params={"sort": "-total_spent", "cursor": "abc"})
+    assert stale.status_code == 400 and "cursor" in stale.text  # not a cursor of ours: said so, not a 500
+    headers = (await browser_like.get("/console/customers", params={"lifecycle": "new"})).text
+    assert 'href="?lifecycle=new&amp;sort=-total_spent"' in headers
+    assert "重要价值" in headers and ">important_value<" not in headers  # the classes by their names
 
 
 async def test_form_errors_are_shown_next_to_their_fields(

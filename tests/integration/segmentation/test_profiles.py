@@ -140,6 +140,80 @@ async def test_search_by_name_nick_and_mobile(shop: ShopClient, frozen: None) ->
     assert await found("%") == []  # a wildcard is a plain character
 
 
+async def test_customers_sorted_by_spend_orders_and_last_order_page_by_page(
+    shop: ShopClient, frozen: None
+) -> None:
+    # a: 2 orders, 300 yuan, last 5 days ago; b: 1 order, 300 yuan, 1 day ago (ties a on spend);
+    # c: 3 orders, 150 yuan, 40 days ago; d: 1 order, 900 yuan, 100 days ago; p: never bought.
+    spend = {"a": ["100.00", "200.00"], "b": ["300.00"], "c": ["50.00"] * 3, "d": ["900.00"]}
+    days = {"a": [9, 5], "b": [1], "c": [60, 50, 40], "d": [100]}
+    ids: dict[str, str] = {}
+    for who, totals in spend.items():
+        for n, (total, ago) in enumerate(zip(totals, days[who], strict=True)):
+            body = order_json(
+                f"SORT-{who}-{n}", buyer=f"sort-{who}", total=total, placed_at=at(ago), completed_at=at(ago)
+            )
+            response = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
+            assert response.status_code == 201, response.text
+            ids[who] = response.json()["order"]["customer_id"]
+        await profile(shop, ids[who], len(totals))
+    browsing = {
+        "type": "browse",
+        "buyer": {"external_id": "sort-p"},
+        "item_id": "TEA-01",
+        "occurred_at": at(1),
+    }
+    accepted = await shop.client.post("/api/v1/events", json={"events": [browsing]}, headers=shop.headers())
+    ids["p"] = accepted.json()["customer_ids"][0]
+
+    async def listed() -> None:
+        page = await shop.client.get("/api/v1/customers", headers=shop.headers())
+        assert len(page.json()["items"]) == 5
+
+    await eventually(listed, within=20)
+
+    async def walk(sort: str) -> list[str]:
+        """Every page of two, following the cursors."""
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            params = {"sort": sort, "limit": 2} | ({"cursor": cursor} if cursor else {})
+            response = await shop.client.get("/api/v1/customers", params=params, headers=shop.headers())
+            assert response.status_code == 200, response.text
+            seen += [c["customer_id"] for c in response.json()["items"]]
+            cursor = response.json()["next_cursor"]
+            if cursor is None:
+                return seen
+
+    def named(*who: str) -> list[str]:
+        return [ids[w] for w in who]
+
+    tie = sorted(named("a", "b"))  # the same spend: by customer id
+    assert await walk("-total_spent") == [ids["d"], *reversed(tie), ids["c"], ids["p"]]
+    assert await walk("total_spent") == [ids["p"], ids["c"], *tie, ids["d"]]
+    assert (await walk("-orders_count"))[:2] == named("c", "a")
+    assert await walk("-last_order_at") == named("b", "a", "c", "d", "p")  # never bought: last
+    assert await walk("last_order_at") == named("d", "c", "a", "b", "p")  # ... either way
+    assert sorted(await walk("customer_id")) == sorted(ids.values())
+
+    first = await shop.client.get(
+        "/api/v1/customers", params={"sort": "-total_spent", "limit": 1}, headers=shop.headers()
+    )
+    other_sort = await shop.client.get(
+        "/api/v1/customers",
+        params={"sort": "-last_order_at", "cursor": first.json()["next_cursor"]},
+        headers=shop.headers(),
+    )
+    assert other_sort.status_code == 400 and "cursor" in other_sort.json()["detail"]
+    for cursor in ("garbage", "Zm9v"):
+        bad = await shop.client.get(
+            "/api/v1/customers", params={"sort": "-total_spent", "cursor": cursor}, headers=shop.headers()
+        )
+        assert bad.status_code == 400, bad.text
+    unknown = await shop.client.get("/api/v1/customers", params={"sort": "name"}, headers=shop.headers())
+    assert unknown.status_code == 422 and "sort" in unknown.text
+
+
 async def test_behaviour_makes_prospects_and_feeds_rules(shop: ShopClient, frozen: None) -> None:
     events = {
         "events": [
