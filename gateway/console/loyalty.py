@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import FormData
 
 from gateway.console.base import Api, field_errors, redirect, render, words
 from gateway.console.session import ApiDep
@@ -160,6 +161,21 @@ def _tiers_from(form: Any) -> list[dict[str, Any]]:
     return tiers
 
 
+def _expiry_from(form: FormData, before: dict[str, Any]) -> dict[str, Any]:
+    """The expiry the form chose: never, N days after the points were earned, or every year on a date
+    (积分每年清零); the fields of the other modes are left out. A form without the choice keeps `before`."""
+    mode = str(form.get("expiry_mode", "")).strip()
+    if not mode:
+        return before
+    fields = {"rolling": ("days",), "annual": ("month", "day")}.get(mode, ())
+    expiry: dict[str, Any] = {"mode": mode}
+    for name in (*fields, "notice_days"):
+        value = str(form.get(f"expiry_{name}", "")).strip()
+        if value:
+            expiry[name] = value
+    return expiry
+
+
 @router.post("/loyalty", response_class=HTMLResponse)
 async def save_programme(request: Request, api: ApiDep) -> Response:
     """The programme as it is, with what the form changes; the API validates it (thresholds rise with
@@ -170,9 +186,7 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
     program["earn_rate"] = str(form.get("earn_rate", program["earn_rate"]))
     program["tiers"] = _tiers_from(form)
     program["signin"] = {**program["signin"], "daily_points": str(form.get("daily_points", "0") or "0")}
-    days = str(form.get("expiry_days", "")).strip()
-    notice = {k: v for k, v in program["expiry"].items() if k == "notice_days"}
-    program["expiry"] = {"mode": "rolling", "days": days, **notice} if days else {"mode": "none", **notice}
+    program["expiry"] = _expiry_from(form, program["expiry"])
     answer = await api.call("PUT", "/api/v1/loyalty/program", json=program)
     if not answer.ok:
         errors = field_errors(answer)

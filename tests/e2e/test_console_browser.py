@@ -165,8 +165,13 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
     await expect(page.locator('[data-field="tiers"]')).to_contain_text("等级越高，折扣越大")
     await shot(page, "loyalty-error")
     await page.fill("#tier-discount-1", "95")
+    # Points that expire a year after they are earned: typing the days chooses that mode.
+    await page.fill("#expiry-days", "365")
+    await expect(page.locator("input[name=expiry_mode][value=rolling]")).to_be_checked()
     await page.click("#save-programme")
     await expect(page.locator("#programme-saved")).to_be_visible()
+    program = (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json()
+    assert program["expiry"]["mode"] == "rolling" and program["expiry"]["days"] == 365
     # A 满减 coupon made with the form.
     await page.locator("details:has(#create-coupon_templates) > summary").click()
     await page.fill("#create-coupon_templates input[name=name]", "老客满100减10")
@@ -182,7 +187,7 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
         await page.goto(f"/console/{name}")
         await shot(page, name)
     await page.goto("/console/customers")
-    await page.locator("#customer-list a").first.click()
+    await page.locator("#customer-list a[href^='/console/customers/']").first.click()
     await expect(page.locator("#profile-form")).to_be_visible()
     # The API's values read as words of the page's language, not as the API spells them.
     await expect(page.locator("#consent")).to_contain_text("短信 ✓")

@@ -45,6 +45,17 @@
     show();
   }
 
-  document.addEventListener("DOMContentLoaded", function () { draw(document); preview(); });
+  // Typing the days (or the date) of an expiry mode chooses that mode: the number alone would be lost.
+  function expiryChoice() {
+    document.querySelectorAll("#expiry label").forEach(function (label) {
+      const radio = label.querySelector("input[type=radio]");
+      if (!radio) return;
+      label.querySelectorAll("input:not([type=radio])").forEach(function (input) {
+        input.addEventListener("input", function () { radio.checked = true; });
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { draw(document); preview(); expiryChoice(); });
   document.addEventListener("htmx:afterSettle", function (event) { draw(event.target); });
 })();

@@ -219,6 +219,45 @@ async def test_form_errors_are_shown_next_to_their_fields(
     assert "不能为空" in empty.text and "String should have" not in empty.text
 
 
+async def test_points_expiry_is_chosen_on_the_loyalty_page_and_kept_by_other_edits(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    program = (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json()
+    program["expiry"] = {"mode": "annual", "month": 12, "day": 31, "notice_days": 15}  # 积分每年清零
+    put = await shop.client.put("/api/v1/loyalty/program", json=program, headers=shop.headers())
+    assert put.status_code == 200, put.text
+    await sign_in(browser_like, shop.api_key)
+    page = (await browser_like.get("/console/loyalty")).text
+    assert 'value="annual" checked' in page and 'id="expiry-month"' in page
+
+    async def expiry() -> dict[str, object]:
+        got = await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())
+        return dict(got.json()["expiry"])
+
+    # The page sends what it shows: another edit keeps the yearly reset (it used to become "never").
+    form = {
+        "earn_rate": "2",
+        "daily_points": "5",
+        "expiry_mode": "annual",
+        "expiry_month": "12",
+        "expiry_day": "31",
+        "expiry_notice_days": "15",
+    }
+    assert (await browser_like.post("/console/loyalty", data=form)).status_code == 303
+    assert await expiry() == {"mode": "annual", "days": None, "month": 12, "day": 31, "notice_days": 15}
+    rolling = form | {"expiry_mode": "rolling", "expiry_days": "365"}  # the annual fields are left out
+    assert (await browser_like.post("/console/loyalty", data=rolling)).status_code == 303
+    assert await expiry() == {"mode": "rolling", "days": 365, "month": None, "day": None, "notice_days": 15}
+    refused = await browser_like.post(
+        "/console/loyalty", data=form | {"expiry_month": "2", "expiry_day": "30"}
+    )
+    assert refused.status_code == 422 and 'data-field="expiry"' in refused.text
+    assert (await expiry())["mode"] == "rolling"
+    never = form | {"expiry_mode": "none"}
+    assert (await browser_like.post("/console/loyalty", data=never)).status_code == 303
+    assert (await expiry())["mode"] == "none"
+
+
 async def test_loyalty_objects_are_created_and_segments_exported(
     browser_like: httpx.AsyncClient, shop: ShopClient
 ) -> None:
