@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Annotated, Any
 
 import httpx
@@ -30,7 +31,10 @@ CHANNEL_EXAMPLES: dict[str, dict[str, Any]] = {
     "email": {"enabled": True, "from_address": "hello@shop.example", "from_name": "西湖茶庄"},
     "inapp": {"enabled": True},
 }
-PRESETS = ("default", "high_ticket", "fast_moving")
+PRESETS = ("default", "high_ticket", "fast_moving", "custom")
+# The RFM thresholds as the settings form shows them: each list as "30, 60, 90, 180".
+RFM_LISTS = ("recency_days", "frequency", "monetary")
+RFM_NUMBERS = ("window_days", "active_days", "sleeping_days")
 
 
 @router.get("/imports", response_class=HTMLResponse)
@@ -89,7 +93,9 @@ async def import_errors(import_id: str, api: ApiDep) -> Response:
     )
 
 
-async def _settings_page(request: Request, api: Api, **extra: Any) -> Response:
+async def _settings_page(
+    request: Request, api: Api, rfm_typed: dict[str, str] | None = None, **extra: Any
+) -> Response:
     me, keys, channels, policy, rfm, failures = await asyncio.gather(
         api.get("/api/v1/me"),
         api.call("GET", "/api/v1/keys"),
@@ -119,6 +125,7 @@ async def _settings_page(request: Request, api: Api, **extra: Any) -> Response:
         ],
         policy=policy,
         rfm=rfm,
+        rfm_form=rfm_typed or _rfm_form(rfm),
         webhook_failures=failures["items"],
         scopes=SCOPES,
         presets=PRESETS,
@@ -188,11 +195,43 @@ async def save_policy(request: Request, api: ApiDep) -> Response:
     return redirect("/console/settings")
 
 
-@router.post("/settings/rfm")
+def _rfm_form(config: dict[str, Any]) -> dict[str, str]:
+    """The configuration as the form's fields."""
+    fields = {name: ", ".join(str(v) for v in config[name]) for name in RFM_LISTS}
+    return fields | {name: str(config[name]) for name in RFM_NUMBERS} | {"preset": config["preset"]}
+
+
+def _rfm_body(form: dict[str, str]) -> dict[str, Any]:
+    """A preset alone, or (自定义) every threshold as typed: "30，60，90，180" (a Chinese comma, or spaces)
+    is a list; what is not a number goes to the API as typed, so its message names the field."""
+    preset = form.get("preset") or "default"
+    if preset != "custom":
+        return {"preset": preset}
+    body: dict[str, Any] = {"preset": "custom"}
+    for name in RFM_LISTS:
+        parts = [p for p in re.split(r"[\s,，、]+", form.get(name, "")) if p]
+        body[name] = [p if name == "monetary" else _whole(p) for p in parts]
+    for name in RFM_NUMBERS:
+        body[name] = _whole(form.get(name, ""))
+    return body
+
+
+def _whole(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+@router.post("/settings/rfm", response_class=HTMLResponse)
 async def save_rfm(request: Request, api: ApiDep) -> Response:
-    form = await request.form()
-    await api.call("PUT", "/api/v1/rfm/config", json={"preset": str(form.get("preset", "default"))})
-    return redirect("/console/settings")
+    """A preset, or the shop's own thresholds; refused values are shown next to their fields, as typed."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    answer = await api.call("PUT", "/api/v1/rfm/config", json=_rfm_body(form))
+    if not answer.ok:
+        typed = {name: form.get(name, "") for name in (*RFM_LISTS, *RFM_NUMBERS, "preset")}
+        errors = field_errors(answer)
+        if "_" in errors:
+            errors["rfm"] = errors.pop("_")
+        return await _settings_page(request, api, errors=errors, rfm_typed=typed)
+    return redirect("/console/settings#rfm")
 
 
 @router.get("/inbox", response_class=HTMLResponse)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from laoke.kit.money import from_fen
 from services.segmentation.models import RfmConfig
 
 Preset = Literal["default", "high_ticket", "fast_moving", "custom"]
@@ -134,14 +135,18 @@ class RfmSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RfmSettings:
+        # Each message names its field first (`field: …`), as a validator's does, so a form can show
+        # it next to the field; the values as the shop typed them (yuan, not fen).
         for name in ("recency_days", "frequency", "monetary_fen"):
             values = getattr(self, name)
+            field = name.removesuffix("_fen")
             if len(values) != 4 or any(v < 0 for v in values):
-                raise ValueError(f"{name.removesuffix('_fen')} needs four non-negative boundaries")
+                raise ValueError(f"{field}: needs four non-negative boundaries")
             if any(b <= a for a, b in pairwise(values)):
-                raise ValueError(f"{name.removesuffix('_fen')} boundaries must strictly increase: {values}")
+                shown = ", ".join(str(from_fen(v)) if field == "monetary" else str(v) for v in values)
+                raise ValueError(f"{field}: boundaries must strictly increase ({shown})")
         if self.sleeping_days <= self.active_days:
-            raise ValueError("lifecycle boundaries overlap: sleeping_days must be greater than active_days")
+            raise ValueError("sleeping_days: must be greater than active_days (lifecycle boundaries overlap)")
         return self
 
 
@@ -184,7 +189,9 @@ def settings_from(body: RfmConfigIn) -> RfmSettings:
     try:
         monetary = [int(Decimal(v) * 100) for v in body.monetary or []]
     except InvalidOperation as exc:
-        raise ValueError(f"monetary boundaries must be amounts in yuan: {body.monetary}") from exc
+        raise ValueError(
+            f"monetary: boundaries must be amounts in yuan ({', '.join(body.monetary or [])})"
+        ) from exc
     assert body.window_days and body.active_days and body.sleeping_days
     return RfmSettings(
         preset="custom",

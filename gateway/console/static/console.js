@@ -56,6 +56,17 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { draw(document); preview(); expiryChoice(); });
+  // Changing a threshold of an RFM preset makes the shop's own (自定义) configuration.
+  function rfmCustom() {
+    const preset = document.getElementById("rfm-preset");
+    if (!preset) return;
+    document.querySelectorAll("#rfm input").forEach(function (input) {
+      input.addEventListener("input", function () { preset.value = "custom"; });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    draw(document); preview(); expiryChoice(); rfmCustom();
+  });
   document.addEventListener("htmx:afterSettle", function (event) { draw(event.target); });
 })();

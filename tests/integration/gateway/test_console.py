@@ -487,7 +487,42 @@ async def test_messaging_policy_and_rfm_preset_read_in_chinese_and_save(
     ).status_code == 303
     config = (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()
     assert config["preset"] == "fast_moving"
-    assert '<option value="fast_moving" selected>快消' in (await browser_like.get("/console/settings")).text
+    page = (await browser_like.get("/console/settings")).text
+    assert '<option value="fast_moving" selected>快消' in page
+    assert 'name="recency_days" value="7, 14, 30, 60"' in page  # the preset's thresholds, shown
+
+    # The shop's own thresholds, typed as a shop owner types them (Chinese commas too).
+    own = {
+        "preset": "custom",
+        "window_days": "365",
+        "recency_days": "15，45，90，180",
+        "frequency": "2, 4, 6, 10",
+        "monetary": "200, 500, 1500.5, 5000",
+        "active_days": "60",
+        "sleeping_days": "150",
+    }
+    assert (await browser_like.post("/console/settings/rfm", data=own)).status_code == 303
+    config = (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()
+    assert (config["preset"], config["recency_days"], config["frequency"]) == (
+        "custom",
+        [15, 45, 90, 180],
+        [2, 4, 6, 10],
+    )
+    assert config["monetary"] == ["200.00", "500.00", "1500.50", "5000.00"]
+    assert (config["active_days"], config["sleeping_days"]) == (60, 150)
+    page = (await browser_like.get("/console/settings")).text
+    assert '<option value="custom" selected>自定义' in page and 'value="15, 45, 90, 180"' in page
+    # Refused: shown next to the field, as typed, and nothing changed.
+    falling = await browser_like.post("/console/settings/rfm", data=own | {"frequency": "5, 4, 3, 2"})
+    assert falling.status_code == 422 and 'data-field="frequency"' in falling.text
+    assert "四个阈值须逐个增大 (5, 4, 3, 2)" in falling.text
+    overlap = await browser_like.post("/console/settings/rfm", data=own | {"sleeping_days": "30"})
+    assert overlap.status_code == 422 and 'data-field="sleeping_days">须大于活跃天数' in overlap.text
+    assert 'value="5, 4, 3, 2"' in falling.text
+    words = await browser_like.post("/console/settings/rfm", data=own | {"window_days": "一年"})
+    assert words.status_code == 422 and 'data-field="window_days"' in words.text
+    config = (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()
+    assert config["frequency"] == [2, 4, 6, 10] and config["window_days"] == 365
 
 
 async def test_settings_show_the_refused_webhook_deliveries(

@@ -132,10 +132,16 @@ async def test_bad_configs_are_refused_and_change_nothing(shop: ShopClient) -> N
         "sleeping_days": 180,
     }
     cases = [
-        ({**base, "recency_days": [30, 90, 60, 180]}, "recency_days boundaries must strictly increase"),
-        ({**base, "frequency": [2, 3]}, "frequency needs four"),
-        ({**base, "sleeping_days": 60}, "lifecycle boundaries overlap"),
-        ({**base, "monetary": ["a", "b", "c", "d"]}, "monetary boundaries must be amounts"),
+        (
+            {**base, "recency_days": [30, 90, 60, 180]},
+            "recency_days: boundaries must strictly increase (30, 90, 60, 180)",
+        ),
+        ({**base, "frequency": [2, 3]}, "frequency: needs four"),
+        ({**base, "sleeping_days": 60}, "sleeping_days: must be greater than active_days"),
+        (
+            {**base, "monetary": ["a", "b", "c", "d"]},
+            "monetary: boundaries must be amounts in yuan (a, b, c, d)",
+        ),
         ({"preset": "custom", "window_days": 30}, "a custom config needs"),
         ({"preset": "luxury"}, "preset"),
         ({**base, "colour": "red"}, "colour"),
