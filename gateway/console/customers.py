@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from gateway.console.base import Answer, field_errors, redirect, render, shop_zone, words
 from gateway.console.session import ApiDep
+from laoke.kit.ids import new_id
 
 router = APIRouter(prefix="/console")
 
@@ -39,6 +41,7 @@ CUSTOMER_SORTS = (
     "-last_order_at",
     "last_order_at",
 )
+WHOLE = re.compile(r"[+-]?\d{1,9}")
 PROFILE_FIELDS = ("name", "gender", "birthday", "mobile", "email", "province", "city")
 
 
@@ -196,7 +199,12 @@ async def customer_list(request: Request, api: ApiDep) -> Response:
 
 
 async def _customer_page(
-    request: Request, api: ApiDep, customer_id: str, errors: dict[str, str] | None = None, saved: bool = False
+    request: Request,
+    api: ApiDep,
+    customer_id: str,
+    errors: dict[str, str] | None = None,
+    saved: bool = False,
+    typed: dict[str, str] | None = None,
 ) -> Response:
     profile = await api.get(f"/api/v1/customers/{customer_id}")
 
@@ -204,7 +212,7 @@ async def _customer_page(
         answer = await api.call("GET", path, params=params)
         return answer.body if answer.ok else None
 
-    orders, member, ledger, coupons, messages, tickets, consent = await asyncio.gather(
+    orders, member, ledger, coupons, messages, tickets, consent, templates = await asyncio.gather(
         optional("/api/v1/orders", customer_id=customer_id, limit=20),
         optional(f"/api/v1/loyalty/members/{customer_id}"),
         optional(f"/api/v1/loyalty/members/{customer_id}/ledger", limit=20),
@@ -212,6 +220,7 @@ async def _customer_page(
         optional("/api/v1/messaging/messages", customer_id=customer_id, limit=20),
         optional("/api/v1/feedback", customer_id=customer_id),
         optional(f"/api/v1/customers/{customer_id}/consent"),
+        optional("/api/v1/coupons/templates"),
     )
     return render(
         request,
@@ -225,8 +234,14 @@ async def _customer_page(
         messages=(messages or {}).get("items", []),
         tickets=(tickets or {}).get("items", []),
         consent=consent,
+        coupon_templates=(templates or {}).get("items", []),
         errors=errors or {},
         saved=saved,
+        done=request.query_params.get("done", ""),
+        typed=typed or {},
+        # One per page shown: sent as the adjustment's Idempotency-Key, so a form sent twice (a double
+        # click, a reload that posts again) books the points once.
+        request_key=new_id("console"),
         fields=PROFILE_FIELDS,
     )
 
@@ -244,3 +259,42 @@ async def edit_customer(customer_id: str, request: Request, api: ApiDep) -> Resp
     if not answer.ok:
         return await _customer_page(request, api, customer_id, errors=field_errors(answer))
     return redirect(f"/console/customers/{customer_id}?saved=1")
+
+
+@router.post("/customers/{customer_id}/points", response_class=HTMLResponse)
+async def adjust_points(customer_id: str, request: Request, api: ApiDep) -> Response:
+    """Points added or taken by hand (客服补偿, a correction), with the reason the ledger keeps."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    points = form.get("points", "").replace("＋", "+").replace("－", "-")
+    body = {
+        "points": int(points) if points.lstrip("+-").isdigit() else points,
+        "reason": form.get("reason", ""),
+    }
+    answer = await api.call(
+        "POST",
+        f"/api/v1/loyalty/members/{customer_id}/adjustments",
+        json=body,
+        headers={"Idempotency-Key": form.get("request_key") or new_id("console")},
+    )
+    if not answer.ok:
+        errors = {f"points_{k}" if k != "_" else "points": v for k, v in field_errors(answer).items()}
+        return await _customer_page(request, api, customer_id, errors=errors, typed=form)
+    return redirect(f"/console/customers/{customer_id}?done=points#ledger")
+
+
+@router.post("/customers/{customer_id}/coupons", response_class=HTMLResponse)
+async def give_coupon(customer_id: str, request: Request, api: ApiDep) -> Response:
+    """One coupon of a template for this customer (the template's limits apply)."""
+    template_id = str((await request.form()).get("template_id", "")).strip()
+    if not template_id:
+        said = words(request)[0]("Choose a coupon template.")
+        return await _customer_page(request, api, customer_id, errors={"coupon": said})
+    answer = await api.call(
+        "POST", f"/api/v1/coupons/templates/{template_id}/issue", json={"customer_ids": [customer_id]}
+    )
+    if answer.ok and not answer.body.get("issued"):
+        said = words(request)[0]("This customer already holds as many of these coupons as one may.")
+        return await _customer_page(request, api, customer_id, errors={"coupon": said})
+    if not answer.ok:
+        return await _customer_page(request, api, customer_id, errors={"coupon": answer.error})
+    return redirect(f"/console/customers/{customer_id}?done=coupon#coupons")

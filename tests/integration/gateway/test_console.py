@@ -335,6 +335,60 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     assert text.splitlines()[0].lstrip("\ufeff").startswith("customer_id,name")
 
 
+async def test_points_are_adjusted_and_a_coupon_given_from_a_customers_page(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    key = shop.headers()
+    customer = await buyer(shop, "service-buyer", name="钱七", total="100.00")
+
+    async def member() -> int:
+        answer = await shop.client.get(f"/api/v1/loyalty/members/{customer}", headers=key)
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["points_available"])
+
+    before = await eventually(member, within=20)
+    await sign_in(browser_like, shop.api_key)
+    page_url = f"/console/customers/{customer}"
+    assert 'id="points-form"' in (await browser_like.get(page_url)).text
+
+    # 客服补偿: booked once, however often the same form is sent.
+    form = {"points": "＋200", "reason": "客服补偿: 物流延误", "request_key": "console_form_1"}
+    for _ in range(2):
+        booked = await browser_like.post(f"{page_url}/points", data=form)
+        assert booked.status_code == 303 and booked.headers["location"] == f"{page_url}?done=points#ledger"
+    assert await member() == before + 200
+    after = (await browser_like.get(f"{page_url}?done=points")).text
+    assert "积分已记入" in after and "客服补偿: 物流延误" in after and "人工调整" in after
+    # Refused: said in the page's words, next to the field, with what was typed kept.
+    too_many = await browser_like.post(
+        f"{page_url}/points", data={"points": "-999999", "reason": "扣回", "request_key": "console_form_2"}
+    )
+    assert too_many.status_code == 422 and f"积分不足：现有 {before + 200}，需要 999999" in too_many.text
+    assert 'value="-999999"' in too_many.text
+    words = await browser_like.post(f"{page_url}/points", data={"points": "两百", "reason": "x"})
+    assert words.status_code == 422 and 'data-field="points_points">应为整数' in words.text
+    no_reason = await browser_like.post(f"{page_url}/points", data={"points": "5", "reason": ""})
+    assert no_reason.status_code == 422 and 'data-field="points_reason">不能为空' in no_reason.text
+    assert await member() == before + 200
+
+    # A coupon for this customer; a second one is beyond what one customer may hold.
+    template = await shop.client.post(
+        "/api/v1/coupons/templates",
+        json={"name": "老客专享10元券", "kind": "no_threshold", "amount": "10", "per_customer_limit": 1},
+        headers=key,
+    )
+    template_id = template.json()["id"]
+    assert "老客专享10元券" in (await browser_like.get(page_url)).text
+    given = await browser_like.post(f"{page_url}/coupons", data={"template_id": template_id})
+    assert given.status_code == 303 and given.headers["location"] == f"{page_url}?done=coupon#coupons"
+    held = await shop.client.get(f"/api/v1/loyalty/members/{customer}/coupons", headers=key)
+    assert [c["template_id"] for c in held.json()["items"]] == [template_id]
+    again = await browser_like.post(f"{page_url}/coupons", data={"template_id": template_id})
+    assert again.status_code == 422 and "已达到该券的每人限领数量" in again.text
+    unchosen = await browser_like.post(f"{page_url}/coupons", data={"template_id": ""})
+    assert unchosen.status_code == 422 and "请选择优惠券模板" in unchosen.text
+
+
 async def test_coupon_flags_and_the_gifts_to_send_show_on_the_loyalty_page(
     browser_like: httpx.AsyncClient, shop: ShopClient
 ) -> None:
