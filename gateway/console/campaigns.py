@@ -4,13 +4,15 @@ progress, results with lift over the holdout) and automation switches."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Api, field_errors, redirect, render, words
+from gateway.console.base import Api, field_errors, redirect, render, shop_zone, words
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -67,6 +69,18 @@ async def new_campaign(request: Request, api: ApiDep) -> Response:
     return await _new_page(request, api, form, {})
 
 
+def shop_time(typed: str, zone: ZoneInfo) -> str | None:
+    """A browser's `datetime-local` (`2026-11-11T20:00`, no zone) read on the shop's clock; what is not
+    one goes to the API as typed, so its message names the field."""
+    if not typed:
+        return None
+    try:
+        at = datetime.fromisoformat(typed)
+    except ValueError:
+        return typed
+    return (at if at.tzinfo else at.replace(tzinfo=zone)).isoformat()
+
+
 @router.post("/campaigns", response_class=HTMLResponse)
 async def create_campaign(request: Request, api: ApiDep) -> Response:
     form = {k: str(v).strip() for k, v in (await request.form()).items()}
@@ -79,6 +93,7 @@ async def create_campaign(request: Request, api: ApiDep) -> Response:
         "variants_by_tier": variants or None,
         "coupon_template_id": form.get("coupon_template_id") or None,
         "holdout_percent": form.get("holdout_percent") or 0,
+        "schedule_at": shop_time(form.get("schedule_at", ""), shop_zone(request)),
     }
     answer = await api.call("POST", "/api/v1/campaigns", json=body)
     if not answer.ok:

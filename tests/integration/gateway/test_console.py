@@ -13,7 +13,7 @@ from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import TEST_ADMIN_TOKEN, ServerSet
-from tests.integration.messaging.helpers import buyer
+from tests.integration.messaging.helpers import buyer, segment_of_everyone, template
 
 
 @pytest.fixture
@@ -387,6 +387,48 @@ async def test_points_are_adjusted_and_a_coupon_given_from_a_customers_page(
     assert again.status_code == 422 and "已达到该券的每人限领数量" in again.text
     unchosen = await browser_like.post(f"{page_url}/coupons", data={"template_id": ""})
     assert unchosen.status_code == 422 and "请选择优惠券模板" in unchosen.text
+
+
+async def test_a_campaign_is_scheduled_on_the_shops_clock_and_a_refused_form_keeps_its_choices(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    empty = (await browser_like.get("/console/campaigns/new")).text
+    assert 'id="no-segments"' in empty and 'id="no-templates"' in empty  # what to do first, said
+    await buyer(shop, "scheduled-buyer")
+    segment = await segment_of_everyone(shop, 1)
+    body = await template(shop, "inapp", "{{ name }}，双11 老客专享")
+    coupon = await shop.client.post(
+        "/api/v1/coupons/templates",
+        json={"name": "双11 无门槛10元", "kind": "no_threshold", "amount": "10"},
+        headers=shop.headers(),
+    )
+    coupon_id = coupon.json()["id"]
+    form = {
+        "name": "双11 老客回购",
+        "segment_id": segment,
+        "channel": "inapp",
+        "template_id": body,
+        "coupon_template_id": coupon_id,
+        "holdout_percent": "200",  # refused
+        "schedule_at": "2026-11-11T20:00",
+    }
+    refused = await browser_like.post("/console/campaigns", data=form)
+    assert refused.status_code == 422 and 'data-field="holdout_percent"' in refused.text
+    # What was chosen stays chosen: sent again as it stands, the coupon is not silently dropped.
+    assert f'<option value="{coupon_id}" selected>' in refused.text
+    assert 'value="2026-11-11T20:00"' in refused.text
+    made = await browser_like.post("/console/campaigns", data=form | {"holdout_percent": "10"})
+    assert made.status_code == 303
+    campaign_id = made.headers["location"].rsplit("/", 1)[1]
+    campaign = await shop.client.get(f"/api/v1/campaigns/{campaign_id}", headers=shop.headers())
+    # 20:00 in Shanghai is 12:00 UTC.
+    assert campaign.json()["schedule_at"] == "2026-11-11T12:00:00Z"
+    assert campaign.json()["coupon_template_id"] == coupon_id
+    page = (await browser_like.get(made.headers["location"])).text
+    assert 'id="campaign-schedule-at">2026-11-11 20:00<' in page
+    nonsense = await browser_like.post("/console/campaigns", data=form | {"schedule_at": "明天"})
+    assert nonsense.status_code == 422 and 'data-field="schedule_at"' in nonsense.text
 
 
 async def test_coupon_flags_and_the_gifts_to_send_show_on_the_loyalty_page(
