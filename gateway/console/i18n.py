@@ -36,6 +36,8 @@ ZH: dict[str, str] = {
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
     "%d of %d buyers": "%d / %d 位买家",
     "Sort": "排序",
+    "Top spenders in this segment": "人群中消费最多的客户",
+    "Every customer of the segment, with filters and sorting": "在客户列表中查看人群的全部客户（可筛选、排序）",
     "No segment yet:": "还没有人群：",
     "build one": "新建一个",
     "(or click a cell of the RFM grid).": "（或在 RFM 分析里点一个格子）。",

@@ -204,7 +204,7 @@ async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Respon
     segment, portrait, members = await asyncio.gather(
         api.get(f"/api/v1/segments/{segment_id}"),
         api.get("/api/v1/analytics/portrait", segment_id=segment_id),
-        api.get(f"/api/v1/segments/{segment_id}/members", limit=20),
+        api.get(f"/api/v1/segments/{segment_id}/members", limit=20, sort="-total_spent"),
     )
 
     t, v = words(request)

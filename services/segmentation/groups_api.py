@@ -16,7 +16,7 @@ from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.service import CallerDep, OutboxDep
 from services.segmentation import segments
-from services.segmentation.customers_api import CustomerPage, page_of, require_profile
+from services.segmentation.customers_api import CustomerPage, CustomerSort, page_of, require_profile
 from services.segmentation.models import Group, GroupMember, Profile, Segment, SegmentMember
 
 router = APIRouter(prefix="/api/v1/groups", tags=["groups"], responses=ERROR_RESPONSES)
@@ -181,8 +181,9 @@ async def group_members(
     group_id: str,
     caller: CallerDep,
     session: SessionDep,
+    sort: Annotated[CustomerSort, Query(description="As for the customer list")] = CustomerSort.CUSTOMER_ID,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
 ) -> CustomerPage:
     await _load(session, caller.shop_id, group_id)
     member = exists().where(
@@ -191,7 +192,7 @@ async def group_members(
         GroupMember.customer_id == Profile.customer_id,
     )
     return await page_of(
-        session, caller.shop_id, and_(Profile.shop_id == caller.shop_id, member), limit, cursor
+        session, caller.shop_id, and_(Profile.shop_id == caller.shop_id, member), limit, cursor, sort
     )
 
 

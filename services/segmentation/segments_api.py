@@ -15,7 +15,7 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.ids import new_id
 from laoke.kit.service import CallerDep
-from services.segmentation.customers_api import CustomerPage, page_of
+from services.segmentation.customers_api import CustomerPage, CustomerSort, page_of
 from services.segmentation.models import CustomerTag, Profile, Segment, SegmentMember
 from services.segmentation.rules import FIELDS, OPS, compile_rule
 from services.segmentation.schemas import CustomerOut
@@ -184,8 +184,9 @@ async def segment_members(
     segment_id: str,
     caller: CallerDep,
     session: SessionDep,
+    sort: Annotated[CustomerSort, Query(description="As for the customer list")] = CustomerSort.CUSTOMER_ID,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
 ) -> CustomerPage:
     await _load(session, caller.shop_id, segment_id)
     member = exists().where(
@@ -194,7 +195,7 @@ async def segment_members(
         SegmentMember.customer_id == Profile.customer_id,
     )
     return await page_of(
-        session, caller.shop_id, and_(Profile.shop_id == caller.shop_id, member), limit, cursor
+        session, caller.shop_id, and_(Profile.shop_id == caller.shop_id, member), limit, cursor, sort
     )
 
 

@@ -210,6 +210,10 @@ async def test_form_errors_are_shown_next_to_their_fields(
     assert made.status_code == 303 and made.headers["location"].startswith("/console/segments/seg_")
     segment_page = (await browser_like.get(made.headers["location"])).text
     assert "沉睡老客" in segment_page and "规则: 生命周期 等于 沉睡 且 订单数 大于等于 1" in segment_page
+    segment_id = made.headers["location"].rsplit("/", 1)[1]
+    # Its top spenders, and the way to all of them in the customer list.
+    assert "人群中消费最多的客户" in segment_page
+    assert f'href="/console/customers?segment_id={segment_id}&amp;sort=-total_spent"' in segment_page
     assert "<h2>性别</h2>" in segment_page and '"label": "\\u5ba2\\u6237"' in segment_page  # 客户
     empty = await browser_like.post(
         "/console/campaigns", data={"name": "", "channel": "inapp", "holdout_percent": "5"}

@@ -14,6 +14,8 @@ SLEEPING_BIG = {
     ]
 }
 
+SLEEPING = {"field": "lifecycle", "op": "eq", "value": "sleeping"}
+
 
 async def three_buyers(shop: ShopClient) -> tuple[str, str, str]:
     a = await buy(shop, "A-1", "a", 10, "80.00")  # new, small
@@ -57,6 +59,29 @@ async def test_preview_save_list_members_tag_and_delete(shop: ShopClient, frozen
         "/api/v1/customers", params={"segment_id": segment_id}, headers=shop.headers()
     )
     assert [x["customer_id"] for x in via_segment.json()["items"]] == [b]
+
+    # A segment's and a group's members in the customer list's orders.
+    sleepers = await post(shop, "/api/v1/segments", {"name": "沉睡", "rule": SLEEPING})
+    by_spend = await shop.client.get(
+        f"/api/v1/segments/{sleepers.json()['id']}/members",
+        params={"sort": "-total_spent", "limit": 1},
+        headers=shop.headers(),
+    )
+    assert [m["customer_id"] for m in by_spend.json()["items"]] == [b]
+    rest = await shop.client.get(
+        f"/api/v1/segments/{sleepers.json()['id']}/members",
+        params={"sort": "-total_spent", "cursor": by_spend.json()["next_cursor"]},
+        headers=shop.headers(),
+    )
+    assert [m["customer_id"] for m in rest.json()["items"]] == [c]
+    group = await post(shop, "/api/v1/groups", {"name": "全部"})
+    await post(shop, f"/api/v1/groups/{group.json()['id']}/members", {"customer_ids": [a, b, c]})
+    latest = await shop.client.get(
+        f"/api/v1/groups/{group.json()['id']}/members",
+        params={"sort": "-last_order_at"},
+        headers=shop.headers(),
+    )
+    assert [m["customer_id"] for m in latest.json()["items"]] == [a, b, c]
 
     tag_rule = {"field": "tags", "op": "has_none", "value": ["召回"]}
     assert (await post(shop, "/api/v1/segments/preview", {"rule": tag_rule})).json()["size"] == 2
