@@ -36,8 +36,10 @@ ZH: dict[str, str] = {
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
     "%d of %d buyers": "%d / %d 位买家",
     "Sort": "排序",
+    "The orders came from": "订单来源",
+    "Dry run: check and count the rows, store nothing": "试导入：只检查并统计，不入库",
     "Top spenders in this segment": "人群中消费最多的客户",
-    "Every customer of the segment, with filters and sorting": "在客户列表中查看人群的全部客户（可筛选、排序）",
+    "Every customer of the segment, with filters and sorting": "在客户列表中查看全部（可筛选、排序）",
     "No segment yet:": "还没有人群：",
     "build one": "新建一个",
     "(or click a cell of the RFM grid).": "（或在 RFM 分析里点一个格子）。",
@@ -305,6 +307,16 @@ ZH_VALUES: dict[str, dict[str, str]] = {
         "cancelled": "已取消",
     },
     "channel": {"sms": "短信", "email": "邮件", "inapp": "站内信"},
+    "sales_channel": {
+        "": "按文件格式（淘宝导出记为淘宝）",
+        "taobao": "淘宝",
+        "tmall": "天猫",
+        "jd": "京东",
+        "pinduoduo": "拼多多",
+        "douyin": "抖音",
+        "shopify": "Shopify",
+        "woocommerce": "WooCommerce",
+    },
     "entry": {
         "earn": "消费得积分",
         "pending": "待入账",
@@ -424,6 +436,7 @@ ZH_VALUES: dict[str, dict[str, str]] = {
 
 # The few values whose spelling reads badly in English as it is.
 EN_VALUES: dict[str, dict[str, str]] = {
+    "sales_channel": {"": "as the file's format says (a Taobao export: taobao)"},
     "customer_sort": {
         "customer_id": "default",
         "-total_spent": "spend, highest first",

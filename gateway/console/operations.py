@@ -33,6 +33,8 @@ CHANNEL_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 PRESETS = ("default", "high_ticket", "fast_moving", "custom")
 # The RFM thresholds as the settings form shows them: each list as "30, 60, 90, 180".
+# The marketplaces an import can be filed under (the import API's `channel`), the format's own first.
+SALES_CHANNELS = ("", "taobao", "tmall", "jd", "pinduoduo", "douyin", "shopify", "woocommerce")
 RFM_LISTS = ("recency_days", "frequency", "monetary")
 RFM_NUMBERS = ("window_days", "active_days", "sleeping_days")
 
@@ -40,7 +42,9 @@ RFM_NUMBERS = ("window_days", "active_days", "sleeping_days")
 @router.get("/imports", response_class=HTMLResponse)
 async def import_list(request: Request, api: ApiDep) -> Response:
     imports = await api.get("/api/v1/imports", limit=50)
-    return render(request, "imports.html", imports=imports["items"], error=None)
+    return render(
+        request, "imports.html", imports=imports["items"], error=None, sales_channels=SALES_CHANNELS
+    )
 
 
 @router.post("/imports", response_class=HTMLResponse)
@@ -49,17 +53,28 @@ async def upload(
     api: ApiDep,
     file: Annotated[UploadFile, File()],
     award_points: Annotated[bool, Form()] = False,
+    dry_run: Annotated[bool, Form()] = False,
+    channel: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     """The file goes to the import API as it came (streamed from its temporary file)."""
+    choices = {"award_points": "true" if award_points else "false", "dry_run": "true" if dry_run else "false"}
     answer = await api.call(
         "POST",
         "/api/v1/imports",
         files={"file": (file.filename or "upload.csv", file.file, file.content_type or "text/csv")},
-        data={"award_points": "true" if award_points else "false"},
+        # A Tmall shop's export reads like Taobao's: the channel files its buyers where its webhooks do.
+        data=choices | ({"channel": channel} if channel else {}),
     )
     if not answer.ok:
         imports = await api.get("/api/v1/imports", limit=50)
-        return render(request, "imports.html", status_code=422, imports=imports["items"], error=answer.error)
+        return render(
+            request,
+            "imports.html",
+            status_code=422,
+            imports=imports["items"],
+            error=answer.error,
+            sales_channels=SALES_CHANNELS,
+        )
     return redirect(f"/console/imports/{answer.body['import_id']}")
 
 

@@ -664,3 +664,39 @@ async def test_a_dry_run_import_says_nothing_was_stored(
         assert 'data-state="completed"' in page and "试导入：只检查和计数，没有保存任何数据。" in page
 
     await eventually(checked, within=20)
+
+
+async def test_the_import_form_files_a_tmall_export_under_tmall_and_can_only_try(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    page = (await browser_like.get("/console/imports")).text
+    assert '<option value="tmall">天猫</option>' in page and "试导入：只检查并统计，不入库" in page
+    csv = (
+        "订单编号,买家会员名,买家实际支付金额,订单状态,订单创建时间\n"
+        "TM-1,天猫买家,88.00,交易成功,2026-11-01 10:00:00\n"
+    ).encode("gb18030")
+
+    async def upload(**fields: str) -> str:
+        sent = await browser_like.post(
+            "/console/imports", files={"file": ("天猫导出.csv", csv, "text/csv")}, data=fields
+        )
+        assert sent.status_code == 303, sent.text[-2000:]
+        return str(sent.headers["location"].rsplit("/", 1)[1])
+
+    async def finished(import_id: str) -> dict[str, object]:
+        async def done() -> dict[str, object]:
+            got = await shop.client.get(f"/api/v1/imports/{import_id}", headers=shop.headers())
+            assert got.json()["status"] == "completed", got.text
+            return dict(got.json())
+
+        return await eventually(done, within=20)
+
+    tried = await finished(await upload(channel="tmall", dry_run="true"))
+    assert tried["dry_run"] is True and tried["rows_imported"] == 1
+    lookup = {"channel": "tmall", "external_id": "天猫买家"}
+    missing = await shop.client.get("/api/v1/customers/lookup", params=lookup, headers=shop.headers())
+    assert missing.status_code == 404  # nothing stored by the try
+    await finished(await upload(channel="tmall"))
+    found = await shop.client.get("/api/v1/customers/lookup", params=lookup, headers=shop.headers())
+    assert found.status_code == 200, found.text
