@@ -316,6 +316,7 @@ ZH_VALUES: dict[str, dict[str, str]] = {
         "douyin": "抖音",
         "shopify": "Shopify",
         "woocommerce": "WooCommerce",
+        "generic": "通用 (Laoke 订单 JSON)",
     },
     "entry": {
         "earn": "消费得积分",

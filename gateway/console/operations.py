@@ -124,8 +124,15 @@ async def _settings_page(
         "settings.html",
         keys=keys.body["items"] if keys.ok else None,
         webhooks={
-            m: f"{request.base_url}api/v1/webhooks/{m}/{me['shop_id']}"
-            for m in ("taobao", "shopify", "woocommerce", "generic")
+            # Tmall trades come in Taobao's shape; the query files them (and their buyers) under Tmall.
+            m: f"{request.base_url}api/v1/webhooks/{path}/{me['shop_id']}{query}"
+            for m, path, query in (
+                ("taobao", "taobao", ""),
+                ("tmall", "taobao", "?channel=tmall"),
+                ("shopify", "shopify", ""),
+                ("woocommerce", "woocommerce", ""),
+                ("generic", "generic", ""),
+            )
         },
         channels=[
             {

@@ -319,6 +319,8 @@ async def test_loyalty_objects_are_created_and_segments_exported(
 
     settings = await browser_like.get("/console/settings")
     assert f"/api/v1/webhooks/taobao/{shop.shop_id}" in settings.text
+    tmall = f"/api/v1/webhooks/taobao/{shop.shop_id}?channel=tmall</code>"
+    assert "<td>天猫</td>" in settings.text and tmall in settings.text
 
     for n in range(3):
         await buyer(shop, f"export-{n}", name=f"导出{n}")
