@@ -191,14 +191,15 @@ async def campaign_action(campaign_id: str, action: str, request: Request, api: 
 
 @router.get("/automations", response_class=HTMLResponse)
 async def automation_list(request: Request, api: ApiDep) -> Response:
-    automations, templates = await asyncio.gather(
-        api.get("/api/v1/automations"), api.get("/api/v1/templates")
+    automations, templates, coupons = await asyncio.gather(
+        api.get("/api/v1/automations"), api.get("/api/v1/templates"), api.get("/api/v1/coupons/templates")
     )
     return render(
         request,
         "automations.html",
         automations=automations["items"],
         templates=templates["items"],
+        coupons=coupons["items"],
         error=request.query_params.get("error"),
     )
 
@@ -214,7 +215,10 @@ async def save_automation(kind: str, request: Request, api: ApiDep) -> Response:
         "enabled": form.get("enabled") == "on",
         "channel": form.get("channel", ""),
         "template_id": form.get("template_id", ""),
-        "delay_minutes": int(form["delay_minutes"]) if form.get("delay_minutes", "").isdigit() else None,
+        # Empty: the kind's default delay; anything but a whole number goes as typed, to be refused.
+        "delay_minutes": int(delay) if (delay := form.get("delay_minutes", "")).isdigit() else delay or None,
+        # The whole automation is replaced: the coupon is sent as the page shows it, or it would be lost.
+        "coupon_template_id": form.get("coupon_template_id") or None,
     }
     answer = await api.call("PUT", f"/api/v1/automations/{kind}", json=body)
     if not answer.ok:

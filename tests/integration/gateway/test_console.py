@@ -577,6 +577,32 @@ async def test_automations_read_in_chinese_and_save_the_api_values(
     reminder = next(a for a in listed if a["kind"] == "unpaid_reminder")
     assert (reminder["channel"], reminder["delay_minutes"], reminder["enabled"]) == ("sms", 45, True)
 
+    # A win-back with its coupon: chosen on the page, shown chosen, kept when the page saves again.
+    coupon = await shop.client.post(
+        "/api/v1/coupons/templates",
+        json={"name": "回归礼5元", "kind": "no_threshold", "amount": "5"},
+        headers=shop.headers(),
+    )
+    winback = {
+        "enabled": "on",
+        "channel": "sms",
+        "template_id": template.json()["id"],
+        "delay_minutes": "0",
+        "coupon_template_id": coupon.json()["id"],
+    }
+    assert (await browser_like.post("/console/automations/winback", data=winback)).status_code == 303
+    page = (await browser_like.get("/console/automations")).text
+    assert f'<option value="{coupon.json()["id"]}" selected>回归礼5元</option>' in page
+    turned_off = {k: v for k, v in winback.items() if k != "enabled"}
+    assert (await browser_like.post("/console/automations/winback", data=turned_off)).status_code == 303
+    listed = (await shop.client.get("/api/v1/automations", headers=shop.headers())).json()["items"]
+    kept = next(a for a in listed if a["kind"] == "winback")
+    assert (kept["enabled"], kept["coupon_template_id"]) == (False, coupon.json()["id"])
+    # A delay that is not a number is refused with the API's word, not read as the default.
+    bad = await browser_like.post("/console/automations/winback", data=winback | {"delay_minutes": "-5"})
+    assert "error=" in bad.headers["location"]
+    assert "应不小于 0" in (await browser_like.get(bad.headers["location"])).text
+
 
 async def test_messaging_policy_and_rfm_preset_read_in_chinese_and_save(
     browser_like: httpx.AsyncClient, shop: ShopClient
