@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -142,6 +143,11 @@ async def loyalty(request: Request, api: ApiDep) -> Response:
     return await _page(request, api, program, {}, saved in ("1", "tiers"), placing=saved == "tiers")
 
 
+def _list(typed: str) -> list[str]:
+    """会员权益 as typed, "包邮，生日双倍积分": a Chinese comma, a comma or 、 between them."""
+    return [part.strip() for part in re.split(r"[,，、]", typed) if part.strip()]
+
+
 def _tiers_from(form: Any) -> list[dict[str, Any]]:
     tiers = []
     for i in range(TIER_ROWS + 1):
@@ -156,6 +162,10 @@ def _tiers_from(form: Any) -> list[dict[str, Any]]:
                 "min_spend": str(form.get(f"tier_min_spend_{i}", "") or "0"),
                 "min_orders": str(form.get(f"tier_min_orders_{i}", "") or "0"),
                 "discount": str(form.get(f"tier_discount_{i}", "") or "100"),
+                # 会员权益, typed "包邮，生日双倍积分": a Chinese comma, a comma or 、 between them.
+                "perks": [
+                    p.strip() for p in re.split(r"[,，、]", str(form.get(f"tier_perks_{i}", ""))) if p.strip()
+                ],
             }
         )
     return tiers

@@ -179,12 +179,19 @@ async def test_form_errors_are_shown_next_to_their_fields(
     assert fixed.status_code == 303 and fixed.headers["location"] == "/console/loyalty?saved=tiers"
     program = (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json()
     assert [(t["name"], t["discount"]) for t in program["tiers"]] == [("普通会员", 98), ("金卡", 95)]
+    # Perks (会员权益): typed with Chinese commas, shown again, and kept by a save that does not touch them.
+    perks = {**rising, "tier_discount_1": "95", "tier_perks_1": "包邮，生日双倍积分、专属客服"}
+    assert (await browser_like.post("/console/loyalty", data=perks)).status_code == 303
+    program = (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json()
+    assert program["tiers"][1]["perks"] == ["包邮", "生日双倍积分", "专属客服"]
+    shown = (await browser_like.get("/console/loyalty")).text
+    assert 'value="包邮，生日双倍积分，专属客服"' in shown
     placing = await browser_like.get("/console/loyalty?saved=tiers")
     assert "已保存。 正在按新的等级规则为现有会员定级" in placing.text
     assert "<th>名称</th>" in placing.text and "姓名" not in placing.text  # a tier's name, not a person's
     assert "<th>姓名</th>" in (await browser_like.get("/console/customers")).text
     # The same tiers again: saved, nobody to place.
-    again = await browser_like.post("/console/loyalty", data={**rising, "tier_discount_1": "95"})
+    again = await browser_like.post("/console/loyalty", data=perks)
     assert again.headers["location"] == "/console/loyalty?saved=1"
 
     bad_rule = await browser_like.post(
