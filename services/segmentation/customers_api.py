@@ -95,6 +95,11 @@ def _after(sort: CustomerSort, cursor: str) -> ColumnElement[bool]:
             value = datetime.fromisoformat(parts[1]) if "last_order_at" in sort.value else int(parts[1])
         except ValueError:
             value = None
+    # Ours carry an offset and fit the column; anything else is not one of ours (and not a 500).
+    if (isinstance(value, datetime) and value.tzinfo is None) or (
+        isinstance(value, int) and abs(value) >= 2**63
+    ):
+        value = None
     if parts is None or value is None:
         raise BadRequest("invalid cursor; pass next_cursor from the previous page unchanged, same sort")
     last = tuple_(key, Profile.customer_id)

@@ -10,6 +10,7 @@ from laoke.contracts.envelope import EventEnvelope, event_key
 from laoke.contracts.messaging import CONSENT_CHANGED
 from laoke.contracts.segmentation import PROFILE_UPDATED
 from laoke.contracts.topics import Topic
+from laoke.kit.ids import encode_cursor
 from laoke.testing.factories import order_json
 from laoke.testing.infra import Infra, events_on, eventually
 from laoke.testing.plugin import ShopClient
@@ -205,7 +206,11 @@ async def test_customers_sorted_by_spend_orders_and_last_order_page_by_page(
         headers=shop.headers(),
     )
     assert other_sort.status_code == 400 and "cursor" in other_sort.json()["detail"]
-    for cursor in ("garbage", "Zm9v"):
+    crafted = (
+        encode_cursor("-total_spent", str(10**30), ids["a"]),
+        encode_cursor("-last_order_at", "2026-01-01T00:00:00", ids["a"]),  # no offset
+    )
+    for cursor in ("garbage", "Zm9v", *crafted):
         bad = await shop.client.get(
             "/api/v1/customers", params={"sort": "-total_spent", "cursor": cursor}, headers=shop.headers()
         )
