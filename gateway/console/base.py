@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,16 @@ CURRENCY_SIGNS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥
 DEFAULT_ZONE = "Asia/Shanghai"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+_WHOLE = re.compile(r"[+-]?[0-9]{1,12}")
+
+
+def whole_number(typed: str) -> int | str:
+    """A form's whole number as one; anything else as typed, so the API refuses it naming the field
+    (`str.isdigit` also takes "²", which `int` does not)."""
+    text = typed.strip().replace("＋", "+").replace("－", "-").replace(" ", "")
+    return int(text) if _WHOLE.fullmatch(text) else typed
 
 
 def yuan(value: object) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -13,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Answer, field_errors, redirect, render, shop_zone, words
+from gateway.console.base import Answer, field_errors, redirect, render, shop_zone, whole_number, words
 from gateway.console.session import ApiDep
 from laoke.kit.ids import new_id
 
@@ -41,7 +40,6 @@ CUSTOMER_SORTS = (
     "-last_order_at",
     "last_order_at",
 )
-WHOLE = re.compile(r"[+-]?\d{1,9}")
 PROFILE_FIELDS = ("name", "gender", "birthday", "mobile", "email", "province", "city")
 
 
@@ -265,11 +263,7 @@ async def edit_customer(customer_id: str, request: Request, api: ApiDep) -> Resp
 async def adjust_points(customer_id: str, request: Request, api: ApiDep) -> Response:
     """Points added or taken by hand (客服补偿, a correction), with the reason the ledger keeps."""
     form = {k: str(v).strip() for k, v in (await request.form()).items()}
-    points = form.get("points", "").replace("＋", "+").replace("－", "-")
-    body = {
-        "points": int(points) if points.lstrip("+-").isdigit() else points,
-        "reason": form.get("reason", ""),
-    }
+    body = {"points": whole_number(form.get("points", "")), "reason": form.get("reason", "")}
     answer = await api.call(
         "POST",
         f"/api/v1/loyalty/members/{customer_id}/adjustments",

@@ -12,7 +12,7 @@ import httpx
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Api, field_errors, redirect, render
+from gateway.console.base import Api, field_errors, redirect, render, whole_number
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -32,9 +32,9 @@ CHANNEL_EXAMPLES: dict[str, dict[str, Any]] = {
     "inapp": {"enabled": True},
 }
 PRESETS = ("default", "high_ticket", "fast_moving", "custom")
-# The RFM thresholds as the settings form shows them: each list as "30, 60, 90, 180".
 # The marketplaces an import can be filed under (the import API's `channel`), the format's own first.
 SALES_CHANNELS = ("", "taobao", "tmall", "jd", "pinduoduo", "douyin", "shopify", "woocommerce")
+# The RFM thresholds as the settings form shows them: each list as "30, 60, 90, 180".
 RFM_LISTS = ("recency_days", "frequency", "monetary")
 RFM_NUMBERS = ("window_days", "active_days", "sleeping_days")
 
@@ -232,14 +232,10 @@ def _rfm_body(form: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = {"preset": "custom"}
     for name in RFM_LISTS:
         parts = [p for p in re.split(r"[\s,，、]+", form.get(name, "")) if p]
-        body[name] = [p if name == "monetary" else _whole(p) for p in parts]
+        body[name] = [p if name == "monetary" else whole_number(p) for p in parts]
     for name in RFM_NUMBERS:
-        body[name] = _whole(form.get(name, ""))
+        body[name] = whole_number(form.get(name, ""))
     return body
-
-
-def _whole(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
 
 
 @router.post("/settings/rfm", response_class=HTMLResponse)

@@ -1,0 +1,32 @@
+"""How the console reads what a shop owner types and writes the sums it shows."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from gateway.console.base import whole_number, yuan
+from gateway.console.campaigns import shop_time
+
+
+def test_whole_numbers_as_typed_on_a_chinese_keyboard() -> None:
+    assert [whole_number(x) for x in ("0", "+200", "＋200", "－50", " 1 000 ")] == [0, 200, 200, -50, 1000]
+    # Not a whole number: handed on as typed, for the API to refuse by the field's name (never a 500).
+    assert [whole_number(x) for x in ("²", "两百", "1.5", "", "9" * 13)] == ["²", "两百", "1.5", "", "9" * 13]
+
+
+def test_sums_are_grouped_by_thousands() -> None:
+    assert [yuan(v) for v in ("17682143.26", "0.5", "120", "-3000")] == [
+        "17,682,143.26",
+        "0.50",
+        "120.00",
+        "-3,000.00",
+    ]
+    assert yuan("n/a") == "n/a"
+
+
+def test_a_browsers_local_time_is_read_on_the_shops_clock() -> None:
+    shanghai = ZoneInfo("Asia/Shanghai")
+    assert shop_time("2026-11-11T20:00", shanghai) == "2026-11-11T20:00:00+08:00"
+    assert shop_time("2026-11-11T20:00:00+00:00", shanghai) == "2026-11-11T20:00:00+00:00"
+    assert shop_time("", shanghai) is None
+    assert shop_time("明天", shanghai) == "明天"
