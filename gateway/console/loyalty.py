@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from gateway.console.base import Api, field_errors, redirect, render, words
+from gateway.console.base import Api, field_errors, redirect, render, whole_number, words
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -148,6 +148,18 @@ def _list(typed: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,，、]", typed) if part.strip()]
 
 
+def _streak_bonuses(typed: str) -> list[dict[str, Any]] | str:
+    """连续签到奖励 typed as "7:20, 30:100" (days:points; a Chinese colon or comma too). What does not
+    read so goes to the API as typed, and its message is shown by the sign-in field."""
+    bonuses: list[dict[str, Any]] = []
+    for pair in _list(typed):
+        days, sep, points = pair.replace("：", ":").partition(":")
+        if not sep:
+            return typed
+        bonuses.append({"days": whole_number(days), "points": whole_number(points)})
+    return bonuses
+
+
 def _tiers_from(form: Any) -> list[dict[str, Any]]:
     tiers = []
     for i in range(TIER_ROWS + 1):
@@ -196,6 +208,8 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
     program["earn_rate"] = str(form.get("earn_rate", program["earn_rate"]))
     program["tiers"] = _tiers_from(form)
     program["signin"] = {**program["signin"], "daily_points": str(form.get("daily_points", "0") or "0")}
+    if "streak_bonuses" in form:
+        program["signin"]["streak_bonuses"] = _streak_bonuses(str(form["streak_bonuses"]))
     program["expiry"] = _expiry_from(form, program["expiry"])
     answer = await api.call("PUT", "/api/v1/loyalty/program", json=program)
     if not answer.ok:

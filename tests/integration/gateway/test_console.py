@@ -268,6 +268,16 @@ async def test_points_expiry_is_chosen_on_the_loyalty_page_and_kept_by_other_edi
     assert (await browser_like.post("/console/loyalty", data=never)).status_code == 303
     assert (await expiry())["mode"] == "none"
 
+    # 连续签到奖励, typed with a Chinese colon and comma, shown again as days:points.
+    streaks = never | {"streak_bonuses": "7：20，30:100"}
+    assert (await browser_like.post("/console/loyalty", data=streaks)).status_code == 303
+    signin = (await shop.client.get("/api/v1/loyalty/program", headers=shop.headers())).json()["signin"]
+    assert signin["streak_bonuses"] == [{"days": 7, "points": 20}, {"days": 30, "points": 100}]
+    assert 'value="7:20, 30:100"' in (await browser_like.get("/console/loyalty")).text
+    unreadable = await browser_like.post("/console/loyalty", data=never | {"streak_bonuses": "七天送二十"})
+    assert unreadable.status_code == 422 and 'data-field="signin"' in unreadable.text
+    assert 'value="七天送二十"' in unreadable.text  # as typed
+
 
 async def test_loyalty_objects_are_created_and_segments_exported(
     browser_like: httpx.AsyncClient, shop: ShopClient
