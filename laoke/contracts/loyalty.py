@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 POINTS_CHANGED = "loyalty.points_changed"
 TIER_CHANGED = "loyalty.tier_changed"
+TIERS_RENAMED = "loyalty.tiers_renamed"
 POINTS_EXPIRING = "loyalty.points_expiring"
 POINTS_EXPIRED = "loyalty.points_expired"
 COUPON_ISSUED = "coupon.issued"
@@ -35,6 +36,24 @@ class TierChangedPayload(BaseModel):
     from_level: int | None = None
     to_level: int
     tier_name: str
+
+
+class RenamedTier(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    level: int
+    name: str
+    previous_name: str
+
+
+class TiersRenamedPayload(BaseModel):
+    """The programme gave existing tiers new names (金卡 → 黄金会员). Nobody moved, so no `tier_changed`
+    event says so; consumers that keep a member's tier name rename it for every member of the level,
+    set-based, once per shop."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tiers: list[RenamedTier]
 
 
 class PointsExpiringPayload(BaseModel):

@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from sqlalchemy import func, select
 
+from laoke.contracts.loyalty import TIERS_RENAMED, RenamedTier, TiersRenamedPayload
+from laoke.contracts.topics import Topic
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
@@ -65,7 +67,7 @@ async def get_program(caller: CallerDep, session: SessionDep) -> ProgramSettings
     },
 )
 async def put_program(
-    body: ProgramSettings, caller: CallerDep, session: SessionDep, response: Response
+    body: ProgramSettings, caller: CallerDep, session: SessionDep, outbox: OutboxDep, response: Response
 ) -> ProgramSettings:
     stored = await session.get(Program, caller.shop_id, with_for_update=True)
     before = ProgramSettings.model_validate(stored.settings) if stored is not None else program.DEFAULT
@@ -81,6 +83,24 @@ async def put_program(
         response.headers["X-Laoke-Tier-Placement"] = "started"
     elif not body.tiers:
         stored.placed_after = None  # no tiers left to place anyone in
+    previous = {t.level: t.name for t in before.tiers}
+    renamed = [
+        RenamedTier(level=t.level, name=t.name, previous_name=previous[t.level])
+        for t in body.tiers
+        if t.level in previous and previous[t.level] != t.name
+    ]
+    if renamed:
+        # Members who stay in a renamed tier do not move, so no tier_changed event would carry its new
+        # name to the copies other services keep (lists, segment rules, campaign variants by tier).
+        await outbox.add(
+            session,
+            topic=Topic.LOYALTY,
+            event_type=TIERS_RENAMED,
+            shop_id=caller.shop_id,
+            key=f"{caller.shop_id}:tiers",
+            occurred_at=stored.updated_at,
+            payload=TiersRenamedPayload(tiers=renamed),
+        )
     program.forget(caller.shop_id)
     return body
 

@@ -17,9 +17,11 @@ from laoke.contracts.loyalty import (
     POINTS_CHANGED,
     POINTS_EXPIRING,
     TIER_CHANGED,
+    TIERS_RENAMED,
     PointsChangedPayload,
     PointsExpiringPayload,
     TierChangedPayload,
+    TiersRenamedPayload,
 )
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload, OrderStatus
 from laoke.contracts.segmentation import (
@@ -83,6 +85,15 @@ BUYERS_WITH_ORDERS = text(
     "SELECT DISTINCT b.customer_id "
     "FROM (SELECT CAST(:shop AS varchar) AS shop_id, unnest(CAST(:ids AS varchar[])) AS customer_id) AS b "
     "JOIN messaging.orders o ON o.shop_id = b.shop_id AND o.customer_id = b.customer_id"
+)
+
+
+_RENAME_TIERS = text(
+    """
+    UPDATE messaging.contacts c SET tier = r.name, updated_at = now()
+    FROM unnest(CAST(:previous AS text[]), CAST(:names AS text[])) AS r(previous, name)
+    WHERE c.shop_id = :shop AND c.tier = r.previous
+    """
 )
 
 
@@ -222,6 +233,19 @@ def event_handlers(outbox: Outbox, sender: Sender) -> dict[str, EventHandler | B
                     session, sender, upgrade, customer_id, f"{customer_id}:{change.to_level}:{day}"
                 )
 
+    async def on_tiers_renamed(session: AsyncSession, event: EventEnvelope) -> None:
+        """Contacts in a renamed tier greet and pick campaign variants by its new name. One statement
+        from old to new names, so two tiers that swap names do not end up with one."""
+        renamed = TiersRenamedPayload.model_validate(event.payload)
+        await session.execute(
+            _RENAME_TIERS,
+            {
+                "shop": event.shop_id,
+                "previous": [t.previous_name for t in renamed.tiers],
+                "names": [t.name for t in renamed.tiers],
+            },
+        )
+
     async def on_points(session: AsyncSession, events: list[EventEnvelope]) -> None:
         """A run of points changes: each buyer's contact keeps the balance of their last change in the
         run, written in one statement per shop instead of a transaction per change (every redemption
@@ -309,6 +333,7 @@ def event_handlers(outbox: Outbox, sender: Sender) -> dict[str, EventHandler | B
         **dict.fromkeys(set(ORDER_EVENT_TYPES.values()), Batched(many=on_orders, one=on_one_order)),
         LIFECYCLE_CHANGED: on_lifecycle,
         TIER_CHANGED: on_tier,
+        TIERS_RENAMED: on_tiers_renamed,
         POINTS_CHANGED: Batched(many=on_points, one=on_one_points),
         POINTS_EXPIRING: on_points_expiring,
         PROFILE_UPDATED: on_profile,

@@ -48,6 +48,7 @@ EVENT_TYPES = (
     "segment.exited",
     "loyalty.points_changed",
     "loyalty.tier_changed",
+    "loyalty.tiers_renamed",
     "loyalty.points_expiring",
     "coupon.issued",
     "coupon.redeemed",

@@ -17,10 +17,12 @@ from laoke.contracts.loyalty import (
     POINTS_CHANGED,
     POINTS_EXPIRED,
     TIER_CHANGED,
+    TIERS_RENAMED,
     AttributesUpdatedPayload,
     PointsChangedPayload,
     PointsExpiredPayload,
     TierChangedPayload,
+    TiersRenamedPayload,
 )
 from laoke.contracts.messaging import CONSENT_CHANGED, ConsentChangedPayload
 from laoke.contracts.orders import ORDER_EVENT_TYPES, OrderEventPayload
@@ -116,6 +118,17 @@ def profile_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
         )
         await segments.refresh_customers(session, outbox, event.shop_id, [customer_id], clock.now())
 
+    async def on_tiers_renamed(session: AsyncSession, event: EventEnvelope) -> None:
+        """Tiers renamed in the programme: their members' copies take the new names, then the shop's
+        segments are refreshed (a rule on the tier name now matches them under it)."""
+        renamed = TiersRenamedPayload.model_validate(event.payload)
+        profiles = ProfileRepository(session)
+        changed = 0
+        for tier in renamed.tiers:
+            changed += await profiles.rename_tier(event.shop_id, tier.level, tier.name)
+        if changed:
+            await segments.refresh_shop(session, event.shop_id, clock.now())
+
     async def on_consent_changed(session: AsyncSession, event: EventEnvelope) -> None:
         consent = ConsentChangedPayload.model_validate(event.payload)
         customer_id = await _surviving(session, event.shop_id, consent.customer_id)
@@ -143,6 +156,7 @@ def profile_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
         **{f"behaviour.{kind.value}": on_behaviour for kind in BehaviourKind},
         POINTS_CHANGED: Batched(many=on_points_changed_many, one=on_points_changed),
         TIER_CHANGED: on_tier_changed,
+        TIERS_RENAMED: on_tiers_renamed,
         CONSENT_CHANGED: on_consent_changed,
         CUSTOMER_ATTRIBUTES_UPDATED: on_attributes_updated,
         CUSTOMER_MERGED: on_customer_merged,

@@ -251,6 +251,19 @@ class ProfileRepository:
             .values(**values, updated_at=func.now())
         )
 
+    async def rename_tier(self, shop_id: str, level: int, name: str) -> int:
+        """Every member of a tier level takes its new name; how many profiles changed."""
+        changed = await self.session.execute(
+            update(_profiles)
+            .where(
+                _profiles.c.shop_id == shop_id,
+                _profiles.c.tier_level == level,
+                _profiles.c.tier.is_distinct_from(name),
+            )
+            .values(tier=name, updated_at=func.now())
+        )
+        return int(changed.rowcount or 0)  # type: ignore[attr-defined]
+
     async def set_points(self, shop_id: str, balances: dict[str, int]) -> None:
         """Points balances as loyalty announced them, `{customer_id: balance}`, in one statement."""
         await self.session.execute(

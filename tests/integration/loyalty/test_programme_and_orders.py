@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from laoke.contracts.loyalty import TIER_CHANGED
 from laoke.contracts.orders import OrderStatus
 from laoke.contracts.topics import Topic
+from laoke.testing.factories import order_json
 from laoke.testing.infra import Infra, events_on, eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
@@ -294,3 +295,53 @@ async def test_tiers_set_up_after_the_orders_place_existing_members(
         ("cus_small", 1, "普通会员"),
     ]
     await invariants_hold(stack, shop.shop_id)
+
+
+async def test_renamed_tiers_reach_the_customer_list_segments_and_messaging(
+    shop: ShopClient, stack: ServerSet
+) -> None:
+    tiers = [
+        {"level": 1, "name": "银卡"},
+        {"level": 2, "name": "金卡", "min_spend": "10000"},
+    ]
+    await set_program(shop, tiers=tiers)
+    body = order_json("RENAME-1", buyer="rename-buyer", total="100.00")
+    placed = await shop.client.post("/api/v1/orders", json=body, headers=shop.headers())
+    customer = placed.json()["order"]["customer_id"]
+
+    async def listed_as(tier: str) -> None:
+        page = await shop.client.get("/api/v1/customers", params={"tier": tier}, headers=shop.headers())
+        assert [c["customer_id"] for c in page.json()["items"]] == [customer], page.text
+
+    await eventually(lambda: listed_as("银卡"), within=20)
+    segment = await shop.client.post(
+        "/api/v1/segments",
+        json={"name": "白银会员", "rule": {"field": "tier", "op": "eq", "value": "白银会员"}},
+        headers=shop.headers(),
+    )
+    assert segment.json()["size"] == 0
+
+    # 银卡 is now 白银会员 (and 金卡 stays): nobody moves, every copy of the name follows.
+    renamed = [{**tiers[0], "name": "白银会员"}, tiers[1]]
+    await set_program(shop, tiers=renamed)
+    await eventually(lambda: listed_as("白银会员"), within=20)
+
+    async def segment_holds_them() -> None:
+        got = await shop.client.get(f"/api/v1/segments/{segment.json()['id']}", headers=shop.headers())
+        assert got.json()["size"] == 1, got.text
+
+    await eventually(segment_holds_them, within=20)
+    engine = create_async_engine(stack["messaging"].settings.database_url)
+    try:
+
+        async def contact_renamed() -> None:
+            async with engine.connect() as conn:
+                tier = await conn.scalar(
+                    text("SELECT tier FROM messaging.contacts WHERE shop_id = :s AND customer_id = :c"),
+                    {"s": shop.shop_id, "c": customer},
+                )
+            assert tier == "白银会员", tier
+
+        await eventually(contact_renamed, within=20)
+    finally:
+        await engine.dispose()
