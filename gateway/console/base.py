@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -90,6 +90,7 @@ class Answer:
     status: int
     body: Any
     lang: str = "en"
+    headers: httpx.Headers = field(default_factory=httpx.Headers)
 
     @property
     def ok(self) -> bool:
@@ -126,7 +127,7 @@ class Api:
             body = response.json() if response.content else None
         except ValueError:
             body = response.text
-        return Answer(response.status_code, body, self.lang)
+        return Answer(response.status_code, body, self.lang, response.headers)
 
     async def get(self, path: str, **params: Any) -> Any:
         """The body of a GET that must succeed (a page cannot show anything without it)."""

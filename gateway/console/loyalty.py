@@ -204,7 +204,6 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
     level, discounts never rise) and its message is shown next to the field it names."""
     form = await request.form()
     program = await api.get("/api/v1/loyalty/program")
-    tiers_before = program["tiers"]
     program["earn_rate"] = str(form.get("earn_rate", program["earn_rate"]))
     program["tiers"] = _tiers_from(form)
     program["signin"] = {**program["signin"], "daily_points": str(form.get("daily_points", "0") or "0")}
@@ -218,7 +217,7 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
         if "_" in errors and "tier" in said:  # the rules across tiers (as the API words them): by the table
             errors["tiers"] = errors.pop("_")
         return await _page(request, api, program, errors, False)
-    placing = answer.body["tiers"] and answer.body["tiers"] != tiers_before
+    placing = answer.headers.get("X-Laoke-Tier-Placement") == "started"
     return redirect(f"/console/loyalty?saved={'tiers' if placing else '1'}")
 
 

@@ -52,9 +52,10 @@ async def get_program(caller: CallerDep, session: SessionDep) -> ProgramSettings
     description="Earn rate and rounding, when points are credited, tiers (thresholds rise with level, "
     "discounts never rise), never-downgrade or a re-evaluation window, sign-in, expiry, bonuses. "
     "Replaces the whole programme; earning, sign-in and expiry rules apply to what happens from now "
-    "on. When the tiers change, existing members are placed in them in the background within "
-    "seconds (upwards only, a `loyalty.tier_changed` event for each member who moves); the answer "
-    "then carries `X-Laoke-Tier-Placement: started`.",
+    "on. When the tiers' levels or thresholds change, existing members are placed in them in the "
+    "background within seconds (upwards only, a `loyalty.tier_changed` event for each member who "
+    "moves); the answer then carries `X-Laoke-Tier-Placement: started`. Renamed tiers are announced "
+    "once as `loyalty.tiers_renamed`.",
     responses={
         200: {
             "headers": {
@@ -76,7 +77,7 @@ async def put_program(
         session.add(stored)
     stored.settings = body.model_dump(mode="json")
     stored.updated_at = clock.now()
-    if body.tiers and (body.tiers, body.reevaluation_days) != (before.tiers, before.reevaluation_days):
+    if body.tiers and _placing(body) != _placing(before):
         # A shop that sets up tiers after its history is in would otherwise keep its best buyers at
         # level 0 until their next order, while their page says the next tier needs nothing more.
         stored.placed_after = ""  # from the first member (services/loyalty/tiers.py place_members)
@@ -103,6 +104,11 @@ async def put_program(
         )
     program.forget(caller.shop_id)
     return body
+
+
+def _placing(settings: ProgramSettings) -> tuple[object, ...]:
+    """What decides who is in which tier: a change of names, discounts or perks moves nobody."""
+    return tuple((t.level, t.min_spend, t.min_orders) for t in settings.tiers), settings.reevaluation_days
 
 
 async def member_out(session: SessionDep, settings: ProgramSettings, member: Member) -> MemberOut:
