@@ -67,12 +67,16 @@ async def overview(request: Request, api: ApiDep) -> Response:
     )
 
 
-def twelve_months(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """The eleven calendar months before this one and this one up to the end of today. Whole days, so
-    the same question is asked all day long: for the largest shops segmentation answers it from its
-    last count, which a question ending at this second would never find."""
+# How far back the overview's charts look: a year, or (a shop that imported its history) two or three.
+CHART_MONTHS = (12, 24, 36)
+
+
+def calendar_months(now: datetime, zone: ZoneInfo, months: int = 12) -> tuple[datetime, datetime]:
+    """The calendar months before this one and this one up to the end of today, `months` in all. Whole
+    days, so the same question is asked all day long: for the largest shops segmentation answers it
+    from its last count, which a question ending at this second would never find."""
     today = now.astimezone(zone).date()
-    months_back = today.year * 12 + today.month - 1 - 11
+    months_back = today.year * 12 + today.month - 1 - (months - 1)
     start = datetime(months_back // 12, months_back % 12 + 1, 1, tzinfo=zone)
     tomorrow = today + timedelta(days=1)
     return start, datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone)
@@ -81,7 +85,9 @@ def twelve_months(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
 @router.get("/overview/charts", response_class=HTMLResponse)
 async def overview_charts(request: Request, api: ApiDep) -> Response:
     zone = shop_zone(request)  # months begin at the shop's midnight
-    start, finish = twelve_months(datetime.now(UTC), zone)
+    asked = request.query_params.get("months", "")
+    months = int(asked) if asked.isdecimal() and int(asked) in CHART_MONTHS else CHART_MONTHS[0]
+    start, finish = calendar_months(datetime.now(UTC), zone, months)
     analytics, liability = await asyncio.gather(
         api.get(
             "/api/v1/analytics/customers",
@@ -123,7 +129,14 @@ async def overview_charts(request: Request, api: ApiDep) -> Response:
             ],
         },
     }
-    return render(request, "_overview_charts.html", charts=charts, liability=liability)
+    return render(
+        request,
+        "_overview_charts.html",
+        charts=charts,
+        liability=liability,
+        months=months,
+        choices=CHART_MONTHS,
+    )
 
 
 @router.get("/rfm", response_class=HTMLResponse)

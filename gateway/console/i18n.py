@@ -36,6 +36,7 @@ ZH: dict[str, str] = {
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
     "%d of %d buyers": "%d / %d 位买家",
     "Sort": "排序",
+    "Last %d months": "近 %d 个月",
     "Streak bonuses (days:points)": "连续签到奖励 (天数:积分)",
     "Perks (comma between)": "会员权益 (逗号分隔)",
     "None": "无",

@@ -94,6 +94,12 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
     charts = await browser_like.get("/console/overview/charts")  # loaded into the overview by htmx
     assert charts.status_code == 200 and 'id="growth"' in charts.text and "积分负债" in charts.text
     assert "老客" in charts.text and "returning" not in charts.text  # the charts' legends too
+    assert "<b>近 12 个月</b>" in charts.text and 'hx-get="/console/overview/charts?months=36"' in charts.text
+    longer = (await browser_like.get("/console/overview/charts", params={"months": "36"})).text
+    assert "<b>近 36 个月</b>" in longer and longer.count('"labels"') == 3
+    assert len(longer.split('"labels": [')[1].split("]")[0].split(",")) == 36  # one bar a month
+    odd = (await browser_like.get("/console/overview/charts", params={"months": "7"})).text
+    assert "<b>近 12 个月</b>" in odd  # only the offered periods
     assert (await browser_like.get(f"/console/customers/{stranger}")).status_code == 404
     english = await browser_like.get(
         "/console/lang/en", headers={"referer": str(browser_like.base_url) + "/console/rfm"}
