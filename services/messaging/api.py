@@ -39,6 +39,9 @@ from services.messaging.schemas import (
 router = APIRouter(responses=ERROR_RESPONSES)
 CustomerId = Annotated[str, Path(max_length=32)]
 SECRET_FIELDS = frozenset({"access_key_secret"})
+# How a stored secret is shown. Sent back as it was shown (a settings form saved as it came), it means
+# "keep the stored one", as leaving the field out does: stored, it would break every send.
+SECRET_SHOWN = "********"  # noqa: S105 - the mask, not a secret
 
 
 # -- channels and policy --------------------------------------------------------------------------
@@ -59,7 +62,7 @@ def _stored_channel(channel: str, row: ChannelConfig | None) -> ChannelOut:
             enabled=channel == Channel.INAPP,
             settings={},
         )  # type: ignore[arg-type]
-    shown = {k: ("********" if k in SECRET_FIELDS and v else v) for k, v in row.settings.items()}
+    shown = {k: (SECRET_SHOWN if k in SECRET_FIELDS and v else v) for k, v in row.settings.items()}
     return ChannelOut(channel=channel, configured=True, enabled=row.enabled, settings=shown)  # type: ignore[arg-type]
 
 
@@ -84,7 +87,7 @@ async def list_channels(caller: CallerDep, session: SessionDep, request: Request
     summary="Configure a channel (SMS vendor keys and signature, e-mail sender, in-app on/off)",
     description="The body depends on the channel: `sms` takes the Aliyun access key, the approved "
     "signature (签名) and a rate; `email` the sender; `inapp` only `enabled`. The access key secret is "
-    "write-only: leave it out to keep the stored one.",
+    "write-only: leave it out, or send it back as shown (`********`), to keep the stored one.",
     openapi_extra={
         "requestBody": {
             "content": {
@@ -110,6 +113,9 @@ async def put_channel(
     if not isinstance(raw, dict):
         raise Unprocessable("the body must be a JSON object")
     row = await session.get(ChannelConfig, (caller.shop_id, channel))
+    for secret in SECRET_FIELDS:
+        if raw.get(secret) == SECRET_SHOWN:
+            raw.pop(secret)
     if channel == Channel.SMS and not raw.get("access_key_secret") and row is not None:
         raw["access_key_secret"] = row.settings.get("access_key_secret")
     try:

@@ -4,16 +4,26 @@ tests/e2e/test_console_browser.py click through the same pages in Chromium.)"""
 
 from __future__ import annotations
 
+import html
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import TEST_ADMIN_TOKEN, ServerSet
-from tests.integration.messaging.helpers import buyer, segment_of_everyone, template
+from tests.integration.messaging.helpers import (
+    LOCAL_ACCESS_KEY_SECRET,
+    buyer,
+    configure_sms,
+    segment_of_everyone,
+    template,
+)
 
 
 @pytest.fixture
@@ -540,7 +550,7 @@ async def test_coupon_flags_and_the_gifts_to_send_show_on_the_loyalty_page(
 
 
 async def test_channels_are_configured_from_settings(
-    browser_like: httpx.AsyncClient, shop: ShopClient
+    browser_like: httpx.AsyncClient, shop: ShopClient, stack: ServerSet
 ) -> None:
     await sign_in(browser_like, shop.api_key)
     bad = await browser_like.post("/console/settings/channels/email", data={"body": '{"enabled": true}'})
@@ -552,6 +562,28 @@ async def test_channels_are_configured_from_settings(
     channels = (await shop.client.get("/api/v1/messaging/channels", headers=shop.headers())).json()["items"]
     email = next(c for c in channels if c["channel"] == "email")
     assert email["configured"] and email["settings"]["from_address"] == "hello@shop.example"
+
+    # The SMS box shows the secret masked; saved as shown with a new signature, the secret is kept
+    # (it used to be stored as "********", and every SMS after it refused by the vendor).
+    await configure_sms(shop)
+    page = (await browser_like.get("/console/settings")).text
+    shown = html.unescape(page.split('action="/console/settings/channels/sms"')[1].split("<textarea")[1])
+    box = json.loads(shown.split(">", 1)[1].split("</textarea>")[0])
+    assert box["access_key_secret"] == "********"
+    resigned = json.dumps(box | {"sign_name": "老客茶铺"}, ensure_ascii=False)
+    assert (
+        await browser_like.post("/console/settings/channels/sms", data={"body": resigned})
+    ).status_code == 303
+    engine = create_async_engine(stack["messaging"].settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            stored = await conn.scalar(
+                text("SELECT settings FROM messaging.channel_configs WHERE shop_id = :s AND channel = 'sms'"),
+                {"s": shop.shop_id},
+            )
+    finally:
+        await engine.dispose()
+    assert stored["sign_name"] == "老客茶铺" and stored["access_key_secret"] == LOCAL_ACCESS_KEY_SECRET
 
 
 async def test_keys_are_made_and_revoked_from_settings(
