@@ -265,7 +265,14 @@ async def customer_page(customer_id: str, request: Request, api: ApiDep) -> Resp
 @router.post("/customers/{customer_id}", response_class=HTMLResponse)
 async def edit_customer(customer_id: str, request: Request, api: ApiDep) -> Response:
     form = await request.form()
-    patch = {name: str(form[name]).strip() for name in PROFILE_FIELDS if str(form.get(name, "")).strip()}
+    # Only what the owner changed: a field sent as shown would be marked edited by the shop (orders no
+    # longer update it), and shown masked (a key without `pii`) it would overwrite the real value.
+    shown = await api.get(f"/api/v1/customers/{customer_id}")
+    patch: dict[str, str | None] = {}
+    for name in PROFILE_FIELDS:
+        typed = str(form.get(name, "")).strip()
+        if typed != str(shown.get(name) or ""):
+            patch[name] = typed or None  # emptied: cleared
     answer: Answer = await api.call("PATCH", f"/api/v1/customers/{customer_id}", json=patch)
     if not answer.ok:
         return await _customer_page(request, api, customer_id, errors=field_errors(answer))

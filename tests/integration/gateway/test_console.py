@@ -784,3 +784,34 @@ async def test_the_import_form_files_a_tmall_export_under_tmall_and_can_only_try
     await finished(await upload(channel="tmall"))
     found = await shop.client.get("/api/v1/customers/lookup", params=lookup, headers=shop.headers())
     assert found.status_code == 200, found.text
+
+
+async def test_a_profile_edit_sends_only_what_changed_and_never_a_masked_value(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    customer = await buyer(shop, "profile-edit", name="王小明", mobile="13800138000", total="99.00")
+
+    async def profiled() -> None:
+        got = await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())
+        assert got.status_code == 200 and got.json()["mobile"] == "13800138000", got.text
+
+    await eventually(profiled, within=20)
+    named = await shop.client.patch(
+        f"/api/v1/customers/{customer}", json={"name": "王小明"}, headers=shop.headers()
+    )
+    assert named.status_code == 200, named.text
+    # A service desk key: it reads and writes, but sees contact data masked.
+    desk = await shop.client.post(
+        "/api/v1/keys", json={"name": "客服", "scopes": ["read", "write"]}, headers=shop.headers()
+    )
+    await sign_in(browser_like, desk.json()["api_key"])
+    page = (await browser_like.get(f"/console/customers/{customer}")).text
+    assert 'name="mobile" value="138****8000"' in page and 'name="name" value="王*"' in page
+    # The form as shown, with only the gender chosen.
+    form = {"name": "王*", "gender": "male", "mobile": "138****8000", "province": "", "city": ""}
+    saved = await browser_like.post(f"/console/customers/{customer}", data=form)
+    assert saved.status_code == 303, saved.text[-1500:]
+    profile = (await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())).json()
+    assert (profile["name"], profile["mobile"], profile["gender"]) == ("王小明", "13800138000", "male")
+    # Only the gender joins the name as the shop's own: later orders still update the rest.
+    assert profile["edited_fields"] == ["gender", "name"]
