@@ -36,6 +36,7 @@ ZH: dict[str, str] = {
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
     "%d of %d buyers": "%d / %d 位买家",
     "Sort": "排序",
+    "End": "结束",
     "Last %d months": "近 %d 个月",
     "Streak bonuses (days:points)": "连续签到奖励 (天数:积分)",
     "Perks (comma between)": "会员权益 (逗号分隔)",
@@ -518,6 +519,7 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^Value error, annual expiry needs month and day$", "请填写每年清零的月和日"),
         (r"^Value error, day is out of range for month$", "这个月没有这一天"),
         (r"^member \S+ has (\d+) points, (\d+) needed$", r"积分不足：现有 \1，需要 \2"),
+        (r"^activity \S+ is ended and cannot become \w+$", "活动已结束，不能再更改"),
         (r"^template \S+ may issue (\d+) more coupons, \d+ asked$", r"该券已到发放总量上限，还能发 \1 张"),
         (r"^Value error, points must not be 0$", "积分不能为 0"),
         # The RFM settings' (services/segmentation/rfm_config.py), each after its field's name.

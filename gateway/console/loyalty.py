@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -317,11 +318,15 @@ async def activity(activity_id: str, request: Request, api: ApiDep) -> Response:
             "labels": list(stats["votes"]),
             "series": [{"label": words(request)[0]("Votes"), "data": list(stats["votes"].values())}],
         }
-    return render(request, "activity.html", a=found, stats=stats, charts=charts)
+    error = request.query_params.get("error")
+    return render(request, "activity.html", a=found, stats=stats, charts=charts, error=error)
 
 
 @router.post("/activities/{activity_id}/status")
 async def activity_status(activity_id: str, request: Request, api: ApiDep) -> Response:
     form = await request.form()
-    await api.call("PATCH", f"/api/v1/activities/{activity_id}", json={"status": str(form.get("status", ""))})
+    body = {"status": str(form.get("status", ""))}
+    answer = await api.call("PATCH", f"/api/v1/activities/{activity_id}", json=body)
+    if not answer.ok:  # e.g. ended meanwhile in another tab: said on the page, not swallowed
+        return redirect(f"/console/activities/{activity_id}?{urlencode({'error': answer.error})}")
     return redirect(f"/console/activities/{activity_id}")

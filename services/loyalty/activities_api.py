@@ -152,7 +152,7 @@ async def patch_activity(
     changes = body.model_dump(exclude_unset=True)
     if "status" in changes and changes["status"] not in NEXT_STATUS[activity.status]:
         raise InvalidTransition(
-            f"activity {activity_id} is {activity.status}; it cannot become {changes['status']}"
+            f"activity {activity_id} is {activity.status} and cannot become {changes['status']}"
         )
     if changes.get("ends_at") is not None and changes["ends_at"] <= activity.starts_at:
         raise Conflict("ends_at must come after starts_at")

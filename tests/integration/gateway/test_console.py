@@ -350,6 +350,16 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     )
     assert (await browser_like.post("/console/activities", data={"body": activity})).status_code == 303
     assert "收藏有礼" in (await browser_like.get("/console/activities")).text
+    listed = (await shop.client.get("/api/v1/activities", headers=shop.headers())).json()["items"]
+    activity_url = f"/console/activities/{listed[0]['id']}"
+    assert ">结束</button>" in (await browser_like.get(activity_url)).text  # a live one ends
+    ended = await browser_like.post(f"{activity_url}/status", data={"status": "ended"})
+    assert ended.headers["location"] == activity_url
+    # Launched from a page that still showed it before it ended (another tab): said, not swallowed.
+    again = await browser_like.post(f"{activity_url}/status", data={"status": "live"})
+    assert "error=" in again.headers["location"]
+    shown = (await browser_like.get(again.headers["location"])).text
+    assert "活动已结束，不能再更改" in shown, shown[shown.find("<h1") :][:600]
 
     settings = await browser_like.get("/console/settings")
     assert f"/api/v1/webhooks/taobao/{shop.shop_id}" in settings.text
