@@ -8,12 +8,13 @@ import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.datastructures import FormData
 
-from gateway.console.base import Api, api_key_of, field_errors, redirect, render, words
+from gateway.console.base import Answer, Api, api_key_of, field_errors, redirect, render, words
 from gateway.console.i18n import ZH, ZH_VALUES
 from gateway.console.session import ApiDep
 
@@ -140,13 +141,20 @@ def rows_of(rule: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]], str
 
 
 def _builder(
-    request: Request, name: str, rule: dict[str, Any] | None, error: str | None = None, status_code: int = 200
+    request: Request,
+    name: str,
+    rule: dict[str, Any] | None,
+    error: str | None = None,
+    status_code: int = 200,
+    editing: str | None = None,
 ) -> Response:
+    """The rule builder; `editing` a saved segment's id, whose form then saves over it."""
     combine, rows, advanced = rows_of(rule)
     return render(
         request,
         "segment_new.html",
         status_code=status_code,
+        editing=editing,
         name=name,
         combine=combine,
         rows=rows + [{}] * (ROWS - len(rows)),
@@ -193,10 +201,13 @@ async def create_segment(request: Request, api: ApiDep) -> Response:
         return _builder(request, name, None, str(exc), 422)
     answer = await api.call("POST", "/api/v1/segments", json={"name": name, "rule": rule})
     if not answer.ok:
-        errors = field_errors(answer)
-        message = "; ".join(f"{k}: {v}" if k != "_" else v for k, v in errors.items())
-        return _builder(request, name, rule, message, 422)
+        return _builder(request, name, rule, _said(answer), 422)
     return redirect(f"/console/segments/{answer.body['id']}")
+
+
+def _said(answer: Answer) -> str:
+    errors = field_errors(answer)
+    return "; ".join(f"{k}: {v}" if k != "_" else v for k, v in errors.items())
 
 
 @router.get("/{segment_id}", response_class=HTMLResponse)
@@ -234,6 +245,7 @@ async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Respon
     return render(
         request,
         "segment.html",
+        error=request.query_params.get("error"),
         segment=segment,
         rule_words=rule_words,
         rule_text=json.dumps(segment["rule"], ensure_ascii=False, indent=1),
@@ -286,3 +298,33 @@ async def export(segment_id: str, request: Request, api: ApiDep) -> Response:
 
     headers = {"Content-Disposition": f'attachment; filename="segment-{segment_id}.csv"'}
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.get("/{segment_id}/edit", response_class=HTMLResponse)
+async def edit_segment(segment_id: str, request: Request, api: ApiDep) -> Response:
+    segment = await api.get(f"/api/v1/segments/{segment_id}")
+    return _builder(request, segment["name"], segment["rule"], editing=segment_id)
+
+
+@router.post("/{segment_id}", response_class=HTMLResponse)
+async def save_segment(segment_id: str, request: Request, api: ApiDep) -> Response:
+    """A saved segment's new name and rule; its members are recounted at once (segment.entered /
+    exited for who moves)."""
+    form = await request.form()
+    name = str(form.get("name", "")).strip()
+    try:
+        rule = rule_from_form(form)
+    except RuleProblem as exc:
+        return _builder(request, name, None, str(exc), 422, editing=segment_id)
+    answer = await api.call("PATCH", f"/api/v1/segments/{segment_id}", json={"name": name, "rule": rule})
+    if not answer.ok:
+        return _builder(request, name, rule, _said(answer), 422, editing=segment_id)
+    return redirect(f"/console/segments/{segment_id}")
+
+
+@router.post("/{segment_id}/delete")
+async def delete_segment(segment_id: str, request: Request, api: ApiDep) -> Response:
+    answer = await api.call("DELETE", f"/api/v1/segments/{segment_id}")
+    if not answer.ok and answer.status != 404:  # gone already (another tab): nothing left to say
+        return redirect(f"/console/segments/{segment_id}?{urlencode({'error': answer.error})}")
+    return redirect("/console/segments")

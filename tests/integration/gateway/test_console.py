@@ -235,9 +235,46 @@ async def test_form_errors_are_shown_next_to_their_fields(
     segment_page = (await browser_like.get(made.headers["location"])).text
     assert "沉睡老客" in segment_page and "规则: 生命周期 等于 沉睡 且 订单数 大于等于 1" in segment_page
     segment_id = made.headers["location"].rsplit("/", 1)[1]
+    # Edited in the builder it was made in: the rule's rows come back filled, and a save replaces it.
+    editing = (await browser_like.get(f"/console/segments/{segment_id}/edit")).text
+    assert "编辑人群" in editing and f'action="/console/segments/{segment_id}"' in editing
+    assert 'value="沉睡老客"' in editing
+    refused = await browser_like.post(
+        f"/console/segments/{segment_id}",
+        data={"name": "沉睡老客", "combine": "all", "field_0": "orders_count", "op_0": "gte", "value_0": "x"},
+    )
+    assert refused.status_code == 422 and f'action="/console/segments/{segment_id}"' in refused.text
+    edited = await browser_like.post(
+        f"/console/segments/{segment_id}",
+        data={
+            "name": "沉睡老客（两单以上）",
+            "combine": "all",
+            "field_0": "lifecycle",
+            "op_0": "eq",
+            "value_0": "沉睡",
+            "field_1": "orders_count",
+            "op_1": "gte",
+            "value_1": "2",
+        },
+    )
+    assert edited.status_code == 303 and edited.headers["location"] == f"/console/segments/{segment_id}"
+    saved = (await shop.client.get(f"/api/v1/segments/{segment_id}", headers=shop.headers())).json()
+    assert saved["name"] == "沉睡老客（两单以上）" and saved["rule"]["all"][1]["value"] == 2
     # Its top spenders, and the way to all of them in the customer list.
     assert "人群中消费最多的客户" in segment_page
     assert f'href="/console/customers?segment_id={segment_id}&amp;sort=-total_spent"' in segment_page
+    assert 'id="segment-edit"' in segment_page and 'id="segment-delete"' in segment_page
+    other = await shop.client.post(
+        "/api/v1/segments",
+        json={"name": "临时", "rule": {"field": "orders_count", "op": "gte", "value": 1}},
+        headers=shop.headers(),
+    )
+    for _ in range(2):  # the second as from a stale tab
+        gone = await browser_like.post(f"/console/segments/{other.json()['id']}/delete")
+        assert gone.status_code == 303 and gone.headers["location"] == "/console/segments"
+    assert (
+        await shop.client.get(f"/api/v1/segments/{other.json()['id']}", headers=shop.headers())
+    ).status_code == 404
     assert "<h2>性别</h2>" in segment_page and '"label": "\\u5ba2\\u6237"' in segment_page  # 客户
     empty = await browser_like.post(
         "/console/campaigns", data={"name": "", "channel": "inapp", "holdout_percent": "5"}
