@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -312,3 +313,22 @@ async def give_coupon(customer_id: str, request: Request, api: ApiDep) -> Respon
     if not answer.ok:
         return await _customer_page(request, api, customer_id, errors={"coupon": answer.error})
     return redirect(f"/console/customers/{customer_id}?done=coupon#coupons")
+
+
+@router.post("/customers/{customer_id}/tags", response_class=HTMLResponse)
+async def add_tags(customer_id: str, request: Request, api: ApiDep) -> Response:
+    """Tags typed "VIP，爱喝绿茶" (a Chinese comma, a comma or 、 between them)."""
+    typed = str((await request.form()).get("tags", ""))
+    tags = [part.strip() for part in re.split(r"[,，、]", typed) if part.strip()]
+    answer = await api.call("POST", f"/api/v1/customers/{customer_id}/tags", json={"tags": tags})
+    if not answer.ok:
+        errors = {"tags": "; ".join(field_errors(answer).values())}
+        return await _customer_page(request, api, customer_id, errors=errors, typed={"tags": typed})
+    return redirect(f"/console/customers/{customer_id}")
+
+
+@router.post("/customers/{customer_id}/tags/delete", response_class=HTMLResponse)
+async def remove_tag(customer_id: str, request: Request, api: ApiDep) -> Response:
+    tag = str((await request.form()).get("tag", ""))
+    await api.call("DELETE", f"/api/v1/customers/{customer_id}/tags/{quote(tag, safe='')}")
+    return redirect(f"/console/customers/{customer_id}")  # gone already (another tab) is as good

@@ -320,10 +320,12 @@ async def add_tags(
 
 
 @router.delete(
-    "/{customer_id}/tags/{tag}",
+    # `:path`: a tag may hold a slash ("新客/老客"), sent encoded (%2F) and decoded before routing.
+    "/{customer_id}/tags/{tag:path}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Remove a tag from a customer",
+    description="Encode the tag in the path (`VIP%20%E9%87%91`, `a%2Fb`).",
 )
 async def remove_tag(
     customer_id: str, tag: str, caller: CallerDep, session: SessionDep, outbox: OutboxDep

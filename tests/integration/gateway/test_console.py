@@ -862,3 +862,35 @@ async def test_a_profile_edit_sends_only_what_changed_and_never_a_masked_value(
     assert (profile["name"], profile["mobile"], profile["gender"]) == ("王小明", "13800138000", "male")
     # Only the gender joins the name as the shop's own: later orders still update the rest.
     assert profile["edited_fields"] == ["gender", "name"]
+
+
+async def test_tags_are_added_and_removed_on_a_customers_page(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    customer = await buyer(shop, "tagged-buyer", name="孙八")
+
+    async def profiled() -> None:
+        got = await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())
+        assert got.status_code == 200, got.text
+
+    await eventually(profiled, within=20)
+    await sign_in(browser_like, shop.api_key)
+    page_url = f"/console/customers/{customer}"
+    added = await browser_like.post(f"{page_url}/tags", data={"tags": "VIP，爱喝绿茶、 a/b 标签"})
+    assert added.status_code == 303
+
+    async def tags() -> list[str]:
+        got = await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())
+        return list(got.json()["tags"])
+
+    assert sorted(await tags()) == sorted(["VIP", "爱喝绿茶", "a/b 标签"])
+    assert "<span>爱喝绿茶</span>" in (await browser_like.get(page_url)).text
+    # A tag with a slash in it is removed too (its name goes into the API's path).
+    for _ in range(2):  # the second as from a stale tab
+        removed = await browser_like.post(f"{page_url}/tags/delete", data={"tag": "a/b 标签"})
+        assert removed.status_code == 303
+    assert sorted(await tags()) == ["VIP", "爱喝绿茶"]
+    too_long = await browser_like.post(f"{page_url}/tags", data={"tags": "长" * 65})
+    assert too_long.status_code == 422 and 'data-field="tags"' in too_long.text
+    empty = await browser_like.post(f"{page_url}/tags", data={"tags": " ， "})
+    assert empty.status_code == 422 and 'data-field="tags"' in empty.text
