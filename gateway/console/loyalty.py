@@ -222,6 +222,19 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
     return redirect(f"/console/loyalty?saved={'tiers' if placing else '1'}")
 
 
+@router.post("/loyalty/rewards/{reward_id}", response_class=HTMLResponse)
+async def save_reward(reward_id: str, request: Request, api: ApiDep) -> Response:
+    """A reward restocked (empty: unlimited) or taken off sale (下架) and back."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    stock = form.get("stock", "")
+    body = {"stock": whole_number(stock) if stock else None, "active": form.get("active") != "false"}
+    answer = await api.call("PATCH", f"/api/v1/loyalty/rewards/{reward_id}", json=body)
+    if answer.ok:
+        return redirect("/console/loyalty#rewards")
+    program = await api.get("/api/v1/loyalty/program")
+    return await _page(request, api, program, {"reward": answer.error}, False)
+
+
 @router.post("/loyalty/redemptions/{redemption_id}", response_class=HTMLResponse)
 async def settle_redemption(redemption_id: str, request: Request, api: ApiDep) -> Response:
     """A gift marked sent (with the tracking number as its note) or called off (points and stock back)."""

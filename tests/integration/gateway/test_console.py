@@ -380,6 +380,25 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     assert [(r["name"], r["kind"], r["points_cost"], r["stock"]) for r in rewards] == [
         ("兑换10元券", "coupon", 300, None)
     ]
+    # Restocked and taken off sale (下架) from its row, then back on sale with no stock limit.
+    reward_url = f"/console/loyalty/rewards/{rewards[0]['id']}"
+    assert (await browser_like.post(reward_url, data={"stock": "50", "active": "false"})).status_code == 303
+    reward = (
+        await shop.client.get(f"/api/v1/loyalty/rewards/{rewards[0]['id']}", headers=shop.headers())
+    ).json()
+    assert (reward["stock"], reward["active"]) == (50, False)
+    assert '<option value="false" selected>下架</option>' in (await browser_like.get("/console/loyalty")).text
+    assert (await browser_like.post(reward_url, data={"stock": "", "active": "true"})).status_code == 303
+    reward = (
+        await shop.client.get(f"/api/v1/loyalty/rewards/{rewards[0]['id']}", headers=shop.headers())
+    ).json()
+    assert (reward["stock"], reward["active"]) == (None, True)
+    negative = await browser_like.post(reward_url, data={"stock": "-3", "active": "true"})
+    assert (
+        negative.status_code == 422
+        and 'data-field="reward"' in negative.text
+        and "应不小于 0" in negative.text
+    )
 
     activity = (
         '{"type": "favorite_shop", "title": "收藏有礼", "starts_at": "2026-01-01T00:00:00+08:00", '
