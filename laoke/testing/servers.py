@@ -13,6 +13,8 @@ import httpx
 import uvicorn
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.devstack.providers import LocalProviders, sms_app, start_smtp
 from laoke.devstack.supervisor import EMBEDDED_FETCH_IDLE_WAIT_MS, EMBEDDED_FETCH_MAX_WAIT_MS
@@ -81,6 +83,15 @@ class ServerSet:
     @property
     def providers_url(self) -> str:
         return self.servers["providers"].url
+
+    async def scalar(self, service: str, sql: str, **params: Any) -> Any:
+        """One value read straight from a service's own database (what its API does not show)."""
+        engine = create_async_engine(self.servers[service].settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.scalar(text(sql), params)
+        finally:
+            await engine.dispose()
 
     async def stop(self) -> None:
         for server in reversed(list(self.servers.values())):

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
@@ -640,15 +638,11 @@ async def test_channels_are_configured_from_settings(
     assert (
         await browser_like.post("/console/settings/channels/sms", data={"body": resigned})
     ).status_code == 303
-    engine = create_async_engine(stack["messaging"].settings.database_url)
-    try:
-        async with engine.connect() as conn:
-            stored = await conn.scalar(
-                text("SELECT settings FROM messaging.channel_configs WHERE shop_id = :s AND channel = 'sms'"),
-                {"s": shop.shop_id},
-            )
-    finally:
-        await engine.dispose()
+    stored = await stack.scalar(
+        "messaging",
+        "SELECT settings FROM messaging.channel_configs WHERE shop_id = :s AND channel = 'sms'",
+        s=shop.shop_id,
+    )
     assert stored["sign_name"] == "老客茶铺" and stored["access_key_secret"] == LOCAL_ACCESS_KEY_SECRET
 
 

@@ -73,15 +73,11 @@ async def test_request_id_is_returned_and_carried_into_events(shop: ShopClient, 
     generated = await shop.client.get("/api/v1/me", headers=shop.headers())
     assert len(generated.headers["x-request-id"]) == 32
 
-    engine = create_async_engine(stack["ingest"].settings.database_url)
-    try:
-        async with engine.connect() as conn:
-            correlation = await conn.scalar(
-                text("SELECT envelope->>'correlation_id' FROM ingest.outbox WHERE shop_id = :shop"),
-                {"shop": shop.shop_id},
-            )
-    finally:
-        await engine.dispose()
+    correlation = await stack.scalar(
+        "ingest",
+        "SELECT envelope->>'correlation_id' FROM ingest.outbox WHERE shop_id = :shop",
+        shop=shop.shop_id,
+    )
     assert correlation == "req-abc-123"
 
 

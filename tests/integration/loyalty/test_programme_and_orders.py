@@ -332,17 +332,14 @@ async def test_renamed_tiers_reach_the_customer_list_segments_and_messaging(
         assert got.json()["size"] == 1, got.text
 
     await eventually(segment_holds_them, within=20)
-    engine = create_async_engine(stack["messaging"].settings.database_url)
-    try:
 
-        async def contact_renamed() -> None:
-            async with engine.connect() as conn:
-                tier = await conn.scalar(
-                    text("SELECT tier FROM messaging.contacts WHERE shop_id = :s AND customer_id = :c"),
-                    {"s": shop.shop_id, "c": customer},
-                )
-            assert tier == "白银会员", tier
+    async def contact_renamed() -> None:
+        tier = await stack.scalar(
+            "messaging",
+            "SELECT tier FROM messaging.contacts WHERE shop_id = :s AND customer_id = :c",
+            s=shop.shop_id,
+            c=customer,
+        )
+        assert tier == "白银会员", tier
 
-        await eventually(contact_renamed, within=20)
-    finally:
-        await engine.dispose()
+    await eventually(contact_renamed, within=20)
