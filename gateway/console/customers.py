@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -140,9 +141,22 @@ async def overview_charts(request: Request, api: ApiDep) -> Response:
     )
 
 
+def rfm_bands(config: dict[str, Any], t: Any) -> tuple[dict[int, str], dict[int, str]]:
+    """What each R and F score means under the shop's thresholds: R5 "≤30 天", F3 "3–4 单"."""
+    days, orders = config["recency_days"], config["frequency"]
+    recency = {5: t("≤%d days") % days[0], 1: t(">%d days") % days[3]}
+    for score, (low, high) in zip((4, 3, 2), pairwise(days), strict=True):
+        recency[score] = t("%d–%d days") % (low + 1, high)
+    frequency = {1: t("<%d orders") % orders[0], 5: t("≥%d orders") % orders[3]}
+    for score, (low, high) in zip((2, 3, 4), pairwise(orders), strict=True):
+        frequency[score] = t("%d orders") % low if high == low + 1 else t("%d–%d orders") % (low, high - 1)
+    return recency, frequency
+
+
 @router.get("/rfm", response_class=HTMLResponse)
 async def rfm(request: Request, api: ApiDep) -> Response:
-    summary = await api.get("/api/v1/rfm/summary")
+    summary, config = await asyncio.gather(api.get("/api/v1/rfm/summary"), api.get("/api/v1/rfm/config"))
+    recency, frequency = rfm_bands(config, words(request)[0])
     grid = summary["grid"]  # rows: R 5 → 1, columns: F 1 → 5
     peak = max((count for row in grid for count in row), default=0) or 1
     cells = [
@@ -179,7 +193,16 @@ async def rfm(request: Request, api: ApiDep) -> Response:
         }
         for key in RFM_CLASSES
     ]
-    return render(request, "rfm.html", cells=cells, classes=classes, summary=summary)
+    return render(
+        request,
+        "rfm.html",
+        cells=cells,
+        classes=classes,
+        summary=summary,
+        recency=recency,
+        frequency=frequency,
+        window_days=config["window_days"],
+    )
 
 
 @router.get("/customers", response_class=HTMLResponse)

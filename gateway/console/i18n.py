@@ -36,6 +36,16 @@ ZH: dict[str, str] = {
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
     "%d of %d buyers": "%d / %d 位买家",
     "Sort": "排序",
+    "≤%d days": "≤%d 天",
+    ">%d days": ">%d 天",
+    "%d–%d days": "%d–%d 天",
+    "<%d orders": "<%d 单",
+    "≥%d orders": "≥%d 单",
+    "%d orders": "%d 单",
+    "%d–%d orders": "%d–%d 单",
+    "R: days since the last order. F: orders in the last %d days.": (
+        "R：距最近一次有效订单的天数；F：近 %d 天的有效订单数。"
+    ),
     "Times redeemed": "已兑换",
     "On sale": "上架",
     "Off sale": "下架",

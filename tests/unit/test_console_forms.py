@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.console.base import whole_number, yuan
 from gateway.console.campaigns import shop_time
+from gateway.console.customers import rfm_bands
 
 
 def test_whole_numbers_as_typed_on_a_chinese_keyboard() -> None:
@@ -30,3 +31,21 @@ def test_a_browsers_local_time_is_read_on_the_shops_clock() -> None:
     assert shop_time("2026-11-11T20:00:00+00:00", shanghai) == "2026-11-11T20:00:00+00:00"
     assert shop_time("", shanghai) is None
     assert shop_time("明天", shanghai) == "明天"
+
+
+def test_rfm_scores_are_told_by_the_shops_thresholds() -> None:
+    recency, frequency = rfm_bands({"recency_days": [30, 60, 90, 180], "frequency": [2, 3, 5, 8]}, str)
+    assert [recency[r] for r in (5, 4, 3, 2, 1)] == [
+        "≤30 days",
+        "31–60 days",
+        "61–90 days",
+        "91–180 days",
+        ">180 days",
+    ]
+    assert [frequency[f] for f in (1, 2, 3, 4, 5)] == [
+        "<2 orders",
+        "2 orders",
+        "3–4 orders",
+        "5–7 orders",
+        "≥8 orders",
+    ]

@@ -93,6 +93,8 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
     listing = (await browser_like.get("/console/customers")).text
     # The last order, placed 10:00 Shanghai time (02:00 UTC, as the API answers), on the shop's clock.
     assert "王" in listing and "2026-11-01 10:00" in listing and "2026-11-01 02:00" not in listing
+    grid = (await browser_like.get("/console/rfm")).text
+    assert '<small class="band">≤30 天</small>' in grid and '<small class="band">3–4 单</small>' in grid
     builder = (await browser_like.get("/console/segments/new")).text
     assert '<option value="total_spent" >累计消费 (元)</option>' in builder
     assert ">大于等于</option>" in builder
