@@ -55,8 +55,24 @@ async def _new_page(request: Request, api: Api, form: dict[str, Any], errors: di
 
 @router.get("/campaigns", response_class=HTMLResponse)
 async def campaign_list(request: Request, api: ApiDep) -> Response:
-    campaigns = (await api.get("/api/v1/campaigns"))["items"]
-    return render(request, "campaigns.html", campaigns=campaigns, progress=progress)
+    return await _campaigns_page(request, api)
+
+
+async def _campaigns_page(
+    request: Request, api: Api, errors: dict[str, str] | None = None, typed: dict[str, str] | None = None
+) -> Response:
+    """The campaigns, and the message templates (corrected or deleted here; errors by the template)."""
+    campaigns, templates = await asyncio.gather(api.get("/api/v1/campaigns"), api.get("/api/v1/templates"))
+    return render(
+        request,
+        "campaigns.html",
+        status_code=422 if errors else 200,
+        campaigns=campaigns["items"],
+        templates=templates["items"],
+        errors=errors or {},
+        typed=typed or {},
+        progress=progress,
+    )
 
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
@@ -105,17 +121,46 @@ async def create_campaign(request: Request, api: ApiDep) -> Response:
 async def create_template(request: Request, api: ApiDep) -> Response:
     """A template made from the campaign form, which comes back with it chosen."""
     form = {k: str(v).strip() for k, v in (await request.form()).items()}
-    body = {
-        "name": form.get("template_name", ""),
-        "channel": form.get("template_channel", ""),
-        "body": form.get("template_body", ""),
-    }
+    body = _template_body(form, "template_")
     answer = await api.call("POST", "/api/v1/templates", json=body)
     page = {**form, "channel": body["channel"]}
     if not answer.ok:
-        errors = {f"template_{k}": v for k, v in field_errors(answer).items()}
+        # What names no field (an e-mail template without a subject) goes above the template's form.
+        errors = {f"template_{k}" if k != "_" else "template": v for k, v in field_errors(answer).items()}
         return await _new_page(request, api, page, errors)
     return await _new_page(request, api, {**page, "template_id": answer.body["id"]}, {})
+
+
+def _template_body(form: dict[str, str], prefix: str = "") -> dict[str, Any]:
+    """A template as its form has it: the e-mail subject, and the code the SMS vendor approved the text
+    under (阿里云/腾讯云 短信模板 CODE; without it the vendor refuses the message), only when given."""
+    body: dict[str, Any] = {
+        "name": form.get(f"{prefix}name", ""),
+        "channel": form.get(f"{prefix}channel", ""),
+        "body": form.get(f"{prefix}body", ""),
+    }
+    for optional in ("subject", "provider_template_code"):
+        if form.get(f"{prefix}{optional}"):
+            body[optional] = form[f"{prefix}{optional}"]
+    return body
+
+
+@router.post("/templates/{template_id}", response_class=HTMLResponse)
+async def save_template(template_id: str, request: Request, api: ApiDep) -> Response:
+    """A template corrected (messages already sent keep their text)."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    answer = await api.call("PUT", f"/api/v1/templates/{template_id}", json=_template_body(form))
+    if not answer.ok:
+        return await _campaigns_page(request, api, {template_id: answer.error}, form)
+    return redirect("/console/campaigns#templates")
+
+
+@router.post("/templates/{template_id}/delete", response_class=HTMLResponse)
+async def delete_template(template_id: str, request: Request, api: ApiDep) -> Response:
+    answer = await api.call("DELETE", f"/api/v1/templates/{template_id}")
+    if not answer.ok and answer.status != 404:  # gone already (another tab): nothing to say
+        return await _campaigns_page(request, api, {template_id: answer.error})
+    return redirect("/console/campaigns#templates")
 
 
 @router.get("/templates/{template_id}/preview", response_class=HTMLResponse)

@@ -36,6 +36,16 @@ ZH: dict[str, str] = {
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
     "%d of %d buyers": "%d / %d 位买家",
     "Sort": "排序",
+    "E-mail subject": "邮件主题",
+    "E-mail only": "仅邮件需要",
+    "SMS template code": "短信模板 CODE",
+    "SMS: the code the vendor approved this text under; it refuses a text without it.": (
+        "短信：填写短信服务商审核通过的模板 CODE（阿里云 / 腾讯云），没有它服务商会拒发。"
+    ),
+    "Message templates": "消息模板",
+    "Delete this template? Messages waiting to be sent with it will not be sent.": (
+        "删除这个模板？用它排队待发的消息将不再发送。"
+    ),
     "≤%d days": "≤%d 天",
     ">%d days": ">%d 天",
     "%d–%d days": "%d–%d 天",
@@ -540,6 +550,8 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^Value error, day is out of range for month$", "这个月没有这一天"),
         (r"^member \S+ has (\d+) points, (\d+) needed$", r"积分不足：现有 \1，需要 \2"),
         (r"^activity \S+ is ended and cannot become \w+$", "活动已结束，不能再更改"),
+        (r"^Value error, an e-mail template needs a subject$", "邮件模板需要主题"),
+        (r"^Value error, only e-mail templates have a subject$", "只有邮件模板有主题"),
         (r"^template \S+ may issue (\d+) more coupons, \d+ asked$", r"该券已到发放总量上限，还能发 \1 张"),
         (r"^Value error, points must not be 0$", "积分不能为 0"),
         # The RFM settings' (services/segmentation/rfm_config.py), each after its field's name.

@@ -909,3 +909,50 @@ async def test_tags_are_added_and_removed_on_a_customers_page(
     assert too_long.status_code == 422 and 'data-field="tags"' in too_long.text
     empty = await browser_like.post(f"{page_url}/tags", data={"tags": " ， "})
     assert empty.status_code == 422 and 'data-field="tags"' in empty.text
+
+
+async def test_message_templates_for_every_channel_are_made_corrected_and_deleted(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+
+    async def make(**fields: str) -> httpx.Response:
+        return await browser_like.post(
+            "/console/templates", data={f"template_{k}": v for k, v in fields.items()}
+        )
+
+    # An e-mail needs its subject (the page had no field for it, so no e-mail template could be made).
+    no_subject = await make(name="月度上新", channel="email", body="{{ name }}，本月上新")
+    assert no_subject.status_code == 422 and 'data-field="template">邮件模板需要主题' in no_subject.text
+    made = await make(name="月度上新", channel="email", subject="西湖茶庄上新了", body="{{ name }}，本月上新")
+    assert made.status_code == 200 and "selected>月度上新" in made.text
+    # An SMS carries the code its vendor approved the text under.
+    sms = await make(
+        name="催付短信", channel="sms", body="{{ name }}，您的订单待付款", provider_template_code="SMS_123"
+    )
+    assert sms.status_code == 200
+    listed = (await shop.client.get("/api/v1/templates", headers=shop.headers())).json()["items"]
+    by_name = {t["name"]: t for t in listed}
+    assert by_name["月度上新"]["subject"] == "西湖茶庄上新了"
+    assert by_name["催付短信"]["provider_template_code"] == "SMS_123"
+
+    # Corrected on the campaigns page; a refused correction keeps what was typed, by its template.
+    sms_id = by_name["催付短信"]["id"]
+    page = (await browser_like.get("/console/campaigns")).text
+    assert "消息模板" in page and f'action="/console/templates/{sms_id}"' in page and "SMS_123" in page
+    fixed = {
+        "channel": "sms",
+        "name": "催付短信",
+        "body": "{{ name }}，订单还没付款哦",
+        "provider_template_code": "SMS_456",
+    }
+    assert (await browser_like.post(f"/console/templates/{sms_id}", data=fixed)).status_code == 303
+    got = (await shop.client.get(f"/api/v1/templates/{sms_id}", headers=shop.headers())).json()
+    assert (got["body"], got["provider_template_code"]) == ("{{ name }}，订单还没付款哦", "SMS_456")
+    broken = await browser_like.post(f"/console/templates/{sms_id}", data=fixed | {"body": "{{ name"})
+    assert broken.status_code == 422 and f'data-field="{sms_id}"' in broken.text
+    assert "{{ name</textarea>" in broken.text
+    for _ in range(2):  # the second as from a stale tab
+        gone = await browser_like.post(f"/console/templates/{sms_id}/delete")
+        assert gone.status_code == 303
+    assert (await shop.client.get(f"/api/v1/templates/{sms_id}", headers=shop.headers())).status_code == 404
