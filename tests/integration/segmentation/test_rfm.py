@@ -152,6 +152,12 @@ async def test_bad_configs_are_refused_and_change_nothing(shop: ShopClient) -> N
         assert expected in response.json()["detail"], response.json()
     assert (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()["preset"] == "default"
 
+    # What was read goes back changed (read, change a threshold, write), `rescore` and all.
+    read = (await shop.client.get("/api/v1/rfm/config", headers=shop.headers())).json()
+    changed = read | {"preset": "custom", "active_days": 60}
+    written = await shop.client.put("/api/v1/rfm/config", json=changed, headers=shop.headers())
+    assert written.status_code == 200 and written.json()["active_days"] == 60, written.text
+
 
 async def test_the_scheduled_refresh_moves_labels_and_runs_on_one_replica_at_a_time(
     shop: ShopClient, stack: ServerSet, frozen: None
