@@ -260,6 +260,11 @@ class AutomationIn(BaseModel):
         default=None, ge=0, le=60 * 24 * 60, description="催付: after placing; 疑难件: after shipping"
     )
     coupon_template_id: str | None = Field(default=None, max_length=32)
+    # What `GET /api/v1/automations` answers besides the settings, accepted so that an item read can be
+    # sent back changed (read, switch off, write): read-only, ignored.
+    kind: str | None = Field(default=None, description="Read-only; ignored (the path names the kind)")
+    description: str | None = Field(default=None, description="Read-only; ignored")
+    sent: int | None = Field(default=None, description="Read-only; ignored")
 
 
 class AutomationOut(BaseModel):

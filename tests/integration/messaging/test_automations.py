@@ -104,6 +104,9 @@ async def test_shipment_notice_and_welcome_follow_the_order(shop: ShopClient) ->
     assert listed["shipment_notice"]["enabled"] and listed["shipment_notice"]["sent"] == 1
     assert listed["welcome"]["sent"] == 1
     assert not listed["birthday"]["enabled"] and listed["unpaid_reminder"]["delay_minutes"] == 30
+    # An item read goes back changed (read, switch off, write), its read-only fields and all.
+    off = listed["shipment_notice"] | {"enabled": False}
+    assert not (await ok(shop, "PUT", "/api/v1/automations/shipment_notice", off))["enabled"]
 
 
 async def test_automation_refuses_a_template_of_another_channel(shop: ShopClient) -> None:
