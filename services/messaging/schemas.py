@@ -48,6 +48,14 @@ class TemplateIn(BaseModel):
     provider_template_code: str | None = Field(
         default=None, max_length=64, description="SMS: the code the vendor approved this text under"
     )
+    # What a template read answers besides these, accepted so that it can be sent back corrected:
+    # read-only, ignored.
+    id: str | None = Field(
+        default=None, exclude=True, description="Read-only; ignored (the path names the template)"
+    )
+    variables: list[str] | None = Field(default=None, exclude=True, description="Read-only; ignored")
+    created_at: datetime | None = Field(default=None, exclude=True, description="Read-only; ignored")
+    updated_at: datetime | None = Field(default=None, exclude=True, description="Read-only; ignored")
 
     @model_validator(mode="after")
     def _subject_for_email(self) -> TemplateIn:
@@ -262,9 +270,11 @@ class AutomationIn(BaseModel):
     coupon_template_id: str | None = Field(default=None, max_length=32)
     # What `GET /api/v1/automations` answers besides the settings, accepted so that an item read can be
     # sent back changed (read, switch off, write): read-only, ignored.
-    kind: str | None = Field(default=None, description="Read-only; ignored (the path names the kind)")
-    description: str | None = Field(default=None, description="Read-only; ignored")
-    sent: int | None = Field(default=None, description="Read-only; ignored")
+    kind: str | None = Field(
+        default=None, exclude=True, description="Read-only; ignored (the path names the kind)"
+    )
+    description: str | None = Field(default=None, exclude=True, description="Read-only; ignored")
+    sent: int | None = Field(default=None, exclude=True, description="Read-only; ignored")
 
 
 class AutomationOut(BaseModel):

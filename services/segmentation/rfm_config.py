@@ -104,7 +104,7 @@ class RfmConfigIn(BaseModel):
     sleeping_days: int | None = Field(default=None, ge=1, le=3650)
     # What `GET /api/v1/rfm/config` answers besides the thresholds, accepted so that what was read can
     # be sent back changed (read, change a threshold, write): read-only, ignored.
-    rescore: dict[str, object] | None = Field(default=None, description="Read-only; ignored")
+    rescore: dict[str, object] | None = Field(default=None, exclude=True, description="Read-only; ignored")
 
     @model_validator(mode="after")
     def _complete(self) -> RfmConfigIn:

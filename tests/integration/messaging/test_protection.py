@@ -338,3 +338,23 @@ async def test_reports_that_overtake_the_vendors_answer_still_settle_their_messa
             answer = await shop.client.post(url, json=stray)
             assert (answer.status_code, answer.json()) == (200, {"code": 0, "msg": "成功"})
         await vendor.delete("/_local")
+
+
+async def test_a_template_read_goes_back_corrected_and_an_id_sent_is_not_taken(shop: ShopClient) -> None:
+    made = await ok(
+        shop,
+        "POST",
+        "/api/v1/templates",
+        {"name": "上新", "channel": "inapp", "body": "上新", "id": "tpl_mine"},
+        201,
+    )
+    assert made["id"] != "tpl_mine"  # ids are Laoke's to give
+    read = await ok(shop, "GET", f"/api/v1/templates/{made['id']}")
+    corrected = await ok(
+        shop, "PUT", f"/api/v1/templates/{made['id']}", read | {"body": "{{ name }}，上新了"}
+    )
+    assert (corrected["id"], corrected["body"], corrected["variables"]) == (
+        made["id"],
+        "{{ name }}，上新了",
+        ["name"],
+    )
