@@ -49,6 +49,11 @@ def whole_number(typed: str) -> int | str:
     return int(text) if _WHOLE.fullmatch(text) else typed
 
 
+def typed_list(typed: str) -> list[str]:
+    """A list typed in one box, "包邮，生日双倍积分": a Chinese comma, a comma or 、 between the items."""
+    return [part.strip() for part in re.split(r"[,，、]", typed) if part.strip()]
+
+
 def yuan(value: object) -> str:
     """`17682143.26` → `17,682,143.26`: a shop owner reads big sums by their thousands."""
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -14,7 +13,16 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Answer, field_errors, redirect, render, shop_zone, whole_number, words
+from gateway.console.base import (
+    Answer,
+    field_errors,
+    redirect,
+    render,
+    shop_zone,
+    typed_list,
+    whole_number,
+    words,
+)
 from gateway.console.session import ApiDep
 from laoke.kit.ids import new_id
 
@@ -342,8 +350,7 @@ async def give_coupon(customer_id: str, request: Request, api: ApiDep) -> Respon
 async def add_tags(customer_id: str, request: Request, api: ApiDep) -> Response:
     """Tags typed "VIP，爱喝绿茶" (a Chinese comma, a comma or 、 between them)."""
     typed = str((await request.form()).get("tags", ""))
-    tags = [part.strip() for part in re.split(r"[,，、]", typed) if part.strip()]
-    answer = await api.call("POST", f"/api/v1/customers/{customer_id}/tags", json={"tags": tags})
+    answer = await api.call("POST", f"/api/v1/customers/{customer_id}/tags", json={"tags": typed_list(typed)})
     if not answer.ok:
         errors = {"tags": "; ".join(field_errors(answer).values())}
         return await _customer_page(request, api, customer_id, errors=errors, typed={"tags": typed})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from gateway.console.base import Api, field_errors, redirect, render, whole_number, words
+from gateway.console.base import Api, field_errors, redirect, render, typed_list, whole_number, words
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -144,16 +143,11 @@ async def loyalty(request: Request, api: ApiDep) -> Response:
     return await _page(request, api, program, {}, saved in ("1", "tiers"), placing=saved == "tiers")
 
 
-def _list(typed: str) -> list[str]:
-    """会员权益 as typed, "包邮，生日双倍积分": a Chinese comma, a comma or 、 between them."""
-    return [part.strip() for part in re.split(r"[,，、]", typed) if part.strip()]
-
-
 def _streak_bonuses(typed: str) -> list[dict[str, Any]] | str:
     """连续签到奖励 typed as "7:20, 30:100" (days:points; a Chinese colon or comma too). What does not
     read so goes to the API as typed, and its message is shown by the sign-in field."""
     bonuses: list[dict[str, Any]] = []
-    for pair in _list(typed):
+    for pair in typed_list(typed):
         days, sep, points = pair.replace("：", ":").partition(":")
         if not sep:
             return typed
@@ -175,10 +169,7 @@ def _tiers_from(form: Any) -> list[dict[str, Any]]:
                 "min_spend": str(form.get(f"tier_min_spend_{i}", "") or "0"),
                 "min_orders": str(form.get(f"tier_min_orders_{i}", "") or "0"),
                 "discount": str(form.get(f"tier_discount_{i}", "") or "100"),
-                # 会员权益, typed "包邮，生日双倍积分": a Chinese comma, a comma or 、 between them.
-                "perks": [
-                    p.strip() for p in re.split(r"[,，、]", str(form.get(f"tier_perks_{i}", ""))) if p.strip()
-                ],
+                "perks": typed_list(str(form.get(f"tier_perks_{i}", ""))),
             }
         )
     return tiers

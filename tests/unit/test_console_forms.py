@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from gateway.console.base import whole_number, yuan
+from gateway.console.base import typed_list, whole_number, yuan
 from gateway.console.campaigns import shop_time
 from gateway.console.customers import rfm_bands
 
@@ -49,3 +49,8 @@ def test_rfm_scores_are_told_by_the_shops_thresholds() -> None:
         "5–7 orders",
         "≥8 orders",
     ]
+
+
+def test_lists_typed_in_one_box_split_on_any_comma() -> None:
+    assert typed_list("包邮，生日双倍积分、 专属客服, VIP ,,") == ["包邮", "生日双倍积分", "专属客服", "VIP"]
+    assert typed_list(" ， ") == []
