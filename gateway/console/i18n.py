@@ -36,6 +36,11 @@ ZH: dict[str, str] = {
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
     "%d of %d buyers": "%d / %d 位买家",
     "Sort": "排序",
+    "Issue no more: rewards, lotteries, campaigns and automations give none": (
+        "不再发放：兑换、抽奖、营销和自动化都不再发这张券"
+    ),
+    "Stop issuing": "停发",
+    "Not issuing": "已停发",
     "E-mail subject": "邮件主题",
     "E-mail only": "仅邮件需要",
     "SMS template code": "短信模板 CODE",
@@ -550,6 +555,7 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^Value error, day is out of range for month$", "这个月没有这一天"),
         (r"^member \S+ has (\d+) points, (\d+) needed$", r"积分不足：现有 \1，需要 \2"),
         (r"^activity \S+ is ended and cannot become \w+$", "活动已结束，不能再更改"),
+        (r"^below the (\d+) already issued$", r"不能少于已发放的 \1 张"),
         (r"^Value error, an e-mail template needs a subject$", "邮件模板需要主题"),
         (r"^Value error, only e-mail templates have a subject$", "只有邮件模板有主题"),
         (r"^template \S+ may issue (\d+) more coupons, \d+ asked$", r"该券已到发放总量上限，还能发 \1 张"),

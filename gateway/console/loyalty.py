@@ -226,6 +226,23 @@ async def save_reward(reward_id: str, request: Request, api: ApiDep) -> Response
     return await _page(request, api, program, {"reward": answer.error}, False)
 
 
+@router.post("/loyalty/coupon_templates/{template_id}", response_class=HTMLResponse)
+async def limit_coupon_template(template_id: str, request: Request, api: ApiDep) -> Response:
+    """How many of a coupon may go out in all (empty: no limit), or 停发: none more than were issued."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    if form.get("stop"):
+        issued = (await api.get(f"/api/v1/coupons/templates/{template_id}"))["issued"]
+        body: dict[str, Any] = {"total_limit": issued}
+    else:
+        limit = form.get("total_limit", "")
+        body = {"total_limit": whole_number(limit) if limit else None}
+    answer = await api.call("PATCH", f"/api/v1/coupons/templates/{template_id}", json=body)
+    if answer.ok:
+        return redirect("/console/loyalty#coupon-templates")
+    program = await api.get("/api/v1/loyalty/program")
+    return await _page(request, api, program, {"coupon_template": answer.error}, False)
+
+
 @router.post("/loyalty/redemptions/{redemption_id}", response_class=HTMLResponse)
 async def settle_redemption(redemption_id: str, request: Request, api: ApiDep) -> Response:
     """A gift marked sent (with the tracking number as its note) or called off (points and stock back)."""

@@ -25,6 +25,7 @@ from services.loyalty.schemas import (
     CouponTemplateIn,
     CouponTemplateList,
     CouponTemplateOut,
+    CouponTemplatePatch,
     IssueIn,
     IssueOut,
 )
@@ -113,6 +114,32 @@ async def list_templates(caller: CallerDep, session: SessionDep) -> CouponTempla
 )
 async def get_template(template_id: str, caller: CallerDep, session: SessionDep) -> CouponTemplateOut:
     return await _template_out(session, await coupons.load_template(session, caller.shop_id, template_id))
+
+
+@router.patch(
+    "/api/v1/coupons/templates/{template_id}",
+    response_model=CouponTemplateOut,
+    summary="Rename a coupon template, stop or limit its issuing, or end new coupons' validity earlier",
+    description="`total_limit` at the number already issued stops issuing (停发): rewards, lotteries, "
+    "campaigns and automations then give none; it may not go below that number (422). Coupons already "
+    "issued keep their terms.",
+)
+async def patch_template(
+    template_id: str, body: CouponTemplatePatch, caller: CallerDep, session: SessionDep
+) -> CouponTemplateOut:
+    # Locked as an issue locks it: a limit checked against a count that an issue is raising meanwhile.
+    template = await coupons.load_template(session, caller.shop_id, template_id, lock=True)
+    changes = body.model_dump(exclude_unset=True)
+    limit = changes.get("total_limit")
+    if limit is not None and limit < template.issued_count:
+        raise Unprocessable(f"total_limit: below the {template.issued_count} already issued")
+    until = changes.get("valid_until")
+    if until is not None and template.valid_from is not None and until <= template.valid_from:
+        raise Unprocessable("valid_until: must be after valid_from")
+    for name, value in changes.items():
+        setattr(template, name, value)
+    await session.flush()
+    return await _template_out(session, template)
 
 
 @router.get(

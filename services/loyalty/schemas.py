@@ -280,6 +280,28 @@ class CouponTemplateIn(BaseModel):
         return self
 
 
+class CouponTemplatePatch(BaseModel):
+    """What can change once coupons of a template exist: its name, how many more may be issued, and
+    until when new ones are valid. Coupons already issued keep their terms."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"total_limit": 500}, {"total_limit": 0, "name": "已停发"}]},
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    total_limit: int | None = Field(
+        default=None, ge=0, description="At most this many in all (not below those issued; null: no limit)"
+    )
+    per_customer_limit: int | None = Field(default=None, ge=1, description="null: no limit")
+    valid_until: AwareDatetime | None = Field(default=None, description="For coupons issued from now on")
+
+    @model_validator(mode="after")
+    def _keeps_required(self) -> CouponTemplatePatch:
+        refuse_nulls(self, "name")
+        return self
+
+
 class CouponTemplateOut(BaseModel):
     id: str = Field(examples=["cpt_5d1f0c2b9a7e4c31"])
     name: str

@@ -956,3 +956,33 @@ async def test_message_templates_for_every_channel_are_made_corrected_and_delete
         gone = await browser_like.post(f"/console/templates/{sms_id}/delete")
         assert gone.status_code == 303
     assert (await shop.client.get(f"/api/v1/templates/{sms_id}", headers=shop.headers())).status_code == 404
+
+
+async def test_a_coupon_is_limited_and_stopped_from_the_loyalty_page(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    key = shop.headers()
+    made = await shop.client.post(
+        "/api/v1/coupons/templates",
+        json={"name": "老客8元券", "kind": "no_threshold", "amount": "8"},
+        headers=key,
+    )
+    template = made.json()["id"]
+    await shop.client.post("/api/v1/loyalty/members/cus_coupon_a/signin", headers=key)
+    await shop.client.post(
+        f"/api/v1/coupons/templates/{template}/issue", json={"customer_ids": ["cus_coupon_a"]}, headers=key
+    )
+    await sign_in(browser_like, shop.api_key)
+    url = f"/console/loyalty/coupon_templates/{template}"
+    assert (await browser_like.post(url, data={"total_limit": "100"})).status_code == 303
+    assert (await shop.client.get(f"/api/v1/coupons/templates/{template}", headers=key)).json()[
+        "total_limit"
+    ] == 100
+    below = await browser_like.post(url, data={"total_limit": "0"})
+    assert below.status_code == 422 and "不能少于已发放的 1 张" in below.text
+    stopped = await browser_like.post(url, data={"total_limit": "100", "stop": "1"})
+    assert stopped.status_code == 303
+    assert (await shop.client.get(f"/api/v1/coupons/templates/{template}", headers=key)).json()[
+        "total_limit"
+    ] == 1
+    assert "已停发" in (await browser_like.get("/console/loyalty")).text

@@ -414,3 +414,48 @@ async def test_a_coupon_that_cannot_be_issued_wins_nothing_and_costs_nothing(
     held = (await shop.client.get("/api/v1/loyalty/members/cus_once/coupons", headers=shop.headers())).json()
     assert len(held["items"]) == 1
     await invariants_hold(stack, shop.shop_id)
+
+
+async def test_a_coupon_template_is_renamed_limited_and_stopped(shop: ShopClient) -> None:
+    key = shop.headers()
+    for customer in ("cus_stop_a", "cus_stop_b", "cus_stop_c"):
+        await post(shop, f"/api/v1/loyalty/members/{customer}/signin")
+    made = await post(
+        shop,
+        "/api/v1/coupons/templates",
+        {"name": "5元券", "kind": "no_threshold", "amount": "5", "valid_from": "2026-01-01T00:00:00+08:00"},
+    )
+    template = made.json()["id"]
+    url = f"/api/v1/coupons/templates/{template}"
+    issued = await post(shop, f"{url}/issue", {"customer_ids": ["cus_stop_a", "cus_stop_b"]})
+    assert issued.json()["issued"] == 2
+
+    below = await shop.client.patch(url, json={"total_limit": 1}, headers=key)
+    assert below.status_code == 422 and "below the 2 already issued" in below.json()["detail"]
+    early = await shop.client.patch(url, json={"valid_until": "2025-12-31T00:00:00+08:00"}, headers=key)
+    assert early.status_code == 422 and "valid_until" in early.json()["detail"]
+    assert (await shop.client.patch(url, json={"name": None}, headers=key)).status_code == 422
+    # 停发: the limit at what was issued; nothing more goes out, by hand or as a reward.
+    stopped = await shop.client.patch(url, json={"total_limit": 2, "name": "5元券（已停发）"}, headers=key)
+    assert stopped.status_code == 200, stopped.text
+    assert (stopped.json()["name"], stopped.json()["total_limit"], stopped.json()["issued"]) == (
+        "5元券（已停发）",
+        2,
+        2,
+    )
+    refused = await post(shop, f"{url}/issue", {"customer_ids": ["cus_stop_c"]})
+    assert refused.status_code == 409 and refused.json()["error"] == "limit_reached"
+    reward = await post(
+        shop,
+        "/api/v1/loyalty/rewards",
+        {"name": "换5元券", "kind": "coupon", "points_cost": 1, "coupon_template_id": template},
+    )
+    redeemed = await post(
+        shop, "/api/v1/loyalty/members/cus_stop_c/redemptions", {"reward_id": reward.json()["id"]}
+    )
+    assert redeemed.status_code == 409 and redeemed.json()["error"] == "limit_reached"
+    # Issuing again, without a limit.
+    assert (await shop.client.patch(url, json={"total_limit": None}, headers=key)).json()[
+        "total_limit"
+    ] is None
+    assert (await post(shop, f"{url}/issue", {"customer_ids": ["cus_stop_c"]})).json()["issued"] == 1
