@@ -37,7 +37,7 @@ ZH: dict[str, str] = {
     "%d of %d buyers": "%d / %d 位买家",
     "Sort": "排序",
     "Issue no more: rewards, lotteries, campaigns and automations give none": (
-        "不再发放：兑换、抽奖、营销和自动化都不再发这张券"
+        "不再发放：兑换、抽奖不再给这张券，带这张券的营销和自动化消息不再发出"
     ),
     "Stop issuing": "停发",
     "Not issuing": "已停发",

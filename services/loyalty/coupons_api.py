@@ -120,9 +120,9 @@ async def get_template(template_id: str, caller: CallerDep, session: SessionDep)
     "/api/v1/coupons/templates/{template_id}",
     response_model=CouponTemplateOut,
     summary="Rename a coupon template, stop or limit its issuing, or end new coupons' validity earlier",
-    description="`total_limit` at the number already issued stops issuing (停发): rewards, lotteries, "
-    "campaigns and automations then give none; it may not go below that number (422). Coupons already "
-    "issued keep their terms.",
+    description="`total_limit` at the number already issued stops issuing (停发): rewards and `issue` "
+    "answer 409 `limit_reached`, lotteries give no prize, and messages carrying the coupon are not sent; "
+    "it may not go below that number (422). Coupons already issued keep their terms.",
 )
 async def patch_template(
     template_id: str, body: CouponTemplatePatch, caller: CallerDep, session: SessionDep
