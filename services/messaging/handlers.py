@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,7 +39,7 @@ from laoke.kit.service import ConsumerFactory, consumer_group
 from services.messaging import automations, webhooks
 from services.messaging.automations import Kind
 from services.messaging.dispatcher import Sender
-from services.messaging.models import Shop, merged_customers, plumbing
+from services.messaging.models import Campaign, Shop, merged_customers, plumbing
 from services.messaging.settings import MessagingSettings
 
 MERGES = Merges(merged_customers)
@@ -245,6 +245,22 @@ def event_handlers(outbox: Outbox, sender: Sender) -> dict[str, EventHandler | B
                 "names": [t.name for t in renamed.tiers],
             },
         )
+        # Campaigns not yet snapshotted pick their text by tier name then: their variants follow.
+        names = {t.previous_name: t.name for t in renamed.tiers}
+        waiting = await session.scalars(
+            select(Campaign)
+            .where(
+                Campaign.shop_id == event.shop_id,
+                Campaign.snapshot_at.is_(None),
+                Campaign.variants_by_tier.is_not(None),
+            )
+            .with_for_update()
+        )
+        for campaign in waiting:
+            before = campaign.variants_by_tier or {}
+            variants = {names.get(tier, tier): template for tier, template in before.items()}
+            if variants != before:
+                campaign.variants_by_tier = variants
 
     async def on_points(session: AsyncSession, events: list[EventEnvelope]) -> None:
         """A run of points changes: each buyer's contact keeps the balance of their last change in the

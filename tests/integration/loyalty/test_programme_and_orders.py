@@ -321,6 +321,27 @@ async def test_renamed_tiers_reach_the_customer_list_segments_and_messaging(
     )
     assert segment.json()["size"] == 0
 
+    # A draft campaign with a text per tier, waiting to be launched.
+    texts = []
+    for body_text in ("银卡专享", "大家好"):
+        made = await shop.client.post(
+            "/api/v1/templates",
+            json={"name": body_text, "channel": "inapp", "body": body_text},
+            headers=shop.headers(),
+        )
+        texts.append(made.json()["id"])
+    draft = await shop.client.post(
+        "/api/v1/campaigns",
+        json={
+            "name": "会员日",
+            "segment_id": segment.json()["id"],
+            "channel": "inapp",
+            "variants_by_tier": {"银卡": texts[0], "*": texts[1]},
+        },
+        headers=shop.headers(),
+    )
+    assert draft.status_code == 201, draft.text
+
     # 银卡 is now 白银会员 (and 金卡 stays): nobody moves, every copy of the name follows.
     renamed = [{**tiers[0], "name": "白银会员"}, tiers[1]]
     saved = await shop.client.put("/api/v1/loyalty/program", json={"tiers": renamed}, headers=shop.headers())
@@ -343,3 +364,9 @@ async def test_renamed_tiers_reach_the_customer_list_segments_and_messaging(
         assert tier == "白银会员", tier
 
     await eventually(contact_renamed, within=20)
+
+    async def variants_renamed() -> None:
+        got = await shop.client.get(f"/api/v1/campaigns/{draft.json()['id']}", headers=shop.headers())
+        assert got.json()["variants_by_tier"] == {"白银会员": texts[0], "*": texts[1]}, got.text
+
+    await eventually(variants_renamed, within=20)
