@@ -49,6 +49,11 @@ def whole_number(typed: str) -> int | str:
     return int(text) if _WHOLE.fullmatch(text) else typed
 
 
+def optional_number(typed: str) -> int | str | None:
+    """A number box that may stay empty (no limit, the default): None when empty, else `whole_number`."""
+    return whole_number(typed) if typed.strip() else None
+
+
 def typed_list(typed: str) -> list[str]:
     """A list typed in one box, "包邮，生日双倍积分": a Chinese comma, a comma or 、 between the items."""
     return [part.strip() for part in re.split(r"[,，、]", typed) if part.strip()]

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Api, field_errors, redirect, render, shop_zone, whole_number, words
+from gateway.console.base import Api, field_errors, optional_number, redirect, render, shop_zone, words
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -261,7 +261,7 @@ async def save_automation(kind: str, request: Request, api: ApiDep) -> Response:
         "channel": form.get("channel", ""),
         "template_id": form.get("template_id", ""),
         # Empty: the kind's default delay; anything but a whole number goes as typed, to be refused.
-        "delay_minutes": whole_number(delay) if (delay := form.get("delay_minutes", "")) else None,
+        "delay_minutes": optional_number(form.get("delay_minutes", "")),
         # The whole automation is replaced: the coupon is sent as the page shows it, or it would be lost.
         "coupon_template_id": form.get("coupon_template_id") or None,
     }

@@ -12,7 +12,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from gateway.console.base import Api, field_errors, redirect, render, typed_list, whole_number, words
+from gateway.console.base import (
+    Api,
+    field_errors,
+    optional_number,
+    redirect,
+    render,
+    typed_list,
+    whole_number,
+    words,
+)
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -217,13 +226,8 @@ async def save_programme(request: Request, api: ApiDep) -> Response:
 async def save_reward(reward_id: str, request: Request, api: ApiDep) -> Response:
     """A reward restocked (empty: unlimited) or taken off sale (下架) and back."""
     form = {k: str(v).strip() for k, v in (await request.form()).items()}
-    stock = form.get("stock", "")
-    body = {"stock": whole_number(stock) if stock else None, "active": form.get("active") != "false"}
-    answer = await api.call("PATCH", f"/api/v1/loyalty/rewards/{reward_id}", json=body)
-    if answer.ok:
-        return redirect("/console/loyalty#rewards")
-    program = await api.get("/api/v1/loyalty/program")
-    return await _page(request, api, program, {"reward": answer.error}, False)
+    body = {"stock": optional_number(form.get("stock", "")), "active": form.get("active") != "false"}
+    return await _patched(request, api, f"/api/v1/loyalty/rewards/{reward_id}", body, "rewards", "reward")
 
 
 @router.post("/loyalty/coupon_templates/{template_id}", response_class=HTMLResponse)
@@ -234,13 +238,9 @@ async def limit_coupon_template(template_id: str, request: Request, api: ApiDep)
         issued = (await api.get(f"/api/v1/coupons/templates/{template_id}"))["issued"]
         body: dict[str, Any] = {"total_limit": issued}
     else:
-        limit = form.get("total_limit", "")
-        body = {"total_limit": whole_number(limit) if limit else None}
-    answer = await api.call("PATCH", f"/api/v1/coupons/templates/{template_id}", json=body)
-    if answer.ok:
-        return redirect("/console/loyalty#coupon-templates")
-    program = await api.get("/api/v1/loyalty/program")
-    return await _page(request, api, program, {"coupon_template": answer.error}, False)
+        body = {"total_limit": optional_number(form.get("total_limit", ""))}
+    path = f"/api/v1/coupons/templates/{template_id}"
+    return await _patched(request, api, path, body, "coupon-templates", "coupon_template")
 
 
 @router.post("/loyalty/redemptions/{redemption_id}", response_class=HTMLResponse)
@@ -248,11 +248,19 @@ async def settle_redemption(redemption_id: str, request: Request, api: ApiDep) -
     """A gift marked sent (with the tracking number as its note) or called off (points and stock back)."""
     form = await request.form()
     body = {"status": str(form.get("status", "")), "note": str(form.get("note", "")).strip() or None}
-    answer = await api.call("PATCH", f"/api/v1/loyalty/redemptions/{redemption_id}", json=body)
+    path = f"/api/v1/loyalty/redemptions/{redemption_id}"
+    return await _patched(request, api, path, body, "gifts", "redemptions")
+
+
+async def _patched(
+    request: Request, api: Api, path: str, body: dict[str, Any], card: str, error_key: str
+) -> Response:
+    """A change to one row of the page: back to its card, or the page with the API's refusal there."""
+    answer = await api.call("PATCH", path, json=body)
     if answer.ok:
-        return redirect("/console/loyalty#gifts")
+        return redirect(f"/console/loyalty#{card}")
     program = await api.get("/api/v1/loyalty/program")
-    return await _page(request, api, program, {"redemptions": answer.error}, False)
+    return await _page(request, api, program, {error_key: answer.error}, False)
 
 
 async def _create(request: Request, api: Api, what: str) -> tuple[bool, str, str]:

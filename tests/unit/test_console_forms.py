@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from gateway.console.base import typed_list, whole_number, yuan
+from gateway.console.base import optional_number, typed_list, whole_number, yuan
 from gateway.console.campaigns import shop_time
 from gateway.console.customers import rfm_bands
 
@@ -13,6 +13,8 @@ def test_whole_numbers_as_typed_on_a_chinese_keyboard() -> None:
     assert [whole_number(x) for x in ("0", "+200", "＋200", "－50", " 1 000 ")] == [0, 200, 200, -50, 1000]
     # Not a whole number: handed on as typed, for the API to refuse by the field's name (never a 500).
     assert [whole_number(x) for x in ("²", "两百", "1.5", "", "9" * 13)] == ["²", "两百", "1.5", "", "9" * 13]
+    # A box that may stay empty (no limit): empty is None, a typed 0 stays 0.
+    assert [optional_number(x) for x in ("", "  ", "0", "-3", "x")] == [None, None, 0, -3, "x"]
 
 
 def test_sums_are_grouped_by_thousands() -> None:

@@ -22,6 +22,7 @@ from tests.integration.messaging.helpers import (
     segment_of_everyone,
     template,
 )
+from tests.integration.segmentation.shopping import profile as profiled
 
 
 @pytest.fixture
@@ -61,12 +62,7 @@ async def test_every_page_renders_and_other_shops_data_stays_out_of_reach(
     customer = await buyer(shop, "console-buyer", name="王小明", mobile="13800138000", total="120.00")
     stranger = await buyer(other_shop, "console-stranger")
 
-    async def profiled() -> None:
-        assert (
-            await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())
-        ).status_code == 200
-
-    await eventually(profiled, within=20)
+    await profiled(shop, customer, 1)
     await sign_in(browser_like, shop.api_key)
     for path in (
         "/console",
@@ -853,11 +849,7 @@ async def test_a_profile_edit_sends_only_what_changed_and_never_a_masked_value(
 ) -> None:
     customer = await buyer(shop, "profile-edit", name="王小明", mobile="13800138000", total="99.00")
 
-    async def profiled() -> None:
-        got = await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())
-        assert got.status_code == 200 and got.json()["mobile"] == "13800138000", got.text
-
-    await eventually(profiled, within=20)
+    await profiled(shop, customer, 1)
     named = await shop.client.patch(
         f"/api/v1/customers/{customer}", json={"name": "王小明"}, headers=shop.headers()
     )
@@ -884,11 +876,7 @@ async def test_tags_are_added_and_removed_on_a_customers_page(
 ) -> None:
     customer = await buyer(shop, "tagged-buyer", name="孙八")
 
-    async def profiled() -> None:
-        got = await shop.client.get(f"/api/v1/customers/{customer}", headers=shop.headers())
-        assert got.status_code == 200, got.text
-
-    await eventually(profiled, within=20)
+    await profiled(shop, customer, 1)
     await sign_in(browser_like, shop.api_key)
     page_url = f"/console/customers/{customer}"
     added = await browser_like.post(f"{page_url}/tags", data={"tags": "VIP，爱喝绿茶、 a/b 标签"})
