@@ -74,6 +74,8 @@ def cmd_status(_: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from laoke.kit.http_protocol import LaokeHttpProtocol
+
     comp = component(args.component)
     if args.role != "all":
         # Workers run consumers and the relay without serving traffic; api replicas the reverse.
@@ -85,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port or comp.default_port,
         loop="uvloop",
-        http="httptools",
+        http=LaokeHttpProtocol,
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=15,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from laoke.devstack.providers import LocalProviders, sms_app, start_smtp
 from laoke.devstack.supervisor import EMBEDDED_FETCH_IDLE_WAIT_MS, EMBEDDED_FETCH_MAX_WAIT_MS
+from laoke.kit.http_protocol import LaokeHttpProtocol
 from laoke.stack import GATEWAY, SERVICES, Component
 from laoke.testing.infra import free_port
 
@@ -53,7 +54,13 @@ class RunningServer:
 async def serve(app: FastAPI, name: str, settings: Any, port: int | None = None) -> RunningServer:
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http=LaokeHttpProtocol,
     )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # pytest owns signals

@@ -10,6 +10,7 @@ from gateway.console.i18n import api_message
 from gateway.console.segments import rule_from_form
 from gateway.openapi import merge
 from gateway.proxy import match_route
+from laoke.kit.http_protocol import percent_encode_request_line
 
 
 def test_issued_keys_parse_back_and_hash_is_not_the_secret() -> None:
@@ -105,3 +106,11 @@ def test_the_apis_validation_messages_read_in_chinese_and_laokes_own_stay() -> N
     assert api_message(own, "zh") == "body: valid_until must be after valid_from"  # not in the table
     assert api_message("member cus_x not found", "zh") == "member cus_x not found"
     assert api_message("email: String should match pattern '^[^@]+@[^@]+$'", "zh") == "email: 格式不对"
+
+
+def test_only_the_request_line_is_percent_encoded() -> None:
+    raw = "GET /api/v1/customers?q=张三 HTTP/1.1\r\nX-Note: 张三\r\n\r\n".encode()
+    assert percent_encode_request_line(raw) == (
+        b"GET /api/v1/customers?q=%E5%BC%A0%E4%B8%89 HTTP/1.1\r\nX-Note: " + "张三".encode() + b"\r\n\r\n"
+    )
+    assert percent_encode_request_line(b"GET /a HTTP/1.1\r\n") == b"GET /a HTTP/1.1\r\n"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -221,3 +224,47 @@ async def test_every_documented_path_is_routed_and_every_body_has_an_example(
     assert checked > 25, "the document's request bodies were not found"
     assert unrouted == [], unrouted
     assert missing_examples == [], missing_examples
+
+
+async def _raw_request(base_url: str, request_line: bytes, api_key: str) -> tuple[int, bytes]:
+    """Send `request_line` as typed (no client library to percent-encode it); the status and body."""
+    url = httpx.URL(base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        request_line
+        + b"\r\nHost: x\r\nAuthorization: Bearer "
+        + api_key.encode()
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+async def test_a_url_typed_with_raw_utf8_is_read_as_its_text(shop: ShopClient, stack: ServerSet) -> None:
+    """curl sends `?external_id=张三` as raw UTF-8 bytes, which HTTP/1.1 does not allow in a URL: the
+    servers read it as if it had been percent-encoded. What stays invalid (a space in the URL) is a
+    400 in the API's own JSON shape, from the gateway and from a service alike."""
+    created = await shop.client.post(
+        "/api/v1/orders", json=order_json("UTF-1", buyer="张三"), headers=shop.headers()
+    )
+    assert created.status_code == 201, created.text
+    customer_id = created.json()["order"]["customer_id"]
+
+    status, body = await _raw_request(
+        stack.gateway_url,
+        "GET /api/v1/customers/lookup?channel=api&external_id=张三 HTTP/1.1".encode(),
+        shop.api_key,
+    )
+    assert status == 200, body
+    assert json.loads(body) == {"customer_id": customer_id, "channel": "api", "external_id": "张三"}
+
+    for base_url in (stack.gateway_url, stack["ingest"].url):
+        status, body = await _raw_request(
+            base_url, b"GET /api/v1/customers/lookup?external_id=a b HTTP/1.1", shop.api_key
+        )
+        assert status == 400
+        error = json.loads(body)
+        assert error["error"] == "bad_request"
+        assert "percent-encoded" in error["detail"]
