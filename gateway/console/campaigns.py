@@ -12,7 +12,17 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from gateway.console.base import Api, field_errors, optional_number, redirect, render, shop_zone, words
+from gateway.console.base import (
+    Api,
+    field_errors,
+    language,
+    optional_number,
+    redirect,
+    render,
+    shop_zone,
+    words,
+)
+from gateway.console.i18n import api_message
 from gateway.console.session import ApiDep
 
 router = APIRouter(prefix="/console")
@@ -220,6 +230,9 @@ async def campaign_page(campaign_id: str, request: Request, api: ApiDep) -> Resp
         "_campaign_status.html" if fragment else "campaign.html",
         status_code=286 if fragment and finished else 200,
         c=campaign,
+        failure=api_message(campaign["failure_reason"], language(request))
+        if campaign.get("failure_reason")
+        else None,
         pct=progress(campaign),
         funnel=funnel,
         rates=rates,

@@ -143,6 +143,10 @@ ZH: dict[str, str] = {
     "RFM classes": "RFM 八类客户",
     "Make a segment": "创建人群",
     "Start a campaign": "发起营销",
+    "Campaigns to this segment": "发给这个人群的营销",
+    "Scheduled campaigns go to this segment; cancel them first: {names}": (
+        "有已排期的营销要发给这个人群，请先取消：{names}"
+    ),
     "Search": "搜索",
     "Name, nick or phone": "姓名、昵称或手机号",
     "Lifecycle": "生命周期",
@@ -337,6 +341,7 @@ ZH_VALUES: dict[str, dict[str, str]] = {
         "paused": "已暂停",
         "completed": "已完成",
         "cancelled": "已取消",
+        "failed": "失败",
     },
     "message": {
         "queued": "排队中",
@@ -574,6 +579,11 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"应为带时区的时间，如 2026-01-01T00:00:00+08:00",
         ),
         (r"^between takes \[low, high\], and (\S+) is above (\S+)$", r"介于的下限 \1 大于上限 \2"),
+        # A campaign's failure (services/messaging/campaigns.py).
+        (
+            r"^segment (\S+) was deleted before the campaign's audience was taken, so nothing was sent$",
+            r"人群 \1 在营销取人之前已被删除，未发送任何消息",
+        ),
         (r"^Value error, (.+)$", r"\1"),
     )
 )

@@ -212,10 +212,11 @@ def _said(answer: Answer) -> str:
 
 @router.get("/{segment_id}", response_class=HTMLResponse)
 async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Response:
-    segment, portrait, members = await asyncio.gather(
+    segment, portrait, members, campaigns = await asyncio.gather(
         api.get(f"/api/v1/segments/{segment_id}"),
         api.get("/api/v1/analytics/portrait", segment_id=segment_id),
         api.get(f"/api/v1/segments/{segment_id}/members", limit=20, sort="-total_spent"),
+        api.call("GET", "/api/v1/campaigns", params={"segment_id": segment_id}),
     )
 
     t, v = words(request)
@@ -251,6 +252,8 @@ async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Respon
         rule_text=json.dumps(segment["rule"], ensure_ascii=False, indent=1),
         charts=charts,
         members=members["items"],
+        # Messaging down: the page still shows the segment, without its campaigns.
+        campaigns=campaigns.body["items"] if campaigns.ok else None,
     )
 
 
@@ -324,6 +327,17 @@ async def save_segment(segment_id: str, request: Request, api: ApiDep) -> Respon
 
 @router.post("/{segment_id}/delete")
 async def delete_segment(segment_id: str, request: Request, api: ApiDep) -> Response:
+    """Refused while a campaign is scheduled to the segment: it would fail when its time came."""
+    campaigns = await api.call("GET", "/api/v1/campaigns", params={"segment_id": segment_id})
+    scheduled = (
+        [c["name"] for c in campaigns.body["items"] if c["status"] == "scheduled"] if campaigns.ok else []
+    )
+    if scheduled:
+        t, _ = words(request)
+        error = t("Scheduled campaigns go to this segment; cancel them first: {names}").format(
+            names="、".join(scheduled)
+        )
+        return redirect(f"/console/segments/{segment_id}?{urlencode({'error': error})}")
     answer = await api.call("DELETE", f"/api/v1/segments/{segment_id}")
     if not answer.ok and answer.status != 404:  # gone already (another tab): nothing left to say
         return redirect(f"/console/segments/{segment_id}?{urlencode({'error': answer.error})}")

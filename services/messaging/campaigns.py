@@ -113,6 +113,11 @@ async def start_due(session: AsyncSession, settings: MessagingSettings, now: dat
         if exc.response.status_code != 404:
             raise
         campaign.status, campaign.completed_at = "failed", now
+        campaign.failure_reason = (
+            f"segment {campaign.segment_id} was deleted before the campaign's audience was taken, "
+            "so nothing was sent"
+        )
+        log.warning("campaign_failed", campaign=campaign.id, reason=campaign.failure_reason)
         return 1
     fed = time.perf_counter()
     await snapshot(session, campaign, now)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
 from laoke.kit import clock
@@ -43,6 +45,7 @@ async def _out(session: SessionDep, campaign: Campaign) -> CampaignOut:
         holdout_percent=campaign.holdout_percent,
         attribution_days=campaign.attribution_days,
         status=campaign.status,
+        failure_reason=campaign.failure_reason,
         schedule_at=campaign.schedule_at,
         launched_at=campaign.launched_at,
         snapshot_at=campaign.snapshot_at,
@@ -103,13 +106,20 @@ async def create_campaign(
 
 
 @router.get("", response_model=CampaignList, summary="The shop's campaigns, newest first")
-async def list_campaigns(caller: CallerDep, session: SessionDep) -> CampaignList:
-    rows = await session.scalars(
-        select(Campaign)
-        .where(Campaign.shop_id == caller.shop_id)
-        .order_by(Campaign.created_at.desc())
-        .limit(200)
-    )
+async def list_campaigns(
+    caller: CallerDep,
+    session: SessionDep,
+    segment_id: Annotated[
+        str | None,
+        Query(
+            max_length=32, examples=["seg_5d1f0c2b9a7e4c31"], description="Only the campaigns to this segment"
+        ),
+    ] = None,
+) -> CampaignList:
+    query = select(Campaign).where(Campaign.shop_id == caller.shop_id)
+    if segment_id is not None:
+        query = query.where(Campaign.segment_id == segment_id)
+    rows = await session.scalars(query.order_by(Campaign.created_at.desc()).limit(200))
     return CampaignList(items=[await _out(session, c) for c in rows])
 
 

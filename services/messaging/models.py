@@ -172,6 +172,7 @@ class Campaign(Base):
     __table_args__ = (
         CheckConstraint("holdout_percent BETWEEN 0 AND 90", name="holdout_percent_range"),
         Index("ix_campaigns_shop_created", "shop_id", "created_at"),
+        Index("ix_campaigns_shop_segment", "shop_id", "segment_id"),
     )
 
     shop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -185,8 +186,10 @@ class Campaign(Base):
     schedule_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     holdout_percent: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     attribution_days: Mapped[int] = mapped_column(SmallInteger, server_default=text("7"))
-    # draft → scheduled → sending ⇄ paused → completed; or cancelled from any but completed
+    # draft → scheduled → sending ⇄ paused → completed; or cancelled from any but completed; or failed
+    # when its audience could not be taken (its segment deleted meanwhile), with the reason
     status: Mapped[str] = mapped_column(String(16), server_default=text("'draft'"))
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
     targeted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     holdout: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     launched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

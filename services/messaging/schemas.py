@@ -221,6 +221,11 @@ class CampaignOut(BaseModel):
     status: str = Field(
         examples=["sending"], description="draft, scheduled, sending, paused, completed, cancelled, failed"
     )
+    failure_reason: str | None = Field(
+        default=None,
+        examples=[None],
+        description="Why a `failed` campaign failed (its segment was deleted before the audience was taken)",
+    )
     schedule_at: datetime | None
     launched_at: datetime | None
     snapshot_at: datetime | None

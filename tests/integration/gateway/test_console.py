@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -974,3 +975,57 @@ async def test_a_coupon_is_limited_and_stopped_from_the_loyalty_page(
         "total_limit"
     ] == 1
     assert "已停发" in (await browser_like.get("/console/loyalty")).text
+
+
+async def test_a_segment_lists_its_campaigns_and_keeps_a_scheduled_one_from_failing(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await buyer(shop, "plan-1")
+    segment = await segment_of_everyone(shop, 1)
+    greeting = await template(shop, "inapp", "{{name}}，新品到了")
+
+    async def scheduled(name: str, seconds: int) -> str:
+        created = await shop.client.post(
+            "/api/v1/campaigns",
+            json={
+                "name": name,
+                "segment_id": segment,
+                "channel": "inapp",
+                "template_id": greeting,
+                "schedule_at": (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(),
+            },
+            headers=shop.headers(),
+        )
+        campaign_id = created.json()["id"]
+        launched = await shop.client.post(f"/api/v1/campaigns/{campaign_id}/launch", headers=shop.headers())
+        assert launched.status_code == 202, launched.text
+        return str(campaign_id)
+
+    campaign_id = await scheduled("双十二预告", 3600)
+    await sign_in(browser_like, shop.api_key)
+    page = (await browser_like.get(f"/console/segments/{segment}")).text
+    assert "发给这个人群的营销" in page and f'href="/console/campaigns/{campaign_id}">双十二预告</a>' in page
+    assert "已排期" in page
+    refused = await browser_like.post(f"/console/segments/{segment}/delete")
+    assert refused.status_code == 303 and refused.headers["location"].startswith(
+        f"/console/segments/{segment}?"
+    )
+    said = (await browser_like.get(refused.headers["location"])).text
+    assert "有已排期的营销要发给这个人群，请先取消：双十二预告" in html.unescape(said)
+    assert (await shop.client.get(f"/api/v1/segments/{segment}", headers=shop.headers())).status_code == 200
+
+    # Deleted through the API all the same, the campaign fails when its time comes, and its page says why.
+    cancelled = await shop.client.post(f"/api/v1/campaigns/{campaign_id}/cancel", headers=shop.headers())
+    assert cancelled.status_code == 200, cancelled.text
+    doomed = await scheduled("快闪", 2)
+    deleted = await shop.client.delete(f"/api/v1/segments/{segment}", headers=shop.headers())
+    assert deleted.status_code == 204
+
+    async def failed() -> str:
+        page = (await browser_like.get(f"/console/campaigns/{doomed}")).text
+        assert 'data-state="failed"' in page
+        return page
+
+    failed_page = await eventually(failed, within=30)
+    assert f"人群 {segment} 在营销取人之前已被删除，未发送任何消息" in failed_page
+    assert "失败" in failed_page and f'formaction="/console/campaigns/{doomed}/cancel"' not in failed_page

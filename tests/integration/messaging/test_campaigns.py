@@ -3,8 +3,12 @@ local SMTP server."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import httpx
 
+from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
 from laoke.testing.servers import ServerSet
 from tests.integration.messaging.helpers import (
@@ -172,3 +176,44 @@ async def test_sms_through_tencent_cloud_with_positional_parameters(
     assert done["failed"] == 3
     reasons = {m["reason"] for m in await messages(shop, campaign_id=again["id"])}
     assert reasons == {"AuthFailure.SignatureFailure: The provided credentials could not be validated."}
+
+
+async def test_a_campaign_whose_segment_is_deleted_before_its_time_fails_and_says_why(
+    shop: ShopClient,
+) -> None:
+    await buyer(shop, "gone-1")
+    segment = await segment_of_everyone(shop, 1)
+    greeting = await template(shop, "inapp", "{{name}}，新品到了")
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    campaign = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {
+            "name": "新品",
+            "segment_id": segment,
+            "channel": "inapp",
+            "template_id": greeting,
+            "schedule_at": soon,
+        },
+        201,
+    )
+    assert (await ok(shop, "POST", f"/api/v1/campaigns/{campaign['id']}/launch", status=202))[
+        "status"
+    ] == "scheduled"
+    listed = await ok(shop, "GET", f"/api/v1/campaigns?segment_id={segment}")
+    assert [c["id"] for c in listed["items"]] == [campaign["id"]]
+    assert (await ok(shop, "GET", "/api/v1/campaigns?segment_id=seg_other"))["items"] == []
+    await ok(shop, "DELETE", f"/api/v1/segments/{segment}", status=204)
+
+    async def failed() -> dict[str, Any]:
+        current = await ok(shop, "GET", f"/api/v1/campaigns/{campaign['id']}")
+        assert current["status"] == "failed", current
+        return dict(current)
+
+    done = await eventually(failed, within=30)
+    assert done["failure_reason"] == (
+        f"segment {segment} was deleted before the campaign's audience was taken, so nothing was sent"
+    )
+    assert (done["targeted"], done["sent"]) == (0, 0)
+    assert await messages(shop, campaign_id=campaign["id"]) == []
