@@ -42,7 +42,10 @@ def progress(campaign: dict[str, Any]) -> int:
     return min(100, round(100 * settled / total))
 
 
-async def _new_page(request: Request, api: Api, form: dict[str, Any], errors: dict[str, str]) -> Response:
+async def _new_page(
+    request: Request, api: Api, form: dict[str, Any], errors: dict[str, str], editing: str | None = None
+) -> Response:
+    """The campaign form: a new campaign, or (`editing`) one whose audience is not taken yet."""
     segments, templates, coupons, program = await asyncio.gather(
         api.get("/api/v1/segments"),
         api.get("/api/v1/templates"),
@@ -60,6 +63,7 @@ async def _new_page(request: Request, api: Api, form: dict[str, Any], errors: di
         coupons=coupons["items"],
         tiers=[t["name"] for t in program["tiers"]],
         channels=CHANNELS,
+        editing=editing,
     )
 
 
@@ -107,11 +111,9 @@ def shop_time(typed: str, zone: ZoneInfo) -> str | None:
     return (at if at.tzinfo else at.replace(tzinfo=zone)).isoformat()
 
 
-@router.post("/campaigns", response_class=HTMLResponse)
-async def create_campaign(request: Request, api: ApiDep) -> Response:
-    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+def _campaign_body(request: Request, form: dict[str, str]) -> dict[str, Any]:
     variants = {k.removeprefix("variant_"): v for k, v in form.items() if k.startswith("variant_") and v}
-    body = {
+    return {
         "name": form.get("name", ""),
         "segment_id": form.get("segment_id", ""),
         "channel": form.get("channel", ""),
@@ -121,10 +123,42 @@ async def create_campaign(request: Request, api: ApiDep) -> Response:
         "holdout_percent": form.get("holdout_percent") or 0,
         "schedule_at": shop_time(form.get("schedule_at", ""), shop_zone(request)),
     }
-    answer = await api.call("POST", "/api/v1/campaigns", json=body)
+
+
+@router.post("/campaigns", response_class=HTMLResponse)
+async def create_campaign(request: Request, api: ApiDep) -> Response:
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    answer = await api.call("POST", "/api/v1/campaigns", json=_campaign_body(request, form))
     if not answer.ok:
         return await _new_page(request, api, form, field_errors(answer))
     return redirect(f"/console/campaigns/{answer.body['id']}")
+
+
+@router.get("/campaigns/{campaign_id}/edit", response_class=HTMLResponse)
+async def edit_campaign(campaign_id: str, request: Request, api: ApiDep) -> Response:
+    """The campaign form filled in with a draft or scheduled campaign (its send time on the shop's clock)."""
+    c = await api.get(f"/api/v1/campaigns/{campaign_id}")
+    schedule_at = c["schedule_at"] and datetime.fromisoformat(c["schedule_at"]).astimezone(shop_zone(request))
+    form = {
+        "name": c["name"],
+        "segment_id": c["segment_id"],
+        "channel": c["channel"],
+        "template_id": c["template_id"] or "",
+        "coupon_template_id": c["coupon_template_id"] or "",
+        "holdout_percent": str(c["holdout_percent"]),
+        "schedule_at": schedule_at.strftime("%Y-%m-%dT%H:%M") if schedule_at else "",
+        **{f"variant_{tier}": template for tier, template in (c["variants_by_tier"] or {}).items()},
+    }
+    return await _new_page(request, api, form, {}, editing=campaign_id)
+
+
+@router.post("/campaigns/{campaign_id}/edit", response_class=HTMLResponse)
+async def save_campaign(campaign_id: str, request: Request, api: ApiDep) -> Response:
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    answer = await api.call("PATCH", f"/api/v1/campaigns/{campaign_id}", json=_campaign_body(request, form))
+    if not answer.ok:
+        return await _new_page(request, api, form, field_errors(answer), editing=campaign_id)
+    return redirect(f"/console/campaigns/{campaign_id}")
 
 
 @router.post("/templates", response_class=HTMLResponse)

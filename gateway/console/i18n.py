@@ -248,6 +248,7 @@ ZH: dict[str, str] = {
     "Rewards given": "已发奖励",
     "Budget left": "剩余预算",
     "New campaign": "新建营销",
+    "Edit campaign": "编辑营销",
     "Channel": "渠道",
     "Template": "模板",
     "Holdout (%)": "对照组 (%)",

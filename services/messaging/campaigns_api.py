@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
+from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen
 from laoke.kit.service import CallerDep
 from services.messaging import campaigns
 from services.messaging.models import Campaign, Template
-from services.messaging.schemas import CampaignIn, CampaignList, CampaignOut, Lift
+from services.messaging.schemas import CampaignIn, CampaignList, CampaignOut, CampaignPatch, Lift
 
 router = APIRouter(prefix="/api/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
 
@@ -82,14 +84,7 @@ async def _out(session: SessionDep, campaign: Campaign) -> CampaignOut:
 async def create_campaign(
     body: CampaignIn, request: Request, caller: CallerDep, session: SessionDep
 ) -> CampaignOut:
-    for template_id in {body.template_id, *(body.variants_by_tier or {}).values()} - {None}:
-        template = await session.get(Template, (caller.shop_id, template_id))
-        if template is None:
-            raise Unprocessable(f"template {template_id} not found")
-        if template.channel != body.channel:
-            raise Unprocessable(
-                f"template {template_id} is for {template.channel}, the campaign is {body.channel}"
-            )
+    await _check_templates(session, caller.shop_id, body)
     await campaigns.segment_size(request.app.state.settings, caller.shop_id, body.segment_id)
     campaign = Campaign(
         shop_id=caller.shop_id,
@@ -130,6 +125,56 @@ async def list_campaigns(
 )
 async def get_campaign(campaign_id: str, caller: CallerDep, session: SessionDep) -> CampaignOut:
     return await _out(session, await _load(session, caller.shop_id, campaign_id))
+
+
+async def _check_templates(session: SessionDep, shop_id: str, body: CampaignIn) -> None:
+    for template_id in {body.template_id, *(body.variants_by_tier or {}).values()} - {None}:
+        template = await session.get(Template, (shop_id, template_id))
+        if template is None:
+            raise Unprocessable(f"template {template_id} not found")
+        if template.channel != body.channel:
+            raise Unprocessable(
+                f"template {template_id} is for {template.channel}, the campaign is {body.channel}"
+            )
+
+
+@router.patch(
+    "/{campaign_id}",
+    response_model=CampaignOut,
+    summary="Change a draft or a scheduled campaign before its audience is taken",
+    description="Name, segment, channel, templates, coupon, send time, holdout, attribution window: a field "
+    "left out keeps its value. 409 once the audience has been taken (sending, completed, cancelled). The "
+    "result is checked as a new campaign is; a scheduled campaign's new segment must have members.",
+)
+async def update_campaign(
+    campaign_id: str, body: CampaignPatch, request: Request, caller: CallerDep, session: SessionDep
+) -> CampaignOut:
+    campaign = await _load(session, caller.shop_id, campaign_id, lock=True)
+    if campaign.status not in ("draft", "scheduled", "paused") or campaign.snapshot_at is not None:
+        raise Conflict(f"campaign is {campaign.status}; only a draft or a scheduled campaign can be changed")
+    changes = body.model_dump(exclude_unset=True)
+    if "template_id" in changes and "variants_by_tier" not in changes:
+        changes["variants_by_tier"] = None
+    elif "variants_by_tier" in changes and "template_id" not in changes:
+        changes["template_id"] = None
+    current = {name: getattr(campaign, name) for name in CampaignIn.model_fields}
+    try:
+        merged = CampaignIn.model_validate({**current, **changes})
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    await _check_templates(session, caller.shop_id, merged)
+    settings = request.app.state.settings
+    if merged.segment_id != campaign.segment_id:
+        size = await campaigns.segment_size(settings, caller.shop_id, merged.segment_id)
+        if size == 0 and campaign.status != "draft":
+            raise Conflict(f"segment {merged.segment_id} has no members; nothing to send")
+    for name, value in merged.model_dump().items():
+        setattr(campaign, name, value)
+    now = clock.now()
+    if campaign.status != "draft" and (campaign.schedule_at is None or campaign.schedule_at < now):
+        campaign.schedule_at = now
+    await session.flush()
+    return await _out(session, campaign)
 
 
 @router.post(

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from laoke.kit.money import Yuan
+from laoke.kit.patches import refuse_nulls
 
 ChannelName = Literal["sms", "email", "inapp"]
 
@@ -206,6 +207,36 @@ class Lift(BaseModel):
     lift: float | None = Field(description="Difference of the two rates")
     ci95_low: float | None
     ci95_high: float | None
+
+
+class CampaignPatch(BaseModel):
+    """What changes in a campaign whose audience is not taken yet (a draft, or scheduled); a field left
+    out keeps its value. Giving `template_id` clears `variants_by_tier` and the other way round;
+    `schedule_at: null` sends at launch (a scheduled campaign: now)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "双12 老客回购", "schedule_at": "2026-12-12T10:00:00+08:00", "holdout_percent": 5}
+            ]
+        },
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    segment_id: str | None = Field(default=None, min_length=1, max_length=32)
+    channel: ChannelName | None = None
+    template_id: str | None = Field(default=None, max_length=32)
+    variants_by_tier: dict[str, str] | None = None
+    coupon_template_id: str | None = Field(default=None, max_length=32)
+    schedule_at: AwareDatetime | None = None
+    holdout_percent: int | None = Field(default=None, ge=0, le=90)
+    attribution_days: int | None = Field(default=None, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> CampaignPatch:
+        refuse_nulls(self, "name", "segment_id", "channel", "holdout_percent", "attribution_days")
+        return self
 
 
 class CampaignOut(BaseModel):

@@ -977,7 +977,7 @@ async def test_a_coupon_is_limited_and_stopped_from_the_loyalty_page(
     assert "已停发" in (await browser_like.get("/console/loyalty")).text
 
 
-async def test_a_segment_lists_its_campaigns_and_keeps_a_scheduled_one_from_failing(
+async def test_a_scheduled_campaign_is_edited_and_its_segment_lists_it_and_is_kept(
     browser_like: httpx.AsyncClient, shop: ShopClient
 ) -> None:
     await buyer(shop, "plan-1")
@@ -1003,15 +1003,44 @@ async def test_a_segment_lists_its_campaigns_and_keeps_a_scheduled_one_from_fail
 
     campaign_id = await scheduled("双十二预告", 3600)
     await sign_in(browser_like, shop.api_key)
+    # Changed before its time: the form comes back filled in, the send time on the shop's clock.
+    campaign_page = (await browser_like.get(f"/console/campaigns/{campaign_id}")).text
+    assert f'href="/console/campaigns/{campaign_id}/edit"' in campaign_page
+    editing = (await browser_like.get(f"/console/campaigns/{campaign_id}/edit")).text
+    assert "编辑营销" in editing and 'value="双十二预告"' in editing and 'id="template-form"' not in editing
+    assert f'<option value="{segment}" selected>' in editing
+    refused = await browser_like.post(
+        f"/console/campaigns/{campaign_id}/edit",
+        data={"name": "", "segment_id": segment, "channel": "inapp", "template_id": greeting},
+    )
+    assert refused.status_code == 422 and 'data-field="name"' in refused.text and "编辑营销" in refused.text
+    saved = await browser_like.post(
+        f"/console/campaigns/{campaign_id}/edit",
+        data={
+            "name": "双十二预告（改）",
+            "segment_id": segment,
+            "channel": "inapp",
+            "template_id": greeting,
+            "holdout_percent": "0",
+            "schedule_at": "2031-12-12T20:00",
+        },
+    )
+    assert saved.status_code == 303 and saved.headers["location"] == f"/console/campaigns/{campaign_id}"
+    stored = (await shop.client.get(f"/api/v1/campaigns/{campaign_id}", headers=shop.headers())).json()
+    assert stored["name"] == "双十二预告（改）" and stored["schedule_at"] == "2031-12-12T12:00:00Z"
+    assert stored["status"] == "scheduled"
     page = (await browser_like.get(f"/console/segments/{segment}")).text
-    assert "发给这个人群的营销" in page and f'href="/console/campaigns/{campaign_id}">双十二预告</a>' in page
+    assert (
+        "发给这个人群的营销" in page
+        and f'href="/console/campaigns/{campaign_id}">双十二预告（改）</a>' in page
+    )
     assert "已排期" in page
     refused = await browser_like.post(f"/console/segments/{segment}/delete")
     assert refused.status_code == 303 and refused.headers["location"].startswith(
         f"/console/segments/{segment}?"
     )
     said = (await browser_like.get(refused.headers["location"])).text
-    assert "有已排期的营销要发给这个人群，请先取消：双十二预告" in html.unescape(said)
+    assert "有已排期的营销要发给这个人群，请先取消：双十二预告（改）" in html.unescape(said)
     assert (await shop.client.get(f"/api/v1/segments/{segment}", headers=shop.headers())).status_code == 200
 
     # Deleted through the API all the same, the campaign fails when its time comes, and its page says why.

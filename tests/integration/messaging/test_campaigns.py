@@ -14,6 +14,7 @@ from laoke.testing.servers import ServerSet
 from tests.integration.messaging.helpers import (
     NO_QUIET_HOURS,
     buyer,
+    call,
     campaign_done,
     configure_sms,
     configure_tencent_sms,
@@ -217,3 +218,73 @@ async def test_a_campaign_whose_segment_is_deleted_before_its_time_fails_and_say
     )
     assert (done["targeted"], done["sent"]) == (0, 0)
     assert await messages(shop, campaign_id=campaign["id"]) == []
+
+
+async def test_a_campaign_is_changed_until_its_audience_is_taken(shop: ShopClient) -> None:
+    await ok(shop, "PUT", "/api/v1/messaging/policy", NO_QUIET_HOURS)
+    await buyer(shop, "edit-1")
+    everyone = await segment_of_everyone(shop, 1)
+    nobody = await ok(
+        shop,
+        "POST",
+        "/api/v1/segments",
+        {"name": "没有人", "rule": {"field": "orders_count", "op": "gte", "value": 99}},
+        201,
+    )
+    first = await template(shop, "inapp", "{{name}}，上新了")
+    second = await template(shop, "inapp", "{{name}}，双十二见")
+    texted = await template(shop, "sms", "{{name}}，短信")
+    campaign = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "草稿", "segment_id": everyone, "channel": "inapp", "template_id": first},
+        201,
+    )
+    path = f"/api/v1/campaigns/{campaign['id']}"
+
+    # A draft: a field left out keeps its value; a template per tier replaces the one template.
+    changed = await ok(shop, "PATCH", path, {"name": "双十二", "variants_by_tier": {"*": second}})
+    assert (changed["name"], changed["template_id"], changed["variants_by_tier"]) == (
+        "双十二",
+        None,
+        {"*": second},
+    )
+    assert (changed["segment_id"], changed["holdout_percent"], changed["status"]) == (everyone, 0, "draft")
+    changed = await ok(shop, "PATCH", path, {"template_id": second, "segment_id": nobody["id"]})
+    assert (changed["template_id"], changed["variants_by_tier"], changed["segment_id"]) == (
+        second,
+        None,
+        nobody["id"],
+    )
+    for bad, said in (
+        ({"channel": "sms"}, f"template {second} is for inapp, the campaign is sms"),
+        ({"name": None}, "name cannot be null"),
+        ({"segment_id": "seg_nope"}, "segment seg_nope not found"),
+        ({"holdout_percent": 95}, "holdout_percent"),
+        ({"status": "completed"}, "status"),
+    ):
+        refused = await call(shop, "PATCH", path, bad)
+        assert refused.status_code == 422 and said in refused.json()["detail"], (bad, refused.text)
+    moved = await ok(shop, "PATCH", path, {"channel": "sms", "template_id": texted})
+    assert (moved["channel"], moved["template_id"]) == ("sms", texted)
+    await ok(shop, "PATCH", path, {"channel": "inapp", "template_id": second, "segment_id": everyone})
+
+    # Scheduled: moved to another time, but not to a segment with nobody in it.
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await ok(shop, "PATCH", path, {"schedule_at": later.isoformat()})
+    assert (await ok(shop, "POST", f"{path}/launch", status=202))["status"] == "scheduled"
+    empty = await call(shop, "PATCH", path, {"segment_id": nobody["id"]})
+    assert empty.status_code == 409 and "has no members" in empty.json()["detail"]
+    sooner = await ok(shop, "PATCH", path, {"schedule_at": None, "holdout_percent": 0})
+    assert sooner["status"] == "scheduled"
+    assert datetime.fromisoformat(sooner["schedule_at"]) < later - timedelta(minutes=59)
+
+    # Once its audience is taken, nothing changes any more.
+    done = await campaign_done(shop, campaign["id"])
+    assert (done["sent"], done["variants_by_tier"], done["template_id"]) == (1, None, second)
+    late = await call(shop, "PATCH", path, {"name": "晚了"})
+    assert (
+        late.status_code == 409
+        and "only a draft or a scheduled campaign can be changed" in late.json()["detail"]
+    )
