@@ -36,13 +36,15 @@ from laoke.kit.merges import Merges
 from laoke.kit.money import from_fen
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
+from laoke.kit.tier_names import TierNames
 from services.messaging import automations, webhooks
 from services.messaging.automations import Kind
 from services.messaging.dispatcher import Sender
-from services.messaging.models import Campaign, Shop, merged_customers, plumbing
+from services.messaging.models import Campaign, Shop, merged_customers, plumbing, tier_names
 from services.messaging.settings import MessagingSettings
 
 MERGES = Merges(merged_customers)
+TIER_NAMES = TierNames(tier_names)
 SHOP_CREATED = "shop.created"
 
 
@@ -224,7 +226,10 @@ def event_handlers(outbox: Outbox, sender: Sender) -> dict[str, EventHandler | B
     async def on_tier(session: AsyncSession, event: EventEnvelope) -> None:
         change = TierChangedPayload.model_validate(event.payload)
         customer_id = await MERGES.surviving(session, event.shop_id, change.customer_id)
-        await _touch_contact(session, event.shop_id, customer_id, tier=change.tier_name)
+        name = await TIER_NAMES.current(
+            session, event.shop_id, change.to_level, change.tier_name, event.occurred_at
+        )
+        await _touch_contact(session, event.shop_id, customer_id, tier=name)
         if change.from_level is not None and change.to_level > change.from_level:
             upgrade = await automations.setting(session, event.shop_id, Kind.TIER_UPGRADE)
             if upgrade is not None:
@@ -237,6 +242,7 @@ def event_handlers(outbox: Outbox, sender: Sender) -> dict[str, EventHandler | B
         """Contacts in a renamed tier greet and pick campaign variants by its new name. One statement
         from old to new names, so two tiers that swap names do not end up with one."""
         renamed = TiersRenamedPayload.model_validate(event.payload)
+        await TIER_NAMES.record(session, event.shop_id, renamed.tiers, event.occurred_at)
         await session.execute(
             _RENAME_TIERS,
             {

@@ -33,11 +33,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from laoke.kit.db import declarative_base_for
 from laoke.kit.merges import merged_customers_table
 from laoke.kit.outbox import plumbing_tables
+from laoke.kit.tier_names import tier_names_table
 
 SCHEMA = "messaging"
 Base = declarative_base_for(SCHEMA)
 plumbing = plumbing_tables(Base.metadata)
 merged_customers = merged_customers_table(Base.metadata)
+tier_names = tier_names_table(Base.metadata)
 
 
 class Shop(Base):

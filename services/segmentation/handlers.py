@@ -33,13 +33,15 @@ from laoke.kit.consumer import Batched, EventHandler
 from laoke.kit.merges import Merges
 from laoke.kit.outbox import Outbox
 from laoke.kit.service import ConsumerFactory, consumer_group
+from laoke.kit.tier_names import TierNames
 from services.segmentation import rfm, rfm_config, segments
-from services.segmentation.models import merged_customers, plumbing
+from services.segmentation.models import merged_customers, plumbing, tier_names
 from services.segmentation.repository import IMPORT_COLUMNS, ProfileRepository
 from services.segmentation.settings import SegmentationSettings
 
 log = structlog.get_logger(__name__)
 MERGES = Merges(merged_customers)
+TIER_NAMES = TierNames(tier_names)
 
 
 async def _surviving(session: AsyncSession, shop_id: str, customer_id: str) -> str:
@@ -113,8 +115,11 @@ def profile_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
     async def on_tier_changed(session: AsyncSession, event: EventEnvelope) -> None:
         tier = TierChangedPayload.model_validate(event.payload)
         customer_id = await _surviving(session, event.shop_id, tier.customer_id)
+        name = await TIER_NAMES.current(
+            session, event.shop_id, tier.to_level, tier.tier_name, event.occurred_at
+        )
         await ProfileRepository(session).set_loyalty(
-            event.shop_id, customer_id, tier_level=tier.to_level, tier=tier.tier_name
+            event.shop_id, customer_id, tier_level=tier.to_level, tier=name
         )
         await segments.refresh_customers(session, outbox, event.shop_id, [customer_id], clock.now())
 
@@ -122,6 +127,7 @@ def profile_handlers(outbox: Outbox) -> dict[str, EventHandler | Batched]:
         """Tiers renamed in the programme: their members' copies take the new names, then the shop's
         segments are refreshed (a rule on the tier name now matches them under it)."""
         renamed = TiersRenamedPayload.model_validate(event.payload)
+        await TIER_NAMES.record(session, event.shop_id, renamed.tiers, event.occurred_at)
         profiles = ProfileRepository(session)
         changed = 0
         for tier in renamed.tiers:

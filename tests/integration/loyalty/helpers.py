@@ -85,15 +85,18 @@ def order_event(
 
 async def publish(stack: ServerSet, *events: EventEnvelope) -> None:
     """Straight onto the orders topic, in this order (one buyer's events share a partition)."""
+    await publish_on(stack, Topic.ORDERS, *events)
+
+
+async def publish_on(stack: ServerSet, topic: str, *events: EventEnvelope) -> None:
+    """Straight onto `topic`, in this order, keyed by buyer as the services key them."""
     producer = AIOKafkaProducer(bootstrap_servers=stack["loyalty"].settings.kafka_bootstrap_servers)
     await producer.start()
     try:
         for event in events:
             customer = str(event.payload["customer_id"])
             await producer.send_and_wait(
-                Topic.ORDERS,
-                event.model_dump_json().encode(),
-                key=event_key(event.shop_id, customer).encode(),
+                topic, event.model_dump_json().encode(), key=event_key(event.shop_id, customer).encode()
             )
     finally:
         await producer.stop()

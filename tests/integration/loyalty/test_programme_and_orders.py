@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from laoke.contracts.envelope import EventEnvelope
 from laoke.contracts.loyalty import TIER_CHANGED
 from laoke.contracts.orders import OrderStatus
 from laoke.contracts.topics import Topic
@@ -22,6 +23,7 @@ from tests.integration.loyalty.helpers import (
     member_reaches,
     order_event,
     publish,
+    publish_on,
     set_program,
 )
 
@@ -370,3 +372,27 @@ async def test_renamed_tiers_reach_the_customer_list_segments_and_messaging(
         assert got.json()["variants_by_tier"] == {"白银会员": texts[0], "*": texts[1]}, got.text
 
     await eventually(variants_renamed, within=20)
+
+    # A move published just before the rename, with the old name, consumed after it (the rename and the
+    # moves travel on different partitions): the member keeps the new name everywhere.
+    late = EventEnvelope(
+        type=TIER_CHANGED,
+        shop_id=shop.shop_id,
+        producer="test",
+        occurred_at=datetime.now(UTC) - timedelta(minutes=1),
+        payload={"customer_id": customer, "from_level": None, "to_level": 1, "tier_name": "银卡"},
+    )
+    await publish_on(stack, Topic.LOYALTY, late)
+
+    async def consumed() -> None:
+        for service in ("segmentation", "messaging"):
+            seen = await stack.scalar(
+                service,
+                f"SELECT count(*) FROM {service}.processed_events WHERE event_id = :e",  # noqa: S608 - two fixed schema names
+                e=late.event_id,
+            )
+            assert seen == 1, service
+
+    await eventually(consumed, within=20)
+    await listed_as("白银会员")
+    await contact_renamed()
