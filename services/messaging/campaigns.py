@@ -24,9 +24,12 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import structlog
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +40,7 @@ from laoke.kit.internal_auth import sign
 from services.messaging import policy, templates
 from services.messaging.channels import Channel, load_config
 from services.messaging.models import Campaign, Shop, Template
+from services.messaging.schemas import CampaignIn
 from services.messaging.settings import MessagingSettings
 
 log = structlog.get_logger(__name__)
@@ -74,6 +78,46 @@ async def segment_size(settings: MessagingSettings, shop_id: str, segment_id: st
     if response.status_code != 200:
         raise ServiceUnavailable(f"segmentation answered {response.status_code} for segment {segment_id}")
     return int(response.json()["size"])
+
+
+async def check_templates(session: AsyncSession, shop_id: str, campaign: CampaignIn) -> None:
+    """Every template the campaign names exists in the shop and is of the campaign's channel (422)."""
+    for template_id in {campaign.template_id, *(campaign.variants_by_tier or {}).values()} - {None}:
+        template = await session.get(Template, (shop_id, template_id))
+        if template is None:
+            raise Unprocessable(f"template {template_id} not found")
+        if template.channel != campaign.channel:
+            raise Unprocessable(
+                f"template {template_id} is for {template.channel}, the campaign is {campaign.channel}"
+            )
+
+
+async def change(
+    session: AsyncSession, settings: MessagingSettings, campaign: Campaign, changes: dict[str, Any]
+) -> None:
+    """A PATCH of a campaign (locked) whose audience is not taken yet: merged with what it has and
+    checked as a new campaign is. Naming one of `template_id` / `variants_by_tier` drops the other."""
+    if campaign.status not in ("draft", "scheduled", "paused") or campaign.snapshot_at is not None:
+        raise Conflict(f"campaign is {campaign.status}; only a draft or a scheduled campaign can be changed")
+    if "template_id" in changes and "variants_by_tier" not in changes:
+        changes = {**changes, "variants_by_tier": None}
+    elif "variants_by_tier" in changes and "template_id" not in changes:
+        changes = {**changes, "template_id": None}
+    current = {name: getattr(campaign, name) for name in CampaignIn.model_fields}
+    try:
+        merged = CampaignIn.model_validate({**current, **changes})
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    await check_templates(session, campaign.shop_id, merged)
+    if merged.segment_id != campaign.segment_id:
+        size = await segment_size(settings, campaign.shop_id, merged.segment_id)
+        if size == 0 and campaign.status != "draft":
+            raise Conflict(f"segment {merged.segment_id} has no members; nothing to send")
+    for name, value in merged.model_dump().items():
+        setattr(campaign, name, value)
+    now = clock.now()
+    if campaign.status != "draft" and (campaign.schedule_at is None or campaign.schedule_at < now):
+        campaign.schedule_at = now  # as launching does: a time already past means now
 
 
 async def launch(session: AsyncSession, settings: MessagingSettings, campaign: Campaign) -> None:

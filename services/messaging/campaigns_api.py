@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from sqlalchemy import select
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
+from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen
 from laoke.kit.service import CallerDep
 from services.messaging import campaigns
-from services.messaging.models import Campaign, Template
+from services.messaging.models import Campaign
 from services.messaging.schemas import CampaignIn, CampaignList, CampaignOut, CampaignPatch, Lift
 
 router = APIRouter(prefix="/api/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
@@ -84,7 +82,7 @@ async def _out(session: SessionDep, campaign: Campaign) -> CampaignOut:
 async def create_campaign(
     body: CampaignIn, request: Request, caller: CallerDep, session: SessionDep
 ) -> CampaignOut:
-    await _check_templates(session, caller.shop_id, body)
+    await campaigns.check_templates(session, caller.shop_id, body)
     await campaigns.segment_size(request.app.state.settings, caller.shop_id, body.segment_id)
     campaign = Campaign(
         shop_id=caller.shop_id,
@@ -127,17 +125,6 @@ async def get_campaign(campaign_id: str, caller: CallerDep, session: SessionDep)
     return await _out(session, await _load(session, caller.shop_id, campaign_id))
 
 
-async def _check_templates(session: SessionDep, shop_id: str, body: CampaignIn) -> None:
-    for template_id in {body.template_id, *(body.variants_by_tier or {}).values()} - {None}:
-        template = await session.get(Template, (shop_id, template_id))
-        if template is None:
-            raise Unprocessable(f"template {template_id} not found")
-        if template.channel != body.channel:
-            raise Unprocessable(
-                f"template {template_id} is for {template.channel}, the campaign is {body.channel}"
-            )
-
-
 @router.patch(
     "/{campaign_id}",
     response_model=CampaignOut,
@@ -150,29 +137,7 @@ async def update_campaign(
     campaign_id: str, body: CampaignPatch, request: Request, caller: CallerDep, session: SessionDep
 ) -> CampaignOut:
     campaign = await _load(session, caller.shop_id, campaign_id, lock=True)
-    if campaign.status not in ("draft", "scheduled", "paused") or campaign.snapshot_at is not None:
-        raise Conflict(f"campaign is {campaign.status}; only a draft or a scheduled campaign can be changed")
-    changes = body.model_dump(exclude_unset=True)
-    if "template_id" in changes and "variants_by_tier" not in changes:
-        changes["variants_by_tier"] = None
-    elif "variants_by_tier" in changes and "template_id" not in changes:
-        changes["template_id"] = None
-    current = {name: getattr(campaign, name) for name in CampaignIn.model_fields}
-    try:
-        merged = CampaignIn.model_validate({**current, **changes})
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from exc
-    await _check_templates(session, caller.shop_id, merged)
-    settings = request.app.state.settings
-    if merged.segment_id != campaign.segment_id:
-        size = await campaigns.segment_size(settings, caller.shop_id, merged.segment_id)
-        if size == 0 and campaign.status != "draft":
-            raise Conflict(f"segment {merged.segment_id} has no members; nothing to send")
-    for name, value in merged.model_dump().items():
-        setattr(campaign, name, value)
-    now = clock.now()
-    if campaign.status != "draft" and (campaign.schedule_at is None or campaign.schedule_at < now):
-        campaign.schedule_at = now
+    await campaigns.change(session, request.app.state.settings, campaign, body.model_dump(exclude_unset=True))
     await session.flush()
     return await _out(session, campaign)
 
