@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -76,12 +76,16 @@ async def _campaigns_page(
     request: Request, api: Api, errors: dict[str, str] | None = None, typed: dict[str, str] | None = None
 ) -> Response:
     """The campaigns, and the message templates (corrected or deleted here; errors by the template)."""
-    campaigns, templates = await asyncio.gather(api.get("/api/v1/campaigns"), api.get("/api/v1/templates"))
+    cursor = request.query_params.get("cursor")
+    campaigns, templates = await asyncio.gather(
+        api.get("/api/v1/campaigns", limit=50, cursor=cursor), api.get("/api/v1/templates")
+    )
     return render(
         request,
         "campaigns.html",
         status_code=422 if errors else 200,
         campaigns=campaigns["items"],
+        next_page="?" + urlencode({"cursor": campaigns["next_cursor"]}) if campaigns["next_cursor"] else None,
         templates=templates["items"],
         errors=errors or {},
         typed=typed or {},

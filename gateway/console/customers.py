@@ -65,7 +65,7 @@ async def overview(request: Request, api: ApiDep) -> Response:
     summary, imports, campaigns = await asyncio.gather(
         api.get("/api/v1/rfm/summary"),
         api.get("/api/v1/imports", limit=5),
-        api.get("/api/v1/campaigns"),
+        api.get("/api/v1/campaigns", limit=5),
     )
     return render(
         request,
@@ -73,7 +73,7 @@ async def overview(request: Request, api: ApiDep) -> Response:
         summary=summary,
         lifecycles=LIFECYCLES,
         imports=imports["items"],
-        campaigns=campaigns["items"][:5],
+        campaigns=campaigns["items"],
     )
 
 

@@ -328,7 +328,7 @@ async def save_segment(segment_id: str, request: Request, api: ApiDep) -> Respon
 @router.post("/{segment_id}/delete")
 async def delete_segment(segment_id: str, request: Request, api: ApiDep) -> Response:
     """Refused while a campaign is scheduled to the segment: it would fail when its time came."""
-    campaigns = await api.call("GET", "/api/v1/campaigns", params={"segment_id": segment_id})
+    campaigns = await api.call("GET", "/api/v1/campaigns", params={"segment_id": segment_id, "limit": 200})
     scheduled = (
         [c["name"] for c in campaigns.body["items"] if c["status"] == "scheduled"] if campaigns.ok else []
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
-from laoke.kit.ids import new_id
+from laoke.kit.ids import new_id, read_time_cursor, time_cursor
 from laoke.kit.money import from_fen
 from laoke.kit.service import CallerDep
 from services.messaging import campaigns
@@ -98,7 +98,12 @@ async def create_campaign(
     return await _out(session, campaign)
 
 
-@router.get("", response_model=CampaignList, summary="The shop's campaigns, newest first")
+@router.get(
+    "",
+    response_model=CampaignList,
+    summary="The shop's campaigns, newest first",
+    description="`limit` at a time (each with its report); `next_cursor` gives the next page.",
+)
 async def list_campaigns(
     caller: CallerDep,
     session: SessionDep,
@@ -108,12 +113,23 @@ async def list_campaigns(
             max_length=32, examples=["seg_5d1f0c2b9a7e4c31"], description="Only the campaigns to this segment"
         ),
     ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> CampaignList:
     query = select(Campaign).where(Campaign.shop_id == caller.shop_id)
     if segment_id is not None:
         query = query.where(Campaign.segment_id == segment_id)
-    rows = await session.scalars(query.order_by(Campaign.created_at.desc()).limit(200))
-    return CampaignList(items=[await _out(session, c) for c in rows])
+    if cursor is not None:
+        query = query.where(tuple_(Campaign.created_at, Campaign.id) < tuple_(*read_time_cursor(cursor)))
+    rows = list(
+        await session.scalars(query.order_by(Campaign.created_at.desc(), Campaign.id.desc()).limit(limit + 1))
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return CampaignList(
+        items=[await _out(session, c) for c in rows],
+        next_cursor=time_cursor(rows[-1].created_at, rows[-1].id) if more else None,
+    )
 
 
 @router.get(

@@ -280,6 +280,7 @@ class CampaignOut(BaseModel):
 
 class CampaignList(BaseModel):
     items: list[CampaignOut]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page")
 
 
 class AutomationIn(BaseModel):

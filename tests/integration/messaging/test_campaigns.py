@@ -288,3 +288,27 @@ async def test_a_campaign_is_changed_until_its_audience_is_taken(shop: ShopClien
         late.status_code == 409
         and "only a draft or a scheduled campaign can be changed" in late.json()["detail"]
     )
+
+
+async def test_campaigns_are_listed_a_page_at_a_time(shop: ShopClient) -> None:
+    await buyer(shop, "pages-1")
+    segment = await segment_of_everyone(shop, 1)
+    greeting = await template(shop, "inapp", "{{name}}，你好")
+    made = [
+        (
+            await ok(
+                shop,
+                "POST",
+                "/api/v1/campaigns",
+                {"name": f"第{i}期", "segment_id": segment, "channel": "inapp", "template_id": greeting},
+                201,
+            )
+        )["id"]
+        for i in range(3)
+    ]
+    first = (await call(shop, "GET", "/api/v1/campaigns", limit=2)).json()
+    assert [c["id"] for c in first["items"]] == made[:0:-1] and first["next_cursor"]
+    rest = (await call(shop, "GET", "/api/v1/campaigns", limit=2, cursor=first["next_cursor"])).json()
+    assert [c["id"] for c in rest["items"]] == made[:1] and rest["next_cursor"] is None
+    forged = await call(shop, "GET", "/api/v1/campaigns", cursor="not-ours")
+    assert forged.status_code == 400 and forged.json()["error"] == "bad_request"
