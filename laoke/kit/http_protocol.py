@@ -3,7 +3,9 @@
 1. A request line with raw UTF-8 in its target (`curl 'http://…/customers?q=张三'` sends the bytes as
    typed; browsers and HTTP libraries percent-encode them) is percent-encoded before the parser sees it,
    as nginx accepts it, instead of being refused. The bytes the application receives decode to the same
-   text either way.
+   text either way. Only a request line that starts what arrives at once is looked at: where a request
+   begins inside a read (pipelining, which browsers and HTTP libraries do not do) takes parsing to know,
+   and such a request gets the 400 below.
 2. A request the parser still refuses gets the one error shape of the API, `{"error": "bad_request",
    "detail": …}` as JSON, instead of uvicorn's plain-text "Invalid HTTP request received."
 """
