@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from gateway.console.base import Answer, Api, api_key_of, field_errors, redirect, render, words
+from gateway.console.base import Answer, csv_download, field_errors, redirect, render, words
 from gateway.console.i18n import ZH, ZH_VALUES
 from gateway.console.session import ApiDep
 
@@ -261,46 +258,7 @@ async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Respon
 async def export(segment_id: str, request: Request, api: ApiDep) -> Response:
     """Every member, page by page from the API, as CSV (UTF-8 with BOM so Excel reads the Chinese)."""
     await api.get(f"/api/v1/segments/{segment_id}")  # 404 before the download starts
-    # The request's client closes when the endpoint returns, before the body streams: the stream has its own.
-    key = api_key_of(request)
-    assert key is not None
-    stream_api = Api(request, key)
-    columns = (
-        "customer_id",
-        "name",
-        "nick",
-        "mobile",
-        "lifecycle",
-        "rfm_segment",
-        "tier",
-        "orders_count",
-        "total_spent",
-    )
-
-    async def rows() -> AsyncIterator[bytes]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        yield ("\ufeff" + buffer.getvalue()).encode()
-        cursor: str | None = None
-        try:
-            while True:
-                page = await stream_api.get(
-                    f"/api/v1/segments/{segment_id}/members", limit=200, cursor=cursor
-                )
-                buffer = io.StringIO()
-                writer = csv.writer(buffer)
-                for item in page["items"]:
-                    writer.writerow([item.get(c) if item.get(c) is not None else "" for c in columns])
-                yield buffer.getvalue().encode()
-                cursor = page.get("next_cursor")
-                if not cursor:
-                    return
-        finally:
-            await stream_api.close()
-
-    headers = {"Content-Disposition": f'attachment; filename="segment-{segment_id}.csv"'}
-    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)
+    return csv_download(request, f"/api/v1/segments/{segment_id}/members", {}, f"segment-{segment_id}.csv")
 
 
 @router.get("/{segment_id}/edit", response_class=HTMLResponse)

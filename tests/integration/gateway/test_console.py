@@ -437,6 +437,21 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     text = await eventually(exported, within=20)
     assert text.splitlines()[0].lstrip("\ufeff").startswith("customer_id,name")
 
+    # The customer list as filtered and sorted on its page, from the same link's query.
+    listed = (await browser_like.get("/console/customers", params={"q": "导出1"})).text
+    assert 'href="/console/customers/export.csv?q=%E5%AF%BC%E5%87%BA1"' in listed
+    one = await browser_like.get("/console/customers/export.csv", params={"q": "导出1"})
+    assert (
+        one.status_code == 200
+        and one.headers["content-disposition"] == 'attachment; filename="customers.csv"'
+    )
+    lines = one.text.lstrip("\ufeff").splitlines()
+    assert len(lines) == 2 and lines[1].split(",")[2] == "导出1", one.text  # its nick
+    everyone = await browser_like.get("/console/customers/export.csv", params={"sort": "-total_spent"})
+    assert len(everyone.text.strip().splitlines()) == 1 + 3, everyone.text
+    refused = await browser_like.get("/console/customers/export.csv", params={"sort": "by_mood"})
+    assert refused.status_code == 422 and not refused.headers["content-type"].startswith("text/csv")
+
 
 async def test_points_are_adjusted_and_a_coupon_given_from_a_customers_page(
     browser_like: httpx.AsyncClient, shop: ShopClient
