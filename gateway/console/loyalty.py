@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,6 +16,7 @@ from starlette.datastructures import FormData
 from gateway.console.base import (
     Api,
     field_errors,
+    language,
     optional_number,
     redirect,
     render,
@@ -96,6 +98,33 @@ def _example(what: str) -> str:
     return json.dumps(CREATABLE[what][1], ensure_ascii=False, indent=1)
 
 
+def _plain(value: object) -> str:
+    """`20.00` → `20`, `8.50` → `8.5`: how an amount reads in 满200减20."""
+    text = f"{Decimal(str(value)):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def coupon_terms(template: dict[str, Any], lang: str) -> str:
+    """A coupon template's terms as a shop owner writes them: 满200减20, 无门槛减10, 9折 (10 % off)."""
+    kind, amount, threshold, percent = (
+        template["kind"],
+        template.get("amount"),
+        template.get("threshold"),
+        template.get("percent_off"),
+    )
+    if lang == "en":
+        if kind == "spend_save":
+            return f"{_plain(amount)} off orders of {_plain(threshold)}+"
+        return f"{_plain(amount)} off" if kind == "no_threshold" else f"{percent}% off"
+    if kind == "spend_save":
+        return f"满{_plain(threshold)}减{_plain(amount)}"
+    return (
+        f"无门槛减{_plain(amount)}"
+        if kind == "no_threshold"
+        else f"{_plain(Decimal(100 - (percent or 0)) / 10)}折"
+    )
+
+
 async def _page(
     request: Request,
     api: Api,
@@ -130,6 +159,7 @@ async def _page(
         tiers=tiers + [{}] * max(TIER_ROWS - len(tiers), 1),
         rewards=rewards["items"],
         templates=templates["items"],
+        coupon_terms=lambda template: coupon_terms(template, language(request)),
         lotteries=lotteries["items"],
         to_send=to_send["items"],
         more_to_send=bool(to_send["next_cursor"]),

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
+from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen, to_fen
 from laoke.kit.service import CallerDep, OutboxDep
@@ -17,6 +19,7 @@ from laoke.kit.settings import ServiceSettings
 from services.loyalty import coupons
 from services.loyalty.models import Coupon, CouponFlag, CouponTemplate, Member
 from services.loyalty.schemas import (
+    COUPON_TERMS,
     CouponFlagList,
     CouponFlagOut,
     CouponFlagReason,
@@ -61,6 +64,22 @@ async def _template_out(session: SessionDep, template: CouponTemplate) -> Coupon
         revenue=from_fen(template.revenue_fen),
         reuses_flagged=flagged.get("reused", 0),
         flagged=flagged,  # type: ignore[arg-type]
+    )
+
+
+def _template_in(template: CouponTemplate) -> CouponTemplateIn:
+    """A stored template as the form it was created with, so a change is checked as a new one is."""
+    return CouponTemplateIn.model_construct(
+        name=template.name,
+        kind=template.kind,
+        amount=from_fen(template.amount_fen) if template.amount_fen is not None else None,
+        threshold=from_fen(template.threshold_fen) if template.threshold_fen is not None else None,
+        percent_off=template.percent_off,
+        valid_from=template.valid_from,
+        valid_until=template.valid_until,
+        valid_days=template.valid_days,
+        total_limit=template.total_limit,
+        per_customer_limit=template.per_customer_limit,
     )
 
 
@@ -130,14 +149,35 @@ async def patch_template(
     # Locked as an issue locks it: a limit checked against a count that an issue is raising meanwhile.
     template = await coupons.load_template(session, caller.shop_id, template_id, lock=True)
     changes = body.model_dump(exclude_unset=True)
+    if template.issued_count and set(changes) & set(COUPON_TERMS):
+        raise Conflict(
+            f"{template.issued_count} coupons of this template are issued and keep its terms: "
+            "make a new template for new terms"
+        )
     limit = changes.get("total_limit")
     if limit is not None and limit < template.issued_count:
         raise Unprocessable(f"total_limit: below the {template.issued_count} already issued")
-    until = changes.get("valid_until")
-    if until is not None and template.valid_from is not None and until <= template.valid_from:
-        raise Unprocessable("valid_until: must be after valid_from")
-    for name, value in changes.items():
-        setattr(template, name, value)
+    # total_limit may be set to what is issued (0 before any: 停发), which a new template may not have.
+    terms = _template_in(template).model_dump() | changes | {"total_limit": None}
+    if changes.get("kind", template.kind) != template.kind:
+        # What only the old kind had goes, unless given again: a 满减 made percent-off keeps no amount.
+        for name in {"amount", "threshold", "percent_off"} - set(changes):
+            terms[name] = None
+    try:
+        checked = CouponTemplateIn.model_validate(terms)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    template.name, template.kind, template.percent_off = checked.name, checked.kind, checked.percent_off
+    template.amount_fen = to_fen(checked.amount) if checked.amount is not None else None
+    template.threshold_fen = to_fen(checked.threshold) if checked.threshold is not None else None
+    template.valid_from, template.valid_until, template.valid_days = (
+        checked.valid_from,
+        checked.valid_until,
+        checked.valid_days,
+    )
+    template.per_customer_limit = checked.per_customer_limit
+    if "total_limit" in changes:
+        template.total_limit = limit
     await session.flush()
     return await _template_out(session, template)
 

@@ -280,16 +280,32 @@ class CouponTemplateIn(BaseModel):
         return self
 
 
+COUPON_TERMS = ("kind", "amount", "threshold", "percent_off", "valid_from", "valid_days")
+
+
 class CouponTemplatePatch(BaseModel):
     """What can change once coupons of a template exist: its name, how many more may be issued, and
-    until when new ones are valid. Coupons already issued keep their terms."""
+    until when new ones are valid. Coupons already issued keep their terms, so the terms themselves
+    (kind, amount, threshold, percent off, valid from, valid days) change only while none is issued."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"total_limit": 500}, {"total_limit": 0, "name": "已停发"}]},
+        json_schema_extra={
+            "examples": [
+                {"total_limit": 500},
+                {"total_limit": 0, "name": "已停发"},
+                {"name": "满300减30", "threshold": "300", "amount": "30"},
+            ]
+        },
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    kind: CouponKind | None = None
+    amount: Yuan | None = None
+    threshold: Yuan | None = None
+    percent_off: int | None = Field(default=None, ge=1, le=99)
+    valid_from: AwareDatetime | None = None
+    valid_days: int | None = Field(default=None, ge=1, le=3650, description="Validity from issue")
     total_limit: int | None = Field(
         default=None, ge=0, description="At most this many in all (not below those issued; null: no limit)"
     )
@@ -298,7 +314,7 @@ class CouponTemplatePatch(BaseModel):
 
     @model_validator(mode="after")
     def _keeps_required(self) -> CouponTemplatePatch:
-        refuse_nulls(self, "name")
+        refuse_nulls(self, "name", "kind")
         return self
 
 

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from gateway.console.base import optional_number, typed_list, whole_number, yuan
 from gateway.console.campaigns import shop_time
 from gateway.console.customers import rfm_bands
+from gateway.console.loyalty import coupon_terms
 
 
 def test_whole_numbers_as_typed_on_a_chinese_keyboard() -> None:
@@ -56,3 +57,19 @@ def test_rfm_scores_are_told_by_the_shops_thresholds() -> None:
 def test_lists_typed_in_one_box_split_on_any_comma() -> None:
     assert typed_list("包邮，生日双倍积分、 专属客服, VIP ,,") == ["包邮", "生日双倍积分", "专属客服", "VIP"]
     assert typed_list(" ， ") == []
+
+
+def test_coupon_terms_read_as_a_shop_owner_writes_them() -> None:
+    spend_save = {"kind": "spend_save", "threshold": "200.00", "amount": "20.00"}
+    no_threshold = {"kind": "no_threshold", "amount": "10.50"}
+    percent_off = {"kind": "percent_off", "percent_off": 15}
+    assert [coupon_terms(c, "zh") for c in (spend_save, no_threshold, percent_off)] == [
+        "满200减20",
+        "无门槛减10.5",
+        "8.5折",
+    ]
+    assert [coupon_terms(c, "en") for c in (spend_save, no_threshold, percent_off)] == [
+        "20 off orders of 200+",
+        "10.5 off",
+        "15% off",
+    ]

@@ -459,3 +459,47 @@ async def test_a_coupon_template_is_renamed_limited_and_stopped(shop: ShopClient
         "total_limit"
     ] is None
     assert (await post(shop, f"{url}/issue", {"customer_ids": ["cus_stop_c"]})).json()["issued"] == 1
+
+
+async def test_a_coupon_templates_terms_change_until_the_first_is_issued(shop: ShopClient) -> None:
+    key = shop.headers()
+    await post(shop, "/api/v1/loyalty/members/cus_terms/signin")
+    made = await post(
+        shop,
+        "/api/v1/coupons/templates",
+        {"name": "满200减20", "kind": "spend_save", "threshold": "200", "amount": "20"},
+    )
+    url = f"/api/v1/coupons/templates/{made.json()['id']}"
+
+    # A typo caught before anyone holds one: the terms change, checked as a new template's are.
+    fixed = await shop.client.patch(
+        url, json={"name": "满300减30", "threshold": "300", "amount": "30"}, headers=key
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert (fixed.json()["name"], fixed.json()["threshold"], fixed.json()["amount"]) == (
+        "满300减30",
+        "300.00",
+        "30.00",
+    )
+    upside_down = await shop.client.patch(url, json={"amount": "400"}, headers=key)
+    assert upside_down.status_code == 422 and "threshold above its amount" in upside_down.json()["detail"]
+    # Another kind keeps nothing of the old one's terms that it was not given again.
+    percent = await shop.client.patch(url, json={"kind": "percent_off", "percent_off": 10}, headers=key)
+    assert percent.status_code == 200, percent.text
+    assert (percent.json()["kind"], percent.json()["percent_off"], percent.json()["amount"]) == (
+        "percent_off",
+        10,
+        None,
+    )
+    assert (await shop.client.patch(url, json={"kind": "no_threshold"}, headers=key)).status_code == 422
+    assert (await shop.client.patch(url, json={"kind": None}, headers=key)).status_code == 422
+    stopped = await shop.client.patch(url, json={"total_limit": 0}, headers=key)  # 停发 before any is issued
+    assert stopped.status_code == 200 and stopped.json()["total_limit"] == 0
+    await shop.client.patch(url, json={"total_limit": None}, headers=key)
+
+    # Once one is issued, it keeps the terms it was issued with: new terms need a new template.
+    assert (await post(shop, f"{url}/issue", {"customer_ids": ["cus_terms"]})).json()["issued"] == 1
+    locked = await shop.client.patch(url, json={"percent_off": 20}, headers=key)
+    assert locked.status_code == 409 and "1 coupons of this template are issued" in locked.json()["detail"]
+    renamed = await shop.client.patch(url, json={"name": "九折券"}, headers=key)
+    assert renamed.status_code == 200 and renamed.json()["percent_off"] == 10
