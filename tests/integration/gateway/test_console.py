@@ -349,7 +349,8 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     )
     assert made.status_code == 303, made.text
     listed = (await browser_like.get("/console/loyalty")).text
-    assert "无门槛10元" in listed and '<td class="coupon-terms">无门槛减10<small>领取后 7 天有效</small>' in listed
+    assert "无门槛10元" in listed
+    assert '<td class="coupon-terms">无门槛减10<small>领取后 7 天有效</small>' in listed
     templates = (await shop.client.get("/api/v1/coupons/templates", headers=shop.headers())).json()["items"]
     assert [(t["kind"], t["amount"], t["valid_days"], t["threshold"]) for t in templates] == [
         ("no_threshold", "10.00", 7, None)
