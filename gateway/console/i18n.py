@@ -249,6 +249,7 @@ ZH: dict[str, str] = {
     "Budget left": "剩余预算",
     "New campaign": "新建营销",
     "Terms": "优惠内容",
+    "Change": "修改",
     "valid {days} days from issue": "领取后 {days} 天有效",
     "until": "有效至",
     "Edit campaign": "编辑营销",

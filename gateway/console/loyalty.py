@@ -282,6 +282,22 @@ async def settle_redemption(redemption_id: str, request: Request, api: ApiDep) -
     return await _patched(request, api, path, body, "gifts", "redemptions")
 
 
+@router.post("/loyalty/coupon_templates/{template_id}/terms", response_class=HTMLResponse)
+async def change_coupon_terms(template_id: str, request: Request, api: ApiDep) -> Response:
+    """A coupon template's terms corrected before any is issued (the API refuses it after: issued
+    coupons keep the terms they were issued with)."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    body = {
+        "kind": form.get("kind", ""),
+        "threshold": form.get("threshold") or None,
+        "amount": form.get("amount") or None,
+        "percent_off": optional_number(form.get("percent_off", "")),
+        "valid_days": optional_number(form.get("valid_days", "")),
+    }
+    path = f"/api/v1/coupons/templates/{template_id}"
+    return await _patched(request, api, path, body, "coupon-templates", "coupon_template")
+
+
 async def _patched(
     request: Request, api: Api, path: str, body: dict[str, Any], card: str, error_key: str
 ) -> Response:

@@ -355,6 +355,41 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     assert [(t["kind"], t["amount"], t["valid_days"], t["threshold"]) for t in templates] == [
         ("no_threshold", "10.00", 7, None)
     ]
+    # Its terms corrected from its row while none is issued: 无门槛 made 满100减10 for 14 days.
+    terms_url = f"/console/loyalty/coupon_templates/{templates[0]['id']}/terms"
+    assert f'action="{terms_url}"' in listed
+    corrected = await browser_like.post(
+        terms_url,
+        data={
+            "kind": "spend_save",
+            "threshold": "100",
+            "amount": "10",
+            "percent_off": "",
+            "valid_days": "14",
+        },
+    )
+    assert corrected.status_code == 303, corrected.text
+    template_url = f"/api/v1/coupons/templates/{templates[0]['id']}"
+    stored = (await shop.client.get(template_url, headers=shop.headers())).json()
+    assert (stored["kind"], stored["threshold"], stored["amount"], stored["valid_days"]) == (
+        "spend_save",
+        "100.00",
+        "10.00",
+        14,
+    )
+    upside_down = await browser_like.post(
+        terms_url, data={"kind": "spend_save", "threshold": "5", "amount": "10", "valid_days": "14"}
+    )
+    assert upside_down.status_code == 422 and "满减券的门槛须高于减免金额" in upside_down.text
+    # Once one is issued, the row offers no change of terms, and a form sent from an older page is refused.
+    await shop.client.post("/api/v1/loyalty/members/cus_terms_holder/signin", headers=shop.headers())
+    issued = await shop.client.post(
+        f"{template_url}/issue", json={"customer_ids": ["cus_terms_holder"]}, headers=shop.headers()
+    )
+    assert issued.json()["issued"] == 1, issued.text
+    assert f'action="{terms_url}"' not in (await browser_like.get("/console/loyalty")).text
+    late = await browser_like.post(terms_url, data={"kind": "spend_save", "threshold": "200", "amount": "10"})
+    assert late.status_code == 422 and "1 coupons of this template are issued" in late.text
     broken = await browser_like.post("/console/loyalty/lotteries", data={"body": '{"name": "x"'})
     assert (
         broken.status_code == 422
@@ -449,8 +484,10 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     )
     lines = one.text.lstrip("\ufeff").splitlines()
     assert len(lines) == 2 and lines[1].split(",")[2] == "导出1", one.text  # its nick
-    everyone = await browser_like.get("/console/customers/export.csv", params={"sort": "-total_spent"})
-    assert len(everyone.text.strip().splitlines()) == 1 + 3, everyone.text
+    buyers = await browser_like.get(
+        "/console/customers/export.csv", params={"lifecycle": "new", "sort": "-total_spent"}
+    )
+    assert len(buyers.text.strip().splitlines()) == 1 + 3, buyers.text  # not the member who only signed in
     refused = await browser_like.get("/console/customers/export.csv", params={"sort": "by_mood"})
     assert refused.status_code == 422 and not refused.headers["content-type"].startswith("text/csv")
 
