@@ -234,33 +234,45 @@ def field_errors(answer: Answer) -> dict[str, str]:
     return errors
 
 
-# What a customer export holds, for a segment's members and for a filtered customer list alike.
+# What a customer export holds, for a segment's members and for a filtered customer list alike: the
+# item's field and the column's heading.
 EXPORT_COLUMNS = (
-    "customer_id",
-    "name",
-    "nick",
-    "mobile",
-    "lifecycle",
-    "rfm_segment",
-    "tier",
-    "orders_count",
-    "total_spent",
-    "last_order_at",
+    ("customer_id", "Customer ID"),
+    ("name", "Customer name"),
+    ("nick", "Nick"),
+    ("mobile", "Mobile"),
+    ("lifecycle", "Lifecycle"),
+    ("rfm_segment_name", "Class"),
+    ("tier", "Tier"),
+    ("orders_count", "Orders"),
+    ("total_spent", "Spent"),
+    ("last_order_at", "Last order"),
 )
 
 
 def csv_download(request: Request, path: str, params: dict[str, str], filename: str) -> StreamingResponse:
     """Every item of a paged customer list of the API (`path` with `params`), page by page as it is
-    read, as CSV: UTF-8 with a BOM so that Excel reads the Chinese. Memory stays one page whatever the
-    size."""
+    read, as CSV for a person with a spreadsheet: headings and labels in the page's language, times
+    on the shop's clock, UTF-8 with a BOM so that Excel reads the Chinese. Memory stays one page
+    whatever the size."""
     # The request's client closes when the endpoint returns, before the body streams: the stream has its own.
     key = api_key_of(request)
     assert key is not None
     stream_api = Api(request, key)
+    t, _ = words(request)
+    zone = shop_zone(request)
+
+    def cell(item: dict[str, Any], field: str) -> object:
+        value = item.get(field)
+        if value is None:
+            return ""
+        if field == "lifecycle":
+            return t(value)
+        return local_time(value, zone) if field == "last_order_at" else value
 
     async def rows() -> AsyncIterator[bytes]:
         buffer = io.StringIO()
-        csv.writer(buffer).writerow(EXPORT_COLUMNS)
+        csv.writer(buffer).writerow([t(heading) for _, heading in EXPORT_COLUMNS])
         yield ("\ufeff" + buffer.getvalue()).encode()
         cursor: str | None = None
         try:
@@ -269,7 +281,7 @@ def csv_download(request: Request, path: str, params: dict[str, str], filename: 
                 buffer = io.StringIO()
                 writer = csv.writer(buffer)
                 for item in page["items"]:
-                    writer.writerow([item.get(c) if item.get(c) is not None else "" for c in EXPORT_COLUMNS])
+                    writer.writerow([cell(item, field) for field, _ in EXPORT_COLUMNS])
                 yield buffer.getvalue().encode()
                 cursor = page.get("next_cursor")
                 if not cursor:

@@ -158,6 +158,8 @@ ZH: dict[str, str] = {
     "Next page": "下一页",
     "Name": "名称",
     "Customer name": "姓名",
+    "Nick": "昵称",
+    "Customer ID": "客户 ID",
     "Title": "名称",
     "attribute key": "属性名",
     "Mobile": "手机",

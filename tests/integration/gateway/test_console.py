@@ -472,7 +472,12 @@ async def test_loyalty_objects_are_created_and_segments_exported(
         return csv.text
 
     text = await eventually(exported, within=20)
-    assert text.splitlines()[0].lstrip("\ufeff").startswith("customer_id,name")
+    # For a spreadsheet: the page's language, the shop's clock (buyers ordered 2026-11-01 10:00 in Shanghai).
+    assert (
+        text.splitlines()[0].lstrip("\ufeff")
+        == "客户 ID,姓名,昵称,手机,生命周期,RFM 分类,等级,订单数,消费金额,最近下单"
+    )
+    assert text.splitlines()[1].endswith(",新客,一般发展,,1,100.00,2026-11-01 10:00"), text
 
     # The customer list as filtered and sorted on its page, from the same link's query.
     listed = (await browser_like.get("/console/customers", params={"q": "导出1"})).text
