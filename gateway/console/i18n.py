@@ -518,9 +518,22 @@ def value_labeler(lang: str) -> Callable[[str, str | None], str]:
     return lambda kind, value: ZH_VALUES.get(kind, {}).get(value or "", value or "")
 
 
+def _template_users(found: re.Match[str]) -> str:
+    """The API's "template tpl_… is still used by campaign 回访, automation winback (…)" as
+    模板正被使用：营销「回访」、自动化「沉睡唤醒」。请先修改或结束它们"""
+    users = []
+    for user in found.group(1).split(", "):
+        what, _, name = user.partition(" ")
+        if what == "automation":
+            users.append(f"自动化「{ZH_VALUES['automation'].get(name, name)}」")
+        else:
+            users.append(f"营销「{name}」")
+    return "模板正被使用：" + "、".join(users) + "。请先修改或结束它们"
+
+
 # The API's validation messages (pydantic's wording) as a shop owner reads them, most specific first.
 # A message of Laoke's own (after "Value error, ") stays as the API wrote it.
-ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+ZH_MESSAGES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = tuple(
     (re.compile(pattern), replacement)
     for pattern, replacement in (
         (r"^Field required$", "必填"),
@@ -591,6 +604,7 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"^segment (\S+) was deleted before the campaign's audience was taken, so nothing was sent$",
             r"人群 \1 在营销取人之前已被删除，未发送任何消息",
         ),
+        (r"^template \S+ is still used by (.+) \(change or end them first\)$", _template_users),
         (r"^Value error, (.+)$", r"\1"),
     )
 )

@@ -6,18 +6,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import ValidationError
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, select, text
 
 from laoke.kit import clock
 from laoke.kit.context import SHOP_HEADER
 from laoke.kit.db import ReadSessionDep, SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
+from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
 from laoke.kit.ids import decode_cursor, encode_cursor, new_id
 from laoke.kit.pii import mask_email, mask_phone
 from laoke.kit.service import CallerDep, OutboxDep
 from services.messaging import consent, policy, templates
 from services.messaging.channels import CONFIG_MODELS, Channel
-from services.messaging.models import ChannelConfig, Consent, Message, Template
+from services.messaging.models import Automation, ChannelConfig, Consent, Message, Template
 from services.messaging.policy import ShopPolicy
 from services.messaging.schemas import (
     ChannelList,
@@ -176,11 +176,37 @@ def _template_out(template: Template) -> TemplateOut:
     )
 
 
-async def load_template(session: SessionDep, shop_id: str, template_id: str) -> Template:
-    template = await session.get(Template, (shop_id, template_id))
+async def load_template(
+    session: SessionDep, shop_id: str, template_id: str, *, lock: bool = False
+) -> Template:
+    template = await session.get(Template, (shop_id, template_id), with_for_update=lock or None)
     if template is None:
         raise NotFound(f"template {template_id} not found")
     return template
+
+
+_CAMPAIGNS_USING = text(
+    """
+    SELECT name FROM messaging.campaigns c
+    WHERE shop_id = :shop AND status IN ('draft', 'scheduled', 'paused', 'sending')
+      AND (template_id = :template
+           OR EXISTS (SELECT 1 FROM jsonb_each_text(c.variants_by_tier) v WHERE v.value = :template))
+    ORDER BY created_at
+    """
+)
+
+
+async def _template_users(session: SessionDep, shop_id: str, template_id: str) -> list[str]:
+    """What still sends with a template: campaigns not finished (by their name) and automations that
+    are on (by their kind). Campaigns and automations take the template `FOR SHARE` when they name it,
+    so one saved meanwhile is seen here once the template's lock is held."""
+    campaigns = await session.scalars(_CAMPAIGNS_USING, {"shop": shop_id, "template": template_id})
+    automations = await session.scalars(
+        select(Automation.kind).where(
+            Automation.shop_id == shop_id, Automation.enabled, Automation.template_id == template_id
+        )
+    )
+    return [f"campaign {name}" for name in campaigns] + [f"automation {kind}" for kind in automations]
 
 
 @router.post(
@@ -243,10 +269,18 @@ async def put_template(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     tags=["templates"],
-    summary="Delete a template (queued messages using it fail with a reason)",
+    summary="Delete a template",
+    description="409 while a campaign that has not finished (draft, scheduled, paused, sending) or an "
+    "automation that is on uses it, naming them: a campaign's messages would fail one by one. Messages "
+    "already sent keep their text.",
 )
 async def delete_template(template_id: str, caller: CallerDep, session: SessionDep) -> Response:
-    await load_template(session, caller.shop_id, template_id)
+    await load_template(session, caller.shop_id, template_id, lock=True)
+    users = await _template_users(session, caller.shop_id, template_id)
+    if users:
+        raise Conflict(
+            f"template {template_id} is still used by {', '.join(users)} (change or end them first)"
+        )
     await session.execute(
         delete(Template).where(Template.shop_id == caller.shop_id, Template.id == template_id)
     )

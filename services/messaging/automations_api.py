@@ -62,7 +62,8 @@ async def list_automations(caller: CallerDep, session: SessionDep) -> Automation
 async def put_automation(
     kind: Kind, body: AutomationIn, caller: CallerDep, session: SessionDep
 ) -> AutomationOut:
-    template = await session.get(Template, (caller.shop_id, body.template_id))
+    # FOR SHARE: a delete of the template waits for this automation and then sees it (api.py).
+    template = await session.get(Template, (caller.shop_id, body.template_id), with_for_update={"read": True})
     if template is None:
         raise Unprocessable(f"template {body.template_id} not found")
     if template.channel != body.channel:

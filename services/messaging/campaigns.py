@@ -83,7 +83,8 @@ async def segment_size(settings: MessagingSettings, shop_id: str, segment_id: st
 async def check_templates(session: AsyncSession, shop_id: str, campaign: CampaignIn) -> None:
     """Every template the campaign names exists in the shop and is of the campaign's channel (422)."""
     for template_id in {campaign.template_id, *(campaign.variants_by_tier or {}).values()} - {None}:
-        template = await session.get(Template, (shop_id, template_id))
+        # FOR SHARE: a delete of the template waits for this campaign and then sees it (api.py).
+        template = await session.get(Template, (shop_id, template_id), with_for_update={"read": True})
         if template is None:
             raise Unprocessable(f"template {template_id} not found")
         if template.channel != campaign.channel:

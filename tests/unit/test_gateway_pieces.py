@@ -114,3 +114,9 @@ def test_only_the_request_line_is_percent_encoded() -> None:
         b"GET /api/v1/customers?q=%E5%BC%A0%E4%B8%89 HTTP/1.1\r\nX-Note: " + "张三".encode() + b"\r\n\r\n"
     )
     assert percent_encode_request_line(b"GET /a HTTP/1.1\r\n") == b"GET /a HTTP/1.1\r\n"
+
+
+def test_a_template_in_use_is_named_in_the_shop_owners_words() -> None:
+    said = "template tpl_1 is still used by campaign 回访, automation winback (change or end them first)"
+    assert api_message(said, "zh") == "模板正被使用：营销「回访」、自动化「沉睡唤醒」。请先修改或结束它们"
+    assert api_message(said, "en") == said

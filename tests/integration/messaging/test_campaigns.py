@@ -312,3 +312,32 @@ async def test_campaigns_are_listed_a_page_at_a_time(shop: ShopClient) -> None:
     assert [c["id"] for c in rest["items"]] == made[:1] and rest["next_cursor"] is None
     forged = await call(shop, "GET", "/api/v1/campaigns", cursor="not-ours")
     assert forged.status_code == 400 and forged.json()["error"] == "bad_request"
+
+
+async def test_a_template_in_use_is_not_deleted(shop: ShopClient) -> None:
+    """A campaign not finished or an automation that is on would fail message by message without it."""
+    await buyer(shop, "tpl-use-1")
+    segment = await segment_of_everyone(shop, 1)
+    greeting = await template(shop, "inapp", "{{name}}，好久不见")
+    campaign = await ok(
+        shop,
+        "POST",
+        "/api/v1/campaigns",
+        {"name": "回访", "segment_id": segment, "channel": "inapp", "variants_by_tier": {"*": greeting}},
+        201,
+    )
+    await ok(shop, "PUT", "/api/v1/automations/winback", {"channel": "inapp", "template_id": greeting})
+    refused = await call(shop, "DELETE", f"/api/v1/templates/{greeting}")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == (
+        f"template {greeting} is still used by campaign 回访, automation winback (change or end them first)"
+    )
+    await ok(shop, "POST", f"/api/v1/campaigns/{campaign['id']}/cancel")
+    await ok(
+        shop,
+        "PUT",
+        "/api/v1/automations/winback",
+        {"enabled": False, "channel": "inapp", "template_id": greeting},
+    )
+    await ok(shop, "DELETE", f"/api/v1/templates/{greeting}", status=204)
+    assert (await call(shop, "GET", f"/api/v1/templates/{greeting}")).status_code == 404
