@@ -144,6 +144,9 @@ ZH: dict[str, str] = {
     "Make a segment": "创建人群",
     "Start a campaign": "发起营销",
     "Campaigns to this segment": "发给这个人群的营销",
+    "Activities not ended are open only to this segment; end them first: {names}": (
+        "有未结束的互动活动只对这个人群开放，请先结束：{names}"
+    ),
     "Scheduled campaigns go to this segment; cancel them first: {names}": (
         "有已排期的营销要发给这个人群，请先取消：{names}"
     ),

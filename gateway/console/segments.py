@@ -285,15 +285,29 @@ async def save_segment(segment_id: str, request: Request, api: ApiDep) -> Respon
 
 @router.post("/{segment_id}/delete")
 async def delete_segment(segment_id: str, request: Request, api: ApiDep) -> Response:
-    """Refused while a campaign is scheduled to the segment: it would fail when its time came."""
-    campaigns = await api.call("GET", "/api/v1/campaigns", params={"segment_id": segment_id, "limit": 200})
+    """Refused while a campaign is scheduled to the segment (it would fail when its time came) or an
+    activity not ended is open only to its members (nobody could take part any more)."""
+    campaigns, activities = await asyncio.gather(
+        api.call("GET", "/api/v1/campaigns", params={"segment_id": segment_id, "limit": 200}),
+        api.call("GET", "/api/v1/activities"),
+    )
     scheduled = (
         [c["name"] for c in campaigns.body["items"] if c["status"] == "scheduled"] if campaigns.ok else []
     )
+    open_to_it = [
+        a["title"]
+        for a in (activities.body["items"] if activities.ok else [])
+        if a["status"] != "ended" and (a["rules"].get("eligibility") or {}).get("segment_id") == segment_id
+    ]
+    t, _ = words(request)
     if scheduled:
-        t, _ = words(request)
         error = t("Scheduled campaigns go to this segment; cancel them first: {names}").format(
             names="、".join(scheduled)
+        )
+        return redirect(f"/console/segments/{segment_id}?{urlencode({'error': error})}")
+    if open_to_it:
+        error = t("Activities not ended are open only to this segment; end them first: {names}").format(
+            names="、".join(open_to_it)
         )
         return redirect(f"/console/segments/{segment_id}?{urlencode({'error': error})}")
     answer = await api.call("DELETE", f"/api/v1/segments/{segment_id}")

@@ -1105,6 +1105,28 @@ async def test_a_scheduled_campaign_is_edited_and_its_segment_lists_it_and_is_ke
     # Deleted through the API all the same, the campaign fails when its time comes, and its page says why.
     cancelled = await shop.client.post(f"/api/v1/campaigns/{campaign_id}/cancel", headers=shop.headers())
     assert cancelled.status_code == 200, cancelled.text
+    # An activity open only to the segment's members keeps it too, until the activity is ended.
+    now = datetime.now(UTC)
+    vote = await shop.client.post(
+        "/api/v1/activities",
+        json={
+            "type": "vote",
+            "title": "新品投票",
+            "options": [{"id": "a", "label": "面霜"}, {"id": "b", "label": "精华"}],
+            "eligibility": {"segment_id": segment},
+            "starts_at": now.isoformat(),
+            "ends_at": (now + timedelta(days=1)).isoformat(),
+        },
+        headers=shop.headers(),
+    )
+    assert vote.status_code == 201, vote.text
+    kept = await browser_like.post(f"/console/segments/{segment}/delete")
+    said = html.unescape((await browser_like.get(kept.headers["location"])).text)
+    assert "有未结束的互动活动只对这个人群开放，请先结束：新品投票" in said
+    ended = await shop.client.patch(
+        f"/api/v1/activities/{vote.json()['id']}", json={"status": "ended"}, headers=shop.headers()
+    )
+    assert ended.status_code == 200, ended.text
     doomed = await scheduled("快闪", 2)
     deleted = await shop.client.delete(f"/api/v1/segments/{segment}", headers=shop.headers())
     assert deleted.status_code == 204
