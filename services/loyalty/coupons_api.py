@@ -83,6 +83,16 @@ def _template_in(template: CouponTemplate) -> CouponTemplateIn:
     )
 
 
+def _set_terms(template: CouponTemplate, terms: CouponTemplateIn) -> None:
+    """Everything of a checked template onto the stored one but `total_limit`, which a PATCH may set
+    where a new template may not (to what is issued: 停发)."""
+    template.name, template.kind, template.percent_off = terms.name, terms.kind, terms.percent_off
+    template.amount_fen = to_fen(terms.amount) if terms.amount is not None else None
+    template.threshold_fen = to_fen(terms.threshold) if terms.threshold is not None else None
+    template.valid_from, template.valid_until = terms.valid_from, terms.valid_until
+    template.valid_days, template.per_customer_limit = terms.valid_days, terms.per_customer_limit
+
+
 @router.post(
     "/api/v1/coupons/templates",
     response_model=CouponTemplateOut,
@@ -93,22 +103,10 @@ async def create_template(
     body: CouponTemplateIn, caller: CallerDep, session: SessionDep
 ) -> CouponTemplateOut:
     template = CouponTemplate(
-        id=new_id("cpt"),
-        shop_id=caller.shop_id,
-        name=body.name,
-        kind=body.kind,
-        amount_fen=to_fen(body.amount) if body.amount is not None else None,
-        threshold_fen=to_fen(body.threshold) if body.threshold is not None else None,
-        percent_off=body.percent_off,
-        valid_from=body.valid_from,
-        valid_until=body.valid_until,
-        valid_days=body.valid_days,
-        total_limit=body.total_limit,
-        per_customer_limit=body.per_customer_limit,
-        issued_count=0,
-        redeemed_count=0,
-        revenue_fen=0,
+        id=new_id("cpt"), shop_id=caller.shop_id, issued_count=0, redeemed_count=0, revenue_fen=0
     )
+    _set_terms(template, body)
+    template.total_limit = body.total_limit
     session.add(template)
     await session.flush()
     return await _template_out(session, template)
@@ -167,15 +165,7 @@ async def patch_template(
         checked = CouponTemplateIn.model_validate(terms)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
-    template.name, template.kind, template.percent_off = checked.name, checked.kind, checked.percent_off
-    template.amount_fen = to_fen(checked.amount) if checked.amount is not None else None
-    template.threshold_fen = to_fen(checked.threshold) if checked.threshold is not None else None
-    template.valid_from, template.valid_until, template.valid_days = (
-        checked.valid_from,
-        checked.valid_until,
-        checked.valid_days,
-    )
-    template.per_customer_limit = checked.per_customer_limit
+    _set_terms(template, checked)
     if "total_limit" in changes:
         template.total_limit = limit
     await session.flush()
