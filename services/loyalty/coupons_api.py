@@ -49,16 +49,7 @@ async def _template_out(session: SessionDep, template: CouponTemplate) -> Coupon
     )
     return CouponTemplateOut(
         id=template.id,
-        name=template.name,
-        kind=template.kind,  # type: ignore[arg-type]
-        amount=from_fen(template.amount_fen) if template.amount_fen is not None else None,
-        threshold=from_fen(template.threshold_fen) if template.threshold_fen is not None else None,
-        percent_off=template.percent_off,
-        valid_from=template.valid_from,
-        valid_until=template.valid_until,
-        valid_days=template.valid_days,
-        total_limit=template.total_limit,
-        per_customer_limit=template.per_customer_limit,
+        **_template_in(template).model_dump(),
         issued=template.issued_count,
         redeemed=template.redeemed_count,
         revenue=from_fen(template.revenue_fen),
@@ -68,7 +59,8 @@ async def _template_out(session: SessionDep, template: CouponTemplate) -> Coupon
 
 
 def _template_in(template: CouponTemplate) -> CouponTemplateIn:
-    """A stored template as the form it was created with, so a change is checked as a new one is."""
+    """A stored template as the form it was created with: what the API shows of it, and what a change
+    is merged into to be checked as a new template is."""
     return CouponTemplateIn.model_construct(
         name=template.name,
         kind=template.kind,
