@@ -35,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock
 from laoke.kit.bulk import copy_feed_into
-from laoke.kit.errors import Conflict, ServiceUnavailable, Unprocessable
-from laoke.kit.internal_auth import sign
+from laoke.kit.errors import Conflict, Unprocessable
+from laoke.kit.segments import segment_size
 from services.messaging import policy, templates
 from services.messaging.channels import Channel, load_config
 from services.messaging.models import Campaign, Shop, Template
@@ -62,22 +62,6 @@ _RECIPIENT_SQL = """
       ELSE a.customer_id
     END
 """
-
-
-async def segment_size(settings: MessagingSettings, shop_id: str, segment_id: str) -> int:
-    """The segment's size now, from segmentation; a segment of another shop is not found."""
-    path = f"/api/v1/segments/{segment_id}"
-    headers = sign(settings.internal_secret, method="GET", path=path, shop_id=shop_id)
-    try:
-        async with httpx.AsyncClient(base_url=settings.segmentation_url, timeout=10) as client:
-            response = await client.get(path, headers=headers)
-    except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"could not check segment {segment_id}: {type(exc).__name__}") from exc
-    if response.status_code == 404:
-        raise Unprocessable(f"segment {segment_id} not found")
-    if response.status_code != 200:
-        raise ServiceUnavailable(f"segmentation answered {response.status_code} for segment {segment_id}")
-    return int(response.json()["size"])
 
 
 async def check_templates(session: AsyncSession, shop_id: str, campaign: CampaignIn) -> None:

@@ -12,6 +12,7 @@ from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
 from laoke.kit.ids import new_id, read_time_cursor, time_cursor
 from laoke.kit.money import from_fen
+from laoke.kit.segments import segment_size
 from laoke.kit.service import CallerDep
 from services.messaging import campaigns
 from services.messaging.models import Campaign
@@ -83,7 +84,7 @@ async def create_campaign(
     body: CampaignIn, request: Request, caller: CallerDep, session: SessionDep
 ) -> CampaignOut:
     await campaigns.check_templates(session, caller.shop_id, body)
-    await campaigns.segment_size(request.app.state.settings, caller.shop_id, body.segment_id)
+    await segment_size(request.app.state.settings, caller.shop_id, body.segment_id)
     campaign = Campaign(
         shop_id=caller.shop_id,
         id=new_id("cmp"),
