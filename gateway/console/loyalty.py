@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -20,6 +22,7 @@ from gateway.console.base import (
     optional_number,
     redirect,
     render,
+    shop_zone,
     typed_list,
     whole_number,
     words,
@@ -374,11 +377,40 @@ async def create_activity(request: Request, api: ApiDep) -> Response:
     return await _activities_page(request, api, draft, error)
 
 
-@router.get("/activities/{activity_id}", response_class=HTMLResponse)
-async def activity(activity_id: str, request: Request, api: ApiDep) -> Response:
-    found, stats = await asyncio.gather(
-        api.get(f"/api/v1/activities/{activity_id}"), api.get(f"/api/v1/activities/{activity_id}/stats")
+# What a live activity's change box offers (the API refuses the rest once members take part under it).
+CHANGEABLE_WHEN_LIVE = ("title", "description", "ends_at", "budget_points", "stock", "eligibility")
+
+
+def activity_changes(found: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    """What the change box starts from: a draft's whole definition but its type, a live one's changeable
+    fields; times on the shop's clock, as the owner would type them."""
+    rules = dict(found["rules"])
+    if rules.get("price") is None:
+        rules.pop("price", None)  # a price guess's price is hidden until revealed: sent back, it would go
+    fields = {
+        "title": found["title"],
+        "starts_at": datetime.fromisoformat(found["starts_at"]).astimezone(zone).isoformat(),
+        "ends_at": datetime.fromisoformat(found["ends_at"]).astimezone(zone).isoformat(),
+        **rules,
+    }
+    if found["status"] != "draft":
+        fields = {name: fields.get(name) for name in CHANGEABLE_WHEN_LIVE}
+    return fields
+
+
+async def _activity_page(
+    request: Request, api: Api, activity_id: str, box: str | None = None, box_error: str | None = None
+) -> Response:
+    found, stats, program = await asyncio.gather(
+        api.get(f"/api/v1/activities/{activity_id}"),
+        api.get(f"/api/v1/activities/{activity_id}/stats"),
+        api.get("/api/v1/loyalty/program"),
     )
+    rules = found["rules"]
+    segment_id, coupon_id = rules["eligibility"].get("segment_id"), rules.get("reward_coupon_template_id")
+    segment = await api.call("GET", f"/api/v1/segments/{segment_id}") if segment_id else None
+    coupon = await api.call("GET", f"/api/v1/coupons/templates/{coupon_id}") if coupon_id else None
+    tiers = {tier["level"]: tier["name"] for tier in program.get("tiers", [])}
     charts = {
         question: {
             "type": "bar",
@@ -393,8 +425,45 @@ async def activity(activity_id: str, request: Request, api: ApiDep) -> Response:
             "labels": list(stats["votes"]),
             "series": [{"label": words(request)[0]("Votes"), "data": list(stats["votes"].values())}],
         }
-    error = request.query_params.get("error")
-    return render(request, "activity.html", a=found, stats=stats, charts=charts, error=error)
+    if box is None and found["status"] != "ended":
+        box = json.dumps(activity_changes(found, shop_zone(request)), ensure_ascii=False, indent=1)
+    return render(
+        request,
+        "activity.html",
+        status_code=422 if box_error else 200,
+        a=found,
+        rules=rules,
+        stats=stats,
+        charts=charts,
+        error=request.query_params.get("error"),
+        segment=segment.body if segment and segment.ok else None,
+        coupon=coupon.body if coupon and coupon.ok else None,
+        min_tier=tiers.get(rules["eligibility"].get("min_tier_level") or 0),
+        box=box,
+        box_error=box_error,
+    )
+
+
+@router.get("/activities/{activity_id}", response_class=HTMLResponse)
+async def activity(activity_id: str, request: Request, api: ApiDep) -> Response:
+    return await _activity_page(request, api, activity_id)
+
+
+@router.post("/activities/{activity_id}/edit", response_class=HTMLResponse)
+async def change_activity(activity_id: str, request: Request, api: ApiDep) -> Response:
+    """The change box sent as a PATCH: back to the page, or the page with the box as typed and the
+    API's refusal above it."""
+    draft = str((await request.form()).get("body", ""))
+    try:
+        body = json.loads(draft)
+    except ValueError as exc:
+        return await _activity_page(request, api, activity_id, draft, f"not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        return await _activity_page(request, api, activity_id, draft, "not valid JSON: give an object {…}")
+    answer = await api.call("PATCH", f"/api/v1/activities/{activity_id}", json=body)
+    if answer.ok:
+        return redirect(f"/console/activities/{activity_id}")
+    return await _activity_page(request, api, activity_id, draft, answer.error)
 
 
 @router.post("/activities/{activity_id}/status")

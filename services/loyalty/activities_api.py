@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
@@ -14,10 +17,12 @@ from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
 from laoke.kit.ids import new_id, read_time_cursor, time_cursor
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen
+from laoke.kit.segments import segment_size
 from laoke.kit.service import CallerDep, OutboxDep
 from laoke.kit.settings import ServiceSettings
 from services.loyalty import activities, coupons, participations, program
 from services.loyalty.activity_schemas import (
+    CHANGEABLE_WHEN_LIVE,
     ActivityIn,
     ActivityList,
     ActivityOut,
@@ -91,9 +96,10 @@ def _participation_out(row: Participation, balance: int | None = None) -> Partic
     "done in the window) and `referral` (the inviter is paid when the invitee's first order completes). "
     "Times are UTC instants; `slots` are shop-local times of day.",
 )
-async def create_activity(body: ActivityIn, caller: CallerDep, session: SessionDep) -> ActivityOut:
-    if body.reward_coupon_template_id:
-        await coupons.load_template(session, caller.shop_id, body.reward_coupon_template_id)
+async def create_activity(
+    body: ActivityIn, caller: CallerDep, session: SessionDep, request: Request
+) -> ActivityOut:
+    await _check_references(session, request, caller.shop_id, body)
     now = clock.now()
     activity = Activity(
         id=new_id("act"),
@@ -141,36 +147,78 @@ async def get_activity(activity_id: ActivityId, caller: CallerDep, session: Sess
 @router.patch(
     "/{activity_id}",
     response_model=ActivityOut,
-    summary="Rename, reschedule, refill or move an activity draft → live → ended",
-    description="Ending a price guess reveals it at once: winners are paid. 409 `invalid_transition` for a "
-    "move backwards.",
+    summary="Change an activity: a draft wholly, a live one's title, end, budget, stock and who may join",
+    description="A field left out keeps its value. A draft may change everything but its type, checked as "
+    "a new activity is (422). Once live, only `title`, `description`, `ends_at`, `budget_points`, `stock` "
+    "and `eligibility` (who may take part from now on) change; anything else is 409, members having taken "
+    "part under it. `status` moves draft → live → ended only (409 `invalid_transition`). Ending a price "
+    "guess reveals it at once: winners are paid.",
 )
 async def patch_activity(
-    activity_id: ActivityId, body: ActivityPatch, caller: CallerDep, session: SessionDep, outbox: OutboxDep
+    activity_id: ActivityId,
+    body: ActivityPatch,  # type: ignore[valid-type]
+    caller: CallerDep,
+    session: SessionDep,
+    outbox: OutboxDep,
+    request: Request,
 ) -> ActivityOut:
     activity = await activities.load(session, caller.shop_id, activity_id, lock=True)
-    changes = body.model_dump(exclude_unset=True)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
     if "status" in changes and changes["status"] not in NEXT_STATUS[activity.status]:
         raise InvalidTransition(
             f"activity {activity_id} is {activity.status} and cannot become {changes['status']}"
         )
-    if changes.get("ends_at") is not None and changes["ends_at"] <= activity.starts_at:
-        raise Conflict("ends_at must come after starts_at")
+    if activity.status != "draft" and (fixed := sorted(set(changes) - CHANGEABLE_WHEN_LIVE)):
+        raise Conflict(
+            f"{', '.join(fixed)} can change only while activity {activity_id} is a draft (it is "
+            f"{activity.status}, and members take part under what it was)"
+        )
     for name in ("stock", "budget_points"):
-        if name in changes and changes[name] is not None:
+        if changes.get(name) is not None:
             spent = activity.rewards_given if name == "stock" else activity.points_awarded
             if changes[name] < spent:
                 raise Conflict(f"{name} cannot go below what was already given ({spent})")
-    if "description" in changes:
-        activity.rules = {**activity.rules, "description": changes.pop("description")}
-    for name, value in changes.items():
-        setattr(activity, name, value)
+    checked = _changed(activity, changes)
+    if {"reward_coupon_template_id", "eligibility"} & set(changes):
+        await _check_references(session, request, caller.shop_id, checked)
+    activity.rules = checked.rules().model_dump(mode="json")
+    activity.title, activity.starts_at, activity.ends_at = checked.title, checked.starts_at, checked.ends_at
+    activity.reward_points, activity.budget_points = checked.reward_points, checked.budget_points
+    activity.stock = checked.stock
+    activity.status = changes.get("status", activity.status)
     activity.updated_at = clock.now()
     await session.flush()
     if activity.status == "ended" and activity.type == "guess_price" and activity.revealed_at is None:
         await activities.reveal(session, outbox, activity, await program.load(session, caller.shop_id))
     await session.refresh(activity)
     return _activity_out(activity)
+
+
+async def _check_references(session: AsyncSession, request: Request, shop_id: str, body: ActivityIn) -> None:
+    """The coupon it rewards and the segment it is open to exist in the shop: an activity naming a segment
+    that is not there would refuse every member, each told the segment is not found."""
+    if body.reward_coupon_template_id:
+        await coupons.load_template(session, shop_id, body.reward_coupon_template_id)
+    if body.eligibility.segment_id:
+        await segment_size(request.app.state.settings, shop_id, body.eligibility.segment_id)
+
+
+def _changed(activity: Activity, changes: dict[str, Any]) -> ActivityIn:
+    """The activity with the changes, as a new activity would be checked (422 where it would be refused).
+    Its status is checked by its own rule (NEXT_STATUS): a draft is cancelled by ending it, which a new
+    activity cannot be created as."""
+    current = {
+        "type": activity.type,
+        "title": activity.title,
+        "starts_at": activity.starts_at,
+        "ends_at": activity.ends_at,
+        **activity.rules,
+    }
+    merged = current | {name: value for name, value in changes.items() if name != "status"}
+    try:
+        return ActivityIn.model_validate(merged)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
 
 
 @router.post(

@@ -6,7 +6,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from laoke.kit.clock import LocalTime
 from laoke.kit.patches import refuse_nulls
@@ -238,23 +239,48 @@ class ActivityIn(ActivityRules):
         return ActivityRules.model_validate(self.model_dump(include=set(ActivityRules.model_fields)))
 
 
-class ActivityPatch(BaseModel):
-    """What may change once an activity exists. Its questions, options, price and tasks stay as created
-    (answers already given refer to them); `status` moves draft → live → ended only."""
+# What may change once members can take part: the rest (rewards, costs, limits, questions, options, the
+# price, tasks, slots, the start) is what they took part under, and changes only while a draft.
+CHANGEABLE_WHEN_LIVE = frozenset(
+    {"title", "description", "status", "ends_at", "budget_points", "stock", "eligibility"}
+)
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "live"}]})
+
+class _ActivityChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"status": "live"},
+                {"eligibility": {"segment_id": "seg_7d2a48c3f9a0c1e5", "min_tier_level": 0}, "stock": 500},
+                {"reward_points": 30, "starts_at": "2026-12-10T00:00:00+08:00"},
+            ]
+        },
+    )
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
     status: Status | None = None
+    starts_at: AwareDatetime | None = Field(default=None, description="A draft only")
     ends_at: AwareDatetime | None = None
-    budget_points: int | None = Field(default=None, ge=0)
-    stock: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
-    def _keeps_required(self) -> ActivityPatch:
-        refuse_nulls(self, "title", "status", "ends_at")
+    def _keeps_required(self) -> _ActivityChange:
+        refuse_nulls(self, "title", "status", "starts_at", "ends_at")
         return self
+
+
+# Every rule of ActivityRules with its own bounds but no default, so that what was not sent is told apart
+# from what was (`exclude_unset`) and the schema shows no default a PATCH would not apply.
+ActivityPatch = create_model(
+    "ActivityPatch",
+    __base__=_ActivityChange,
+    __doc__="A change to an activity; a field left out keeps its value. A draft may change everything but "
+    f"its type (checked as a new activity is); once live, only {', '.join(sorted(CHANGEABLE_WHEN_LIVE))}.",
+    **{
+        name: (info.annotation, FieldInfo.merge_field_infos(info, default=None, default_factory=None))
+        for name, info in ActivityRules.model_fields.items()
+    },
+)
 
 
 class ActivityOut(BaseModel):

@@ -8,6 +8,7 @@ import html
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -330,6 +331,15 @@ async def test_points_expiry_is_chosen_on_the_loyalty_page_and_kept_by_other_edi
     assert 'value="七天送二十"' in unreadable.text  # as typed
 
 
+def change_box(page: str) -> dict[str, Any]:
+    """What an activity page's change box holds, as the shop owner would edit it."""
+    return dict(
+        json.loads(
+            html.unescape(page.split('<textarea name="body"')[1].split(">", 1)[1].split("</textarea>")[0])
+        )
+    )
+
+
 async def test_loyalty_objects_are_created_and_segments_exported(
     browser_like: httpx.AsyncClient, shop: ShopClient
 ) -> None:
@@ -442,7 +452,48 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     assert "收藏有礼" in (await browser_like.get("/console/activities")).text
     listed = (await shop.client.get("/api/v1/activities", headers=shop.headers())).json()["items"]
     activity_url = f"/console/activities/{listed[0]['id']}"
-    assert ">结束</button>" in (await browser_like.get(activity_url)).text  # a live one ends
+    page = (await browser_like.get(activity_url)).text
+    assert ">结束</button>" in page  # a live one ends
+    # Its rules are on its page, on the shop's clock; its change box offers what may change while live.
+    assert "2026-01-01 00:00 – 2027-01-01 00:00" in page and "10 积分" in page and "全部会员" in page
+    live_box = change_box(page)
+    assert set(live_box) == {"title", "description", "ends_at", "budget_points", "stock", "eligibility"}
+    assert live_box["ends_at"] == "2027-01-01T00:00:00+08:00"
+    refused = await browser_like.post(f"{activity_url}/edit", data={"body": '{"reward_points": 20}'})
+    assert refused.status_code == 422 and "reward_points 只能在活动为草稿时修改" in refused.text
+    assert '{"reward_points": 20}' in html.unescape(refused.text)  # the box as typed, to correct
+    nowhere = await browser_like.post(
+        f"{activity_url}/edit", data={"body": '{"eligibility": {"segment_id": "seg_x"}}'}
+    )
+    assert nowhere.status_code == 422 and "人群 seg_x 不存在" in nowhere.text
+    widened = await browser_like.post(
+        f"{activity_url}/edit", data={"body": '{"stock": 50, "title": "收藏送积分"}'}
+    )
+    assert widened.headers["location"] == activity_url
+    page = (await browser_like.get(activity_url)).text
+    assert "收藏送积分" in page and "0 / 50" in page
+    broken = await browser_like.post(f"{activity_url}/edit", data={"body": '{"stock": 5'})
+    assert broken.status_code == 422 and "not valid JSON" in broken.text
+    # A draft's box holds its whole definition, times on the shop's clock: corrected and saved back.
+    survey = {
+        "type": "survey",
+        "title": "肤质调查",
+        "starts_at": "2026-12-20T00:00:00+08:00",
+        "ends_at": "2027-01-20T00:00:00+08:00",
+        "reward_points": 5,
+        "questions": [{"id": "skin", "text": "您的肤质", "options": ["干", "油"]}],
+    }
+    draft = (await shop.client.post("/api/v1/activities", json=survey, headers=shop.headers())).json()
+    draft_url = f"/console/activities/{draft['id']}"
+    page = (await browser_like.get(draft_url)).text
+    box = change_box(page)
+    assert box["starts_at"] == "2026-12-20T00:00:00+08:00" and "type" not in box
+    box["questions"][0]["options"].append("混合")
+    box["starts_at"] = "2026-12-18T09:00:00+08:00"
+    saved = await browser_like.post(f"{draft_url}/edit", data={"body": json.dumps(box, ensure_ascii=False)})
+    assert saved.headers["location"] == draft_url
+    page = (await browser_like.get(draft_url)).text
+    assert "2026-12-18 09:00 – 2027-01-20 00:00" in page and "干 / 油 / 混合" in page
     ended = await browser_like.post(f"{activity_url}/status", data={"status": "ended"})
     assert ended.headers["location"] == activity_url
     # Launched from a page that still showed it before it ended (another tab): said, not swallowed.

@@ -251,6 +251,61 @@ async def test_windows_slots_tiers_limits_and_costs_are_enforced(shop: ShopClien
         assert bad.status_code == 422 and problem in bad.text, bad.text
 
 
+async def test_a_draft_changes_wholly_and_a_live_one_only_where_nobody_took_part_under_it(
+    shop: ShopClient,
+) -> None:
+    draft = await activity(shop, **{**SURVEY, "status": "draft"})
+    path = f"/api/v1/activities/{draft['id']}"
+    starts = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    skin = ["dry", "oily", "mixed", "normal"]
+    fixed_questions = [{"id": "skin_type", "text": "您的肤质是？", "options": skin}]
+    changed = await ok(
+        shop, "PATCH", path, {"questions": fixed_questions, "reward_points": 30, "starts_at": starts}
+    )
+    assert changed["rules"]["questions"][0]["options"][-1] == "normal"
+    assert (changed["rules"]["reward_points"], changed["rules"]["budget_points"]) == (30, 40)
+    assert datetime.fromisoformat(changed["starts_at"]) == datetime.fromisoformat(starts)
+    # Checked as a new activity is; a refused change leaves the draft as it was.
+    for body, problem in (
+        ({"questions": []}, "a survey needs questions"),
+        ({"options": [{"id": "a", "label": "A"}, {"id": "b", "label": "B"}]}, "belongs to vote"),
+        ({"starts_at": "2099-01-01T00:00:00+08:00"}, "ends_at must come after starts_at"),
+        ({"questions": fixed_questions * 2}, "question and option ids must differ"),
+        ({"cost_points": -1}, "greater than or equal to 0"),
+        ({"type": "vote"}, "type: Extra inputs are not permitted"),
+        ({"starts_at": None}, "cannot be null"),
+        ({"slots": None}, "slots"),
+        ({"eligibility": {"segment_id": "seg_nowhere"}}, "segment seg_nowhere not found"),
+    ):
+        refusal = await call(shop, "PATCH", path, body)
+        assert refusal.status_code == 422 and problem in refusal.text, (body, refusal.text)
+    assert await ok(shop, "GET", path) == changed
+    nowhere = await call(
+        shop, "POST", "/api/v1/activities", {**window(), **SURVEY, "eligibility": {"segment_id": "seg_x"}}
+    )
+    assert nowhere.status_code == 422 and "segment seg_x not found" in nowhere.text
+
+    answers = {"skin_type": "normal"}
+    live = await ok(shop, "PATCH", path, {"status": "live"})
+    assert (await take_part(shop, draft["id"], customer_id="cus_d1", answers=answers)).status_code == 201
+    assert (await member(shop, "cus_d1"))["points_available"] == 30
+    # Live: members took part under its questions and reward, which stay.
+    for body in ({"reward_points": 5}, {"questions": fixed_questions}, {"starts_at": starts}):
+        refusal = await call(shop, "PATCH", path, {"title": "新标题", **body})
+        refused(refusal, 409, "conflict")
+        detail = refusal.json()["detail"]
+        assert detail.startswith(f"{next(iter(body))} can change only while activity") and "live" in detail
+    assert await ok(shop, "GET", path) == {**live, "rewards_given": 1, "points_awarded": 30}
+    # …but who may join from now on, its stock and its budget do, and the API shows what is applied.
+    narrowed = await ok(
+        shop, "PATCH", path, {"eligibility": {"min_tier_level": 2}, "stock": 10, "budget_points": 300}
+    )
+    assert narrowed["rules"]["eligibility"] == {"segment_id": None, "min_tier_level": 2}
+    assert (narrowed["rules"]["stock"], narrowed["rules"]["budget_points"]) == (10, 300)
+    refused(await take_part(shop, draft["id"], customer_id="cus_d2", answers=answers), 403, "not_eligible")
+    refused(await call(shop, "PATCH", path, {"stock": 0}), 409, "conflict")
+
+
 async def test_a_thousand_concurrent_grabs_on_a_pool_of_100_pay_exactly_100(
     shop: ShopClient, stack: ServerSet
 ) -> None:
