@@ -379,14 +379,23 @@ async def create_activity(request: Request, api: ApiDep) -> Response:
 
 # What a live activity's change box offers (the API refuses the rest once members take part under it).
 CHANGEABLE_WHEN_LIVE = ("title", "description", "ends_at", "budget_points", "stock", "eligibility")
+# Rules every type has, shown in the box even when empty (null: no limit, no cap) so they can be set.
+ALWAYS_IN_THE_BOX = frozenset(
+    {"description", "per_member_limit", "per_member_daily_limit", "reward_coupon_template_id"}
+    | {"cost_points", "budget_points", "stock", "eligibility", "reward_points"}
+)
 
 
 def activity_changes(found: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
     """What the change box starts from: a draft's whole definition but its type, a live one's changeable
     fields; times on the shop's clock, as the owner would type them."""
-    rules = dict(found["rules"])
-    if rules.get("price") is None:
-        rules.pop("price", None)  # a price guess's price is hidden until revealed: sent back, it would go
+    # Left out, a field keeps its value: what another type of activity has (questions on a grab) stays out
+    # of the box, and so does a price guess's price, hidden until revealed (sent back as null, it would go).
+    rules = {
+        name: value
+        for name, value in found["rules"].items()
+        if name in ALWAYS_IN_THE_BOX or value not in (None, [])
+    }
     fields = {
         "title": found["title"],
         "starts_at": datetime.fromisoformat(found["starts_at"]).astimezone(zone).isoformat(),

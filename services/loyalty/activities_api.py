@@ -50,7 +50,9 @@ NEXT_STATUS = {"draft": {"draft", "live", "ended"}, "live": {"live", "ended"}, "
 
 
 def _activity_out(activity: Activity) -> ActivityOut:
-    rules = dict(activity.rules)
+    # Through the model rather than as stored: JSONB keeps keys in its own order, a reader wants the
+    # documented one.
+    rules = activities.rules_of(activity).model_dump(mode="json")
     if activity.type == "guess_price" and activity.revealed_at is None:
         rules["price"] = None  # the answer stays secret until the reveal
     return ActivityOut(
