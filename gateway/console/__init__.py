@@ -10,14 +10,21 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from gateway.console import campaigns, customers, loyalty, operations, segments
+from gateway.console import activities, campaigns, customers, loyalty, operations, segments
 from gateway.console.base import HERE, PageError, SignedOut, redirect, render
 from gateway.console.session import router as session_router
 
 
 def install(app: FastAPI) -> None:
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    for module in (session_router, customers.router, segments.router, loyalty.router, campaigns.router):
+    for module in (
+        session_router,
+        customers.router,
+        segments.router,
+        loyalty.router,
+        activities.router,
+        campaigns.router,
+    ):
         app.include_router(module, include_in_schema=False)
     app.include_router(operations.router, include_in_schema=False)
 

@@ -197,6 +197,18 @@ def local_time(value: str | None, zone: ZoneInfo) -> str:
     return (at.astimezone(zone) if at.tzinfo else at).strftime("%Y-%m-%d %H:%M")
 
 
+def shop_time(typed: str, zone: ZoneInfo) -> str | None:
+    """A browser's `datetime-local` (`2026-11-11T20:00`, no zone) read on the shop's clock; what is not
+    one goes to the API as typed, so its message names the field."""
+    if not typed:
+        return None
+    try:
+        at = datetime.fromisoformat(typed)
+    except ValueError:
+        return typed
+    return (at if at.tzinfo else at.replace(tzinfo=zone)).isoformat()
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     t, v = words(request)
     zone = shop_zone(request)

@@ -7,7 +7,6 @@ import asyncio
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -19,6 +18,7 @@ from gateway.console.base import (
     optional_number,
     redirect,
     render,
+    shop_time,
     shop_zone,
     words,
 )
@@ -101,18 +101,6 @@ async def new_campaign(request: Request, api: ApiDep) -> Response:
         "holdout_percent": "10",
     }
     return await _new_page(request, api, form, {})
-
-
-def shop_time(typed: str, zone: ZoneInfo) -> str | None:
-    """A browser's `datetime-local` (`2026-11-11T20:00`, no zone) read on the shop's clock; what is not
-    one goes to the API as typed, so its message names the field."""
-    if not typed:
-        return None
-    try:
-        at = datetime.fromisoformat(typed)
-    except ValueError:
-        return typed
-    return (at if at.tzinfo else at.replace(tzinfo=zone)).isoformat()
 
 
 def _campaign_body(request: Request, form: dict[str, str]) -> dict[str, Any]:

@@ -1,15 +1,12 @@
-"""Loyalty: the programme (tiers, earning, sign-in, expiry), rewards, coupon templates, lotteries and
-engagement activities with their results."""
+"""Loyalty: the programme (tiers, earning, sign-in, expiry), rewards, coupon templates and lotteries
+(engagement activities: activities.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -22,10 +19,8 @@ from gateway.console.base import (
     optional_number,
     redirect,
     render,
-    shop_zone,
     typed_list,
     whole_number,
-    words,
 )
 from gateway.console.session import ApiDep
 
@@ -50,17 +45,6 @@ CREATABLE: dict[str, tuple[str, dict[str, Any]]] = {
             "cost_points": 20,
             "free_draws_per_day": 1,
             "prizes": [{"name": "50 积分", "probability": "0.2", "points": 50}],
-        },
-    ),
-    "activities": (
-        "/api/v1/activities",
-        {
-            "type": "favorite_shop",
-            "title": "收藏店铺得积分",
-            "starts_at": "2026-12-01T00:00:00+08:00",
-            "ends_at": "2026-12-31T00:00:00+08:00",
-            "status": "live",
-            "reward_points": 10,
         },
     ),
 }
@@ -170,9 +154,7 @@ async def _page(
         saved=saved,
         placing=placing,
         drafts={
-            what: (drafts or {}).get(what) or _example(what)
-            for what in CREATABLE
-            if what != "activities" and what not in FORM_FIELDS
+            what: (drafts or {}).get(what) or _example(what) for what in CREATABLE if what not in FORM_FIELDS
         },
         filled={what: (filled or {}).get(what) or FORM_START[what] for what in FORM_FIELDS},
     )
@@ -334,7 +316,7 @@ async def _create_from_form(request: Request, api: Api, what: str) -> tuple[bool
 
 @router.post("/loyalty/{what}", response_class=HTMLResponse)
 async def create_in_loyalty(what: str, request: Request, api: ApiDep) -> Response:
-    if what not in CREATABLE or what == "activities":
+    if what not in CREATABLE:
         return redirect("/console/loyalty")
     if what in FORM_FIELDS:
         made, fields, problem = await _create_from_form(request, api, what)
@@ -347,139 +329,3 @@ async def create_in_loyalty(what: str, request: Request, api: ApiDep) -> Respons
         return redirect("/console/loyalty")
     program = await api.get("/api/v1/loyalty/program")
     return await _page(request, api, program, {what: error}, False, {what: draft})
-
-
-async def _activities_page(
-    request: Request, api: Api, draft: str | None = None, error: str | None = None
-) -> Response:
-    listed = (await api.get("/api/v1/activities"))["items"]
-    stats = await asyncio.gather(*(api.get(f"/api/v1/activities/{a['id']}/stats") for a in listed[:30]))
-    return render(
-        request,
-        "activities.html",
-        status_code=422 if error else 200,
-        activities=list(zip(listed, stats, strict=False)),
-        draft=draft or _example("activities"),
-        error=error,
-    )
-
-
-@router.get("/activities", response_class=HTMLResponse)
-async def activities(request: Request, api: ApiDep) -> Response:
-    return await _activities_page(request, api)
-
-
-@router.post("/activities", response_class=HTMLResponse)
-async def create_activity(request: Request, api: ApiDep) -> Response:
-    created, draft, error = await _create(request, api, "activities")
-    if created:
-        return redirect("/console/activities")
-    return await _activities_page(request, api, draft, error)
-
-
-# What a live activity's change box offers (the API refuses the rest once members take part under it).
-CHANGEABLE_WHEN_LIVE = ("title", "description", "ends_at", "budget_points", "stock", "eligibility")
-# Rules every type has, shown in the box even when empty (null: no limit, no cap) so they can be set.
-ALWAYS_IN_THE_BOX = frozenset(
-    {"description", "per_member_limit", "per_member_daily_limit", "reward_coupon_template_id"}
-    | {"cost_points", "budget_points", "stock", "eligibility", "reward_points"}
-)
-
-
-def activity_changes(found: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
-    """What the change box starts from: a draft's whole definition but its type, a live one's changeable
-    fields; times on the shop's clock, as the owner would type them."""
-    # Left out, a field keeps its value: what another type of activity has (questions on a grab) stays out
-    # of the box, and so does a price guess's price, hidden until revealed (sent back as null, it would go).
-    rules = {
-        name: value
-        for name, value in found["rules"].items()
-        if name in ALWAYS_IN_THE_BOX or value not in (None, [])
-    }
-    fields = {
-        "title": found["title"],
-        "starts_at": datetime.fromisoformat(found["starts_at"]).astimezone(zone).isoformat(),
-        "ends_at": datetime.fromisoformat(found["ends_at"]).astimezone(zone).isoformat(),
-        **rules,
-    }
-    if found["status"] != "draft":
-        fields = {name: fields.get(name) for name in CHANGEABLE_WHEN_LIVE}
-    return fields
-
-
-async def _activity_page(
-    request: Request, api: Api, activity_id: str, box: str | None = None, box_error: str | None = None
-) -> Response:
-    found, stats, program = await asyncio.gather(
-        api.get(f"/api/v1/activities/{activity_id}"),
-        api.get(f"/api/v1/activities/{activity_id}/stats"),
-        api.get("/api/v1/loyalty/program"),
-    )
-    rules = found["rules"]
-    segment_id, coupon_id = rules["eligibility"].get("segment_id"), rules.get("reward_coupon_template_id")
-    segment = await api.call("GET", f"/api/v1/segments/{segment_id}") if segment_id else None
-    coupon = await api.call("GET", f"/api/v1/coupons/templates/{coupon_id}") if coupon_id else None
-    tiers = {tier["level"]: tier["name"] for tier in program.get("tiers", [])}
-    charts = {
-        question: {
-            "type": "bar",
-            "labels": list(counts),
-            "series": [{"label": question, "data": list(counts.values())}],
-        }
-        for question, counts in stats["answers"].items()
-    }
-    if stats["votes"]:
-        charts["votes"] = {
-            "type": "bar",
-            "labels": list(stats["votes"]),
-            "series": [{"label": words(request)[0]("Votes"), "data": list(stats["votes"].values())}],
-        }
-    if box is None and found["status"] != "ended":
-        box = json.dumps(activity_changes(found, shop_zone(request)), ensure_ascii=False, indent=1)
-    return render(
-        request,
-        "activity.html",
-        status_code=422 if box_error else 200,
-        a=found,
-        rules=rules,
-        stats=stats,
-        charts=charts,
-        error=request.query_params.get("error"),
-        segment=segment.body if segment and segment.ok else None,
-        coupon=coupon.body if coupon and coupon.ok else None,
-        min_tier=tiers.get(rules["eligibility"].get("min_tier_level") or 0),
-        box=box,
-        box_error=box_error,
-    )
-
-
-@router.get("/activities/{activity_id}", response_class=HTMLResponse)
-async def activity(activity_id: str, request: Request, api: ApiDep) -> Response:
-    return await _activity_page(request, api, activity_id)
-
-
-@router.post("/activities/{activity_id}/edit", response_class=HTMLResponse)
-async def change_activity(activity_id: str, request: Request, api: ApiDep) -> Response:
-    """The change box sent as a PATCH: back to the page, or the page with the box as typed and the
-    API's refusal above it."""
-    draft = str((await request.form()).get("body", ""))
-    try:
-        body = json.loads(draft)
-    except ValueError as exc:
-        return await _activity_page(request, api, activity_id, draft, f"not valid JSON: {exc}")
-    if not isinstance(body, dict):
-        return await _activity_page(request, api, activity_id, draft, "not valid JSON: give an object {…}")
-    answer = await api.call("PATCH", f"/api/v1/activities/{activity_id}", json=body)
-    if answer.ok:
-        return redirect(f"/console/activities/{activity_id}")
-    return await _activity_page(request, api, activity_id, draft, answer.error)
-
-
-@router.post("/activities/{activity_id}/status")
-async def activity_status(activity_id: str, request: Request, api: ApiDep) -> Response:
-    form = await request.form()
-    body = {"status": str(form.get("status", ""))}
-    answer = await api.call("PATCH", f"/api/v1/activities/{activity_id}", json=body)
-    if not answer.ok:  # e.g. ended meanwhile in another tab: said on the page, not swallowed
-        return redirect(f"/console/activities/{activity_id}?{urlencode({'error': answer.error})}")
-    return redirect(f"/console/activities/{activity_id}")

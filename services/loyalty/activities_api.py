@@ -202,7 +202,8 @@ async def _check_references(session: AsyncSession, request: Request, shop_id: st
     if body.reward_coupon_template_id:
         await coupons.load_template(session, shop_id, body.reward_coupon_template_id)
     if body.eligibility.segment_id:
-        await segment_size(request.app.state.settings, shop_id, body.eligibility.segment_id)
+        segment_id = body.eligibility.segment_id
+        await segment_size(request.app.state.settings, shop_id, segment_id, "eligibility.segment_id")
 
 
 def _changed(activity: Activity, changes: dict[str, Any]) -> ActivityIn:

@@ -182,6 +182,20 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
     await expect(page.locator("table").filter(has_text="老客满100减10")).to_have_count(1)
     await shot(page, "loyalty")
 
+    # An activity made with the form: choosing its type shows that type's boxes only.
+    await page.goto("/console/activities")
+    await expect(page.locator("#activity-type")).to_be_visible()  # open while the shop has none
+    await page.select_option("#activity-type", "survey")
+    await expect(page.locator("#create-activity-form textarea[name=questions]")).to_be_visible()
+    await expect(page.locator("#create-activity-form input[name=slots]")).to_be_hidden()
+    await page.fill("#create-activity-form input[name=title]", "肤质小调查")
+    await page.fill("#create-activity-form textarea[name=questions]", "您的肤质？ = 干 / 油 / 混合")
+    await page.check("#create-activity-form input[name=go_live]")
+    await page.click("#create-activity")
+    await expect(page.locator("#activity-rules")).to_contain_text("干 / 油 / 混合")
+    await expect(page.locator("h1")).to_contain_text("问卷 · 进行中")
+    await shot(page, "activity")
+
     # The other pages render too (screenshots for review), in English as well.
     for name in ("customers", "activities", "automations", "settings", "inbox", "segments", "campaigns"):
         await page.goto(f"/console/{name}")

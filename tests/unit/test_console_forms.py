@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from gateway.console.base import optional_number, typed_list, whole_number, yuan
-from gateway.console.campaigns import shop_time
+import pytest
+
+from gateway.console.activities import (
+    FormProblem,
+    activity_from_form,
+    options_from,
+    questions_from,
+    slots_from,
+    tasks_from,
+)
+from gateway.console.base import optional_number, shop_time, typed_list, whole_number, yuan
 from gateway.console.customers import rfm_bands
 from gateway.console.loyalty import coupon_terms
 
@@ -73,3 +82,77 @@ def test_coupon_terms_read_as_a_shop_owner_writes_them() -> None:
         "10.5 off",
         "15% off",
     ]
+
+
+def test_an_activity_typed_as_a_shop_owner_says_it() -> None:
+    assert questions_from(
+        "skin_type: 您的肤质？ = 干 / 油 ／混合\n\n* 想要的新品＝面霜/精华\n给我们的建议"
+    ) == [
+        {"id": "skin_type", "text": "您的肤质？", "kind": "single", "options": ["干", "油", "混合"]},
+        {"id": "q2", "text": "想要的新品", "kind": "multiple", "options": ["面霜", "精华"]},
+        {"id": "q3", "text": "给我们的建议", "kind": "text", "options": []},
+    ]
+    # A Chinese colon in the text is not a key; an `=` with nothing after is a choice with no options
+    # (the API says it needs two).
+    assert questions_from("注意：您的肤质 =") == [
+        {"id": "q1", "text": "注意：您的肤质", "kind": "single", "options": []}
+    ]
+    assert options_from("green_tea: 龙井\n正山小种") == [
+        {"id": "green_tea", "label": "龙井"},
+        {"id": "o2", "label": "正山小种"},
+    ]
+    assert slots_from("9:00-9:10， 20：00 至 20:10") == [
+        {"start": "09:00", "end": "09:10"},
+        {"start": "20:00", "end": "20:10"},
+    ]
+    for typed in ("十点", "10:00-10:10, 晚上"):
+        with pytest.raises(FormProblem) as problem:
+            slots_from(typed)
+        assert problem.value.field == "slots"
+    assert tasks_from("收藏店铺\n加购 item_9\nactivity act_1\n下单") == [
+        {"type": "favorite_shop"},
+        {"type": "add_to_cart", "item_id": "item_9"},
+        {"type": "activity", "activity_id": "act_1"},
+        {"type": "order"},
+    ]
+    with pytest.raises(FormProblem) as problem:
+        tasks_from("转发朋友圈")
+    assert (problem.value.field, problem.value.typed) == ("tasks", "转发朋友圈")
+
+
+def test_the_activity_form_sends_the_chosen_types_boxes_only() -> None:
+    form = {
+        "type": "grab",
+        "title": "双十二抢积分",
+        "starts_at": "2026-12-10T00:00",
+        "ends_at": "2026-12-13T00:00",
+        "slots": "10:00-10:10",
+        "slot_stock": "100",
+        "passphrase": "老客专享",
+        "questions": "left over from choosing survey first = a / b",
+        "reward_points": "88",
+        "per_member_limit": "",
+        "budget_points": "",
+        "segment_id": "seg_1",
+        "min_tier_level": "2",
+        "go_live": "1",
+    }
+    assert activity_from_form(form, ZoneInfo("Asia/Shanghai")) == {
+        "type": "grab",
+        "title": "双十二抢积分",
+        "starts_at": "2026-12-10T00:00:00+08:00",
+        "ends_at": "2026-12-13T00:00:00+08:00",
+        "status": "live",
+        "per_member_limit": None,
+        "eligibility": {"segment_id": "seg_1", "min_tier_level": 2},
+        "reward_points": 88,
+        "slots": [{"start": "10:00", "end": "10:10"}],
+        "slot_stock": 100,
+        "passphrase": "老客专享",
+    }
+    # A number that is not one goes as typed, for the API to refuse by the field's name.
+    draft = activity_from_form(
+        {"type": "survey", "reward_points": "二十", "per_member_limit": "1"}, ZoneInfo("UTC")
+    )
+    assert (draft["status"], draft["reward_points"], draft["per_member_limit"]) == ("draft", "二十", 1)
+    assert draft["eligibility"] == {"segment_id": None, "min_tier_level": 0} and "questions" not in draft

@@ -65,8 +65,22 @@
     });
   }
 
+  // The new-activity form shows the boxes of the chosen type only (without script, all of them: the
+  // server reads the chosen type's boxes alone either way).
+  function activityType() {
+    const select = document.getElementById("activity-type");
+    if (!select) return;
+    const show = function () {
+      document.querySelectorAll("#create-activity-form [data-types]").forEach(function (box) {
+        box.hidden = box.dataset.types.split(" ").indexOf(select.value) < 0;
+      });
+    };
+    select.addEventListener("change", show);
+    show();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    draw(document); preview(); expiryChoice(); rfmCustom();
+    draw(document); preview(); expiryChoice(); rfmCustom(); activityType();
   });
   document.addEventListener("htmx:afterSettle", function (event) { draw(event.target); });
 })();

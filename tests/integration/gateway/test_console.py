@@ -340,6 +340,61 @@ def change_box(page: str) -> dict[str, Any]:
     )
 
 
+async def test_activities_are_made_with_a_form_of_their_type(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    page = (await browser_like.get("/console/activities")).text
+    assert '<option value="survey" >问卷</option>' in page and 'name="per_member_limit" value="1"' in page
+    survey = {
+        "type": "survey",
+        "title": "肤质调查",
+        "starts_at": "2026-12-20T00:00",
+        "ends_at": "2027-01-20T00:00",
+        "questions": "skin: 您的肤质？ = 干 / 油 / 混合\n* 想要的新品 = 面霜 / 精华\n给我们的建议",
+        "slots": "left from choosing grab first: not sent",
+        "reward_points": "20",
+        "per_member_limit": "1",
+        "go_live": "1",
+    }
+    made = await browser_like.post("/console/activities", data=survey)
+    assert made.status_code == 303 and made.headers["location"].startswith("/console/activities/act_")
+    api = await shop.client.get(
+        f"/api/v1{made.headers['location'].removeprefix('/console')}", headers=shop.headers()
+    )
+    created = api.json()
+    assert (created["status"], created["starts_at"][:19], created["rules"]["reward_points"]) == (
+        "live",
+        "2026-12-19T16:00:00",
+        20,
+    )
+    assert [(q["id"], q["kind"], q["options"]) for q in created["rules"]["questions"]] == [
+        ("skin", "single", ["干", "油", "混合"]),
+        ("q2", "multiple", ["面霜", "精华"]),
+        ("q3", "text", []),
+    ]
+    assert created["rules"]["slots"] == []
+
+    # What cannot be read is said by its box, the rest kept as typed; so is what the API refuses.
+    grab = {**survey, "type": "grab", "title": "双十二抢积分", "slots": "十点", "slot_stock": "100"}
+    unreadable = await browser_like.post("/console/activities", data=grab)
+    assert unreadable.status_code == 422 and 'data-field="slots"' in unreadable.text
+    assert "场次请写成 10:00-10:10" in unreadable.text and 'value="双十二抢积分"' in unreadable.text
+    for typed, field, said in (
+        ({"slots": "10:00-10:10", "reward_points": "二十"}, "reward_points", "应为整数"),
+        ({"slots": "10:00-10:10", "ends_at": "2026-12-01T00:00"}, "_", "ends_at must come after starts_at"),
+        ({"slots": "10:00-10:10", "segment_id": "seg_gone"}, "segment_id", "人群 seg_gone 不存在"),
+    ):
+        refused = await browser_like.post("/console/activities", data={**grab, **typed})
+        assert refused.status_code == 422 and f'data-field="{field}"' in refused.text, (
+            typed,
+            refused.text[-3000:],
+        )
+        assert said in refused.text, typed
+    listed = (await shop.client.get("/api/v1/activities", headers=shop.headers())).json()["items"]
+    assert [a["title"] for a in listed] == ["肤质调查"]
+
+
 async def test_loyalty_objects_are_created_and_segments_exported(
     browser_like: httpx.AsyncClient, shop: ShopClient
 ) -> None:
