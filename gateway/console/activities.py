@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -33,22 +33,11 @@ from gateway.console.base import (
 )
 from gateway.console.i18n import ZH_VALUES
 from gateway.console.session import ApiDep
+from laoke.contracts.loyalty import ActivityType
 
 router = APIRouter(prefix="/console")
 
-TYPES = (
-    "favorite_shop",
-    "favorite_item",
-    "add_to_cart",
-    "profile_completion",
-    "birthday_registration",
-    "survey",
-    "vote",
-    "grab",
-    "guess_price",
-    "task_chain",
-    "referral",
-)
+TYPES = get_args(ActivityType)
 # The form's boxes that only some types have (the page shows them for those types only).
 TYPE_BOXES: dict[str, tuple[str, ...]] = {
     "item_id": ("favorite_item", "add_to_cart"),

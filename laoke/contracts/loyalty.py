@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -103,6 +104,22 @@ class PointsExpiredPayload(BaseModel):
 ACTIVITY_PARTICIPATED = "activity.participated"
 ACTIVITY_REWARDED = "activity.rewarded"
 CUSTOMER_ATTRIBUTES_UPDATED = "customer.attributes_updated"
+
+
+# The kinds of engagement activity (docs/activities.md), as `activity_type` in the events below.
+ActivityType = Literal[
+    "favorite_shop",
+    "favorite_item",
+    "add_to_cart",
+    "profile_completion",
+    "birthday_registration",
+    "survey",
+    "vote",
+    "grab",
+    "guess_price",
+    "task_chain",
+    "referral",
+]
 
 
 class ActivityParticipatedPayload(BaseModel):

@@ -9,22 +9,10 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
+from laoke.contracts.loyalty import ActivityType
 from laoke.kit.clock import LocalTime
 from laoke.kit.patches import refuse_nulls
 
-ActivityType = Literal[
-    "favorite_shop",
-    "favorite_item",
-    "add_to_cart",
-    "profile_completion",
-    "birthday_registration",
-    "survey",
-    "vote",
-    "grab",
-    "guess_price",
-    "task_chain",
-    "referral",
-]
 # Completed by what Laoke sees happen (behaviour events, profile edits, orders), never on the buyer's word.
 AUTOMATIC_TYPES = frozenset(
     {
