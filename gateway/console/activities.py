@@ -38,6 +38,7 @@ from laoke.contracts.loyalty import ActivityType
 router = APIRouter(prefix="/console")
 
 TYPES = get_args(ActivityType)
+LISTED = 30  # activities a page, each with its figures (the next ones a click away)
 # The form's boxes that only some types have (the page shows them for those types only).
 TYPE_BOXES: dict[str, tuple[str, ...]] = {
     "item_id": ("favorite_item", "add_to_cart"),
@@ -204,19 +205,21 @@ async def _list_page(
     draft: str | None = None,
     json_error: str | None = None,
 ) -> Response:
+    cursor = request.query_params.get("cursor")
     listed, program, segments, coupons = await asyncio.gather(
-        api.get("/api/v1/activities"),
+        api.get("/api/v1/activities", limit=LISTED, cursor=cursor),
         api.get("/api/v1/loyalty/program"),
         api.get("/api/v1/segments"),
         api.get("/api/v1/coupons/templates"),
     )
     items = listed["items"]
-    stats = await asyncio.gather(*(api.get(f"/api/v1/activities/{a['id']}/stats") for a in items[:30]))
+    stats = await asyncio.gather(*(api.get(f"/api/v1/activities/{a['id']}/stats") for a in items))
     return render(
         request,
         "activities.html",
         status_code=422 if errors or json_error else 200,
-        activities=list(zip(items, stats, strict=False)),
+        activities=list(zip(items, stats, strict=True)),
+        next_page="?" + urlencode({"cursor": listed["next_cursor"]}) if listed["next_cursor"] else None,
         types=TYPES,
         type_boxes=TYPE_BOXES,
         chain_tasks=CHAIN_TASKS,

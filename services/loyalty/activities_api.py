@@ -125,20 +125,36 @@ async def create_activity(
     return _activity_out(activity)
 
 
-@router.get("", response_model=ActivityList, summary="The shop's activities, newest first")
+@router.get(
+    "",
+    response_model=ActivityList,
+    summary="The shop's activities, newest first",
+    description="`limit` at a time; `next_cursor` gives the next page.",
+)
 async def list_activities(
     caller: CallerDep,
     session: SessionDep,
     status_: Annotated[str | None, Query(alias="status", pattern="^(draft|live|ended)$")] = None,
     type_: Annotated[ActivityType | None, Query(alias="type")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ActivityList:
     query = select(Activity).where(Activity.shop_id == caller.shop_id)
     if status_:
         query = query.where(Activity.status == status_)
     if type_:
         query = query.where(Activity.type == type_)
-    rows = await session.scalars(query.order_by(Activity.created_at.desc()).limit(500))
-    return ActivityList(items=[_activity_out(a) for a in rows])
+    if cursor is not None:
+        query = query.where(tuple_(Activity.created_at, Activity.id) < tuple_(*read_time_cursor(cursor)))
+    rows = list(
+        await session.scalars(query.order_by(Activity.created_at.desc(), Activity.id.desc()).limit(limit + 1))
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ActivityList(
+        items=[_activity_out(a) for a in rows],
+        next_cursor=time_cursor(rows[-1].created_at, rows[-1].id) if more else None,
+    )
 
 
 @router.get("/{activity_id}", response_model=ActivityOut, summary="An activity")

@@ -287,6 +287,7 @@ class ActivityOut(BaseModel):
 
 class ActivityList(BaseModel):
     items: list[ActivityOut]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page")
 
 
 class ParticipationIn(BaseModel):

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
-from laoke.kit.ids import new_id
+from laoke.kit.ids import new_id, read_time_cursor, time_cursor
 from laoke.kit.money import from_fen, to_fen
 from laoke.kit.service import CallerDep, OutboxDep
 from laoke.kit.settings import ServiceSettings
@@ -254,25 +254,37 @@ async def issue(
     "/api/v1/loyalty/members/{customer_id}/coupons",
     response_model=CouponList,
     summary="A member's coupons, newest first",
+    description="`limit` at a time; `next_cursor` gives the next page.",
 )
-async def member_coupons(customer_id: str, caller: CallerDep, session: ReadSessionDep) -> CouponList:
+async def member_coupons(
+    customer_id: str,
+    caller: CallerDep,
+    session: ReadSessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> CouponList:
     member = await session.scalar(
         select(Member.customer_id).where(Member.shop_id == caller.shop_id, Member.customer_id == customer_id)
     )
     if member is None:
         raise NotFound(f"member {customer_id} not found")
-    rows = await session.execute(
+    query = (
         select(Coupon, CouponTemplate.name)
         .join(
             CouponTemplate,
             (CouponTemplate.shop_id == Coupon.shop_id) & (CouponTemplate.id == Coupon.template_id),
         )
         .where(Coupon.shop_id == caller.shop_id, Coupon.customer_id == customer_id)
-        .order_by(Coupon.issued_at.desc())
-        .limit(500)
     )
+    if cursor is not None:
+        query = query.where(tuple_(Coupon.issued_at, Coupon.code) < tuple_(*read_time_cursor(cursor)))
+    newest_first = query.order_by(Coupon.issued_at.desc(), Coupon.code.desc()).limit(limit + 1)
+    rows = list(await session.execute(newest_first))
+    more = len(rows) > limit
+    rows = rows[:limit]
     now = clock.now()
     return CouponList(
+        next_cursor=time_cursor(rows[-1][0].issued_at, rows[-1][0].code) if more else None,
         items=[
             CouponOut(
                 code=c.code,
@@ -289,5 +301,5 @@ async def member_coupons(customer_id: str, caller: CallerDep, session: ReadSessi
                 redeemed_at=c.redeemed_at,
             )
             for c, name in rows
-        ]
+        ],
     )

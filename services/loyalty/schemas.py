@@ -401,6 +401,7 @@ class CouponOut(BaseModel):
 
 class CouponList(BaseModel):
     items: list[CouponOut]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page")
 
 
 class PrizeIn(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.console.activities import JSON_EXAMPLE
 from laoke.testing.factories import order_json
 from laoke.testing.infra import eventually
 from laoke.testing.plugin import ShopClient
@@ -393,6 +394,18 @@ async def test_activities_are_made_with_a_form_of_their_type(
         assert said in refused.text, typed
     listed = (await shop.client.get("/api/v1/activities", headers=shop.headers())).json()["items"]
     assert [a["title"] for a in listed] == ["肤质调查"]
+
+    # Thirty a page, each with its figures; the older ones a click away.
+    for n in range(30):
+        body = {**JSON_EXAMPLE, "title": f"收藏有礼 {n}"}
+        assert (
+            await shop.client.post("/api/v1/activities", json=body, headers=shop.headers())
+        ).status_code == 201
+    page = await browser_like.get("/console/activities")
+    assert "收藏有礼 29" in page.text and "肤质调查" not in page.text
+    next_page = html.unescape(page.text.split('id="next-page"')[0].rsplit('href="', 1)[1].split('"')[0])
+    older = await browser_like.get(f"/console/activities{next_page}")
+    assert "肤质调查" in older.text and "收藏有礼 29" not in older.text and 'id="next-page"' not in older.text
 
 
 async def test_loyalty_objects_are_created_and_segments_exported(

@@ -626,3 +626,28 @@ async def test_referrals_pay_the_inviter_on_the_first_completed_order(
 
     await eventually(settled, within=20)
     await invariants_hold(stack, shop.shop_id)
+
+
+async def test_activities_and_a_members_coupons_come_page_by_page(shop: ShopClient) -> None:
+    made = [(await activity(shop, **{**SURVEY, "title": f"调查 {n}"}))["id"] for n in range(3)]
+    first = await ok(shop, "GET", "/api/v1/activities?limit=2")
+    assert [a["id"] for a in first["items"]] == made[:0:-1] and first["next_cursor"]
+    rest = await ok(shop, "GET", f"/api/v1/activities?limit=2&cursor={first['next_cursor']}")
+    assert ([a["id"] for a in rest["items"]], rest["next_cursor"]) == ([made[0]], None)
+    refused(await call(shop, "GET", "/api/v1/activities?cursor=nonsense"), 400, "bad_request")
+
+    await ok(shop, "POST", "/api/v1/loyalty/members/cus_pages/signin", {})
+    template = {"name": "无门槛减5", "kind": "no_threshold", "amount": "5", "valid_days": 30}
+    template_id = (await ok(shop, "POST", "/api/v1/coupons/templates", template, status=201))["id"]
+    issued = []
+    for _ in range(3):
+        answer = await ok(
+            shop, "POST", f"/api/v1/coupons/templates/{template_id}/issue", {"customer_ids": ["cus_pages"]}
+        )
+        issued.append(answer["codes"]["cus_pages"])
+    path = "/api/v1/loyalty/members/cus_pages/coupons"
+    page = await ok(shop, "GET", f"{path}?limit=2")
+    seen = [c["code"] for c in page["items"]]
+    page = await ok(shop, "GET", f"{path}?limit=2&cursor={page['next_cursor']}")
+    assert page["next_cursor"] is None
+    assert seen + [c["code"] for c in page["items"]] == issued[::-1]
