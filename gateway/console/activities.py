@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from gateway.console.base import (
     Api,
+    currency_sign,
     field_errors,
     optional_number,
     redirect,
@@ -38,6 +39,7 @@ from laoke.contracts.loyalty import ActivityType
 router = APIRouter(prefix="/console")
 
 TYPES = get_args(ActivityType)
+PARTICIPATIONS_SHOWN = 20  # on an activity's page, newest first
 LISTED = 30  # activities a page, each with its figures (the next ones a click away)
 # The form's boxes that only some types have (the page shows them for those types only).
 TYPE_BOXES: dict[str, tuple[str, ...]] = {
@@ -284,13 +286,31 @@ def activity_changes(found: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
     return fields
 
 
+def answer_text(answer: dict[str, Any], rules: dict[str, Any], currency: str) -> str:
+    """What a member answered, as the page shows it: a survey's answers, a vote's option by its label, a
+    guess as money, an invitation by its code."""
+    if "answers" in answer:
+        given = answer["answers"].values()
+        return " · ".join("、".join(value) if isinstance(value, list) else str(value) for value in given)
+    if "option" in answer:
+        labels = {option["id"]: option["label"] for option in rules.get("options", [])}
+        return labels.get(answer["option"], answer["option"])
+    if "guess" in answer:
+        return f"{currency}{answer['guess']}"
+    return str(answer.get("invite_code", ""))
+
+
 async def _activity_page(
     request: Request, api: Api, activity_id: str, box: str | None = None, box_error: str | None = None
 ) -> Response:
-    found, stats, program = await asyncio.gather(
+    cursor = request.query_params.get("cursor")
+    found, stats, program, taken_part = await asyncio.gather(
         api.get(f"/api/v1/activities/{activity_id}"),
         api.get(f"/api/v1/activities/{activity_id}/stats"),
         api.get("/api/v1/loyalty/program"),
+        api.get(
+            f"/api/v1/activities/{activity_id}/participations", limit=PARTICIPATIONS_SHOWN, cursor=cursor
+        ),
     )
     rules = found["rules"]
     segment_id, coupon_id = rules["eligibility"].get("segment_id"), rules.get("reward_coupon_template_id")
@@ -327,6 +347,11 @@ async def _activity_page(
         min_tier=tiers.get(rules["eligibility"].get("min_tier_level") or 0),
         box=box,
         box_error=box_error,
+        participations=taken_part["items"],
+        answer_of=lambda answer: answer_text(answer, rules, currency_sign(request)),
+        next_page="?" + urlencode({"cursor": taken_part["next_cursor"]})
+        if taken_part["next_cursor"]
+        else None,
     )
 
 

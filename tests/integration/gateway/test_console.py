@@ -395,17 +395,41 @@ async def test_activities_are_made_with_a_form_of_their_type(
     listed = (await shop.client.get("/api/v1/activities", headers=shop.headers())).json()["items"]
     assert [a["title"] for a in listed] == ["肤质调查"]
 
+    # Who took part is on the activity's page, newest first, an option by its label.
+    now = datetime.now(UTC)
+    vote = {
+        "type": "vote",
+        "title": "新品投票",
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "status": "live",
+        "reward_points": 3,
+        "options": [{"id": "green", "label": "龙井"}, {"id": "black", "label": "正山小种"}],
+    }
+    vote_id = (await shop.client.post("/api/v1/activities", json=vote, headers=shop.headers())).json()["id"]
+    for customer, option in (("cus_v1", "green"), ("cus_v2", "black")):
+        took_part = await shop.client.post(
+            f"/api/v1/activities/{vote_id}/participations",
+            json={"customer_id": customer, "option": option},
+            headers=shop.headers(),
+        )
+        assert took_part.status_code == 201, took_part.text
+    page = (await browser_like.get(f"/console/activities/{vote_id}")).text
+    rows = page[page.find('id="participations"') :]
+    assert rows.find('href="/console/customers/cus_v2"') < rows.find('href="/console/customers/cus_v1"')
+    assert "正山小种" in rows and "龙井" in rows and "已奖励" in rows and "+3" in rows
+
     # Thirty a page, each with its figures; the older ones a click away.
-    for n in range(30):
+    for n in range(29):
         body = {**JSON_EXAMPLE, "title": f"收藏有礼 {n}"}
         assert (
             await shop.client.post("/api/v1/activities", json=body, headers=shop.headers())
         ).status_code == 201
     page = await browser_like.get("/console/activities")
-    assert "收藏有礼 29" in page.text and "肤质调查" not in page.text
+    assert "收藏有礼 28" in page.text and "肤质调查" not in page.text
     next_page = html.unescape(page.text.split('id="next-page"')[0].rsplit('href="', 1)[1].split('"')[0])
     older = await browser_like.get(f"/console/activities{next_page}")
-    assert "肤质调查" in older.text and "收藏有礼 29" not in older.text and 'id="next-page"' not in older.text
+    assert "肤质调查" in older.text and "收藏有礼 28" not in older.text and 'id="next-page"' not in older.text
 
 
 async def test_loyalty_objects_are_created_and_segments_exported(
