@@ -264,6 +264,20 @@ ZH: dict[str, str] = {
     "Create": "创建",
     "Launch": "发送",
     "Go live": "上线",
+    "Prizes won": "中奖情况",
+    "free a day": "每天免费",
+    "left": "剩",
+    "awarded": "已发",
+    "Running": "进行中",
+    "Stopped": "已停止",
+    "Points a draw": "每次抽奖积分",
+    "Free draws a day": "每天免费次数",
+    "Prize": "奖品",
+    "Chance (%)": "中奖率 (%)",
+    "or a coupon": "或优惠券",
+    "The chances add up to 100 % at most; the rest of the draws win nothing.": (
+        "各奖品中奖率合计不超过 100%，其余为不中奖。"
+    ),
     "Who took part": "参与记录",
     "Answer": "回答",
     "New activity": "新建活动",
@@ -693,6 +707,7 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
             r"人群 \1 在营销取人之前已被删除，未发送任何消息",
         ),
         (r"^template \S+ is still used by (.+) \(change or end them first\)$", _template_users),
+        (r"^Value error, prize probabilities add up to more than 1$", "各奖品中奖率合计超过 100%"),
         (r"^Value error, (.+)$", r"\1"),
     )
 )

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -28,30 +27,13 @@ router = APIRouter(prefix="/console")
 
 TIER_ROWS = 6
 GIFTS_SHOWN = 20  # the oldest waiting are on the next pages of the API
-# What the loyalty page can create, with the example each box starts from.
-CREATABLE: dict[str, tuple[str, dict[str, Any]]] = {
-    "coupon_templates": (
-        "/api/v1/coupons/templates",
-        {"name": "满200减20", "kind": "spend_save", "threshold": "200", "amount": "20", "valid_days": 30},
-    ),
-    "rewards": (
-        "/api/v1/loyalty/rewards",
-        {"name": "明前龙井小样", "kind": "gift", "points_cost": 500, "stock": 100, "per_member_limit": 1},
-    ),
-    "lotteries": (
-        "/api/v1/loyalty/lotteries",
-        {
-            "name": "签到抽奖",
-            "cost_points": 20,
-            "free_draws_per_day": 1,
-            "prizes": [{"name": "50 积分", "probability": "0.2", "points": 50}],
-        },
-    ),
+# What the loyalty page makes, each with a form: where it is posted, and the form's fields, sent as
+# typed (empty ones left out) for the API to check. A lottery's prizes are rows of their own.
+CREATABLE: dict[str, str] = {
+    "coupon_templates": "/api/v1/coupons/templates",
+    "rewards": "/api/v1/loyalty/rewards",
+    "lotteries": "/api/v1/loyalty/lotteries",
 }
-
-
-# Coupon templates and rewards are made with a form (the other objects from a JSON box): its fields,
-# sent as typed (empty ones left out) for the API to check.
 FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "coupon_templates": (
         "name",
@@ -73,16 +55,44 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
         "per_member_limit",
         "coupon_template_id",
     ),
+    "lotteries": ("name", "cost_points", "free_draws_per_day", "points_budget"),
 }
+PRIZE_ROWS = 6
+PRIZE_FIELDS = ("name", "percent", "points", "coupon_template_id", "stock")
 # What each form starts from.
 FORM_START: dict[str, dict[str, str]] = {
     "coupon_templates": {"kind": "spend_save", "valid_days": "30"},
     "rewards": {"kind": "gift"},
+    "lotteries": {"cost_points": "20", "free_draws_per_day": "1"},
 }
 
 
-def _example(what: str) -> str:
-    return json.dumps(CREATABLE[what][1], ensure_ascii=False, indent=1)
+def probability(percent: str) -> str:
+    """A chance typed in percent (`12.5`) as the API's probability (`0.125`); what is not a number goes
+    as typed, for the API to refuse by the field's name."""
+    try:
+        return f"{Decimal(percent.strip().rstrip('%％')) / 100:f}"
+    except ArithmeticError:
+        return percent
+
+
+def prizes_from_form(form: dict[str, str]) -> list[dict[str, Any]]:
+    """A lottery's prize rows (`prize_<field>_<row>`), those with a name: points or a coupon each, the
+    chance in percent, the stock empty for no limit."""
+    prizes = []
+    for row in range(PRIZE_ROWS):
+        typed = {field: form.get(f"prize_{field}_{row}", "") for field in PRIZE_FIELDS}
+        if not typed["name"]:
+            continue
+        prize: dict[str, Any] = {"name": typed["name"], "probability": probability(typed["percent"])}
+        if typed["points"]:
+            prize["points"] = whole_number(typed["points"])
+        if typed["coupon_template_id"]:
+            prize["coupon_template_id"] = typed["coupon_template_id"]
+        if typed["stock"]:
+            prize["stock"] = whole_number(typed["stock"])
+        prizes.append(prize)
+    return prizes
 
 
 def _plain(value: object) -> str:
@@ -118,7 +128,6 @@ async def _page(
     program: dict[str, Any],
     errors: dict[str, str],
     saved: bool,
-    drafts: dict[str, str] | None = None,
     *,
     placing: bool = False,
     filled: dict[str, dict[str, str]] | None = None,
@@ -153,10 +162,8 @@ async def _page(
         errors=errors,
         saved=saved,
         placing=placing,
-        drafts={
-            what: (drafts or {}).get(what) or _example(what) for what in CREATABLE if what not in FORM_FIELDS
-        },
         filled={what: (filled or {}).get(what) or FORM_START[what] for what in FORM_FIELDS},
+        prize_rows=range(PRIZE_ROWS),
     )
 
 
@@ -294,23 +301,13 @@ async def _patched(
     return await _page(request, api, program, {error_key: answer.error}, False)
 
 
-async def _create(request: Request, api: Api, what: str) -> tuple[bool, str, str]:
-    """Create from the JSON box: (created, the JSON as sent, the API's error)."""
-    draft = str((await request.form()).get("body", ""))
-    try:
-        body = json.loads(draft)
-    except ValueError as exc:
-        return False, draft, f"not valid JSON: {exc}"
-    answer = await api.call("POST", CREATABLE[what][0], json=body)
-    return answer.ok, draft, "" if answer.ok else answer.error
-
-
 async def _create_from_form(request: Request, api: Api, what: str) -> tuple[bool, dict[str, str], str]:
     """Create from a form: (created, the fields as typed, the API's error)."""
-    form = await request.form()
-    fields = {name: str(form.get(name, "")).strip() for name in FORM_FIELDS[what]}
-    body = {name: value for name, value in fields.items() if value}
-    answer = await api.call("POST", CREATABLE[what][0], json=body)
+    fields = {name: str(value).strip() for name, value in (await request.form()).items()}
+    body: dict[str, Any] = {name: fields[name] for name in FORM_FIELDS[what] if fields.get(name)}
+    if what == "lotteries":
+        body["prizes"] = prizes_from_form(fields)
+    answer = await api.call("POST", CREATABLE[what], json=body)
     return answer.ok, fields, "" if answer.ok else answer.error
 
 
@@ -318,14 +315,21 @@ async def _create_from_form(request: Request, api: Api, what: str) -> tuple[bool
 async def create_in_loyalty(what: str, request: Request, api: ApiDep) -> Response:
     if what not in CREATABLE:
         return redirect("/console/loyalty")
-    if what in FORM_FIELDS:
-        made, fields, problem = await _create_from_form(request, api, what)
-        if made:
-            return redirect("/console/loyalty")
-        program = await api.get("/api/v1/loyalty/program")
-        return await _page(request, api, program, {what: problem}, False, filled={what: fields})
-    created, draft, error = await _create(request, api, what)
-    if created:
+    made, fields, problem = await _create_from_form(request, api, what)
+    if made:
         return redirect("/console/loyalty")
     program = await api.get("/api/v1/loyalty/program")
-    return await _page(request, api, program, {what: error}, False, {what: draft})
+    return await _page(request, api, program, {what: problem}, False, filled={what: fields})
+
+
+@router.post("/loyalty/lotteries/{lottery_id}", response_class=HTMLResponse)
+async def change_lottery(lottery_id: str, request: Request, api: ApiDep) -> Response:
+    """A lottery stopped or restarted, and its points budget changed (empty: no cap)."""
+    form = {k: str(v).strip() for k, v in (await request.form()).items()}
+    body = {
+        "active": form.get("active") != "false",
+        "points_budget": optional_number(form.get("points_budget", "")),
+    }
+    return await _patched(
+        request, api, f"/api/v1/loyalty/lotteries/{lottery_id}", body, "lotteries", "lottery"
+    )

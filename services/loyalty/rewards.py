@@ -65,6 +65,10 @@ class NotPending(Conflict):
     code = "not_pending"
 
 
+class LotteryStopped(Conflict):
+    code = "lottery_stopped"
+
+
 async def existing_member(ledger: Ledger, customer_id: str) -> Member:
     member = await ledger.member(customer_id, create=False)
     if member is None:
@@ -228,8 +232,10 @@ async def draw(
     lottery = await session.scalar(
         select(Lottery).where(Lottery.shop_id == shop_id, Lottery.id == lottery_id).with_for_update()
     )
-    if lottery is None or not lottery.active:
+    if lottery is None:
         raise NotFound(f"lottery {lottery_id} not found")
+    if not lottery.active:
+        raise LotteryStopped(f"lottery {lottery_id} is stopped")
     ledger = Ledger(session, outbox, shop_id, program)
     member = await existing_member(ledger, customer_id)
     today = program.today(clock.now())

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, tuple_
 
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, NotFound
+from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
 from laoke.kit.ids import new_id, read_time_cursor, time_cursor
 from laoke.kit.jsonutil import dumps
@@ -31,6 +31,7 @@ from services.loyalty.schemas import (
     LotteryIn,
     LotteryList,
     LotteryOut,
+    LotteryPatch,
     PrizeOut,
     RedemptionIn,
     RedemptionList,
@@ -343,14 +344,60 @@ async def get_lottery(lottery_id: str, caller: CallerDep, session: SessionDep) -
     return await _lottery_out(session, lottery)
 
 
+@router.patch(
+    "/lotteries/{lottery_id}",
+    response_model=LotteryOut,
+    summary="Stop or restart a lottery, rename it, change its cost, free draws or budget, restock prizes",
+    description="A field left out keeps its value. `active: false` stops it (draws answer 409 "
+    "`lottery_stopped`); `points_budget` not below the points already awarded (409); a prize's `stock` is "
+    "what is left to win from now on. The prizes and their odds stay as created.",
+)
+async def patch_lottery(
+    lottery_id: Annotated[str, Path(max_length=32)],
+    body: LotteryPatch,
+    caller: CallerDep,
+    session: SessionDep,
+) -> LotteryOut:
+    # Locked as a draw locks it: a budget checked against points a draw is awarding meanwhile.
+    lottery = await session.scalar(
+        select(Lottery).where(Lottery.shop_id == caller.shop_id, Lottery.id == lottery_id).with_for_update()
+    )
+    if lottery is None:
+        raise NotFound(f"lottery {lottery_id} not found")
+    changes = body.model_dump(exclude_unset=True)
+    budget = changes.get("points_budget")
+    if budget is not None and budget < lottery.points_awarded:
+        raise Conflict(f"points_budget cannot go below what was already awarded ({lottery.points_awarded})")
+    restocked = {prize["id"]: prize["stock"] for prize in changes.pop("prizes", [])}
+    if restocked:
+        prizes = {
+            prize.id: prize
+            for prize in await session.scalars(
+                select(LotteryPrize).where(
+                    LotteryPrize.shop_id == caller.shop_id,
+                    LotteryPrize.lottery_id == lottery_id,
+                    LotteryPrize.id.in_(restocked),
+                )
+            )
+        }
+        if unknown := sorted(set(restocked) - set(prizes)):
+            raise Unprocessable(f"prizes: {', '.join(unknown)} not a prize of lottery {lottery_id}")
+        for prize_id, stock in restocked.items():
+            prizes[prize_id].stock = stock
+    for name, value in changes.items():
+        setattr(lottery, name, value)
+    await session.flush()
+    return await _lottery_out(session, lottery)
+
+
 @router.post(
     "/lotteries/{lottery_id}/draws",
     response_model=DrawOut,
     status_code=status.HTTP_201_CREATED,
     summary="Draw once",
     description="Uses a free draw of the shop-local day if one is left, otherwise costs `cost_points` "
-    "(409 `insufficient_points`). A prize out of stock or beyond the points budget wins nothing. "
-    "Every draw is recorded.",
+    "(409 `insufficient_points`); a stopped lottery is 409 `lottery_stopped`. A prize out of stock or "
+    "beyond the points budget wins nothing. Every draw is recorded.",
 )
 async def draw(
     lottery_id: str,

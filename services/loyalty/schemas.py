@@ -457,6 +457,42 @@ class LotteryIn(BaseModel):
         return self
 
 
+class PrizeRestock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(max_length=32, examples=["prz_3f9a0c1e5b7d2a48"])
+    stock: int | None = Field(ge=0, description="What is left to win from now on; null: no limit")
+
+
+class LotteryPatch(BaseModel):
+    """What may change once members draw: each draw is paid and judged by the lottery as it is then.
+    The prizes and their odds stay as created (a new lottery for new odds)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"active": False},
+                {"points_budget": 200000, "prizes": [{"id": "prz_3f9a0c1e5b7d2a48", "stock": 100}]},
+            ]
+        },
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    cost_points: int | None = Field(default=None, ge=0, le=1_000_000)
+    free_draws_per_day: int | None = Field(default=None, ge=0, le=100)
+    points_budget: int | None = Field(default=None, ge=0, description="null: no cap")
+    active: bool | None = Field(
+        default=None, description="false stops it: draws answer 409 `lottery_stopped`"
+    )
+    prizes: list[PrizeRestock] | None = Field(default=None, max_length=20, description="Prizes restocked")
+
+    @model_validator(mode="after")
+    def _keeps_required(self) -> LotteryPatch:
+        refuse_nulls(self, "name", "cost_points", "free_draws_per_day", "active", "prizes")
+        return self
+
+
 class PrizeOut(BaseModel):
     id: str
     name: str

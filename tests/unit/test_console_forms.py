@@ -16,7 +16,7 @@ from gateway.console.activities import (
 )
 from gateway.console.base import optional_number, shop_time, typed_list, whole_number, yuan
 from gateway.console.customers import rfm_bands
-from gateway.console.loyalty import coupon_terms
+from gateway.console.loyalty import coupon_terms, prizes_from_form, probability
 
 
 def test_whole_numbers_as_typed_on_a_chinese_keyboard() -> None:
@@ -156,3 +156,28 @@ def test_the_activity_form_sends_the_chosen_types_boxes_only() -> None:
     )
     assert (draft["status"], draft["reward_points"], draft["per_member_limit"]) == ("draft", "二十", 1)
     assert draft["eligibility"] == {"segment_id": None, "min_tier_level": 0} and "questions" not in draft
+
+
+def test_a_lotterys_chances_are_typed_in_percent() -> None:
+    assert [probability(x) for x in ("12.5", "5%", "100", " 0.5 ", "五", "")] == [
+        "0.125",
+        "0.05",
+        "1",
+        "0.005",
+        "五",
+        "",
+    ]
+    form = {
+        "prize_name_0": "50 积分",
+        "prize_percent_0": "10",
+        "prize_points_0": "50",
+        "prize_percent_1": "20",  # no name: no prize
+        "prize_name_2": "茶杯券",
+        "prize_percent_2": "2",
+        "prize_coupon_template_id_2": "cpt_1",
+        "prize_stock_2": "3",
+    }
+    assert prizes_from_form(form) == [
+        {"name": "50 积分", "probability": "0.1", "points": 50},
+        {"name": "茶杯券", "probability": "0.02", "coupon_template_id": "cpt_1", "stock": 3},
+    ]

@@ -8,6 +8,7 @@ import html
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -437,8 +438,8 @@ async def test_loyalty_objects_are_created_and_segments_exported(
 ) -> None:
     await sign_in(browser_like, shop.api_key)
     page = await browser_like.get("/console/loyalty")
-    # Coupon templates and rewards have forms in the page's words; lotteries a JSON box with an example.
-    assert '<option value="spend_save" selected>满减</option>' in page.text and "签到抽奖" in page.text
+    # Coupon templates, rewards and lotteries have forms in the page's words.
+    assert '<option value="spend_save" selected>满减</option>' in page.text and "中奖率 (%)" in page.text
     made = await browser_like.post(
         "/console/loyalty/coupon_templates",
         data={
@@ -492,12 +493,46 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     assert f'action="{terms_url}"' not in (await browser_like.get("/console/loyalty")).text
     late = await browser_like.post(terms_url, data={"kind": "spend_save", "threshold": "200", "amount": "10"})
     assert late.status_code == 422 and "1 coupons of this template are issued" in late.text
-    broken = await browser_like.post("/console/loyalty/lotteries", data={"body": '{"name": "x"'})
-    assert (
-        broken.status_code == 422
-        and 'data-field="lotteries"' in broken.text
-        and "not valid JSON" in broken.text
+    # A lottery: its prizes are rows, each chance in percent, points or a coupon; a refusal keeps the rows.
+    lottery = {
+        "name": "签到抽奖",
+        "cost_points": "20",
+        "free_draws_per_day": "1",
+        "prize_name_0": "50 积分",
+        "prize_percent_0": "12.5",
+        "prize_points_0": "50",
+        "prize_name_1": "无门槛券",
+        "prize_percent_1": "5",
+        "prize_coupon_template_id_1": templates[0]["id"],
+        "prize_stock_1": "3",
+        "prize_percent_2": "30",  # a row without a name is no prize
+    }
+    too_likely = await browser_like.post(
+        "/console/loyalty/lotteries", data={**lottery, "prize_percent_1": "90"}
     )
+    assert too_likely.status_code == 422 and 'data-field="lotteries"' in too_likely.text
+    assert "各奖品中奖率合计超过 100%" in too_likely.text and 'value="12.5"' in too_likely.text
+    assert (await browser_like.post("/console/loyalty/lotteries", data=lottery)).status_code == 303
+    [made_lottery] = (await shop.client.get("/api/v1/loyalty/lotteries", headers=shop.headers())).json()[
+        "items"
+    ]
+    assert [
+        (p["name"], Decimal(p["probability"]), p["points"], p["stock"]) for p in made_lottery["prizes"]
+    ] == [
+        ("50 积分", Decimal("0.125"), 50, None),
+        ("无门槛券", Decimal("0.05"), None, 3),
+    ]
+    # Stopped from its row (draws refused), its budget set; a budget below what was paid is said there.
+    lottery_url = f"/console/loyalty/lotteries/{made_lottery['id']}"
+    stopped = await browser_like.post(lottery_url, data={"active": "false", "points_budget": "1000"})
+    assert stopped.status_code == 303
+    now = (
+        await shop.client.get(f"/api/v1/loyalty/lotteries/{made_lottery['id']}", headers=shop.headers())
+    ).json()
+    assert (now["active"], now["points_budget"]) == (False, 1000)
+    assert "已停止" in (await browser_like.get("/console/loyalty")).text
+    unlimited = await browser_like.post(lottery_url, data={"active": "true", "points_budget": "-1"})
+    assert unlimited.status_code == 422 and 'data-field="lottery"' in unlimited.text
     refused = await browser_like.post("/console/loyalty/rewards", data={"name": "茶杯x", "kind": "gift"})
     assert refused.status_code == 422 and 'data-field="rewards"' in refused.text
     assert "points_cost: 必填" in refused.text and 'value="茶杯x"' in refused.text  # what was typed stays

@@ -503,3 +503,57 @@ async def test_a_coupon_templates_terms_change_until_the_first_is_issued(shop: S
     assert locked.status_code == 409 and "1 coupons of this template are issued" in locked.json()["detail"]
     renamed = await shop.client.patch(url, json={"name": "九折券"}, headers=key)
     assert renamed.status_code == 200 and renamed.json()["percent_off"] == 10
+
+
+async def test_a_lottery_is_stopped_restarted_restocked_and_its_budget_raised(
+    shop: ShopClient, other_shop: ShopClient, stack: ServerSet
+) -> None:
+    await set_program(shop, signin={"daily_points": 0})
+    await post(shop, "/api/v1/loyalty/members/cus_wheel/signin")
+    await post(shop, "/api/v1/loyalty/members/cus_wheel/adjustments", {"points": 1000, "reason": "活动"})
+    body = {
+        "name": "转盘",
+        "cost_points": 10,
+        "points_budget": 20,
+        "prizes": [{"name": "20积分", "probability": "1", "points": 20, "stock": 1}],
+    }
+    lottery = (await post(shop, "/api/v1/loyalty/lotteries", body)).json()
+    path, prize_id = f"/api/v1/loyalty/lotteries/{lottery['id']}", lottery["prizes"][0]["id"]
+
+    async def draw() -> dict[str, Any]:
+        response = await post(shop, f"{path}/draws", {"customer_id": "cus_wheel"})
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    assert (await draw())["won"] and not (await draw())["won"]  # its one prize is gone
+    for change, status, said in (
+        ({"points_budget": 10}, 409, "below what was already awarded (20)"),
+        ({"prizes": [{"id": "prz_elsewhere", "stock": 5}]}, 422, "prz_elsewhere not a prize of lottery"),
+        ({"name": None}, 422, "cannot be null"),
+        ({"prizes": [{"id": prize_id, "stock": -1}]}, 422, "greater than or equal to 0"),
+        ({"probability": "0.5"}, 422, "Extra inputs are not permitted"),
+    ):
+        refused = await shop.client.patch(path, json=change, headers=shop.headers())
+        assert refused.status_code == status and said in refused.text, (change, refused.text)
+    foreign = await other_shop.client.patch(path, json={"active": False}, headers=other_shop.headers())
+    assert foreign.status_code == 404
+
+    # Restocked, with room in the budget for one more: won once more, then nothing again.
+    restocked = await shop.client.patch(
+        path, json={"prizes": [{"id": prize_id, "stock": 5}], "points_budget": 40}, headers=shop.headers()
+    )
+    assert restocked.status_code == 200, restocked.text
+    assert (restocked.json()["prizes"][0]["stock"], restocked.json()["points_budget"]) == (5, 40)
+    assert (await draw())["won"] and not (await draw())["won"]
+
+    stopped = await shop.client.patch(
+        path, json={"active": False, "name": "转盘（已结束）"}, headers=shop.headers()
+    )
+    assert (stopped.json()["active"], stopped.json()["name"]) == (False, "转盘（已结束）")
+    refused = await post(shop, f"{path}/draws", {"customer_id": "cus_wheel"})
+    assert (refused.status_code, refused.json()["error"]) == (409, "lottery_stopped")
+    before = (await member(shop, "cus_wheel"))["points_available"]
+    await shop.client.patch(path, json={"active": True, "cost_points": 0}, headers=shop.headers())
+    assert (await draw())["cost_points"] == 0
+    assert (await member(shop, "cus_wheel"))["points_available"] == before  # free now, nothing won
+    await invariants_hold(stack, shop.shop_id)
