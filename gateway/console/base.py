@@ -69,7 +69,16 @@ def yuan(value: object) -> str:
         return str(value)
 
 
+def count(value: object) -> str:
+    """`1572` → `1,572`: counts of customers, points and messages read by their thousands too."""
+    try:
+        return f"{int(str(value)):,}"
+    except ValueError:
+        return str(value)
+
+
 templates.env.filters["yuan"] = yuan
+templates.env.filters["count"] = count
 
 
 class SignedOut(Exception):

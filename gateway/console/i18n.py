@@ -34,7 +34,7 @@ ZH: dict[str, str] = {
     "prospect": "潜在",
     "Returning customers (老客) share": "老客占比",
     "Buyers with two or more paid orders, of every buyer": "下过两笔及以上有效订单的买家占全部买家的比例",
-    "%d of %d buyers": "%d / %d 位买家",
+    "%s of %s buyers": "%s / %s 位买家",
     "Sort": "排序",
     "Issue no more: rewards, lotteries, campaigns and automations give none": (
         "不再发放：兑换、抽奖不再给这张券，带这张券的营销和自动化消息不再发出"

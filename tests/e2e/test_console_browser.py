@@ -179,7 +179,7 @@ async def test_a_shop_owner_imports_history_and_wins_back_sleeping_customers(
     await page.fill("#create-coupon_templates input[name=threshold]", "100")
     await page.fill("#create-coupon_templates input[name=amount]", "10")
     await page.click("#create-coupon_templates button")
-    await expect(page.locator("table").filter(has_text="老客满100减10")).to_have_count(1)
+    await expect(page.locator("#coupon-templates table").filter(has_text="老客满100减10")).to_have_count(1)
     await shot(page, "loyalty")
 
     # An activity made with the form: choosing its type shows that type's boxes only.

@@ -14,7 +14,7 @@ from gateway.console.activities import (
     slots_from,
     tasks_from,
 )
-from gateway.console.base import optional_number, shop_time, typed_list, whole_number, yuan
+from gateway.console.base import count, optional_number, shop_time, typed_list, whole_number, yuan
 from gateway.console.customers import rfm_bands
 from gateway.console.loyalty import coupon_terms, prizes_from_form, probability
 
@@ -180,4 +180,15 @@ def test_a_lotterys_chances_are_typed_in_percent() -> None:
     assert prizes_from_form(form) == [
         {"name": "50 积分", "probability": "0.1", "points": 50},
         {"name": "茶杯券", "probability": "0.02", "coupon_template_id": "cpt_1", "stock": 3},
+    ]
+
+
+def test_counts_are_grouped_by_thousands() -> None:
+    assert [count(v) for v in (1572, "3560799", 0, -12000, None, "∞")] == [
+        "1,572",
+        "3,560,799",
+        "0",
+        "-12,000",
+        "None",
+        "∞",
     ]

@@ -533,6 +533,14 @@ async def test_loyalty_objects_are_created_and_segments_exported(
     assert "已停止" in (await browser_like.get("/console/loyalty")).text
     unlimited = await browser_like.post(lottery_url, data={"active": "true", "points_budget": "-1"})
     assert unlimited.status_code == 422 and 'data-field="lottery"' in unlimited.text
+    # Big counts read by their thousands, as sums do.
+    adjustment = {"points": 12000, "reason": "老客回馈"}
+    adjusted = await shop.client.post(
+        "/api/v1/loyalty/members/cus_terms_holder/adjustments", json=adjustment, headers=shop.headers()
+    )
+    assert adjusted.status_code == 201, adjusted.text
+    charts = (await browser_like.get("/console/overview/charts")).text
+    assert "<td>12,005</td>" in charts, charts[charts.find("积分负债") :]  # with the sign-in's 5
     refused = await browser_like.post("/console/loyalty/rewards", data={"name": "茶杯x", "kind": "gift"})
     assert refused.status_code == 422 and 'data-field="rewards"' in refused.text
     assert "points_cost: 必填" in refused.text and 'value="茶杯x"' in refused.text  # what was typed stays
