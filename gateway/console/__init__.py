@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from gateway.console import activities, campaigns, customers, loyalty, operations, segments
+from gateway.console import activities, campaigns, customers, groups, loyalty, operations, segments
 from gateway.console.base import HERE, PageError, SignedOut, redirect, render
 from gateway.console.session import router as session_router
 
@@ -21,6 +21,7 @@ def install(app: FastAPI) -> None:
         session_router,
         customers.router,
         segments.router,
+        groups.router,
         loyalty.router,
         activities.router,
         campaigns.router,

@@ -117,10 +117,8 @@ def questions_from(typed: str) -> list[dict[str, Any]]:
 def options_from(typed: str) -> list[dict[str, str]]:
     """A vote's options, one a line (`green_tea: 龙井` names the option's key)."""
     lines = (line.strip() for line in typed.splitlines() if line.strip())
-    return [
-        dict(zip(("id", "label"), _keyed(line, index, "o"), strict=True))
-        for index, line in enumerate(lines, 1)
-    ]
+    keyed = (_keyed(line, index, "o") for index, line in enumerate(lines, start=1))
+    return [{"id": key, "label": label} for key, label in keyed]
 
 
 def slots_from(typed: str) -> list[dict[str, str]]:

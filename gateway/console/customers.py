@@ -214,7 +214,7 @@ async def rfm(request: Request, api: ApiDep) -> Response:
     )
 
 
-CUSTOMER_FILTERS = ("lifecycle", "rfm_segment", "tier", "tag", "segment_id", "q", "sort")
+CUSTOMER_FILTERS = ("lifecycle", "rfm_segment", "tier", "tag", "segment_id", "group_id", "q", "sort")
 
 
 @router.get("/customers/export.csv")
@@ -231,8 +231,10 @@ async def export_customers(request: Request, api: ApiDep) -> Response:
 async def customer_list(request: Request, api: ApiDep) -> Response:
     filters = {k: request.query_params.get(k, "") for k in CUSTOMER_FILTERS}
     cursor = request.query_params.get("cursor", "")
-    page, segments = await asyncio.gather(
-        api.get("/api/v1/customers", limit=50, cursor=cursor, **filters), api.get("/api/v1/segments")
+    page, segments, groups = await asyncio.gather(
+        api.get("/api/v1/customers", limit=50, cursor=cursor, **filters),
+        api.get("/api/v1/segments"),
+        api.get("/api/v1/groups"),
     )
     chosen = {k: v for k, v in filters.items() if v}
 
@@ -252,6 +254,7 @@ async def customer_list(request: Request, api: ApiDep) -> Response:
         next_page="?" + urlencode(chosen | {"cursor": page["next_cursor"]}) if page["next_cursor"] else None,
         export="/console/customers/export.csv?" + urlencode(chosen),
         segments=segments["items"],
+        groups=groups["items"],
     )
 
 
@@ -269,7 +272,7 @@ async def _customer_page(
         answer = await api.call("GET", path, params=params)
         return answer.body if answer.ok else None
 
-    orders, member, ledger, coupons, messages, tickets, consent, templates = await asyncio.gather(
+    orders, member, ledger, coupons, messages, tickets, consent, templates, groups = await asyncio.gather(
         optional("/api/v1/orders", customer_id=customer_id, limit=20),
         optional(f"/api/v1/loyalty/members/{customer_id}"),
         optional(f"/api/v1/loyalty/members/{customer_id}/ledger", limit=20),
@@ -278,6 +281,7 @@ async def _customer_page(
         optional("/api/v1/feedback", customer_id=customer_id),
         optional(f"/api/v1/customers/{customer_id}/consent"),
         optional("/api/v1/coupons/templates"),
+        optional("/api/v1/groups"),
     )
     return render(
         request,
@@ -292,6 +296,7 @@ async def _customer_page(
         tickets=(tickets or {}).get("items", []),
         consent=consent,
         coupon_templates=(templates or {}).get("items", []),
+        groups=(groups or {}).get("items", []),
         errors=errors or {},
         saved=saved,
         done=request.query_params.get("done", ""),
@@ -369,6 +374,22 @@ async def add_tags(customer_id: str, request: Request, api: ApiDep) -> Response:
         errors = {"tags": "; ".join(field_errors(answer).values())}
         return await _customer_page(request, api, customer_id, errors=errors, typed={"tags": typed})
     return redirect(f"/console/customers/{customer_id}")
+
+
+@router.post("/customers/{customer_id}/groups", response_class=HTMLResponse)
+async def join_group(customer_id: str, request: Request, api: ApiDep) -> Response:
+    group_id = str((await request.form()).get("group_id", ""))
+    body = {"customer_ids": [customer_id]}
+    answer = await api.call("POST", f"/api/v1/groups/{quote(group_id, safe='')}/members", json=body)
+    if not answer.ok:
+        return await _customer_page(request, api, customer_id, errors={"groups": answer.error})
+    return redirect(f"/console/customers/{customer_id}")
+
+
+@router.post("/customers/{customer_id}/groups/{group_id}/leave", response_class=HTMLResponse)
+async def leave_group(customer_id: str, group_id: str, api: ApiDep) -> Response:
+    await api.call("DELETE", f"/api/v1/groups/{group_id}/members/{customer_id}")
+    return redirect(f"/console/customers/{customer_id}")  # out already (another tab) is as good
 
 
 @router.post("/customers/{customer_id}/tags/delete", response_class=HTMLResponse)

@@ -264,6 +264,23 @@ ZH: dict[str, str] = {
     "Create": "创建",
     "Launch": "发送",
     "Go live": "上线",
+    "Groups": "分组",
+    "Lists of customers kept by hand (a call-back list, a VIP circle): unlike a segment, nobody enters or "
+    "leaves one by a rule.": "手动维护的客户名单（回访名单、VIP 圈子）：与人群不同，不按规则自动进出。",
+    "Created": "创建时间",
+    "New group": "新建分组",
+    "Its customers in the customer list (filter, sort, export)": "在客户列表中查看（筛选、排序、导出）",
+    "Members": "成员",
+    "Added": "已添加",
+    "Add customers": "添加客户",
+    "Customer IDs (a line or a comma between)": "客户 ID（每行一个或用逗号分隔）",
+    "or everyone now in a segment": "或添加某人群的当前全部客户",
+    "Delete group": "删除分组",
+    "Its customers stay; only the list goes.": "客户不会被删除，只删除这个名单。",
+    "Delete this group? Its customers stay; only the list goes.": (
+        "删除这个分组？客户不会被删除，只删除这个名单。"
+    ),
+    "Group": "分组",
     "Prizes won": "中奖情况",
     "free a day": "每天免费",
     "left": "剩",

@@ -14,6 +14,7 @@ from laoke.kit import clock
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
 from laoke.kit.ids import new_id
+from laoke.kit.patches import refuse_nulls
 from laoke.kit.service import CallerDep, OutboxDep
 from services.segmentation import segments
 from services.segmentation.customers_api import CustomerPage, CustomerSort, page_of, require_profile
@@ -34,6 +35,20 @@ class GroupIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=1000)
+
+
+class GroupPatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "双11 VIP 回访（已完成）"}]}
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=1000, description="null clears it")
+
+    @model_validator(mode="after")
+    def _keeps_required(self) -> GroupPatch:
+        refuse_nulls(self, "name")
+        return self
 
 
 class GroupOut(BaseModel):
@@ -115,6 +130,15 @@ async def list_groups(caller: CallerDep, session: SessionDep) -> GroupList:
 @router.get("/{group_id}", response_model=GroupOut, summary="A group")
 async def get_group(group_id: str, caller: CallerDep, session: SessionDep) -> GroupOut:
     return await _out(session, await _load(session, caller.shop_id, group_id))
+
+
+@router.patch("/{group_id}", response_model=GroupOut, summary="Rename a group or change its description")
+async def patch_group(group_id: str, body: GroupPatch, caller: CallerDep, session: SessionDep) -> GroupOut:
+    group = await _load(session, caller.shop_id, group_id)
+    for name, value in body.model_dump(exclude_unset=True).items():
+        setattr(group, name, value)
+    await session.flush()
+    return await _out(session, group)
 
 
 @router.delete(

@@ -1325,3 +1325,54 @@ async def test_a_scheduled_campaign_is_edited_and_its_segment_lists_it_and_is_ke
     failed_page = await eventually(failed, within=30)
     assert f"人群 {segment} 在营销取人之前已被删除，未发送任何消息" in failed_page
     assert "失败" in failed_page and f'formaction="/console/campaigns/{doomed}/cancel"' not in failed_page
+
+
+async def test_groups_are_kept_by_hand_from_the_console(
+    browser_like: httpx.AsyncClient, shop: ShopClient
+) -> None:
+    await sign_in(browser_like, shop.api_key)
+    page = (await browser_like.get("/console/groups")).text
+    assert '<a href="/console/groups" class="on">分组</a>' in page and "暂无数据" in page
+    nameless = await browser_like.post("/console/groups", data={"name": "", "description": ""})
+    assert nameless.status_code == 422 and 'data-field="name"' in nameless.text
+    made = await browser_like.post("/console/groups", data={"name": "电话回访", "description": "双11 后"})
+    assert made.status_code == 303 and made.headers["location"].startswith("/console/groups/grp_")
+    group_url = made.headers["location"]
+    group_id = group_url.rsplit("/", 1)[1]
+
+    ids = [await buyer(shop, f"group-{n}", name=f"分组客户{n}") for n in range(3)]
+    for customer_id in ids:
+        await profiled(shop, customer_id, 1)
+    pasted = await browser_like.post(f"{group_url}/members", data={"customer_ids": f"{ids[0]}，{ids[1]}\n"})
+    assert pasted.headers["location"] == f"{group_url}?added=2"
+    page = (await browser_like.get(pasted.headers["location"])).text
+    assert 'id="group-size">2<' in page and "已添加: 2" in page and "分组客户1" in page
+    unknown = await browser_like.post(f"{group_url}/members", data={"customer_ids": "cus_nobody"})
+    assert (
+        unknown.status_code == 422 and 'data-field="members"' in unknown.text and "cus_nobody" in unknown.text
+    )
+    empty = await browser_like.post(f"{group_url}/members", data={"customer_ids": ""})
+    assert empty.status_code == 422 and 'data-field="members"' in empty.text
+
+    # From a customer's page: the groups they are in, joined and left there.
+    customer = (await browser_like.get(f"/console/customers/{ids[2]}")).text
+    assert f'<option value="{group_id}">电话回访</option>' in customer
+    assert (
+        await browser_like.post(f"/console/customers/{ids[2]}/groups", data={"group_id": group_id})
+    ).status_code == 303
+    customer = (await browser_like.get(f"/console/customers/{ids[2]}")).text
+    assert f'href="/console/groups/{group_id}">电话回访</a>' in customer
+    filtered = (await browser_like.get(f"/console/customers?group_id={group_id}")).text
+    assert all(f"/console/customers/{i}" in filtered for i in ids)
+    await browser_like.post(f"/console/customers/{ids[2]}/groups/{group_id}/leave")
+    await browser_like.post(f"{group_url}/members/{ids[0]}/remove")
+    listed = (await shop.client.get(f"/api/v1/groups/{group_id}/members", headers=shop.headers())).json()
+    assert [m["customer_id"] for m in listed["items"]] == [ids[1]]
+
+    renamed = await browser_like.post(group_url, data={"name": "电话回访 (已完成)", "description": ""})
+    assert renamed.headers["location"] == group_url
+    stored = (await shop.client.get(f"/api/v1/groups/{group_id}", headers=shop.headers())).json()
+    assert (stored["name"], stored["description"]) == ("电话回访 (已完成)", None)
+    assert (await browser_like.post(f"{group_url}/delete")).headers["location"] == "/console/groups"
+    assert (await shop.client.get(f"/api/v1/groups/{group_id}", headers=shop.headers())).status_code == 404
+    assert (await shop.client.get(f"/api/v1/customers/{ids[1]}", headers=shop.headers())).status_code == 200

@@ -37,6 +37,18 @@ async def test_groups_by_id_and_from_segment(shop: ShopClient, other_shop: ShopC
     )
     assert both.status_code == 422
     assert (await call(shop, "GET", f"/api/v1/groups/{group}")).json()["size"] == 1, "nothing added on a 422"
+    renamed = await call(shop, "PATCH", f"/api/v1/groups/{group}", {"name": "电话回访 (已完成)"})
+    assert (renamed.json()["name"], renamed.json()["description"], renamed.json()["size"]) == (
+        "电话回访 (已完成)",
+        "双11 后",
+        1,
+    )
+    assert (await call(shop, "PATCH", f"/api/v1/groups/{group}", {"description": None})).json()[
+        "description"
+    ] is None
+    for bad in ({"name": None}, {"name": ""}, {"size": 3}):
+        assert (await call(shop, "PATCH", f"/api/v1/groups/{group}", bad)).status_code == 422, bad
+    assert (await call(other_shop, "PATCH", f"/api/v1/groups/{group}", {"name": "x"})).status_code == 404
 
     sleeping = await call(
         shop,
