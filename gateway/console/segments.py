@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from gateway.console.base import Answer, csv_download, field_errors, redirect, render, words
+from gateway.console.base import Answer, Api, csv_download, field_errors, redirect, render, words
 from gateway.console.i18n import ZH, ZH_VALUES
 from gateway.console.session import ApiDep
 
@@ -283,21 +283,38 @@ async def save_segment(segment_id: str, request: Request, api: ApiDep) -> Respon
     return redirect(f"/console/segments/{segment_id}")
 
 
+async def _activities_not_ended(api: Api) -> list[dict[str, Any]]:
+    """Every draft and live activity, page by page (what loyalty cannot tell, when it is down, holds
+    no delete up)."""
+    found: list[dict[str, Any]] = []
+    for status in ("draft", "live"):
+        cursor = None
+        while True:
+            params = {"status": status, "limit": 500} | ({"cursor": cursor} if cursor else {})
+            answer = await api.call("GET", "/api/v1/activities", params=params)
+            if not answer.ok:
+                return found
+            found += answer.body["items"]
+            if not (cursor := answer.body["next_cursor"]):
+                break
+    return found
+
+
 @router.post("/{segment_id}/delete")
 async def delete_segment(segment_id: str, request: Request, api: ApiDep) -> Response:
     """Refused while a campaign is scheduled to the segment (it would fail when its time came) or an
     activity not ended is open only to its members (nobody could take part any more)."""
     campaigns, activities = await asyncio.gather(
         api.call("GET", "/api/v1/campaigns", params={"segment_id": segment_id, "limit": 200}),
-        api.call("GET", "/api/v1/activities"),
+        _activities_not_ended(api),
     )
     scheduled = (
         [c["name"] for c in campaigns.body["items"] if c["status"] == "scheduled"] if campaigns.ok else []
     )
     open_to_it = [
         a["title"]
-        for a in (activities.body["items"] if activities.ok else [])
-        if a["status"] != "ended" and (a["rules"].get("eligibility") or {}).get("segment_id") == segment_id
+        for a in activities
+        if (a["rules"].get("eligibility") or {}).get("segment_id") == segment_id
     ]
     t, _ = words(request)
     if scheduled:
