@@ -265,6 +265,7 @@ ZH: dict[str, str] = {
     "Launch": "发送",
     "Go live": "上线",
     "Groups": "分组",
+    "Group: typed by name, a comma between; the shop's groups:": "分组：填写分组名称，多个用逗号分隔；现有分组：",
     "Lists of customers kept by hand (a call-back list, a VIP circle): unlike a segment, nobody enters or "
     "leaves one by a rule.": "手动维护的客户名单（回访名单、VIP 圈子）：与人群不同，不按规则自动进出。",
     "Created": "创建时间",
@@ -519,6 +520,7 @@ ZH_VALUES: dict[str, dict[str, str]] = {
     },
     "gender": {"male": "男", "female": "女"},
     "segment_field": {
+        "group": "分组",
         "lifecycle": "生命周期",
         "rfm_segment": "RFM 分类",
         "r_score": "R 分 (最近购买)",

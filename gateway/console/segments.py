@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
-from gateway.console.base import Answer, Api, csv_download, field_errors, redirect, render, words
+from gateway.console.base import Answer, Api, csv_download, field_errors, redirect, render, typed_list, words
 from gateway.console.i18n import ZH, ZH_VALUES
 from gateway.console.session import ApiDep
 
@@ -33,6 +34,7 @@ FIELDS = (
     "tier_level",
     "points_balance",
     "tags",
+    "group",
     "province",
     "city",
     "gender",
@@ -73,9 +75,13 @@ _TYPED = {
 }
 
 
-def _value(raw: str, field: str = "") -> Any:
-    """What a value box holds: JSON when it reads as JSON (numbers, lists), otherwise the text itself."""
+def _value(raw: str, field: str = "", groups: Mapping[str, str] | None = None) -> Any:
+    """What a value box holds: JSON when it reads as JSON (numbers, lists), otherwise the text itself.
+    Groups are typed by name, a comma between (`电话回访，VIP`), and sent by id."""
     raw = raw.strip()
+    if field == "group":
+        by_name = {name: group_id for group_id, name in (groups or {}).items()}
+        return [by_name.get(name, name) for name in typed_list(raw)]
     try:
         parsed = json.loads(raw)
     except ValueError:
@@ -86,7 +92,8 @@ def _value(raw: str, field: str = "") -> Any:
     return typed.get(parsed, parsed) if isinstance(parsed, str) else parsed
 
 
-def rule_from_form(form: FormData) -> dict[str, Any]:
+def rule_from_form(form: FormData, groups: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The rule the builder's rows (or its JSON box) hold; `groups` the shop's group names by id."""
     advanced = str(form.get("rule_json", "")).strip()
     if advanced:
         try:
@@ -107,7 +114,7 @@ def rule_from_form(form: FormData) -> dict[str, Any]:
             {
                 "field": field,
                 "op": str(form.get(f"op_{i}", "eq")),
-                "value": _value(str(form.get(f"value_{i}", "")), field),
+                "value": _value(str(form.get(f"value_{i}", "")), field, groups),
             }
         )
     if not conditions:
@@ -115,7 +122,17 @@ def rule_from_form(form: FormData) -> dict[str, Any]:
     return {str(form.get("combine", "all")): conditions}
 
 
-def rows_of(rule: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]], str]:
+def _shown(part: dict[str, Any], groups: Mapping[str, str]) -> str:
+    """A condition's value as its box shows it: groups by name, a list or number as JSON."""
+    value = part["value"]
+    if part["field"] == "group" and isinstance(value, list):
+        return "，".join(groups.get(str(group_id), str(group_id)) for group_id in value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def rows_of(
+    rule: dict[str, Any] | None, groups: Mapping[str, str] | None = None
+) -> tuple[str, list[dict[str, Any]], str]:
     """The builder rows for a rule it can show (one level of all/any), else the JSON for the box."""
     if not rule:
         return "all", [], ""
@@ -127,9 +144,7 @@ def rows_of(rule: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]], str
                 "field": "attributes." if str(p["field"]).startswith("attributes.") else p["field"],
                 "attribute": str(p["field"]).removeprefix("attributes."),
                 "op": p["op"],
-                "value": p["value"]
-                if isinstance(p["value"], str)
-                else json.dumps(p["value"], ensure_ascii=False),
+                "value": _shown(p, groups or {}),
             }
             for p in parts
         ]
@@ -144,9 +159,10 @@ def _builder(
     error: str | None = None,
     status_code: int = 200,
     editing: str | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> Response:
     """The rule builder; `editing` a saved segment's id, whose form then saves over it."""
-    combine, rows, advanced = rows_of(rule)
+    combine, rows, advanced = rows_of(rule, groups)
     return render(
         request,
         "segment_new.html",
@@ -159,7 +175,13 @@ def _builder(
         fields=FIELDS,
         ops=OPS,
         error=error,
+        group_names=list((groups or {}).values()),
     )
+
+
+async def group_names(api: Api) -> dict[str, str]:
+    """The shop's groups, name by id: a rule on groups is typed and shown by their names."""
+    return {group["id"]: group["name"] for group in (await api.get("/api/v1/groups"))["items"]}
 
 
 @router.get("", response_class=HTMLResponse)
@@ -174,14 +196,15 @@ async def new_segment(request: Request, api: ApiDep) -> Response:
         rule = json.loads(raw) if raw else None
     except ValueError:
         rule = None
-    return _builder(request, request.query_params.get("name", ""), rule if isinstance(rule, dict) else None)
+    chosen = rule if isinstance(rule, dict) else None
+    return _builder(request, request.query_params.get("name", ""), chosen, groups=await group_names(api))
 
 
 @router.post("/preview", response_class=HTMLResponse)
 async def preview(request: Request, api: ApiDep) -> Response:
     """The live size under the builder (htmx swaps this fragment in as the rule changes)."""
     try:
-        rule = rule_from_form(await request.form())
+        rule = rule_from_form(await request.form(), await group_names(api))
     except RuleProblem as exc:
         return render(request, "_preview.html", error=str(exc), result=None)
     answer = await api.call("POST", "/api/v1/segments/preview", json={"rule": rule})
@@ -192,13 +215,14 @@ async def preview(request: Request, api: ApiDep) -> Response:
 async def create_segment(request: Request, api: ApiDep) -> Response:
     form = await request.form()
     name = str(form.get("name", "")).strip()
+    groups = await group_names(api)
     try:
-        rule = rule_from_form(form)
+        rule = rule_from_form(form, groups)
     except RuleProblem as exc:
-        return _builder(request, name, None, str(exc), 422)
+        return _builder(request, name, None, str(exc), 422, groups=groups)
     answer = await api.call("POST", "/api/v1/segments", json={"name": name, "rule": rule})
     if not answer.ok:
-        return _builder(request, name, rule, _said(answer), 422)
+        return _builder(request, name, rule, _said(answer), 422, groups=groups)
     return redirect(f"/console/segments/{answer.body['id']}")
 
 
@@ -209,11 +233,12 @@ def _said(answer: Answer) -> str:
 
 @router.get("/{segment_id}", response_class=HTMLResponse)
 async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Response:
-    segment, portrait, members, campaigns = await asyncio.gather(
+    segment, portrait, members, campaigns, groups = await asyncio.gather(
         api.get(f"/api/v1/segments/{segment_id}"),
         api.get("/api/v1/analytics/portrait", segment_id=segment_id),
         api.get(f"/api/v1/segments/{segment_id}/members", limit=20, sort="-total_spent"),
         api.call("GET", "/api/v1/campaigns", params={"segment_id": segment_id}),
+        group_names(api),
     )
 
     t, v = words(request)
@@ -233,7 +258,7 @@ async def segment_page(segment_id: str, request: Request, api: ApiDep) -> Respon
         "age": {**pie(portrait["age_bands"]), "type": "bar"},
         "region": {**pie(portrait["provinces"][:10]), "type": "bar"},
     }
-    combine, rows, _ = rows_of(segment["rule"])
+    combine, rows, _ = rows_of(segment["rule"], groups)
     joiner = {"all": t(" and "), "any": t(" or ")}[combine]
     rule_words = joiner.join(
         f"{v('segment_field', r['field'])}{r['attribute'] if r['field'] == 'attributes.' else ''} "
@@ -263,8 +288,8 @@ async def export(segment_id: str, request: Request, api: ApiDep) -> Response:
 
 @router.get("/{segment_id}/edit", response_class=HTMLResponse)
 async def edit_segment(segment_id: str, request: Request, api: ApiDep) -> Response:
-    segment = await api.get(f"/api/v1/segments/{segment_id}")
-    return _builder(request, segment["name"], segment["rule"], editing=segment_id)
+    segment, groups = await asyncio.gather(api.get(f"/api/v1/segments/{segment_id}"), group_names(api))
+    return _builder(request, segment["name"], segment["rule"], editing=segment_id, groups=groups)
 
 
 @router.post("/{segment_id}", response_class=HTMLResponse)
@@ -273,13 +298,14 @@ async def save_segment(segment_id: str, request: Request, api: ApiDep) -> Respon
     exited for who moves)."""
     form = await request.form()
     name = str(form.get("name", "")).strip()
+    groups = await group_names(api)
     try:
-        rule = rule_from_form(form)
+        rule = rule_from_form(form, groups)
     except RuleProblem as exc:
-        return _builder(request, name, None, str(exc), 422, editing=segment_id)
+        return _builder(request, name, None, str(exc), 422, editing=segment_id, groups=groups)
     answer = await api.call("PATCH", f"/api/v1/segments/{segment_id}", json={"name": name, "rule": rule})
     if not answer.ok:
-        return _builder(request, name, rule, _said(answer), 422, editing=segment_id)
+        return _builder(request, name, rule, _said(answer), 422, editing=segment_id, groups=groups)
     return redirect(f"/console/segments/{segment_id}")
 
 

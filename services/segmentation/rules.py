@@ -17,9 +17,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, cast, exists, extract, false, func, not_, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit.errors import Unprocessable
-from services.segmentation.models import CustomerTag, GroupMember, Profile, ProfileBehaviour
+from services.segmentation.models import CustomerTag, Group, GroupMember, Profile, ProfileBehaviour
 from services.segmentation.rfm_config import Lifecycle, RfmClass
 
 # Business days are the shop's; Laoke's default shop time zone (DESIGN.md §5).
@@ -166,6 +167,7 @@ class Compiler:
         self.shop_id = shop_id
         self.now = now
         self.conditions = 0
+        self.groups: dict[str, str] = {}  # the groups the rule names, each with where it names it
 
     def compile(self, rule: Any, where: str = "rule", depth: int = 0) -> ColumnElement[bool]:
         if depth > MAX_DEPTH:
@@ -206,11 +208,13 @@ class Compiler:
         if field.kind == "tags":
             return self._tags(op, [str(t) for t in _list(value, at)] if op != "has" else [str(value)])
         if field.kind == "group":
+            group_ids = [_text(v, at) for v in _list(value, at)]
+            self.groups.update((group_id, at) for group_id in group_ids)
             in_group = exists(
                 select(GroupMember.group_id).where(
                     GroupMember.shop_id == Profile.shop_id,
                     GroupMember.customer_id == Profile.customer_id,
-                    GroupMember.group_id.in_([_text(v, at) for v in _list(value, at)]),
+                    GroupMember.group_id.in_(group_ids),
                 )
             )
             return in_group if op == "in" else not_(in_group)
@@ -349,3 +353,20 @@ class Compiler:
 
 def compile_rule(rule: Any, shop_id: str, now: datetime) -> ColumnElement[bool]:
     return and_(Profile.shop_id == shop_id, Compiler(shop_id, now).compile(rule))
+
+
+async def checked_rule(session: AsyncSession, rule: Any, shop_id: str, now: datetime) -> ColumnElement[bool]:
+    """A rule from a request, compiled, with the groups it names looked up: a group that is not the
+    shop's is refused (422), where it would silently match nobody."""
+    compiler = Compiler(shop_id, now)
+    condition = and_(Profile.shop_id == shop_id, compiler.compile(rule))
+    if compiler.groups:
+        known = set(
+            await session.scalars(
+                select(Group.id).where(Group.shop_id == shop_id, Group.id.in_(compiler.groups))
+            )
+        )
+        for group_id, where in compiler.groups.items():
+            if group_id not in known:
+                raise RuleError(f"{where}: group {group_id} not found")
+    return condition

@@ -17,7 +17,7 @@ from laoke.kit.ids import new_id
 from laoke.kit.service import CallerDep
 from services.segmentation.customers_api import CustomerPage, CustomerSort, page_of
 from services.segmentation.models import CustomerTag, Profile, Segment, SegmentMember
-from services.segmentation.rules import FIELDS, OPS, compile_rule
+from services.segmentation.rules import FIELDS, OPS, checked_rule
 from services.segmentation.schemas import CustomerOut
 from services.segmentation.segments import refresh_segment, refresh_shop
 
@@ -118,7 +118,7 @@ def _segment_out(segment: Segment) -> SegmentOut:
     "Unknown fields, operators or mistyped values are 422 naming where.",
 )
 async def preview(body: RuleIn, caller: CallerDep, session: SessionDep) -> Preview:
-    condition = compile_rule(body.rule, caller.shop_id, clock.now())
+    condition = await checked_rule(session, body.rule, caller.shop_id, clock.now())
     page = await page_of(session, caller.shop_id, condition, SAMPLE_SIZE, None)
     return Preview(size=await _count(session, condition), sample=page.items)
 
@@ -133,7 +133,7 @@ async def preview(body: RuleIn, caller: CallerDep, session: SessionDep) -> Previ
 )
 async def create_segment(body: SegmentIn, caller: CallerDep, session: SessionDep) -> SegmentOut:
     now = clock.now()
-    compile_rule(body.rule, caller.shop_id, now)  # refuse a bad rule before storing it
+    await checked_rule(session, body.rule, caller.shop_id, now)  # refuse a bad rule before storing it
     segment = Segment(id=new_id("seg"), shop_id=caller.shop_id, name=body.name, rule=body.rule)
     session.add(segment)
     await session.flush()
@@ -167,7 +167,7 @@ async def patch_segment(
     segment = await _load(session, caller.shop_id, segment_id)
     now = clock.now()
     if body.rule is not None:
-        compile_rule(body.rule, caller.shop_id, now)
+        await checked_rule(session, body.rule, caller.shop_id, now)
         segment.rule = body.rule
     if body.name is not None:
         segment.name = body.name

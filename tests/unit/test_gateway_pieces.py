@@ -7,7 +7,7 @@ from starlette.datastructures import FormData
 from gateway.auth import issue_key, parse_key
 from gateway.console.base import local_time
 from gateway.console.i18n import api_message
-from gateway.console.segments import rule_from_form
+from gateway.console.segments import rows_of, rule_from_form
 from gateway.openapi import merge
 from gateway.proxy import match_route
 from laoke.kit.http_protocol import percent_encode_request_line
@@ -78,6 +78,17 @@ def test_the_segment_builder_takes_the_chinese_words_the_console_shows() -> None
             {"field": "tags", "op": "has", "value": "沉睡"},
         ]
     }
+
+
+def test_a_rule_on_groups_is_typed_and_shown_by_their_names() -> None:
+    groups = {"grp_1": "电话回访", "grp_2": "VIP 圈"}
+    form = FormData(
+        [("combine", "any"), ("field_0", "group"), ("op_0", "in"), ("value_0", "电话回访，VIP 圈、grp_9")]
+    )
+    rule = rule_from_form(form, groups)
+    # An unknown name goes as typed: the API says which group it cannot find.
+    assert rule == {"any": [{"field": "group", "op": "in", "value": ["grp_1", "grp_2", "grp_9"]}]}
+    assert rows_of(rule, groups)[1][0]["value"] == "电话回访，VIP 圈，grp_9"
 
 
 def test_console_times_are_read_on_the_shops_clock() -> None:

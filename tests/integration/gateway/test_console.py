@@ -1369,6 +1369,18 @@ async def test_groups_are_kept_by_hand_from_the_console(
     listed = (await shop.client.get(f"/api/v1/groups/{group_id}/members", headers=shop.headers())).json()
     assert [m["customer_id"] for m in listed["items"]] == [ids[1]]
 
+    # A segment of the group's customers, the group typed by its name in the builder.
+    rule_form = {"combine": "all", "field_0": "group", "op_0": "in", "value_0": "电话回访"}
+    preview = await browser_like.post("/console/segments/preview", data=rule_form)
+    assert "<b>1</b>" in preview.text, preview.text
+    typo = await browser_like.post("/console/segments/preview", data={**rule_form, "value_0": "电话会访"})
+    assert "group 电话会访 not found" in typo.text
+    made_segment = await browser_like.post("/console/segments", data={"name": "回访名单", **rule_form})
+    segment_id = made_segment.headers["location"].rsplit("/", 1)[1]
+    segment = (await shop.client.get(f"/api/v1/segments/{segment_id}", headers=shop.headers())).json()
+    assert segment["rule"] == {"all": [{"field": "group", "op": "in", "value": [group_id]}]}
+    assert 'value="电话回访"' in (await browser_like.get(f"/console/segments/{segment_id}/edit")).text
+
     renamed = await browser_like.post(group_url, data={"name": "电话回访 (已完成)", "description": ""})
     assert renamed.headers["location"] == group_url
     stored = (await shop.client.get(f"/api/v1/groups/{group_id}", headers=shop.headers())).json()

@@ -66,6 +66,16 @@ async def test_groups_by_id_and_from_segment(shop: ShopClient, other_shop: ShopC
     assert len(filtered.json()["items"]) == 2
     in_group = {"field": "group", "op": "in", "value": [group]}
     assert (await call(shop, "POST", "/api/v1/segments/preview", {"rule": in_group})).json()["size"] == 2
+    # A group that is not the shop's is refused, where it would silently match nobody.
+    typo = {"any": [in_group, {"field": "group", "op": "not_in", "value": ["grp_nope"]}]}
+    for method, path, body in (
+        ("POST", "/api/v1/segments/preview", {"rule": typo}),
+        ("POST", "/api/v1/segments", {"name": "x", "rule": typo}),
+    ):
+        refused = await call(shop, method, path, body)
+        assert refused.status_code == 422 and "rule.any[1].value: group grp_nope not found" in refused.text
+    foreign = await call(other_shop, "POST", "/api/v1/segments/preview", {"rule": in_group})
+    assert foreign.status_code == 422 and f"group {group} not found" in foreign.text
     detail = (await call(shop, "GET", f"/api/v1/customers/{a}")).json()
     assert detail["groups"] == [group]
 
