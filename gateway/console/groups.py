@@ -70,6 +70,7 @@ async def _group_page(
         typed=typed or {},
         errors=errors or {},
         added=request.query_params.get("added"),
+        error=request.query_params.get("error"),
     )
 
 
@@ -111,6 +112,8 @@ async def remove_member(group_id: str, customer_id: str, api: ApiDep) -> Respons
 @router.post("/{group_id}/delete")
 async def delete_group(group_id: str, api: ApiDep) -> Response:
     answer = await api.call("DELETE", f"/api/v1/groups/{group_id}")
+    if answer.status == 409:  # a segment's rule names it: said on its page
+        return redirect(f"/console/groups/{group_id}?{urlencode({'error': answer.error})}")
     if not answer.ok and answer.status != 404:
         raise PageError(answer)
     return redirect("/console/groups")

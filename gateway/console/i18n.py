@@ -265,7 +265,9 @@ ZH: dict[str, str] = {
     "Launch": "发送",
     "Go live": "上线",
     "Groups": "分组",
-    "Group: typed by name, a comma between; the shop's groups:": "分组：填写分组名称，多个用逗号分隔；现有分组：",
+    "Group: typed by name, a comma between; the shop's groups:": (
+        "分组：填写分组名称，多个用逗号分隔；现有分组："
+    ),
     "Lists of customers kept by hand (a call-back list, a VIP circle): unlike a segment, nobody enters or "
     "leaves one by a rule.": "手动维护的客户名单（回访名单、VIP 圈子）：与人群不同，不按规则自动进出。",
     "Created": "创建时间",
@@ -701,6 +703,11 @@ ZH_MESSAGES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
             r"\1 不能少于已发出的 \2",
         ),
         (r"^segment (\S+) not found$", r"人群 \1 不存在"),
+        (r"^group (\S+) not found$", r"分组 \1 不存在"),
+        (
+            r"^group \S+ is named by the rule of segment (.+) \(change the rule first\)$",
+            r"人群「\1」的规则用到了这个分组，请先修改规则",
+        ),
         (r"^below the (\d+) already issued$", r"不能少于已发放的 \1 张"),
         (r"^Value error, an e-mail template needs a subject$", "邮件模板需要主题"),
         (r"^Value error, only e-mail templates have a subject$", "只有邮件模板有主题"),

@@ -12,13 +12,14 @@ from sqlalchemy.dialects.postgresql import insert
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
-from laoke.kit.errors import ERROR_RESPONSES, NotFound, Unprocessable
+from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
 from laoke.kit.ids import new_id
 from laoke.kit.patches import refuse_nulls
 from laoke.kit.service import CallerDep, OutboxDep
 from services.segmentation import segments
 from services.segmentation.customers_api import CustomerPage, CustomerSort, page_of, require_profile
 from services.segmentation.models import Group, GroupMember, Profile, Segment, SegmentMember
+from services.segmentation.rules import named_groups
 
 router = APIRouter(prefix="/api/v1/groups", tags=["groups"], responses=ERROR_RESPONSES)
 
@@ -142,10 +143,26 @@ async def patch_group(group_id: str, body: GroupPatch, caller: CallerDep, sessio
 
 
 @router.delete(
-    "/{group_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, summary="Delete a group"
+    "/{group_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a group (its customers stay)",
+    description="409 while a segment's rule names the group: change the rule first.",
 )
 async def delete_group(group_id: str, caller: CallerDep, session: SessionDep) -> Response:
     await _load(session, caller.shop_id, group_id)
+    # A segment whose rule names the group would silently match nobody from then on.
+    using = [
+        segment.name
+        for segment in await session.scalars(
+            select(Segment).where(Segment.shop_id == caller.shop_id).order_by(Segment.created_at)
+        )
+        if group_id in named_groups(segment.rule)
+    ]
+    if using:
+        raise Conflict(
+            f"group {group_id} is named by the rule of segment {', '.join(using)} (change the rule first)"
+        )
     await session.execute(
         delete(GroupMember).where(GroupMember.shop_id == caller.shop_id, GroupMember.group_id == group_id)
     )

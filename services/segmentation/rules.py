@@ -355,6 +355,16 @@ def compile_rule(rule: Any, shop_id: str, now: datetime) -> ColumnElement[bool]:
     return and_(Profile.shop_id == shop_id, Compiler(shop_id, now).compile(rule))
 
 
+def named_groups(rule: Any) -> set[str]:
+    """The group ids a stored rule names (a rule that no longer compiles names none)."""
+    compiler = Compiler("", datetime.now().astimezone())
+    try:
+        compiler.compile(rule)
+    except RuleError:
+        return set()
+    return set(compiler.groups)
+
+
 async def checked_rule(session: AsyncSession, rule: Any, shop_id: str, now: datetime) -> ColumnElement[bool]:
     """A rule from a request, compiled, with the groups it names looked up: a group that is not the
     shop's is refused (422), where it would silently match nobody."""

@@ -1374,12 +1374,21 @@ async def test_groups_are_kept_by_hand_from_the_console(
     preview = await browser_like.post("/console/segments/preview", data=rule_form)
     assert "<b>1</b>" in preview.text, preview.text
     typo = await browser_like.post("/console/segments/preview", data={**rule_form, "value_0": "电话会访"})
-    assert "group 电话会访 not found" in typo.text
+    assert "分组 电话会访 不存在" in typo.text
     made_segment = await browser_like.post("/console/segments", data={"name": "回访名单", **rule_form})
     segment_id = made_segment.headers["location"].rsplit("/", 1)[1]
     segment = (await shop.client.get(f"/api/v1/segments/{segment_id}", headers=shop.headers())).json()
     assert segment["rule"] == {"all": [{"field": "group", "op": "in", "value": [group_id]}]}
     assert 'value="电话回访"' in (await browser_like.get(f"/console/segments/{segment_id}/edit")).text
+
+    # Not deleted while that segment's rule names it (it would match nobody): said on the group's page.
+    held = await browser_like.post(f"{group_url}/delete")
+    assert held.headers["location"].startswith(f"{group_url}?error=")
+    assert (
+        "人群「回访名单」的规则用到了这个分组，请先修改规则"
+        in (await browser_like.get(held.headers["location"])).text
+    )
+    await shop.client.delete(f"/api/v1/segments/{segment_id}", headers=shop.headers())
 
     renamed = await browser_like.post(group_url, data={"name": "电话回访 (已完成)", "description": ""})
     assert renamed.headers["location"] == group_url

@@ -76,6 +76,11 @@ async def test_groups_by_id_and_from_segment(shop: ShopClient, other_shop: ShopC
         assert refused.status_code == 422 and "rule.any[1].value: group grp_nope not found" in refused.text
     foreign = await call(other_shop, "POST", "/api/v1/segments/preview", {"rule": in_group})
     assert foreign.status_code == 422 and f"group {group} not found" in foreign.text
+    # A group a segment's rule names is not deleted (the segment would match nobody).
+    made = await call(shop, "POST", "/api/v1/segments", {"name": "回访", "rule": {"all": [in_group]}})
+    held = await call(shop, "DELETE", f"/api/v1/groups/{group}")
+    assert held.status_code == 409 and "named by the rule of segment 回访" in held.text
+    await call(shop, "DELETE", f"/api/v1/segments/{made.json()['id']}")
     detail = (await call(shop, "GET", f"/api/v1/customers/{a}")).json()
     assert detail["groups"] == [group]
 
