@@ -7,16 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Conflict
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
-from laoke.kit.ids import new_id, read_time_cursor, time_cursor
+from laoke.kit.ids import new_id
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen
+from laoke.kit.paging import newest_first, split_page
 from laoke.kit.segments import segment_size
 from laoke.kit.service import CallerDep, OutboxDep
 from laoke.kit.settings import ServiceSettings
@@ -144,17 +145,9 @@ async def list_activities(
         query = query.where(Activity.status == status_)
     if type_:
         query = query.where(Activity.type == type_)
-    if cursor is not None:
-        query = query.where(tuple_(Activity.created_at, Activity.id) < tuple_(*read_time_cursor(cursor)))
-    rows = list(
-        await session.scalars(query.order_by(Activity.created_at.desc(), Activity.id.desc()).limit(limit + 1))
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return ActivityList(
-        items=[_activity_out(a) for a in rows],
-        next_cursor=time_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-    )
+    query = newest_first(query, Activity.created_at, Activity.id, limit, cursor)
+    rows, next_cursor = split_page(list(await session.scalars(query)), limit, lambda a: (a.created_at, a.id))
+    return ActivityList(items=[_activity_out(a) for a in rows], next_cursor=next_cursor)
 
 
 @router.get("/{activity_id}", response_model=ActivityOut, summary="An activity")
@@ -300,21 +293,9 @@ async def list_participations(
     )
     if customer_id:
         query = query.where(Participation.customer_id == customer_id)
-    if cursor:
-        query = query.where(
-            tuple_(Participation.created_at, Participation.id) < tuple_(*read_time_cursor(cursor))
-        )
-    rows = list(
-        await session.scalars(
-            query.order_by(Participation.created_at.desc(), Participation.id.desc()).limit(limit + 1)
-        )
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return ParticipationList(
-        items=[_participation_out(r) for r in rows],
-        next_cursor=time_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-    )
+    query = newest_first(query, Participation.created_at, Participation.id, limit, cursor)
+    rows, next_cursor = split_page(list(await session.scalars(query)), limit, lambda p: (p.created_at, p.id))
+    return ParticipationList(items=[_participation_out(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.post(

@@ -7,13 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
-from laoke.kit.ids import new_id, read_time_cursor, time_cursor
+from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen, to_fen
+from laoke.kit.paging import newest_first, split_page
 from laoke.kit.service import CallerDep, OutboxDep
 from laoke.kit.settings import ServiceSettings
 from services.loyalty import coupons
@@ -276,15 +277,13 @@ async def member_coupons(
         )
         .where(Coupon.shop_id == caller.shop_id, Coupon.customer_id == customer_id)
     )
-    if cursor is not None:
-        query = query.where(tuple_(Coupon.issued_at, Coupon.code) < tuple_(*read_time_cursor(cursor)))
-    newest_first = query.order_by(Coupon.issued_at.desc(), Coupon.code.desc()).limit(limit + 1)
-    rows = list(await session.execute(newest_first))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    query = newest_first(query, Coupon.issued_at, Coupon.code, limit, cursor)
+    rows, next_cursor = split_page(
+        list(await session.execute(query)), limit, lambda row: (row[0].issued_at, row[0].code)
+    )
     now = clock.now()
     return CouponList(
-        next_cursor=time_cursor(rows[-1][0].issued_at, rows[-1][0].code) if more else None,
+        next_cursor=next_cursor,
         items=[
             CouponOut(
                 code=c.code,

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 
 from laoke.kit import clock
 from laoke.kit.db import ReadSessionDep, SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, Conflict, NotFound, Unprocessable
 from laoke.kit.idempotency import IdempotencyKeyHeader, run_idempotent
-from laoke.kit.ids import new_id, read_time_cursor, time_cursor
+from laoke.kit.ids import new_id
 from laoke.kit.jsonutil import dumps
 from laoke.kit.money import from_fen, to_fen
+from laoke.kit.paging import newest_first, split_page
 from laoke.kit.service import CallerDep, OutboxDep
 from services.loyalty import coupons, program, rewards
 from services.loyalty.models import (
@@ -213,16 +214,12 @@ async def list_redemptions(
         query = query.where(Redemption.reward_id == reward_id)
     if customer_id is not None:
         query = query.where(Redemption.customer_id == customer_id)
-    if cursor:
-        query = query.where(tuple_(Redemption.created_at, Redemption.id) < tuple_(*read_time_cursor(cursor)))
-    newest_first = query.order_by(Redemption.created_at.desc(), Redemption.id.desc())
-    rows = list(await session.execute(newest_first.limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1][0] if more and rows else None
+    query = newest_first(query, Redemption.created_at, Redemption.id, limit, cursor)
+    rows, next_cursor = split_page(
+        list(await session.execute(query)), limit, lambda row: (row[0].created_at, row[0].id)
+    )
     return RedemptionList(
-        items=[_record(redemption, reward) for redemption, reward in rows],
-        next_cursor=time_cursor(last.created_at, last.id) if last else None,
+        items=[_record(redemption, reward) for redemption, reward in rows], next_cursor=next_cursor
     )
 
 

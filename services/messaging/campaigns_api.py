@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from laoke.kit import clock
 from laoke.kit.db import SessionDep
 from laoke.kit.errors import ERROR_RESPONSES, NotFound
-from laoke.kit.ids import new_id, read_time_cursor, time_cursor
+from laoke.kit.ids import new_id
 from laoke.kit.money import from_fen
+from laoke.kit.paging import newest_first, split_page
 from laoke.kit.segments import segment_size
 from laoke.kit.service import CallerDep
 from services.messaging import campaigns
@@ -120,17 +121,9 @@ async def list_campaigns(
     query = select(Campaign).where(Campaign.shop_id == caller.shop_id)
     if segment_id is not None:
         query = query.where(Campaign.segment_id == segment_id)
-    if cursor is not None:
-        query = query.where(tuple_(Campaign.created_at, Campaign.id) < tuple_(*read_time_cursor(cursor)))
-    rows = list(
-        await session.scalars(query.order_by(Campaign.created_at.desc(), Campaign.id.desc()).limit(limit + 1))
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return CampaignList(
-        items=[await _out(session, c) for c in rows],
-        next_cursor=time_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-    )
+    query = newest_first(query, Campaign.created_at, Campaign.id, limit, cursor)
+    rows, next_cursor = split_page(list(await session.scalars(query)), limit, lambda c: (c.created_at, c.id))
+    return CampaignList(items=[await _out(session, c) for c in rows], next_cursor=next_cursor)
 
 
 @router.get(
